@@ -1,0 +1,6 @@
+//! Domain logic: passwords, users, logins and access tokens. Nothing here knows HTTP.
+
+pub mod login;
+pub mod passwords;
+pub mod tokens;
+pub mod users;

@@ -1,0 +1,226 @@
+//! Argon2id password hashing, bounded and off the async workers.
+
+use std::sync::Arc;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Semaphore;
+
+/// OWASP's argon2id recommendation: 19 MiB, 2 passes, 1 lane.
+const MEMORY_KIB: u32 = 19_456;
+const ITERATIONS: u32 = 2;
+const LANES: u32 = 1;
+/// Longer inputs are refused before hashing: they cost time and prove nothing.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// Shortest password accepted when one is set.
+pub const MIN_NEW_PASSWORD_CHARS: usize = 8;
+
+/// A password as typed. Its `Debug` never shows it.
+#[derive(Clone)]
+pub struct Password(SecretString);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password([redacted])")
+    }
+}
+
+impl Password {
+    /// A password presented at login: anything from 1 to 1024 bytes.
+    pub fn parse_presented(secret: SecretString) -> Result<Self, &'static str> {
+        let len = secret.expose_secret().len();
+        if len == 0 || len > MAX_PASSWORD_BYTES {
+            return Err("password must be 1 to 1024 bytes");
+        }
+        Ok(Self(secret))
+    }
+
+    /// A new password: at least 8 characters, at most 1024 bytes.
+    pub fn parse_new(secret: SecretString) -> Result<Self, &'static str> {
+        let s = secret.expose_secret();
+        if s.chars().count() < MIN_NEW_PASSWORD_CHARS || s.len() > MAX_PASSWORD_BYTES {
+            return Err("password must be at least 8 characters and at most 1024 bytes");
+        }
+        Ok(Self(secret))
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.0.expose_secret().as_bytes()
+    }
+}
+
+/// Errors of the hasher.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    /// argon2 failed: a bug or a corrupt stored hash.
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+    /// The blocking task died.
+    #[error("password hashing task failed")]
+    Task,
+}
+
+/// Outcome of a verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verified {
+    /// The password matches; `needs_rehash` when the stored parameters are not today's.
+    Match {
+        /// Stored hash uses other parameters than the configured ones.
+        needs_rehash: bool,
+    },
+    /// Wrong password, or no such user.
+    Mismatch,
+}
+
+/// Hashes and verifies passwords; at most `concurrency` at once (each takes 19 MiB).
+pub struct PasswordHasher {
+    permits: Arc<Semaphore>,
+    dummy_hash: String,
+}
+
+fn argon2() -> Argon2<'static> {
+    // The parameters are constants that argon2 accepts; a failure here is a bug caught by tests.
+    let params = Params::new(MEMORY_KIB, ITERATIONS, LANES, None).unwrap_or_default();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+fn hash_blocking(password: &[u8]) -> Result<String, PasswordError> {
+    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+    argon2()
+        .hash_password(password, &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| PasswordError::Hash(e.to_string()))
+}
+
+fn verify_blocking(password: &[u8], stored: &str) -> Result<Verified, PasswordError> {
+    let parsed = PasswordHash::new(stored).map_err(|e| PasswordError::Hash(e.to_string()))?;
+    match argon2().verify_password(password, &parsed) {
+        Ok(()) => {
+            let current = Params::try_from(&parsed).ok();
+            let needs_rehash = parsed.algorithm != Algorithm::Argon2id.ident()
+                || parsed.version != Some(Version::V0x13.into())
+                || current.is_none_or(|p| {
+                    (p.m_cost(), p.t_cost(), p.p_cost()) != (MEMORY_KIB, ITERATIONS, LANES)
+                });
+            Ok(Verified::Match { needs_rehash })
+        }
+        Err(argon2::password_hash::Error::Password) => Ok(Verified::Mismatch),
+        Err(e) => Err(PasswordError::Hash(e.to_string())),
+    }
+}
+
+impl PasswordHasher {
+    /// A hasher running at most `concurrency` hashes at once. Computes the dummy hash
+    /// that unknown users are checked against, so they cost what a real user costs.
+    pub fn new(concurrency: usize) -> Result<Self, PasswordError> {
+        let dummy_hash = hash_blocking(b"tokenmint dummy password, never matched")?;
+        Ok(Self {
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            dummy_hash,
+        })
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, PasswordError> + Send + 'static,
+    ) -> Result<T, PasswordError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| PasswordError::Task)?;
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(f))
+            .await
+            .map_err(|_| PasswordError::Task)?
+    }
+
+    /// Hashes a new password into a PHC string.
+    pub async fn hash(&self, password: Password) -> Result<String, PasswordError> {
+        self.run(move || hash_blocking(password.bytes())).await
+    }
+
+    /// Verifies `password` against `stored`; with `None` (unknown user) it verifies
+    /// against the dummy hash and answers `Mismatch`, taking the same time.
+    pub async fn verify(
+        &self,
+        password: Password,
+        stored: Option<String>,
+    ) -> Result<Verified, PasswordError> {
+        let (hash, known) = match stored {
+            Some(h) => (h, true),
+            None => (self.dummy_hash.clone(), false),
+        };
+        let verified = self
+            .run(move || verify_blocking(password.bytes(), &hash))
+            .await?;
+        Ok(if known { verified } else { Verified::Mismatch })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pw(s: &str) -> Password {
+        Password::parse_presented(SecretString::from(s.to_owned())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_hash_verifies_its_password_and_nothing_else() {
+        let hasher = PasswordHasher::new(2).unwrap();
+        let hash = hasher.hash(pw("correct horse")).await.unwrap();
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
+        assert_eq!(
+            hasher
+                .verify(pw("correct horse"), Some(hash.clone()))
+                .await
+                .unwrap(),
+            Verified::Match {
+                needs_rehash: false
+            }
+        );
+        assert_eq!(
+            hasher.verify(pw("wrong horse"), Some(hash)).await.unwrap(),
+            Verified::Mismatch
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unknown_user_never_matches_even_the_dummy_password() {
+        let hasher = PasswordHasher::new(1).unwrap();
+        let dummy = pw("tokenmint dummy password, never matched");
+        assert_eq!(
+            hasher.verify(dummy, None).await.unwrap(),
+            Verified::Mismatch
+        );
+    }
+
+    #[tokio::test]
+    async fn weaker_stored_parameters_ask_for_a_rehash() {
+        let weak = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(8192, 1, 1, None).unwrap(),
+        );
+        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+        let hash = weak.hash_password(b"pw-123456", &salt).unwrap().to_string();
+        let hasher = PasswordHasher::new(1).unwrap();
+        assert_eq!(
+            hasher.verify(pw("pw-123456"), Some(hash)).await.unwrap(),
+            Verified::Match { needs_rehash: true }
+        );
+    }
+
+    #[test]
+    fn new_passwords_have_a_minimum_length_and_all_a_maximum() {
+        assert!(Password::parse_new(SecretString::from("short".to_owned())).is_err());
+        assert!(Password::parse_new(SecretString::from("long enough".to_owned())).is_ok());
+        assert!(Password::parse_presented(SecretString::from(String::new())).is_err());
+        assert!(Password::parse_presented(SecretString::from("x".repeat(1025))).is_err());
+    }
+}

@@ -1,0 +1,191 @@
+//! Access tokens: RFC 9068 JWTs, built from a user and verified against the keyring.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{Validation, decode, decode_header};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::users::{REGISTERED_CLAIMS, User};
+use crate::keys::{KeyError, Keyring};
+
+/// Longest token accepted for verification; anything longer is refused unparsed.
+const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// The claims of an access token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessClaims {
+    /// Issuer.
+    pub iss: String,
+    /// User id.
+    pub sub: String,
+    /// Audience (a string, API.md).
+    pub aud: String,
+    /// Expiry, seconds since the epoch.
+    pub exp: i64,
+    /// Issued at.
+    pub iat: i64,
+    /// Not before.
+    pub nbf: i64,
+    /// Token id.
+    pub jti: String,
+    /// Session id.
+    pub sid: String,
+    /// Space-separated scopes.
+    pub scope: String,
+    /// Roles.
+    pub roles: Vec<String>,
+    /// OAuth client, when given at login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The user's name.
+    pub username: String,
+    /// The user's custom claims, merged at top level.
+    #[serde(flatten)]
+    pub custom: Map<String, Value>,
+}
+
+/// Why a token was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    /// Malformed, badly signed, unknown key, wrong type, issuer or audience, or not yet valid.
+    #[error("invalid token: {0}")]
+    Invalid(&'static str),
+    /// Past `exp`.
+    #[error("token expired")]
+    Expired,
+}
+
+/// An issued access token.
+#[derive(Debug)]
+pub struct IssuedToken {
+    /// The JWT.
+    pub token: String,
+    /// Its claims.
+    pub claims: AccessClaims,
+}
+
+/// Who asked for a token, and for what.
+#[derive(Debug)]
+pub struct Grant<'a> {
+    /// The user.
+    pub user: &'a User,
+    /// Granted scopes (already narrowed).
+    pub scopes: &'a [String],
+    /// Session id.
+    pub sid: Uuid,
+    /// OAuth client id.
+    pub client_id: Option<&'a str>,
+}
+
+/// Issues and verifies access tokens.
+pub struct TokenService {
+    keyring: Arc<Keyring>,
+    issuer: String,
+    audience: String,
+    access_ttl: Duration,
+    clock_skew: Duration,
+}
+
+impl TokenService {
+    /// A token service signing with `keyring`.
+    pub fn new(
+        keyring: Arc<Keyring>,
+        issuer: String,
+        audience: String,
+        access_ttl: Duration,
+        clock_skew: Duration,
+    ) -> Self {
+        Self {
+            keyring,
+            issuer,
+            audience,
+            access_ttl,
+            clock_skew,
+        }
+    }
+
+    /// Access token lifetime.
+    pub fn access_ttl(&self) -> Duration {
+        self.access_ttl
+    }
+
+    /// Builds and signs an access token for `grant` at `now`.
+    pub fn issue(&self, grant: &Grant<'_>, now: DateTime<Utc>) -> Result<IssuedToken, KeyError> {
+        let iat = now.timestamp();
+        let ttl = i64::try_from(self.access_ttl.as_secs()).unwrap_or(i64::MAX);
+        let custom = grant
+            .user
+            .claims
+            .iter()
+            .filter(|(k, _)| !REGISTERED_CLAIMS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            sub: grant.user.id.to_string(),
+            aud: self.audience.clone(),
+            exp: iat.saturating_add(ttl),
+            iat,
+            nbf: iat,
+            jti: Uuid::new_v4().to_string(),
+            sid: grant.sid.to_string(),
+            scope: grant.scopes.join(" "),
+            roles: grant.user.roles.clone(),
+            client_id: grant.client_id.map(str::to_owned),
+            username: grant.user.username.clone(),
+            custom,
+        };
+        let (token, _kid) = self.keyring.sign(&claims)?;
+        Ok(IssuedToken { token, claims })
+    }
+
+    /// Verifies signature, type, issuer and audience, then time: `nbf` and `iat` with the
+    /// clock-skew tolerance, `exp` without any.
+    pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<AccessClaims, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Invalid("too long"));
+        }
+        let header = decode_header(token).map_err(|_| TokenError::Invalid("malformed"))?;
+        // RFC 9068 section 4: the type tells access tokens apart from other JWTs we might sign.
+        let typ_ok = header.typ.as_deref().is_some_and(|t| {
+            t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
+        });
+        if !typ_ok {
+            return Err(TokenError::Invalid("not an access token"));
+        }
+        let kid = header.kid.as_deref().ok_or(TokenError::Invalid("no kid"))?;
+        let key = self
+            .keyring
+            .verifying_key(kid)
+            .ok_or(TokenError::Invalid("unknown key"))?;
+        if header.alg != key.alg.jwt_algorithm() {
+            return Err(TokenError::Invalid("algorithm does not match the key"));
+        }
+        let mut validation = Validation::new(key.alg.jwt_algorithm());
+        // Time is checked below against the injected clock, with skew on nbf/iat only.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.leeway = 0;
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        let claims = decode::<AccessClaims>(token, &key.key, &validation)
+            .map_err(|_| TokenError::Invalid("signature or claims rejected"))?
+            .claims;
+
+        let now = now.timestamp();
+        let skew = i64::try_from(self.clock_skew.as_secs()).unwrap_or(i64::MAX);
+        if claims.nbf > now.saturating_add(skew) || claims.iat > now.saturating_add(skew) {
+            return Err(TokenError::Invalid("not valid yet"));
+        }
+        // RFC 7519 section 4.1.4: not accepted on or after exp.
+        if now >= claims.exp {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
+    }
+}

@@ -1,0 +1,438 @@
+//! Settings from `TOKENMINT_*` environment variables, with the embedded defaults of
+//! API.md. This is the only module that reads the environment. An invalid value is
+//! an error naming the variable: the process never falls back silently.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+
+use crate::keys::SigningAlg;
+
+/// A setting that could not be used, with the variable that holds it.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub var: &'static str,
+    /// Why its value was refused (never the value itself: it may be a secret).
+    pub reason: String,
+}
+
+/// Where durable state lives, chosen by the URL scheme.
+#[derive(Clone)]
+pub enum DatabaseUrl {
+    /// An embedded SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection URL (may carry a password, hence secret).
+    Postgres(SecretString),
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            Self::Postgres(_) => f.write_str("postgres://[redacted]"),
+        }
+    }
+}
+
+impl DatabaseUrl {
+    /// Parses `sqlite://PATH` or `postgres://...` / `postgresql://...`.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err("sqlite:// needs a file path".into());
+            }
+            if path == ":memory:" || path.contains("mode=memory") {
+                // Every pooled connection would open its own empty database.
+                return Err(
+                    "an in-memory SQLite database cannot be pooled; give a file path".into(),
+                );
+            }
+            Ok(Self::Sqlite(PathBuf::from(path)))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres(SecretString::from(url.to_owned())))
+        } else {
+            Err("expected sqlite://PATH or postgres://...".into())
+        }
+    }
+
+    /// The backend's name, for logs.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// 32 bytes that encrypt signing keys at rest (AES-256-GCM).
+pub type KeyEncryptionKey = SecretBox<[u8; 32]>;
+
+/// Every setting of the service, typed and checked.
+#[derive(Debug)]
+pub struct Settings {
+    /// Listen address (`TOKENMINT_BIND`).
+    pub bind: SocketAddr,
+    /// Database (`TOKENMINT_DATABASE_URL`).
+    pub database_url: DatabaseUrl,
+    /// Redis for the revocation list; `None` is the in-memory list (`TOKENMINT_REDIS_URL`).
+    pub redis_url: Option<SecretString>,
+    /// Prefix of every Redis key, so several deployments can share one Redis (`TOKENMINT_REDIS_PREFIX`).
+    pub redis_prefix: String,
+    /// `iss` claim and discovery issuer (`TOKENMINT_ISSUER`).
+    pub issuer: String,
+    /// Default `aud` claim (`TOKENMINT_AUDIENCE`).
+    pub audience: String,
+    /// Key-encryption key (`TOKENMINT_KEY_ENCRYPTION_KEY`); required with PostgreSQL.
+    pub key_encryption_key: Option<KeyEncryptionKey>,
+    /// Algorithm of newly generated signing keys (`TOKENMINT_SIGNING_ALG`).
+    pub signing_alg: SigningAlg,
+    /// Access token lifetime (`TOKENMINT_ACCESS_TTL`).
+    pub access_ttl: Duration,
+    /// Refresh token idle lifetime (`TOKENMINT_REFRESH_TTL`).
+    pub refresh_ttl: Duration,
+    /// Absolute session lifetime (`TOKENMINT_SESSION_TTL`).
+    pub session_ttl: Duration,
+    /// Window in which the predecessor of a refresh token still gets its successor (`TOKENMINT_REFRESH_REUSE_LEEWAY`).
+    pub refresh_reuse_leeway: Duration,
+    /// Tolerance on `nbf` and `iat`, never on `exp` (`TOKENMINT_CLOCK_SKEW`).
+    pub clock_skew: Duration,
+    /// Automatic signing-key rotation interval (`TOKENMINT_KEY_ROTATION_INTERVAL`).
+    pub key_rotation_interval: Duration,
+    /// `Secure` attribute on the refresh cookie (`TOKENMINT_COOKIE_SECURE`).
+    pub cookie_secure: bool,
+    /// Exact origins allowed by CORS (`TOKENMINT_CORS_ORIGINS`).
+    pub cors_origins: Vec<String>,
+    /// Admin to create at start if absent (`TOKENMINT_BOOTSTRAP_ADMIN=username:password`).
+    pub bootstrap_admin: Option<(String, SecretString)>,
+    /// Log filter (`TOKENMINT_LOG`).
+    pub log: String,
+    /// Login failures per username before 429 (`TOKENMINT_LOGIN_MAX_FAILURES`).
+    pub login_max_failures: u32,
+    /// Window of the login failure counters (`TOKENMINT_LOGIN_WINDOW`).
+    pub login_window: Duration,
+    /// Largest accepted request body (`TOKENMINT_BODY_LIMIT`, bytes).
+    pub body_limit_bytes: usize,
+    /// Database connections in the pool (`TOKENMINT_DB_POOL_SIZE`).
+    pub db_pool_size: u32,
+    /// How long a request waits for a database connection before 503 (`TOKENMINT_DB_TIMEOUT`).
+    pub db_timeout: Duration,
+    /// Argon2 verifications at once; bounds memory (`TOKENMINT_HASH_CONCURRENCY`, default: cores).
+    pub hash_concurrency: usize,
+    /// HTTP worker threads (`TOKENMINT_WORKERS`, default: cores).
+    pub workers: usize,
+}
+
+const DEFAULT_BIND: &str = "127.0.0.1:8080";
+const DEFAULT_DATABASE_URL: &str = "sqlite://tokenmint.db";
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`, which returns a variable's value if set.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |var: &str| lookup(var).filter(|v| !v.trim().is_empty());
+
+        let bind_raw = get("TOKENMINT_BIND").unwrap_or_else(|| DEFAULT_BIND.into());
+        let bind: SocketAddr = bind_raw
+            .parse()
+            .map_err(|_| invalid("TOKENMINT_BIND", "expected IP:PORT, e.g. 127.0.0.1:8080"))?;
+        let database_url = DatabaseUrl::parse(
+            &get("TOKENMINT_DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
+        )
+        .map_err(|reason| invalid("TOKENMINT_DATABASE_URL", reason))?;
+
+        let redis_url = match get("TOKENMINT_REDIS_URL") {
+            None => None,
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                Some(SecretString::from(url))
+            }
+            Some(_) => return Err(invalid("TOKENMINT_REDIS_URL", "expected redis://...")),
+        };
+
+        let key_encryption_key = match get("TOKENMINT_KEY_ENCRYPTION_KEY") {
+            None => None,
+            Some(b64) => {
+                Some(parse_kek(&b64).map_err(|r| invalid("TOKENMINT_KEY_ENCRYPTION_KEY", r))?)
+            }
+        };
+        if key_encryption_key.is_none() && matches!(database_url, DatabaseUrl::Postgres(_)) {
+            return Err(invalid(
+                "TOKENMINT_KEY_ENCRYPTION_KEY",
+                "required with PostgreSQL (base64 of 32 random bytes, e.g. `openssl rand -base64 32`)",
+            ));
+        }
+
+        let signing_alg = match get("TOKENMINT_SIGNING_ALG") {
+            None => SigningAlg::Es256,
+            Some(s) => s
+                .parse()
+                .map_err(|_| invalid("TOKENMINT_SIGNING_ALG", "expected ES256, EdDSA or RS256"))?,
+        };
+
+        let cors_origins = parse_origins(get("TOKENMINT_CORS_ORIGINS").as_deref())
+            .map_err(|r| invalid("TOKENMINT_CORS_ORIGINS", r))?;
+
+        let bootstrap_admin = match get("TOKENMINT_BOOTSTRAP_ADMIN") {
+            None => None,
+            Some(s) => match s.split_once(':') {
+                Some((user, pass)) if !user.is_empty() && !pass.is_empty() => {
+                    Some((user.to_owned(), SecretString::from(pass.to_owned())))
+                }
+                _ => {
+                    return Err(invalid(
+                        "TOKENMINT_BOOTSTRAP_ADMIN",
+                        "expected username:password",
+                    ));
+                }
+            },
+        };
+
+        let duration = |var: &'static str, default: Duration| -> Result<Duration, ConfigError> {
+            match get(var) {
+                None => Ok(default),
+                Some(s) => parse_duration(&s).map_err(|r| invalid(var, r)),
+            }
+        };
+        let number =
+            |var: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
+                match get(var) {
+                    None => Ok(default),
+                    Some(s) => match s.trim().parse::<u64>() {
+                        Ok(n) if (min..=max).contains(&n) => Ok(n),
+                        _ => Err(invalid(
+                            var,
+                            format!("expected a whole number from {min} to {max}"),
+                        )),
+                    },
+                }
+            };
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
+
+        let access_ttl = duration("TOKENMINT_ACCESS_TTL", Duration::from_secs(15 * 60))?;
+        let refresh_ttl = duration("TOKENMINT_REFRESH_TTL", Duration::from_secs(7 * 24 * 3600))?;
+        let session_ttl = duration("TOKENMINT_SESSION_TTL", Duration::from_secs(30 * 24 * 3600))?;
+        for (var, d) in [
+            ("TOKENMINT_ACCESS_TTL", access_ttl),
+            ("TOKENMINT_REFRESH_TTL", refresh_ttl),
+            ("TOKENMINT_SESSION_TTL", session_ttl),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(var, "must be longer than zero"));
+            }
+        }
+
+        Ok(Self {
+            issuer: get("TOKENMINT_ISSUER").unwrap_or_else(|| format!("http://{bind}")),
+            audience: get("TOKENMINT_AUDIENCE").unwrap_or_else(|| "tokenmint".into()),
+            bind,
+            database_url,
+            redis_url,
+            redis_prefix: get("TOKENMINT_REDIS_PREFIX").unwrap_or_else(|| "tokenmint:".into()),
+            key_encryption_key,
+            signing_alg,
+            access_ttl,
+            refresh_ttl,
+            session_ttl,
+            refresh_reuse_leeway: duration(
+                "TOKENMINT_REFRESH_REUSE_LEEWAY",
+                Duration::from_secs(5),
+            )?,
+            clock_skew: duration("TOKENMINT_CLOCK_SKEW", Duration::from_secs(60))?,
+            key_rotation_interval: duration(
+                "TOKENMINT_KEY_ROTATION_INTERVAL",
+                Duration::from_secs(30 * 24 * 3600),
+            )?,
+            cookie_secure: match get("TOKENMINT_COOKIE_SECURE").as_deref() {
+                None | Some("true") | Some("1") => true,
+                Some("false") | Some("0") => false,
+                Some(_) => {
+                    return Err(invalid("TOKENMINT_COOKIE_SECURE", "expected true or false"));
+                }
+            },
+            cors_origins,
+            bootstrap_admin,
+            log: get("TOKENMINT_LOG").unwrap_or_else(|| "info".into()),
+            login_max_failures: number("TOKENMINT_LOGIN_MAX_FAILURES", 5, 1, 1_000_000)? as u32,
+            login_window: duration("TOKENMINT_LOGIN_WINDOW", Duration::from_secs(15 * 60))?,
+            body_limit_bytes: number("TOKENMINT_BODY_LIMIT", 64 * 1024, 1024, 16 * 1024 * 1024)?
+                as usize,
+            db_pool_size: number("TOKENMINT_DB_POOL_SIZE", 8, 1, 1000)? as u32,
+            db_timeout: duration("TOKENMINT_DB_TIMEOUT", Duration::from_secs(5))?,
+            hash_concurrency: number("TOKENMINT_HASH_CONCURRENCY", cores, 1, 1024)? as usize,
+            workers: number("TOKENMINT_WORKERS", cores, 1, 1024)? as usize,
+        })
+    }
+
+    /// Settings for a test server: port 0, a SQLite file in `dir`, a fixed key-encryption
+    /// key and a known bootstrap admin. Tests adjust fields afterwards.
+    pub fn for_tests(dir: &Path, admin_password: &str) -> Self {
+        let lookup = |name: &str| match name {
+            "TOKENMINT_BIND" => Some("127.0.0.1:0".to_owned()),
+            "TOKENMINT_ISSUER" => Some("http://tokenmint.test".to_owned()),
+            "TOKENMINT_BOOTSTRAP_ADMIN" => Some(format!("admin:{admin_password}")),
+            "TOKENMINT_WORKERS" => Some("2".to_owned()),
+            _ => None,
+        };
+        let mut settings = match Self::from_lookup(lookup) {
+            Ok(s) => s,
+            Err(e) => unreachable!("test defaults are valid: {e}"),
+        };
+        settings.database_url = DatabaseUrl::Sqlite(dir.join("tokenmint.db"));
+        settings.key_encryption_key = Some(SecretBox::new(Box::new([7u8; 32])));
+        settings
+    }
+
+    /// The directory that holds the embedded database (and a generated key-encryption key).
+    pub fn data_dir(&self) -> Option<PathBuf> {
+        match &self.database_url {
+            DatabaseUrl::Sqlite(path) => Some(
+                path.parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+            ),
+            DatabaseUrl::Postgres(_) => None,
+        }
+    }
+
+    /// The Redis URL, for connecting.
+    pub fn redis_url_exposed(&self) -> Option<&str> {
+        self.redis_url.as_ref().map(|s| s.expose_secret())
+    }
+}
+
+fn invalid(var: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        reason: reason.into(),
+    }
+}
+
+/// Parses a `humantime` duration (`15m`, `7d`) or a number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s)
+        .map_err(|_| "expected a duration such as 15m, 7d or 900 (seconds)".to_owned())
+}
+
+/// Parses base64 of exactly 32 bytes.
+pub fn parse_kek(b64: &str) -> Result<KeyEncryptionKey, String> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|_| "expected base64".to_owned())?;
+    let key: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| "expected base64 of exactly 32 bytes".to_owned())?;
+    Ok(SecretBox::new(Box::new(key)))
+}
+
+fn parse_origins(raw: Option<&str>) -> Result<Vec<String>, String> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    let mut origins = Vec::new();
+    for origin in raw.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        if origin == "*" {
+            return Err("`*` is refused: list exact origins".into());
+        }
+        let rest = origin
+            .strip_prefix("https://")
+            .or_else(|| origin.strip_prefix("http://"))
+            .ok_or_else(|| format!("origin {origin:?} must start with https:// or http://"))?;
+        if rest.is_empty() || rest.contains('/') {
+            return Err(format!(
+                "origin {origin:?} must be scheme://host[:port] with no path"
+            ));
+        }
+        origins.push(origin.to_owned());
+    }
+    Ok(origins)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn no_configuration_gives_the_embedded_defaults() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.bind.to_string(), "127.0.0.1:8080");
+        assert!(
+            matches!(s.database_url, DatabaseUrl::Sqlite(ref p) if p == Path::new("tokenmint.db"))
+        );
+        assert!(s.redis_url.is_none());
+        assert_eq!(s.issuer, "http://127.0.0.1:8080");
+        assert_eq!(s.access_ttl, Duration::from_secs(900));
+        assert_eq!(s.refresh_reuse_leeway, Duration::from_secs(5));
+        assert_eq!(s.signing_alg, SigningAlg::Es256);
+        assert_eq!(s.data_dir(), Some(PathBuf::from(".")));
+    }
+
+    #[test]
+    fn durations_take_humantime_or_seconds() {
+        let s = settings(&[
+            ("TOKENMINT_ACCESS_TTL", "2m"),
+            ("TOKENMINT_REFRESH_TTL", "90"),
+        ])
+        .unwrap();
+        assert_eq!(s.access_ttl, Duration::from_secs(120));
+        assert_eq!(s.refresh_ttl, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn an_invalid_value_names_its_variable() {
+        for (var, value) in [
+            ("TOKENMINT_BIND", "nowhere"),
+            ("TOKENMINT_DATABASE_URL", "mysql://x"),
+            ("TOKENMINT_DATABASE_URL", "sqlite://:memory:"),
+            ("TOKENMINT_ACCESS_TTL", "soon"),
+            ("TOKENMINT_ACCESS_TTL", "0s"),
+            ("TOKENMINT_SIGNING_ALG", "HS256"),
+            ("TOKENMINT_CORS_ORIGINS", "*"),
+            ("TOKENMINT_COOKIE_SECURE", "maybe"),
+            ("TOKENMINT_KEY_ENCRYPTION_KEY", "c2hvcnQ="),
+            ("TOKENMINT_BOOTSTRAP_ADMIN", "nocolon"),
+            ("TOKENMINT_REDIS_URL", "http://x"),
+            ("TOKENMINT_LOGIN_MAX_FAILURES", "-1"),
+        ] {
+            let err = settings(&[(var, value)]).unwrap_err();
+            assert_eq!(err.var, var, "{value}");
+        }
+    }
+
+    #[test]
+    fn postgres_requires_a_key_encryption_key() {
+        let err =
+            settings(&[("TOKENMINT_DATABASE_URL", "postgres://u:secretpw@h/db")]).unwrap_err();
+        assert_eq!(err.var, "TOKENMINT_KEY_ENCRYPTION_KEY");
+        let kek = base64::engine::general_purpose::STANDARD.encode([1u8; 32]);
+        let s = settings(&[
+            ("TOKENMINT_DATABASE_URL", "postgres://u:secretpw@h/db"),
+            ("TOKENMINT_KEY_ENCRYPTION_KEY", &kek),
+        ])
+        .unwrap();
+        assert!(
+            !format!("{s:?}").contains("secretpw"),
+            "the database password must not be printable"
+        );
+    }
+}

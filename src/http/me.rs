@@ -1,0 +1,53 @@
+//! `GET /api/me`.
+
+use actix_web::{get, web};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::extract::BearerToken;
+use crate::error::{ApiError, ErrorBody};
+
+/// Who the bearer of an access token is.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct MeResponse {
+    /// User id.
+    pub sub: String,
+    /// Username.
+    pub username: String,
+    /// Roles.
+    pub roles: Vec<String>,
+    /// Granted scopes, space-separated.
+    pub scope: String,
+    /// Session id.
+    pub session_id: String,
+    /// The user's custom claims only.
+    #[schema(value_type = Object)]
+    pub claims: Map<String, Value>,
+}
+
+/// Describe the caller of a bearer access token.
+#[utoipa::path(
+    tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The token's subject", body = MeResponse),
+        (status = 401, description = "Missing, malformed, badly signed or expired token", body = ErrorBody),
+    )
+)]
+#[get("/api/me")]
+pub async fn me(
+    state: web::Data<AppState>,
+    bearer: BearerToken,
+) -> Result<web::Json<MeResponse>, ApiError> {
+    let claims = state.tokens.verify(&bearer.0, state.clock.now())?;
+    Ok(web::Json(MeResponse {
+        sub: claims.sub,
+        username: claims.username,
+        roles: claims.roles,
+        scope: claims.scope,
+        session_id: claims.sid,
+        claims: claims.custom,
+    }))
+}

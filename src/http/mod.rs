@@ -1,0 +1,227 @@
+//! The HTTP layer: handlers parse, call one domain function and map the result.
+//! Every rejection, actix's own included, is answered in API.md's error format.
+
+pub mod auth;
+pub mod extract;
+pub mod me;
+pub mod ops;
+pub mod wellknown;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ResourceDef, ServiceRequest, ServiceResponse};
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError, UrlencodedError};
+use actix_web::http::Method;
+use actix_web::middleware::Next;
+use actix_web::{HttpRequest, web};
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::auth::passwords::PasswordHasher;
+use crate::auth::tokens::TokenService;
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::error::{ApiError, ErrorCode};
+use crate::keys::Keyring;
+use crate::revocation::RevocationList;
+use crate::store::Db;
+
+/// Everything a handler may use, built once at start and shared by all workers.
+pub struct AppState {
+    /// Settings.
+    pub settings: Arc<Settings>,
+    /// Database.
+    pub db: Db,
+    /// Signing keys.
+    pub keyring: Arc<Keyring>,
+    /// Access tokens.
+    pub tokens: TokenService,
+    /// Password hashing.
+    pub hasher: Arc<PasswordHasher>,
+    /// Revocation list.
+    pub revocation: RevocationList,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// The documented routes, to tell 404 from 405.
+    pub routes: KnownRoutes,
+    /// The OpenAPI document, serialized once.
+    pub openapi_json: web::Bytes,
+}
+
+/// Registers every documented endpoint. Only `.service()`: utoipa-actix-web leaves
+/// `.route()` handlers out of the OpenAPI document.
+pub fn routes(cfg: &mut ServiceConfig<'_>) {
+    cfg.service(auth::login)
+        .service(me::me)
+        .service(wellknown::jwks)
+        .service(wellknown::openid_configuration)
+        .service(ops::healthz)
+        .service(ops::readyz)
+        .service(ops::openapi_json)
+        .service(ops::docs);
+}
+
+/// Body and parameter extractors that answer in API.md's format.
+pub fn extractor_configs(cfg: &mut web::ServiceConfig, body_limit_bytes: usize) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(body_limit_bytes)
+            .error_handler(json_error),
+    )
+    .app_data(
+        web::FormConfig::default()
+            .limit(body_limit_bytes)
+            .error_handler(form_error),
+    )
+    .app_data(web::PayloadConfig::default().limit(body_limit_bytes))
+    .app_data(web::QueryConfig::default().error_handler(query_error))
+    .app_data(web::PathConfig::default().error_handler(path_error));
+}
+
+fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    let api = match err {
+        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+            ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large")
+        }
+        JsonPayloadError::ContentType => ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "expected Content-Type: application/json",
+        ),
+        JsonPayloadError::Deserialize(e) => ApiError::invalid_request(describe_json_error(&e)),
+        JsonPayloadError::Payload(actix_web::error::PayloadError::Overflow) => {
+            ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large")
+        }
+        _ => ApiError::invalid_request("the request body could not be read"),
+    };
+    api.into()
+}
+
+fn form_error(err: UrlencodedError, _req: &HttpRequest) -> actix_web::Error {
+    let api = match err {
+        UrlencodedError::Overflow { .. } => {
+            ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large")
+        }
+        UrlencodedError::ContentType => ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "expected Content-Type: application/x-www-form-urlencoded",
+        ),
+        UrlencodedError::Parse(_) => {
+            ApiError::invalid_request("the form body is malformed or misses a field")
+        }
+        _ => ApiError::invalid_request("the form body could not be read"),
+    };
+    api.into()
+}
+
+fn query_error(_err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::invalid_request("invalid query parameters").into()
+}
+
+fn path_error(_err: PathError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::invalid_request("invalid path parameter").into()
+}
+
+/// serde_json's messages may quote the offending value (a misplaced password, say);
+/// keep what names fields and types, drop quoted input.
+pub fn describe_json_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let at = format!(" at line {} column {}", e.line(), e.column());
+    let core = text.strip_suffix(&at).unwrap_or(&text);
+    let core = if core.starts_with("invalid type") || core.starts_with("invalid value") {
+        match core.split_once(", expected ") {
+            Some((kind, expected)) => {
+                let kind = kind.split(':').next().unwrap_or("invalid value");
+                format!("{kind}: expected {expected}")
+            }
+            None => "invalid value".to_owned(),
+        }
+    } else if e.is_syntax() || e.is_eof() {
+        "malformed JSON".to_owned()
+    } else {
+        core.to_owned()
+    };
+    format!("{core}{at}")
+}
+
+/// The documented paths and their methods, from the OpenAPI document.
+#[derive(Default)]
+pub struct KnownRoutes(Vec<(ResourceDef, Vec<Method>)>);
+
+impl KnownRoutes {
+    /// Reads the paths of `doc`.
+    pub fn from_openapi(doc: &utoipa::openapi::OpenApi) -> Self {
+        let routes = doc
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let mut methods = Vec::new();
+                let ops = [
+                    (Method::GET, &item.get),
+                    (Method::POST, &item.post),
+                    (Method::PUT, &item.put),
+                    (Method::PATCH, &item.patch),
+                    (Method::DELETE, &item.delete),
+                ];
+                for (method, op) in ops {
+                    if op.is_some() {
+                        methods.push(method);
+                    }
+                }
+                (ResourceDef::new(path.as_str()), methods)
+            })
+            .collect();
+        Self(routes)
+    }
+
+    fn allowed(&self, path: &str) -> Option<&[Method]> {
+        self.0
+            .iter()
+            .find(|(def, _)| def.is_match(path))
+            .map(|(_, m)| m.as_slice())
+    }
+}
+
+/// Unmatched requests: 405 with `Allow` where the path exists, else 404.
+pub async fn not_matched(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(match state.routes.allowed(req.path()) {
+        Some(methods) if !methods.is_empty() => {
+            let allow = methods
+                .iter()
+                .map(Method::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
+            ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                format!("this endpoint allows {allow}"),
+            )
+            .allow(allow)
+        }
+        _ => ApiError::new(ErrorCode::NotFound, "no such endpoint"),
+    })
+}
+
+/// One log line per request: method, path (never the query: it may hold a key), status, time.
+pub async fn log_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.path().to_owned();
+    let response = next.call(req).await;
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    match &response {
+        Ok(res) => {
+            tracing::info!(%method, %path, status = res.status().as_u16(), elapsed_ms, "request")
+        }
+        Err(e) => {
+            tracing::info!(%method, %path, status = e.as_response_error().status_code().as_u16(), elapsed_ms, "request")
+        }
+    }
+    response
+}

@@ -1,0 +1,106 @@
+//! `/.well-known/jwks.json` and `/.well-known/openid-configuration`.
+
+use actix_web::http::header::{self, EntityTag, IfNoneMatch};
+use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, get, web};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+
+/// How long consumers may cache JWKS. A `next` key is published at least this long
+/// before it signs, so a cached JWKS always knows the signing key.
+pub const JWKS_MAX_AGE_SECS: u64 = 300;
+
+/// A JSON Web Key Set (RFC 7517 section 5).
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct JwksResponse {
+    /// Public keys: `kid`, `kty`, `alg`, `use`, and `crv`/`x`/`y` or `n`/`e`.
+    #[schema(value_type = Vec<Object>)]
+    pub keys: Vec<serde_json::Value>,
+}
+
+/// The public signing keys, for verifying access tokens without calling Tokenmint.
+#[utoipa::path(
+    tag = "discovery",
+    params(("If-None-Match" = Option<String>, Header, description = "ETag of a cached copy")),
+    responses(
+        (status = 200, description = "The key set", body = JwksResponse,
+         headers(("Cache-Control" = String), ("ETag" = String))),
+        (status = 304, description = "The cached copy is current"),
+    )
+)]
+#[get("/.well-known/jwks.json")]
+pub async fn jwks(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let doc = state.keyring.jwks();
+    let cache_control = format!("public, max-age={JWKS_MAX_AGE_SECS}");
+    // Tags are compared weakly for If-None-Match (RFC 9110 section 13.1.2).
+    let fresh = match req.get_header::<IfNoneMatch>() {
+        Some(IfNoneMatch::Any) => true,
+        Some(IfNoneMatch::Items(tags)) => {
+            let ours = doc.etag.trim_matches('"');
+            tags.iter().any(|t| t.tag() == ours)
+        }
+        None => false,
+    };
+    let mut response = if fresh {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    response
+        .insert_header((header::CACHE_CONTROL, cache_control))
+        .insert_header(header::ETag(EntityTag::new_strong(
+            doc.etag.trim_matches('"').to_owned(),
+        )));
+    if fresh {
+        response.finish()
+    } else {
+        response.content_type("application/json").body(doc.body)
+    }
+}
+
+/// Discovery metadata (RFC 8414 / OpenID Connect Discovery subset).
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct DiscoveryDocument {
+    /// The `iss` of every token.
+    pub issuer: String,
+    /// Where the signing keys are.
+    pub jwks_uri: String,
+    /// Algorithms of the published keys.
+    pub id_token_signing_alg_values_supported: Vec<String>,
+    /// Same, under RFC 8414's name for tokens signed by this issuer.
+    pub token_endpoint_auth_signing_alg_values_supported: Vec<String>,
+    /// Always `["public"]`.
+    pub subject_types_supported: Vec<String>,
+    /// Always `["token"]`.
+    pub response_types_supported: Vec<String>,
+}
+
+/// Discovery document, so that JWT libraries find the keys from the issuer alone.
+#[utoipa::path(
+    tag = "discovery",
+    responses((status = 200, description = "Discovery metadata", body = DiscoveryDocument))
+)]
+#[get("/.well-known/openid-configuration")]
+pub async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
+    let issuer = state.settings.issuer.trim_end_matches('/').to_owned();
+    let algs: Vec<String> = state
+        .keyring
+        .algorithms()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    HttpResponse::Ok()
+        .insert_header((
+            header::CACHE_CONTROL,
+            format!("public, max-age={JWKS_MAX_AGE_SECS}"),
+        ))
+        .json(DiscoveryDocument {
+            jwks_uri: format!("{issuer}/.well-known/jwks.json"),
+            issuer: state.settings.issuer.clone(),
+            token_endpoint_auth_signing_alg_values_supported: algs.clone(),
+            id_token_signing_alg_values_supported: algs,
+            subject_types_supported: vec!["public".to_owned()],
+            response_types_supported: vec!["token".to_owned()],
+        })
+}

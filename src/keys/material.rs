@@ -1,0 +1,180 @@
+//! Key material: generating, parsing and using ring key pairs, and their public JWKs.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, CommonParameters, EllipticCurve, EllipticCurveKeyParameters,
+    EllipticCurveKeyType, Jwk, KeyAlgorithm, OctetKeyPairParameters, OctetKeyPairType,
+    PublicKeyUse, RSAKeyParameters, RSAKeyType,
+};
+use ring::rand::SystemRandom;
+use ring::signature::{self as sig, KeyPair as _};
+use zeroize::Zeroizing;
+
+use super::{KeyError, SigningAlg};
+
+/// A parsed private key, ready to sign.
+pub enum KeyPair {
+    /// P-256.
+    Ecdsa(sig::EcdsaKeyPair),
+    /// Ed25519.
+    Ed25519(sig::Ed25519KeyPair),
+    /// RSA.
+    Rsa(sig::RsaKeyPair),
+}
+
+impl std::fmt::Debug for KeyPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyPair({}, [redacted])", self.alg())
+    }
+}
+
+impl KeyPair {
+    /// Generates a new private key and returns its PKCS#8 document (to be encrypted and stored).
+    pub fn generate_pkcs8(alg: SigningAlg) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        let rng = SystemRandom::new();
+        let doc = match alg {
+            SigningAlg::Es256 => {
+                sig::EcdsaKeyPair::generate_pkcs8(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)?
+            }
+            SigningAlg::EdDsa => sig::Ed25519KeyPair::generate_pkcs8(&rng)?,
+            SigningAlg::Rs256 => {
+                return Err(KeyError::Unsupported("generating RS256 keys".into()));
+            }
+        };
+        Ok(Zeroizing::new(doc.as_ref().to_vec()))
+    }
+
+    /// Parses a PKCS#8 document (PKCS#1 DER is also accepted for RSA).
+    pub fn from_pkcs8(alg: SigningAlg, der: &[u8]) -> Result<Self, KeyError> {
+        Ok(match alg {
+            SigningAlg::Es256 => Self::Ecdsa(sig::EcdsaKeyPair::from_pkcs8(
+                &sig::ECDSA_P256_SHA256_FIXED_SIGNING,
+                der,
+                &SystemRandom::new(),
+            )?),
+            SigningAlg::EdDsa => Self::Ed25519(sig::Ed25519KeyPair::from_pkcs8(der)?),
+            SigningAlg::Rs256 => Self::Rsa(
+                sig::RsaKeyPair::from_pkcs8(der).or_else(|_| sig::RsaKeyPair::from_der(der))?,
+            ),
+        })
+    }
+
+    /// The algorithm this key signs with.
+    pub fn alg(&self) -> SigningAlg {
+        match self {
+            Self::Ecdsa(_) => SigningAlg::Es256,
+            Self::Ed25519(_) => SigningAlg::EdDsa,
+            Self::Rsa(_) => SigningAlg::Rs256,
+        }
+    }
+
+    /// Signs `msg`, returning the JWS signature bytes.
+    pub fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, KeyError> {
+        match self {
+            Self::Ecdsa(pair) => Ok(pair.sign(&SystemRandom::new(), msg)?.as_ref().to_vec()),
+            Self::Ed25519(pair) => Ok(pair.sign(msg).as_ref().to_vec()),
+            Self::Rsa(pair) => {
+                let mut out = vec![0; pair.public().modulus_len()];
+                pair.sign(&sig::RSA_PKCS1_SHA256, &SystemRandom::new(), msg, &mut out)?;
+                Ok(out)
+            }
+        }
+    }
+
+    /// The raw public key: the uncompressed point for P-256, 32 bytes for Ed25519,
+    /// DER `RSAPublicKey` for RSA.
+    pub fn public_key_bytes(&self) -> Vec<u8> {
+        match self {
+            Self::Ecdsa(pair) => pair.public_key().as_ref().to_vec(),
+            Self::Ed25519(pair) => pair.public_key().as_ref().to_vec(),
+            Self::Rsa(pair) => pair.public_key().as_ref().to_vec(),
+        }
+    }
+
+    /// The public JWK (`use: sig`) under `kid`.
+    pub fn public_jwk(&self, kid: &str) -> Result<Jwk, KeyError> {
+        let (key_algorithm, algorithm) = match self {
+            Self::Ecdsa(pair) => {
+                let point = pair.public_key().as_ref();
+                if point.len() != 65 {
+                    return Err(KeyError::Crypto);
+                }
+                let (x, y) = point[1..].split_at(32);
+                (
+                    KeyAlgorithm::ES256,
+                    AlgorithmParameters::EllipticCurve(EllipticCurveKeyParameters {
+                        key_type: EllipticCurveKeyType::EC,
+                        curve: EllipticCurve::P256,
+                        x: URL_SAFE_NO_PAD.encode(x),
+                        y: URL_SAFE_NO_PAD.encode(y),
+                    }),
+                )
+            }
+            Self::Ed25519(pair) => (
+                KeyAlgorithm::EdDSA,
+                AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
+                    key_type: OctetKeyPairType::OctetKeyPair,
+                    curve: EllipticCurve::Ed25519,
+                    x: URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()),
+                }),
+            ),
+            Self::Rsa(pair) => {
+                let components: sig::RsaPublicKeyComponents<Vec<u8>> = pair.public().into();
+                (
+                    KeyAlgorithm::RS256,
+                    AlgorithmParameters::RSA(RSAKeyParameters {
+                        key_type: RSAKeyType::RSA,
+                        n: URL_SAFE_NO_PAD.encode(components.n),
+                        e: URL_SAFE_NO_PAD.encode(components.e),
+                    }),
+                )
+            }
+        };
+        Ok(Jwk {
+            common: CommonParameters {
+                public_key_use: Some(PublicKeyUse::Signature),
+                key_algorithm: Some(key_algorithm),
+                key_id: Some(kid.to_owned()),
+                ..CommonParameters::default()
+            },
+            algorithm,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_sign_what_their_public_jwk_verifies() {
+        super::super::crypto_provider::install();
+        for alg in [SigningAlg::Es256, SigningAlg::EdDsa] {
+            let pkcs8 = KeyPair::generate_pkcs8(alg).unwrap();
+            let pair = KeyPair::from_pkcs8(alg, &pkcs8).unwrap();
+            let jwk = pair.public_jwk("k1").unwrap();
+            let key = jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap();
+            let signature = pair.sign(b"message").unwrap();
+            let b64 = URL_SAFE_NO_PAD.encode(&signature);
+            assert!(
+                jsonwebtoken::crypto::verify(&b64, b"message", &key, alg.jwt_algorithm()).unwrap()
+            );
+            assert!(
+                !jsonwebtoken::crypto::verify(&b64, b"other", &key, alg.jwt_algorithm()).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn hmac_is_refused_even_with_a_public_key_as_secret() {
+        super::super::crypto_provider::install();
+        let pkcs8 = KeyPair::generate_pkcs8(SigningAlg::Es256).unwrap();
+        let pair = KeyPair::from_pkcs8(SigningAlg::Es256, &pkcs8).unwrap();
+        let key = jsonwebtoken::DecodingKey::from_secret(&pair.public_key_bytes());
+        assert!(
+            jsonwebtoken::crypto::verify("AAAA", b"m", &key, jsonwebtoken::Algorithm::HS256)
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,128 @@
+//! The `tokenmint` command line.
+
+use std::io::BufRead as _;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+use secrecy::SecretString;
+use tokenmint::auth::passwords::{Password, PasswordHasher};
+use tokenmint::auth::users::{NewUser, Username, create_user, parse_names};
+use tokenmint::clock::{Clock as _, SystemClock};
+use tokenmint::config::Settings;
+use tokenmint::startup::{Application, open_database};
+
+/// Tokenmint: a small identity provider. Configured by TOKENMINT_* environment variables.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user; the password is read from standard input.
+    Create {
+        /// Username.
+        #[arg(long)]
+        username: String,
+        /// A role (repeatable), e.g. admin.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// A scope (repeatable).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+#[actix_web::main]
+async fn main() -> std::process::ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // `{:#}` prints the chain of causes on one line, without a backtrace.
+            eprintln!("tokenmint: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::Openapi) = cli.command {
+        print!("{}", tokenmint::openapi::document_json()?);
+        return Ok(());
+    }
+    let settings = Settings::from_env().context("invalid configuration")?;
+    tokenmint::telemetry::init(&settings.log).map_err(anyhow::Error::msg)?;
+    match cli.command {
+        None | Some(Command::Serve) => {
+            let app = Application::build(settings, Arc::new(SystemClock)).await?;
+            app.run_until_stopped().await?;
+        }
+        Some(Command::Migrate) => {
+            open_database(&settings).await?;
+            eprintln!("migrations applied");
+        }
+        Some(Command::User {
+            command:
+                UserCommand::Create {
+                    username,
+                    roles,
+                    scopes,
+                    password_stdin: _,
+                },
+        }) => {
+            let username = Username::parse(&username).map_err(anyhow::Error::msg)?;
+            let roles = parse_names("role", &roles).map_err(anyhow::Error::msg)?;
+            let scopes = parse_names("scope", &scopes).map_err(anyhow::Error::msg)?;
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("reading the password from stdin")?;
+            let line = line.trim_end_matches(['\r', '\n']).to_owned();
+            if line.is_empty() {
+                bail!("no password on standard input");
+            }
+            let password =
+                Password::parse_new(SecretString::from(line)).map_err(anyhow::Error::msg)?;
+            let db = open_database(&settings).await?;
+            let hasher = PasswordHasher::new(1)?;
+            let user = create_user(
+                &db,
+                &hasher,
+                NewUser {
+                    username,
+                    password,
+                    roles,
+                    scopes,
+                    claims: serde_json::Map::new(),
+                },
+                SystemClock.now(),
+            )
+            .await?;
+            println!("{}", user.id);
+        }
+        Some(Command::Openapi) => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,65 @@
+//! The OpenAPI document, generated from the handlers' annotations.
+
+use actix_web::App;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_actix_web::AppExt as _;
+
+use crate::error::{ErrorBody, ErrorCode};
+
+/// Document-level information; paths come from `http::routes`.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Tokenmint",
+        description = "A small identity provider: password login, signed JWT access tokens, JWKS.\n\n\
+                       Every error is `{\"error\": CODE, \"message\": text}` with the codes of `ErrorCode`."
+    ),
+    tags(
+        (name = "auth", description = "Login and the caller's identity"),
+        (name = "discovery", description = "Keys and metadata for token consumers"),
+        (name = "operations", description = "Health, readiness, this document"),
+    ),
+    components(schemas(ErrorBody, ErrorCode)),
+    modifiers(&SecuritySchemes)
+)]
+pub struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+    }
+}
+
+/// The whole document: `ApiDoc` plus every path registered by `http::routes`.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let (_app, doc) = App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .configure(crate::http::routes)
+        .split_for_parts();
+    doc
+}
+
+/// The document as pretty JSON with a final newline, as checked in at `openapi/openapi.json`.
+pub fn document_json() -> Result<String, serde_json::Error> {
+    document().to_pretty_json().map(|mut s| {
+        s.push('\n');
+        s
+    })
+}

@@ -1,0 +1,190 @@
+//! Wiring: pools, keyring, revocation list, the HTTP server.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::middleware::{DefaultHeaders, from_fn};
+use actix_web::{App, HttpServer, web};
+use secrecy::ExposeSecret;
+use utoipa_actix_web::service_config::ServiceConfig;
+use utoipa_swagger_ui::{Config, SwaggerUi};
+
+use crate::auth::passwords::{PasswordError, PasswordHasher};
+use crate::auth::tokens::TokenService;
+use crate::auth::users::{Bootstrap, BootstrapError, ensure_bootstrap_admin};
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::http::{self, AppState, KnownRoutes};
+use crate::keys::kek::Kek;
+use crate::keys::{KeyError, Keyring, crypto_provider};
+use crate::revocation::{RevocationError, RevocationList};
+use crate::store::{Db, StoreError};
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The database could not be reached or migrated.
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    /// Signing keys could not be loaded or created.
+    #[error("signing keys: {0}")]
+    Keys(#[from] KeyError),
+    /// Redis could not be reached.
+    #[error("TOKENMINT_REDIS_URL: {0}")]
+    Redis(#[from] RevocationError),
+    /// The password hasher could not start.
+    #[error("password hasher: {0}")]
+    Password(#[from] PasswordError),
+    /// The bootstrap admin could not be created.
+    #[error(transparent)]
+    Bootstrap(#[from] BootstrapError),
+    /// The listener could not bind.
+    #[error("TOKENMINT_BIND: {0}")]
+    Bind(#[from] std::io::Error),
+    /// The OpenAPI document could not be serialized.
+    #[error("OpenAPI document: {0}")]
+    OpenApi(#[from] serde_json::Error),
+}
+
+/// A built, bound, not yet running service.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+/// Opens the database and applies migrations (also `tokenmint migrate`).
+pub async fn open_database(settings: &Settings) -> Result<Db, StoreError> {
+    let db = Db::new(
+        &settings.database_url,
+        settings.db_pool_size,
+        settings.db_timeout,
+    );
+    let applied = db.migrate().await?;
+    if applied > 0 {
+        tracing::info!(
+            applied,
+            backend = db.backend(),
+            "applied database migrations"
+        );
+    }
+    Ok(db)
+}
+
+impl Application {
+    /// Connects to every dependency, prepares keys and the bootstrap admin, and binds.
+    pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
+        crypto_provider::install();
+        let settings = Arc::new(settings);
+        let db = open_database(&settings).await?;
+        let revocation = match settings.redis_url.as_ref() {
+            Some(url) => {
+                RevocationList::connect_redis(url.expose_secret(), settings.redis_prefix.clone())
+                    .await?
+            }
+            None => RevocationList::Memory,
+        };
+        let kek = Kek::from_settings(&settings)?;
+        let keyring = Arc::new(
+            Keyring::load_or_init(db.clone(), kek, settings.signing_alg, clock.now()).await?,
+        );
+        let hasher = Arc::new(
+            tokio::task::spawn_blocking({
+                let n = settings.hash_concurrency;
+                move || PasswordHasher::new(n)
+            })
+            .await
+            .map_err(|_| PasswordError::Task)??,
+        );
+        match ensure_bootstrap_admin(&db, &hasher, settings.bootstrap_admin.as_ref(), clock.now())
+            .await?
+        {
+            Bootstrap::Nothing => {}
+            Bootstrap::Created => tracing::info!("created the bootstrap admin"),
+            Bootstrap::Generated(password) => {
+                // Shown once, on purpose: the operator needs it to log in the first time.
+                eprintln!(
+                    "\n  Tokenmint created the first admin.\n    username: admin\n    password: {}\n  \
+                     It is shown only this once. Set TOKENMINT_BOOTSTRAP_ADMIN to choose it instead.\n",
+                    password.expose_secret()
+                );
+            }
+        }
+
+        let doc = crate::openapi::document();
+        let openapi_json = web::Bytes::from(doc.to_json()?);
+        let tokens = TokenService::new(
+            keyring.clone(),
+            settings.issuer.clone(),
+            settings.audience.clone(),
+            settings.access_ttl,
+            settings.clock_skew,
+        );
+        let state = web::Data::new(AppState {
+            settings: settings.clone(),
+            db,
+            keyring,
+            tokens,
+            hasher,
+            revocation,
+            clock,
+            routes: KnownRoutes::from_openapi(&doc),
+            openapi_json,
+        });
+
+        let listener = TcpListener::bind(settings.bind)?;
+        let port = listener.local_addr()?.port();
+        let body_limit = settings.body_limit_bytes;
+        let app_state = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .configure(|cfg| http::extractor_configs(cfg, body_limit))
+                .configure(|cfg| http::routes(&mut ServiceConfig::new(cfg)))
+                .service(
+                    SwaggerUi::new("/docs/{_:.*}").config(Config::new(["/api-docs/openapi.json"])),
+                )
+                .default_service(web::to(http::not_matched))
+                .wrap(from_fn(http::log_request))
+                .wrap(
+                    DefaultHeaders::new()
+                        .add(("X-Content-Type-Options", "nosniff"))
+                        .add(("Referrer-Policy", "no-referrer"))
+                        .add(("X-Frame-Options", "DENY")),
+                )
+        })
+        .workers(settings.workers)
+        .shutdown_timeout(30)
+        .listen(listener)?
+        .run();
+        tracing::info!(
+            address = %settings.bind,
+            port,
+            database = state.db.backend(),
+            revocation_list = state.revocation.backend(),
+            issuer = %settings.issuer,
+            "tokenmint is serving"
+        );
+        Ok(Self {
+            port,
+            server,
+            state,
+        })
+    }
+
+    /// The bound port (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The shared state, for tests that look inside.
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until SIGTERM or SIGINT, then drains in-flight requests.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

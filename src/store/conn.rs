@@ -1,0 +1,126 @@
+//! One connection type over both backends, its r2d2 manager and the migrations.
+
+use std::path::PathBuf;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::R2D2Connection;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::config::DatabaseUrl;
+
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// A connection to PostgreSQL or SQLite; queries written against it run on both.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    /// Production backend.
+    Postgres(diesel::PgConnection),
+    /// Embedded backend.
+    Sqlite(diesel::SqliteConnection),
+}
+
+/// Why a connection could not be made or used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    /// Connecting failed.
+    #[error("cannot connect to the {backend} database: {source}")]
+    Connect {
+        /// `postgres` or `sqlite`.
+        backend: &'static str,
+        /// The driver's error.
+        #[source]
+        source: ConnectionError,
+    },
+    /// A statement on a fresh connection failed.
+    #[error("database query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+}
+
+/// Makes connections for the pool; the backend is chosen by the URL scheme, never guessed.
+#[derive(Clone)]
+pub struct ConnectionManager {
+    target: Target,
+}
+
+#[derive(Clone)]
+enum Target {
+    Postgres(SecretString),
+    Sqlite(PathBuf),
+}
+
+impl ConnectionManager {
+    /// A manager for `url`.
+    pub fn new(url: &DatabaseUrl) -> Self {
+        let target = match url {
+            DatabaseUrl::Postgres(url) => Target::Postgres(url.clone()),
+            DatabaseUrl::Sqlite(path) => Target::Sqlite(path.clone()),
+        };
+        Self { target }
+    }
+
+    /// Opens one connection, with the per-connection settings applied.
+    pub fn connect(&self) -> Result<DbConnection, ConnError> {
+        match &self.target {
+            Target::Postgres(url) => {
+                let conn =
+                    diesel::PgConnection::establish(url.expose_secret()).map_err(|source| {
+                        ConnError::Connect {
+                            backend: "postgres",
+                            source,
+                        }
+                    })?;
+                Ok(DbConnection::Postgres(conn))
+            }
+            Target::Sqlite(path) => {
+                let path = path.to_string_lossy();
+                let mut conn = diesel::SqliteConnection::establish(&path).map_err(|source| {
+                    ConnError::Connect {
+                        backend: "sqlite",
+                        source,
+                    }
+                })?;
+                // Per connection: SQLite forgets these on close. WAL lets readers run
+                // beside the one writer; busy_timeout makes writers queue instead of failing.
+                conn.batch_execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                )?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+        }
+    }
+}
+
+impl diesel::r2d2::ManageConnection for ConnectionManager {
+    type Connection = DbConnection;
+    type Error = ConnError;
+
+    fn connect(&self) -> Result<DbConnection, ConnError> {
+        ConnectionManager::connect(self)
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), ConnError> {
+        conn.ping().map_err(ConnError::Query)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        match conn {
+            DbConnection::Postgres(c) => c.is_broken(),
+            DbConnection::Sqlite(c) => c.is_broken(),
+        }
+    }
+}
+
+/// Applies the pending migrations of the connection's backend.
+pub fn run_migrations(
+    conn: &mut DbConnection,
+) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
+    let applied = match conn {
+        DbConnection::Postgres(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS)?.len(),
+        DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS)?.len(),
+    };
+    Ok(applied)
+}

@@ -1,0 +1,146 @@
+//! Durable state: diesel over PostgreSQL or SQLite through one connection enum.
+//! Store code knows rows and queries, nothing of tokens or HTTP.
+
+pub mod conn;
+pub mod schema;
+pub mod signing_keys;
+pub mod users;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::r2d2::{Pool, R2D2Connection};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use tokio::sync::Semaphore;
+
+pub use conn::{ConnectionManager, DbConnection};
+
+use crate::config::DatabaseUrl;
+
+/// Errors of the store layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row does not exist.
+    #[error("not found")]
+    NotFound,
+    /// A unique constraint refused the write.
+    #[error("conflict with an existing row")]
+    Conflict,
+    /// The database cannot be reached (pool timeout, lost connection).
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Anything else: a bug or a corrupt row.
+    #[error("database error: {0}")]
+    Other(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<DieselError> for StoreError {
+    fn from(e: DieselError) -> Self {
+        match e {
+            DieselError::NotFound => Self::NotFound,
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => Self::Conflict,
+            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
+            | DieselError::BrokenTransactionManager => Self::Unavailable(Box::new(e)),
+            DieselError::DatabaseError(_, ref info) if is_connection_loss(info.message()) => {
+                Self::Unavailable(Box::new(e))
+            }
+            other => Self::Other(Box::new(other)),
+        }
+    }
+}
+
+/// libpq reports a dropped server as an unclassified error; SQLite reports a lock it
+/// waited on for busy_timeout as "database is locked".
+fn is_connection_loss(message: &str) -> bool {
+    const MARKERS: [&str; 5] = [
+        "server closed the connection",
+        "terminating connection",
+        "connection to server",
+        "no connection to the server",
+        "database is locked",
+    ];
+    MARKERS.iter().any(|m| message.contains(m))
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        Self::Other(Box::new(e))
+    }
+}
+
+/// The database handle: a bounded connection pool whose work runs off the async workers.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool<ConnectionManager>,
+    // Bounds the callers waiting for a connection, so a burst queues here instead of
+    // parking one blocking thread per request on the pool.
+    permits: Arc<Semaphore>,
+    timeout: Duration,
+    backend: &'static str,
+}
+
+impl Db {
+    /// Opens the pool lazily (an unreachable database at start is an error from `migrate`,
+    /// not a hang) and remembers the backend.
+    pub fn new(url: &DatabaseUrl, size: u32, timeout: Duration) -> Self {
+        let pool = Pool::builder()
+            .max_size(size)
+            .min_idle(Some(0))
+            .connection_timeout(timeout)
+            .test_on_check_out(false)
+            .build_unchecked(ConnectionManager::new(url));
+        Self {
+            pool,
+            permits: Arc::new(Semaphore::new(size as usize)),
+            timeout,
+            backend: url.backend(),
+        }
+    }
+
+    /// `postgres` or `sqlite`.
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// Runs `f` on a pooled connection on the blocking pool. A whole transaction goes inside `f`.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let permit = tokio::time::timeout(self.timeout, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable("timed out waiting for a database connection".into())
+            })?
+            .map_err(|e| StoreError::Other(Box::new(e)))?;
+        let pool = self.pool.clone();
+        let span = tracing::Span::current();
+        let joined = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let _entered = span.enter();
+            let mut conn = pool
+                .get()
+                .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+            f(&mut conn)
+        })
+        .await;
+        match joined {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(StoreError::Other(Box::new(e))),
+        }
+    }
+
+    /// Applies pending migrations; returns how many ran.
+    pub async fn migrate(&self) -> Result<usize, StoreError> {
+        self.run(|conn| conn::run_migrations(conn).map_err(StoreError::Other))
+            .await
+    }
+
+    /// Answers whether the database responds.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|conn| conn.ping().map(|_| ()).map_err(StoreError::from))
+            .await
+    }
+}

@@ -1,0 +1,56 @@
+//! The `signing_keys` table.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::signing_keys;
+use super::{DbConnection, StoreError};
+
+/// A row of `signing_keys`.
+#[derive(Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = signing_keys)]
+pub struct SigningKeyRow {
+    /// Key id, as in the JWT header and JWKS.
+    pub kid: String,
+    /// JWS algorithm name.
+    pub alg: String,
+    /// `next`, `current`, `retiring` or `retired`.
+    pub status: String,
+    /// The public JWK, JSON.
+    pub public_jwk: String,
+    /// Encrypted PKCS#8 private key; `None` once retired.
+    pub private_key: Option<Vec<u8>>,
+    /// Creation time, naive UTC.
+    pub created_at: NaiveDateTime,
+    /// When it started signing.
+    pub activated_at: Option<NaiveDateTime>,
+    /// When it stopped being published.
+    pub retired_at: Option<NaiveDateTime>,
+}
+
+impl std::fmt::Debug for SigningKeyRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeyRow")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Inserts a key.
+pub fn insert(conn: &mut DbConnection, row: &SigningKeyRow) -> Result<(), StoreError> {
+    diesel::insert_into(signing_keys::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Every key that is not retired, oldest first.
+pub fn list_live(conn: &mut DbConnection) -> Result<Vec<SigningKeyRow>, StoreError> {
+    Ok(signing_keys::table
+        .filter(signing_keys::status.ne("retired"))
+        .order(signing_keys::created_at.asc())
+        .select(SigningKeyRow::as_select())
+        .load(conn)?)
+}

@@ -1,0 +1,102 @@
+//! The `users` table.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::users;
+use super::{DbConnection, StoreError};
+
+/// A row of `users`. Lists are JSON text so both backends store them alike.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = users)]
+pub struct UserRow {
+    /// UUID.
+    pub id: String,
+    /// As the user typed it at creation.
+    pub username: String,
+    /// Lower-cased username: the unique key.
+    pub username_key: String,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    /// JSON array of role names.
+    pub roles: String,
+    /// JSON array of scopes.
+    pub scopes: String,
+    /// JSON object of custom claims.
+    pub claims: String,
+    /// Whether the user may log in.
+    pub enabled: bool,
+    /// Creation time, naive UTC.
+    pub created_at: NaiveDateTime,
+    /// Last change, naive UTC.
+    pub updated_at: NaiveDateTime,
+}
+
+/// Inserts a user; `Conflict` if the username is taken.
+pub fn insert(conn: &mut DbConnection, row: &UserRow) -> Result<(), StoreError> {
+    diesel::insert_into(users::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Finds a user by lower-cased username.
+pub fn find_by_username_key(
+    conn: &mut DbConnection,
+    key: &str,
+) -> Result<Option<UserRow>, StoreError> {
+    Ok(users::table
+        .filter(users::username_key.eq(key))
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Finds a user by id.
+pub fn find_by_id(conn: &mut DbConnection, id: &str) -> Result<Option<UserRow>, StoreError> {
+    Ok(users::table
+        .find(id)
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Replaces a password hash, but only if it is still `old_hash` (a concurrent
+/// password change wins over an opportunistic rehash).
+pub fn replace_password_hash(
+    conn: &mut DbConnection,
+    id: &str,
+    old_hash: &str,
+    new_hash: &str,
+    now: NaiveDateTime,
+) -> Result<bool, StoreError> {
+    let changed = diesel::update(
+        users::table
+            .filter(users::id.eq(id))
+            .filter(users::password_hash.eq(old_hash)),
+    )
+    .set((users::password_hash.eq(new_hash), users::updated_at.eq(now)))
+    .execute(conn)?;
+    Ok(changed == 1)
+}
+
+/// Counts users.
+pub fn count(conn: &mut DbConnection) -> Result<i64, StoreError> {
+    Ok(users::table.count().get_result(conn)?)
+}
+
+/// Enables or disables a user.
+pub fn set_enabled(
+    conn: &mut DbConnection,
+    id: &str,
+    enabled: bool,
+    now: NaiveDateTime,
+) -> Result<(), StoreError> {
+    let changed = diesel::update(users::table.find(id))
+        .set((users::enabled.eq(enabled), users::updated_at.eq(now)))
+        .execute(conn)?;
+    if changed == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}

@@ -1,0 +1,117 @@
+use serde_json::{Value, json};
+
+use crate::helpers::{ADMIN_PASSWORD, assert_error, spawn_app};
+
+#[tokio::test]
+async fn malformed_json_is_invalid_request() {
+    let app = spawn_app().await;
+    for body in [
+        "{",
+        "not json",
+        "[]",
+        "{\"username\": \"admin\", \"password\": }",
+        "",
+    ] {
+        let response = app
+            .client
+            .post(app.url("/api/login"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_error(response, 400, "INVALID_REQUEST").await;
+    }
+}
+
+#[tokio::test]
+async fn missing_unknown_and_mistyped_fields_are_invalid_request() {
+    let app = spawn_app().await;
+    for body in [
+        json!({"username": "admin"}),
+        json!({"password": ADMIN_PASSWORD}),
+        json!({"username": "admin", "password": ADMIN_PASSWORD, "admin": true}),
+        json!({"username": 7, "password": ADMIN_PASSWORD}),
+        json!({"username": "admin", "password": ADMIN_PASSWORD, "cookie": "yes"}),
+        json!({"username": "admin", "password": ""}),
+        json!({"username": "admin", "password": ADMIN_PASSWORD, "client_id": ""}),
+    ] {
+        let response = app.post_login(&body).await;
+        assert_error(response, 400, "INVALID_REQUEST").await;
+    }
+}
+
+#[tokio::test]
+async fn an_error_message_never_echoes_the_input_value() {
+    let app = spawn_app().await;
+    let response = app
+        .post_login(&json!({"username": "admin", "password": ["s3cret-in-the-wrong-place"]}))
+        .await;
+    assert_eq!(response.status(), 400);
+    let text = response.text().await.unwrap();
+    assert!(!text.contains("s3cret"), "{text}");
+}
+
+#[tokio::test]
+async fn a_body_over_64_kib_is_payload_too_large() {
+    let app = spawn_app().await;
+    let big = json!({"username": "admin", "password": "x".repeat(70 * 1024)});
+    assert_error(app.post_login(&big).await, 413, "PAYLOAD_TOO_LARGE").await;
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_is_unsupported_media_type() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .post(app.url("/api/login"))
+        .header("content-type", "text/plain")
+        .body(format!("username=admin&password={ADMIN_PASSWORD}"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, 415, "UNSUPPORTED_MEDIA_TYPE").await;
+}
+
+#[tokio::test]
+async fn unknown_routes_are_not_found_and_wrong_methods_not_allowed() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .get(app.url("/api/nothing-here"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, 404, "NOT_FOUND").await;
+
+    let response = app.client.get(app.url("/api/login")).send().await.unwrap();
+    let headers = assert_error(response, 405, "METHOD_NOT_ALLOWED").await;
+    assert_eq!(headers["allow"], "POST");
+
+    let response = app
+        .client
+        .delete(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, 405, "METHOD_NOT_ALLOWED").await;
+}
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let app = spawn_app().await;
+    for path in ["/healthz", "/api/nothing-here", "/.well-known/jwks.json"] {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(
+            response.headers()["x-content-type-options"],
+            "nosniff",
+            "{path}"
+        );
+        assert_eq!(
+            response.headers()["referrer-policy"],
+            "no-referrer",
+            "{path}"
+        );
+    }
+    let _: Option<Value> = None;
+}

@@ -1,0 +1,214 @@
+//! `spawn_app()`: the real server on a random port, with its own database.
+//!
+//! By default each app gets its own SQLite file and the in-memory revocation list.
+//! With `TOKENMINT_TEST_DATABASE_URL` it gets its own fresh PostgreSQL database, with
+//! `TOKENMINT_TEST_REDIS_URL` its own Redis key prefix. Set but unreachable fails the test.
+
+use std::sync::{Arc, Once};
+
+use actix_web::web;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use diesel::{Connection as _, PgConnection, RunQueryDsl as _};
+use reqwest::Url;
+use secrecy::SecretString;
+use serde_json::{Map, Value, json};
+use tokenmint::auth::passwords::Password;
+use tokenmint::auth::users::{NewUser, User, Username, create_user};
+use tokenmint::clock::ShiftedClock;
+
+use tokenmint::config::{DatabaseUrl, Settings};
+use tokenmint::http::AppState;
+use tokenmint::startup::Application;
+use uuid::Uuid;
+
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+
+static TRACING: Once = Once::new();
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub clock: Arc<ShiftedClock>,
+    pub state: web::Data<AppState>,
+    _dir: tempfile::TempDir,
+    pg_database: Option<(String, String)>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some((admin_url, name)) = self.pg_database.take() {
+            // Best effort: leave the machine's PostgreSQL as we found it.
+            if let Ok(mut conn) = PgConnection::establish(&admin_url) {
+                let _ =
+                    diesel::sql_query(format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#))
+                        .execute(&mut conn);
+            }
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
+    TRACING.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            tokenmint::telemetry::init("info").expect("log filter");
+        }
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = Settings::for_tests(dir.path(), ADMIN_PASSWORD);
+    let mut pg_database = None;
+    if let Some(url) = non_empty_env("TOKENMINT_TEST_DATABASE_URL") {
+        let name = format!("tokenmint_test_{}", Uuid::new_v4().simple());
+        let mut conn = PgConnection::establish(&url)
+            .unwrap_or_else(|e| panic!("TOKENMINT_TEST_DATABASE_URL is set but unreachable: {e}"));
+        diesel::sql_query(format!(r#"CREATE DATABASE "{name}""#))
+            .execute(&mut conn)
+            .expect("create test database");
+        let mut test_url = Url::parse(&url).expect("TOKENMINT_TEST_DATABASE_URL is a URL");
+        test_url.set_path(&format!("/{name}"));
+        settings.database_url = DatabaseUrl::Postgres(SecretString::from(test_url.to_string()));
+        pg_database = Some((url, name));
+    }
+    if let Some(url) = non_empty_env("TOKENMINT_TEST_REDIS_URL") {
+        settings.redis_url = Some(SecretString::from(url));
+        settings.redis_prefix = format!("tokenmint-test:{}:", Uuid::new_v4().simple());
+    }
+    customize(&mut settings);
+
+    let clock = Arc::new(ShiftedClock::new());
+    let app = Application::build(settings, clock.clone())
+        .await
+        .expect("the app starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state();
+    tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    TestApp {
+        address,
+        client,
+        clock,
+        state,
+        _dir: dir,
+        pg_database,
+    }
+}
+
+fn non_empty_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn post_login(&self, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/login"))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Logs in and returns the parsed 200 body.
+    pub async fn login(&self, username: &str, password: &str) -> Value {
+        let response = self
+            .post_login(&json!({"username": username, "password": password}))
+            .await;
+        assert_eq!(response.status(), 200, "login of {username}");
+        response.json().await.expect("json")
+    }
+
+    pub async fn admin_token(&self) -> String {
+        self.login("admin", ADMIN_PASSWORD).await["access_token"]
+            .as_str()
+            .expect("token")
+            .to_owned()
+    }
+
+    pub async fn get_me(&self, token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url("/api/me"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Creates a user directly through the domain (the admin API comes later).
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password: &str,
+        scopes: &[&str],
+        claims: Value,
+    ) -> User {
+        let Value::Object(claims) = claims else {
+            panic!("claims must be an object")
+        };
+        let new = NewUser {
+            username: Username::parse(username).expect("username"),
+            password: Password::parse_new(SecretString::from(password.to_owned()))
+                .expect("password"),
+            roles: vec!["user".to_owned()],
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            claims,
+        };
+        create_user(
+            &self.state.db,
+            &self.state.hasher,
+            new,
+            self.state.clock.now(),
+        )
+        .await
+        .expect("user created")
+    }
+
+    /// Signs arbitrary claims with the server's current key, header typ `at+jwt`.
+    pub fn sign(&self, claims: &Value) -> String {
+        self.state.keyring.sign(claims).expect("sign").0
+    }
+
+    pub fn current_kid(&self) -> String {
+        self.state.keyring.current_kid().expect("a current key")
+    }
+}
+
+/// Decodes one base64url JWT part into JSON.
+pub fn jwt_part(token: &str, index: usize) -> Map<String, Value> {
+    let part = token.split('.').nth(index).expect("JWT part");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64url")).expect("JSON part")
+}
+
+/// A JWT from raw parts, signature given as bytes.
+pub fn raw_jwt(header: &Value, claims: &Value, signature: &[u8]) -> String {
+    let h = URL_SAFE_NO_PAD.encode(serde_json::to_vec(header).expect("json"));
+    let c = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).expect("json"));
+    format!("{h}.{c}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+/// Asserts an API.md error: status, code, and a JSON body of exactly error + message.
+pub async fn assert_error(
+    response: reqwest::Response,
+    status: u16,
+    code: &str,
+) -> reqwest::header::HeaderMap {
+    assert_eq!(response.status(), status, "status");
+    let headers = response.headers().clone();
+    let body: Value = response.json().await.expect("error body is JSON");
+    assert_eq!(body["error"], code, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert_eq!(body.as_object().map(Map::len), Some(2), "{body}");
+    headers
+}

@@ -1,0 +1,14 @@
+//! Black-box tests through the real server. One binary, so it links once.
+
+// reason: a failed expectation in a test helper should fail the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod helpers;
+
+mod cli;
+mod errors;
+mod jwks;
+mod login;
+mod me;
+mod openapi;
+mod ops;
