@@ -1,0 +1,22 @@
+# Build: bundled SQLite and libpq, so only a C compiler is needed.
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY migrations ./migrations
+COPY tests ./tests
+COPY openapi ./openapi
+RUN cargo build --release --locked --bin tokenmint
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates curl \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --home /var/lib/tokenmint --create-home tokenmint
+COPY --from=build /src/target/release/tokenmint /usr/local/bin/tokenmint
+USER tokenmint
+WORKDIR /var/lib/tokenmint
+ENV TOKENMINT_BIND=0.0.0.0:8080
+EXPOSE 8080
+ENTRYPOINT ["tokenmint"]
+CMD ["serve"]
