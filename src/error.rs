@@ -203,7 +203,11 @@ impl ResponseError for ApiError {
         if let Some(secs) = self.retry_after_secs {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(secs)));
         }
-        if let Some(value) = self.allow.as_deref().and_then(|a| HeaderValue::from_str(a).ok()) {
+        if let Some(value) = self
+            .allow
+            .as_deref()
+            .and_then(|a| HeaderValue::from_str(a).ok())
+        {
             response.insert_header((header::ALLOW, value));
         }
         let message = if self.code == ErrorCode::Internal {
