@@ -105,6 +105,8 @@ pub struct Settings {
     pub key_rotation_interval: Duration,
     /// `Secure` attribute on the refresh cookie (`TOKENMINT_COOKIE_SECURE`).
     pub cookie_secure: bool,
+    /// Refresh tokens always travel in the HttpOnly cookie, never in bodies (`TOKENMINT_COOKIE_MODE`).
+    pub cookie_mode: bool,
     /// Exact origins allowed by CORS (`TOKENMINT_CORS_ORIGINS`).
     pub cors_origins: Vec<String>,
     /// Admin to create at start if absent (`TOKENMINT_BOOTSTRAP_ADMIN=username:password`).
@@ -256,6 +258,11 @@ impl Settings {
                 Some(_) => {
                     return Err(invalid("TOKENMINT_COOKIE_SECURE", "expected true or false"));
                 }
+            },
+            cookie_mode: match get("TOKENMINT_COOKIE_MODE").as_deref() {
+                None | Some("false") | Some("0") => false,
+                Some("true") | Some("1") => true,
+                Some(_) => return Err(invalid("TOKENMINT_COOKIE_MODE", "expected true or false")),
             },
             cors_origins,
             bootstrap_admin,
@@ -409,6 +416,7 @@ mod tests {
             ("TOKENMINT_SIGNING_ALG", "HS256"),
             ("TOKENMINT_CORS_ORIGINS", "*"),
             ("TOKENMINT_COOKIE_SECURE", "maybe"),
+            ("TOKENMINT_COOKIE_MODE", "sometimes"),
             ("TOKENMINT_KEY_ENCRYPTION_KEY", "c2hvcnQ="),
             ("TOKENMINT_BOOTSTRAP_ADMIN", "nocolon"),
             ("TOKENMINT_REDIS_URL", "http://x"),

@@ -12,11 +12,12 @@ use crate::error::{ErrorBody, ErrorCode};
 #[openapi(
     info(
         title = "Tokenmint",
-        description = "A small identity provider: password login, signed JWT access tokens, JWKS.\n\n\
+        description = "A small identity provider: password login, signed JWT access tokens, rotating refresh tokens, JWKS.\n\n\
                        Every error is `{\"error\": CODE, \"message\": text}` with the codes of `ErrorCode`."
     ),
     tags(
-        (name = "auth", description = "Login and the caller's identity"),
+        (name = "auth", description = "Login, refresh-token rotation, logout and the caller's identity"),
+        (name = "tokens", description = "RFC 7009 revocation and RFC 7662 introspection"),
         (name = "discovery", description = "Keys and metadata for token consumers"),
         (name = "operations", description = "Health, readiness, this document"),
     ),

@@ -11,6 +11,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::auth::passwords::{PasswordError, PasswordHasher};
+use crate::auth::sessions::{SessionPolicy, Sessions};
 use crate::auth::tokens::TokenService;
 use crate::auth::users::{Bootstrap, BootstrapError, ensure_bootstrap_admin};
 use crate::clock::Clock;
@@ -18,7 +19,7 @@ use crate::config::Settings;
 use crate::http::{self, AppState, KnownRoutes};
 use crate::keys::kek::Kek;
 use crate::keys::{KeyError, Keyring, crypto_provider};
-use crate::revocation::{RevocationError, RevocationList};
+use crate::revocation::{RevocationError, Revocations};
 use crate::store::{Db, StoreError};
 
 /// Why the service could not start.
@@ -78,13 +79,17 @@ impl Application {
         crypto_provider::install();
         let settings = Arc::new(settings);
         let db = open_database(&settings).await?;
-        let revocation = match settings.redis_url.as_ref() {
-            Some(url) => {
-                RevocationList::connect_redis(url.expose_secret(), settings.redis_prefix.clone())
-                    .await?
-            }
-            None => RevocationList::Memory,
-        };
+        let revocations = Arc::new(match settings.redis_url.as_ref() {
+            Some(url) => Revocations::redis(
+                db.clone(),
+                url.expose_secret(),
+                settings.redis_prefix.clone(),
+            )?,
+            None => Revocations::memory(db.clone()),
+        });
+        if let Err(error) = revocations.refill(clock.now()).await {
+            tracing::warn!(%error, "revocation list not reachable at start; checks answer 503 until it is");
+        }
         let kek = Kek::from_settings(&settings)?;
         let keyring = Arc::new(
             Keyring::load_or_init(db.clone(), kek, settings.signing_alg, clock.now()).await?,
@@ -121,13 +126,24 @@ impl Application {
             settings.access_ttl,
             settings.clock_skew,
         );
+        let sessions = Sessions::new(
+            db.clone(),
+            revocations.clone(),
+            SessionPolicy {
+                refresh_ttl: settings.refresh_ttl,
+                session_ttl: settings.session_ttl,
+                reuse_leeway: settings.refresh_reuse_leeway,
+                access_ttl: settings.access_ttl,
+            },
+        );
         let state = web::Data::new(AppState {
             settings: settings.clone(),
             db,
             keyring,
             tokens,
             hasher,
-            revocation,
+            revocations,
+            sessions,
             clock,
             routes: KnownRoutes::from_openapi(&doc),
             openapi_json,
@@ -162,7 +178,7 @@ impl Application {
             address = %settings.bind,
             port,
             database = state.db.backend(),
-            revocation_list = state.revocation.backend(),
+            revocation_list = state.revocations.backend(),
             issuer = %settings.issuer,
             "tokenmint is serving"
         );

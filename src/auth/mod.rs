@@ -2,5 +2,7 @@
 
 pub mod login;
 pub mod passwords;
+pub mod refresh_token;
+pub mod sessions;
 pub mod tokens;
 pub mod users;

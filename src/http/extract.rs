@@ -1,12 +1,17 @@
-//! Credentials from requests.
+//! Credentials and bodies from requests.
 
 use std::future::{Ready, ready};
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::{FromRequest, HttpRequest};
+use actix_web::{FromRequest, HttpMessage as _, HttpRequest, web};
+use futures_util::future::LocalBoxFuture;
+use serde::de::DeserializeOwned;
 
+use super::AppState;
+use crate::auth::tokens::AccessClaims;
 use crate::error::{ApiError, ErrorCode};
+use crate::revocation::{Revoked, TokenIds};
 
 /// The token of an `Authorization: Bearer <token>` header (RFC 6750 section 2.1).
 pub struct BearerToken(pub String);
@@ -30,27 +35,129 @@ pub fn parse_bearer(value: &[u8]) -> Option<&str> {
         .then_some(token)
 }
 
-impl FromRequest for BearerToken {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let result = match req.headers().get(header::AUTHORIZATION) {
-            None => Err(
-                ApiError::new(ErrorCode::AuthenticationFailed, "missing bearer token")
-                    .bearer_required(),
-            ),
+impl BearerToken {
+    /// The bearer token of a request: `Ok(None)` without an Authorization header,
+    /// an error when the header is there but is no bearer credential.
+    pub fn optional(req: &HttpRequest) -> Result<Option<Self>, ApiError> {
+        match req.headers().get(header::AUTHORIZATION) {
+            None => Ok(None),
             Some(value) => match parse_bearer(value.as_bytes()) {
-                Some(token) => Ok(Self(token.to_owned())),
+                Some(token) => Ok(Some(Self(token.to_owned()))),
                 None => Err(ApiError::new(
                     ErrorCode::AuthenticationFailed,
                     "Authorization header is not a bearer token",
                 )
                 .invalid_token()),
             },
-        };
-        ready(result)
+        }
     }
+}
+
+impl FromRequest for BearerToken {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Self::optional(req).and_then(|token| {
+            token.ok_or_else(|| {
+                ApiError::new(ErrorCode::AuthenticationFailed, "missing bearer token")
+                    .bearer_required()
+            })
+        }))
+    }
+}
+
+/// Verifies an access token and checks the revocation list (fail closed).
+pub async fn verify_access_token(state: &AppState, token: &str) -> Result<AccessClaims, ApiError> {
+    let now = state.clock.now();
+    let claims = state.tokens.verify(token, now)?;
+    let ids = TokenIds {
+        jti: &claims.jti,
+        sid: &claims.sid,
+        sub: &claims.sub,
+        iat: claims.iat,
+    };
+    match state.revocations.check(ids, now).await {
+        Ok(Revoked::No) => Ok(claims),
+        Ok(Revoked::Yes) => Err(ApiError::new(
+            ErrorCode::TokenRevoked,
+            "the access token has been revoked",
+        )
+        .invalid_token()),
+        Err(e) => Err(ApiError::unavailable("the revocation list", e)),
+    }
+}
+
+/// The caller of an admin-only endpoint: a bearer access token of a user with role `admin`.
+#[derive(Debug)]
+pub struct AdminCaller {
+    /// The admin's user id.
+    pub sub: String,
+}
+
+/// Authenticates an admin caller.
+pub async fn authenticate_admin(
+    state: &AppState,
+    req: &HttpRequest,
+) -> Result<AdminCaller, ApiError> {
+    let Some(bearer) = BearerToken::optional(req)? else {
+        return Err(
+            ApiError::new(ErrorCode::AuthenticationFailed, "missing credential").bearer_required(),
+        );
+    };
+    let claims = verify_access_token(state, &bearer.0).await?;
+    if !claims.roles.iter().any(|r| r == "admin") {
+        return Err(ApiError::new(
+            ErrorCode::InsufficientPermissions,
+            "this endpoint needs the admin role",
+        ));
+    }
+    Ok(AdminCaller { sub: claims.sub })
+}
+
+/// A body in JSON or `application/x-www-form-urlencoded` (as RFC 7009 and 7662 require).
+pub struct JsonOrForm<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonOrForm<T> {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        if req
+            .content_type()
+            .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        {
+            let form = web::Form::<T>::from_request(req, payload);
+            Box::pin(async move { Ok(Self(form.await?.into_inner())) })
+        } else {
+            let json = web::Json::<T>::from_request(req, payload);
+            Box::pin(async move { Ok(Self(json.await?.into_inner())) })
+        }
+    }
+}
+
+/// Parses an optional JSON body: empty means `None`; anything else must be JSON of `T`.
+pub fn optional_json<T: DeserializeOwned>(
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<Option<T>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let json = req
+        .mime_type()
+        .ok()
+        .flatten()
+        .is_some_and(|m| m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON));
+    if !json {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "expected Content-Type: application/json",
+        ));
+    }
+    serde_json::from_slice(body)
+        .map(Some)
+        .map_err(|e| ApiError::invalid_request(super::describe_json_error(&e)))
 }
 
 #[cfg(test)]

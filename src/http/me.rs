@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::extract::BearerToken;
+use super::extract::{BearerToken, verify_access_token};
 use crate::error::{ApiError, ErrorBody};
 
 /// Who the bearer of an access token is.
@@ -33,7 +33,8 @@ pub struct MeResponse {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The token's subject", body = MeResponse),
-        (status = 401, description = "Missing, malformed, badly signed or expired token", body = ErrorBody),
+        (status = 401, description = "Missing, malformed, badly signed, expired (`TOKEN_EXPIRED`) or revoked (`TOKEN_REVOKED`) token", body = ErrorBody),
+        (status = 503, description = "The revocation list cannot be read", body = ErrorBody),
     )
 )]
 #[get("/api/me")]
@@ -41,7 +42,7 @@ pub async fn me(
     state: web::Data<AppState>,
     bearer: BearerToken,
 ) -> Result<web::Json<MeResponse>, ApiError> {
-    let claims = state.tokens.verify(&bearer.0, state.clock.now())?;
+    let claims = verify_access_token(&state, &bearer.0).await?;
     Ok(web::Json(MeResponse {
         sub: claims.sub,
         username: claims.username,

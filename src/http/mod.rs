@@ -5,6 +5,7 @@ pub mod auth;
 pub mod extract;
 pub mod me;
 pub mod ops;
+pub mod tokens;
 pub mod wellknown;
 
 use std::sync::Arc;
@@ -19,12 +20,13 @@ use actix_web::{HttpRequest, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::auth::passwords::PasswordHasher;
+use crate::auth::sessions::Sessions;
 use crate::auth::tokens::TokenService;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::error::{ApiError, ErrorCode};
 use crate::keys::Keyring;
-use crate::revocation::RevocationList;
+use crate::revocation::Revocations;
 use crate::store::Db;
 
 /// Everything a handler may use, built once at start and shared by all workers.
@@ -40,7 +42,9 @@ pub struct AppState {
     /// Password hashing.
     pub hasher: Arc<PasswordHasher>,
     /// Revocation list.
-    pub revocation: RevocationList,
+    pub revocations: Arc<Revocations>,
+    /// Sessions and refresh tokens.
+    pub sessions: Sessions,
     /// Time.
     pub clock: Arc<dyn Clock>,
     /// The documented routes, to tell 404 from 405.
@@ -53,6 +57,11 @@ pub struct AppState {
 /// `.route()` handlers out of the OpenAPI document.
 pub fn routes(cfg: &mut ServiceConfig<'_>) {
     cfg.service(auth::login)
+        .service(auth::refresh)
+        .service(auth::refresh_with_cookie)
+        .service(auth::logout)
+        .service(tokens::revoke)
+        .service(tokens::introspect)
         .service(me::me)
         .service(wellknown::jwks)
         .service(wellknown::openid_configuration)

@@ -43,7 +43,7 @@ pub struct Readiness {
 )]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let (db, revocation) = tokio::join!(state.db.ping(), state.revocation.ping());
+    let (db, revocation) = tokio::join!(state.db.ping(), state.revocations.ping());
     if let Err(error) = &db {
         tracing::warn!(%error, "readiness: database");
     }

@@ -66,6 +66,10 @@ pub struct DiscoveryDocument {
     pub issuer: String,
     /// Where the signing keys are.
     pub jwks_uri: String,
+    /// RFC 7662 introspection.
+    pub introspection_endpoint: String,
+    /// RFC 7009 revocation.
+    pub revocation_endpoint: String,
     /// Algorithms of the published keys.
     pub id_token_signing_alg_values_supported: Vec<String>,
     /// Same, under RFC 8414's name for tokens signed by this issuer.
@@ -97,6 +101,8 @@ pub async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
         ))
         .json(DiscoveryDocument {
             jwks_uri: format!("{issuer}/.well-known/jwks.json"),
+            introspection_endpoint: format!("{issuer}/api/token/introspect"),
+            revocation_endpoint: format!("{issuer}/api/token/revoke"),
             issuer: state.settings.issuer.clone(),
             token_endpoint_auth_signing_alg_values_supported: algs.clone(),
             id_token_signing_alg_values_supported: algs,

@@ -2,7 +2,9 @@
 //! Store code knows rows and queries, nothing of tokens or HTTP.
 
 pub mod conn;
+pub mod revocations;
 pub mod schema;
+pub mod sessions;
 pub mod signing_keys;
 pub mod users;
 
@@ -142,5 +144,38 @@ impl Db {
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.run(|conn| conn.ping().map(|_| ()).map_err(StoreError::from))
             .await
+    }
+}
+
+/// Runs `f` in a write transaction, committed on `Ok` and rolled back on `Err`.
+///
+/// SQLite gets `BEGIN IMMEDIATE`: it takes the write lock up front, so concurrent
+/// writers wait for `busy_timeout` instead of failing with SQLITE_BUSY when a deferred
+/// transaction tries to upgrade from a stale read snapshot.
+pub fn write_transaction<T, E>(
+    conn: &mut DbConnection,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<DieselError>,
+{
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    match conn {
+        DbConnection::Sqlite(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
+        }
+        DbConnection::Postgres(c) => AnsiTransactionManager::begin_transaction(c)?,
+    }
+    type Manager = <DbConnection as diesel::Connection>::TransactionManager;
+    match f(conn) {
+        Ok(value) => {
+            Manager::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(e) => {
+            // A failed rollback leaves the connection broken; the pool discards it.
+            let _ = Manager::rollback_transaction(conn);
+            Err(e)
+        }
     }
 }

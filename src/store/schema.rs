@@ -29,4 +29,46 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(users, signing_keys);
+diesel::table! {
+    sessions (id) {
+        id -> Text,
+        user_id -> Text,
+        client_id -> Nullable<Text>,
+        scope -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+        revoked_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (token_hash) {
+        token_hash -> Text,
+        session_id -> Text,
+        generation -> BigInt,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        spent_at -> Nullable<Timestamp>,
+        successor_sealed -> Nullable<Binary>,
+    }
+}
+
+diesel::table! {
+    revocations (kind, subject) {
+        kind -> Text,
+        subject -> Text,
+        cutoff -> BigInt,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(refresh_tokens -> sessions (session_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    signing_keys,
+    sessions,
+    refresh_tokens,
+    revocations
+);

@@ -134,6 +134,42 @@ impl TestApp {
             .to_owned()
     }
 
+    pub async fn post_refresh(&self, refresh_token: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/refresh-token"))
+            .json(&json!({"refresh_token": refresh_token}))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Refreshes and returns the parsed 200 body.
+    pub async fn refresh(&self, refresh_token: &str) -> Value {
+        let response = self.post_refresh(refresh_token).await;
+        assert_eq!(response.status(), 200, "refresh");
+        response.json().await.expect("json")
+    }
+
+    pub async fn introspect(&self, caller: &str, token: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/token/introspect"))
+            .bearer_auth(caller)
+            .json(&json!({"token": token}))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Introspects as the admin and returns `active`.
+    pub async fn is_active(&self, token: &str) -> bool {
+        let admin = self.admin_token().await;
+        let response = self.introspect(&admin, token).await;
+        assert_eq!(response.status(), 200, "introspection");
+        response.json::<Value>().await.expect("json")["active"]
+            .as_bool()
+            .expect("active")
+    }
+
     pub async fn get_me(&self, token: &str) -> reqwest::Response {
         self.client
             .get(self.url("/api/me"))

@@ -12,3 +12,6 @@ mod login;
 mod me;
 mod openapi;
 mod ops;
+mod refresh;
+mod revocation;
+mod tokens;

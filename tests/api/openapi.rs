@@ -35,6 +35,11 @@ async fn the_served_document_lists_every_endpoint() {
     for (path, method) in [
         ("/api/login", "post"),
         ("/api/me", "get"),
+        ("/api/refresh-token", "post"),
+        ("/api/refresh-token", "get"),
+        ("/api/logout", "post"),
+        ("/api/token/revoke", "post"),
+        ("/api/token/introspect", "post"),
         ("/.well-known/jwks.json", "get"),
         ("/.well-known/openid-configuration", "get"),
         ("/healthz", "get"),

@@ -1,0 +1,3 @@
+DROP TABLE revocations;
+DROP TABLE refresh_tokens;
+DROP TABLE sessions;

@@ -1,0 +1,394 @@
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{ADMIN_PASSWORD, assert_error, spawn_app, spawn_app_with};
+
+fn refresh_of(body: &Value) -> String {
+    body["refresh_token"]
+        .as_str()
+        .expect("refresh_token")
+        .to_owned()
+}
+
+fn access_of(body: &Value) -> String {
+    body["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn login_returns_a_refresh_token_that_rotates_on_every_use() {
+    let app = spawn_app().await;
+    let login = app.login("admin", ADMIN_PASSWORD).await;
+    let first = refresh_of(&login);
+    assert_eq!(first.len(), 43, "256 bits, base64url");
+    assert_eq!(login["refresh_expires_in"], 7 * 24 * 3600);
+
+    // Right after login: refresh tokens carry no not-before.
+    let response = app.post_refresh(&first).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body: Value = response.json().await.unwrap();
+
+    let second = refresh_of(&body);
+    assert_ne!(second, first);
+    assert_eq!(body["token"], body["access_token"]);
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 900);
+    assert_eq!(
+        body["session_id"], login["session_id"],
+        "the session carries on"
+    );
+    assert_ne!(access_of(&body), access_of(&login));
+    assert_eq!(app.get_me(&access_of(&body)).await.status(), 200);
+
+    let third = refresh_of(&app.refresh(&second).await);
+    assert_ne!(third, second);
+}
+
+#[tokio::test]
+async fn the_frontend_flow_expired_access_token_then_refresh_then_retry() {
+    let app = spawn_app().await;
+    let login = app.login("admin", ADMIN_PASSWORD).await;
+
+    app.clock.advance(Duration::from_secs(16 * 60));
+    assert_error(app.get_me(&access_of(&login)).await, 401, "TOKEN_EXPIRED").await;
+
+    let fresh = app.refresh(&refresh_of(&login)).await;
+    assert_eq!(app.get_me(&access_of(&fresh)).await.status(), 200);
+}
+
+#[tokio::test]
+async fn the_predecessor_within_the_leeway_gets_the_same_successor() {
+    let app = spawn_app().await;
+    let login = app.login("admin", ADMIN_PASSWORD).await;
+    let first = refresh_of(&login);
+    let successor = refresh_of(&app.refresh(&first).await);
+
+    app.clock.advance(Duration::from_secs(3));
+    let again = app.refresh(&first).await;
+
+    assert_eq!(refresh_of(&again), successor, "tabs converge on one token");
+    assert_eq!(app.get_me(&access_of(&again)).await.status(), 200);
+    app.refresh(&successor).await;
+}
+
+#[tokio::test]
+async fn a_spent_token_after_the_leeway_revokes_the_whole_session() {
+    let app = spawn_app().await;
+    let login = app.login("admin", ADMIN_PASSWORD).await;
+    let first = refresh_of(&login);
+    let pair = app.refresh(&first).await;
+
+    app.clock.advance(Duration::from_secs(6));
+    assert_error(app.post_refresh(&first).await, 401, "REFRESH_TOKEN_REUSED").await;
+
+    assert_error(
+        app.post_refresh(&refresh_of(&pair)).await,
+        401,
+        "TOKEN_REVOKED",
+    )
+    .await;
+    assert_error(app.get_me(&access_of(&pair)).await, 401, "TOKEN_REVOKED").await;
+    assert_error(app.get_me(&access_of(&login)).await, 401, "TOKEN_REVOKED").await;
+    assert!(!app.is_active(&access_of(&pair)).await);
+    // Other sessions of the same user are untouched.
+    let other = app.login("admin", ADMIN_PASSWORD).await;
+    assert_eq!(app.get_me(&access_of(&other)).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_token_older_than_the_predecessor_is_reuse_even_within_the_leeway() {
+    let app = spawn_app().await;
+    let first = refresh_of(&app.login("admin", ADMIN_PASSWORD).await);
+    let second = refresh_of(&app.refresh(&first).await);
+    let third = app.refresh(&second).await;
+
+    assert_error(app.post_refresh(&first).await, 401, "REFRESH_TOKEN_REUSED").await;
+    assert_error(
+        app.post_refresh(&refresh_of(&third)).await,
+        401,
+        "TOKEN_REVOKED",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_refreshes_of_one_token_all_get_the_same_successor() {
+    let app = spawn_app().await;
+    let login = app.login("admin", ADMIN_PASSWORD).await;
+    let token = refresh_of(&login);
+
+    let answers = futures_util::future::join_all((0..20).map(|_| app.post_refresh(&token))).await;
+
+    let mut successors = Vec::new();
+    for response in answers {
+        assert_eq!(response.status(), 200, "never a 5xx or a refusal");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(
+            body["session_id"], login["session_id"],
+            "never a second session"
+        );
+        successors.push(refresh_of(&body));
+    }
+    successors.dedup();
+    assert_eq!(successors.len(), 1, "one successor");
+    app.refresh(&successors[0]).await;
+}
+
+#[tokio::test]
+async fn an_idle_refresh_token_expires_and_the_session_caps_its_tokens() {
+    let app = spawn_app_with(|s| {
+        s.refresh_ttl = Duration::from_secs(60);
+        s.session_ttl = Duration::from_secs(100);
+    })
+    .await;
+    let login = app.login("admin", ADMIN_PASSWORD).await;
+    assert_eq!(login["refresh_expires_in"], 60);
+
+    app.clock.advance(Duration::from_secs(50));
+    let pair = app.refresh(&refresh_of(&login)).await;
+    let capped = pair["refresh_expires_in"].as_i64().unwrap();
+    assert!(
+        (49..=50).contains(&capped),
+        "capped by the session's end: {capped}"
+    );
+
+    app.clock.advance(Duration::from_secs(51));
+    assert_error(
+        app.post_refresh(&refresh_of(&pair)).await,
+        401,
+        "TOKEN_EXPIRED",
+    )
+    .await;
+
+    let idle = app.login("admin", ADMIN_PASSWORD).await;
+    app.clock.advance(Duration::from_secs(61));
+    assert_error(
+        app.post_refresh(&refresh_of(&idle)).await,
+        401,
+        "TOKEN_EXPIRED",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn unknown_malformed_and_missing_refresh_tokens_fail_authentication() {
+    let app = spawn_app().await;
+    for token in [
+        "A".repeat(43),
+        "short".to_owned(),
+        "x".repeat(5000),
+        String::new(),
+    ] {
+        assert_error(app.post_refresh(&token).await, 401, "AUTHENTICATION_FAILED").await;
+    }
+    let no_body = app
+        .client
+        .post(app.url("/api/refresh-token"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(no_body, 401, "AUTHENTICATION_FAILED").await;
+    let bad_json = app
+        .client
+        .post(app.url("/api/refresh-token"))
+        .header("content-type", "application/json")
+        .body("{\"refresh_token\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_error(bad_json, 400, "INVALID_REQUEST").await;
+    let unknown_field = app
+        .client
+        .post(app.url("/api/refresh-token"))
+        .json(&json!({"token": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(unknown_field, 400, "INVALID_REQUEST").await;
+}
+
+fn cookie_value(response: &reqwest::Response) -> (String, String) {
+    let header = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let value = header
+        .split(';')
+        .next()
+        .unwrap()
+        .strip_prefix("tokenmint_refresh=")
+        .unwrap()
+        .to_owned();
+    (value, header)
+}
+
+#[tokio::test]
+async fn cookie_mode_keeps_the_refresh_token_out_of_bodies() {
+    let app = spawn_app().await;
+    let response = app
+        .post_login(&json!({"username": "admin", "password": ADMIN_PASSWORD, "cookie": true}))
+        .await;
+    assert_eq!(response.status(), 200);
+    let (cookie, header) = cookie_value(&response);
+    for attribute in [
+        "HttpOnly",
+        "Secure",
+        "SameSite=Strict",
+        "Path=/api",
+        "Max-Age=604800",
+    ] {
+        assert!(header.contains(attribute), "{attribute} in {header}");
+    }
+    let body: Value = response.json().await.unwrap();
+    assert!(body.get("refresh_token").is_none(), "{body}");
+    assert_eq!(cookie.len(), 43);
+
+    let post = app
+        .client
+        .post(app.url("/api/refresh-token"))
+        .header("cookie", format!("tokenmint_refresh={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 200);
+    let (rotated, _) = cookie_value(&post);
+    assert_ne!(rotated, cookie);
+    assert!(
+        post.json::<Value>()
+            .await
+            .unwrap()
+            .get("refresh_token")
+            .is_none()
+    );
+
+    let get = app
+        .client
+        .get(app.url("/api/refresh-token"))
+        .header("cookie", format!("tokenmint_refresh={rotated}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 200);
+    let (latest, _) = cookie_value(&get);
+    assert_ne!(latest, rotated);
+    assert!(
+        app.get_me(
+            get.json::<Value>().await.unwrap()["access_token"]
+                .as_str()
+                .unwrap()
+        )
+        .await
+        .status()
+            == 200
+    );
+}
+
+#[tokio::test]
+async fn get_never_reads_a_token_from_the_query_string() {
+    let app = spawn_app().await;
+    let token = refresh_of(&app.login("admin", ADMIN_PASSWORD).await);
+
+    let response = app
+        .client
+        .get(app.url(&format!("/api/refresh-token?refresh_token={token}")))
+        .send()
+        .await
+        .unwrap();
+
+    assert_error(response, 401, "AUTHENTICATION_FAILED").await;
+    app.refresh(&token).await;
+}
+
+#[tokio::test]
+async fn the_cookie_is_not_secure_only_when_configured_for_plain_http() {
+    let app = spawn_app_with(|s| s.cookie_secure = false).await;
+    let response = app
+        .post_login(&json!({"username": "admin", "password": ADMIN_PASSWORD, "cookie": true}))
+        .await;
+    let (_, header) = cookie_value(&response);
+    assert!(!header.contains("Secure"), "{header}");
+    assert!(header.contains("HttpOnly"));
+}
+
+#[tokio::test]
+async fn logout_revokes_the_session_and_the_access_token() {
+    let app = spawn_app().await;
+    let login = app.login("admin", ADMIN_PASSWORD).await;
+    let refreshed = app.refresh(&refresh_of(&login)).await;
+
+    let response = app
+        .client
+        .post(app.url("/api/logout"))
+        .bearer_auth(access_of(&refreshed))
+        .json(&json!({"refresh_token": refresh_of(&refreshed)}))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 204);
+    assert!(
+        response.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0"),
+        "the cookie is cleared"
+    );
+    assert_error(
+        app.post_refresh(&refresh_of(&refreshed)).await,
+        401,
+        "TOKEN_REVOKED",
+    )
+    .await;
+    assert_error(
+        app.get_me(&access_of(&refreshed)).await,
+        401,
+        "TOKEN_REVOKED",
+    )
+    .await;
+    assert_error(app.get_me(&access_of(&login)).await, 401, "TOKEN_REVOKED").await;
+}
+
+#[tokio::test]
+async fn logout_with_an_unknown_or_no_token_is_still_204() {
+    let app = spawn_app().await;
+    let unknown = app
+        .client
+        .post(app.url("/api/logout"))
+        .json(&json!({"refresh_token": "B".repeat(43)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 204);
+    let nothing = app
+        .client
+        .post(app.url("/api/logout"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(nothing.status(), 204);
+}
+
+#[tokio::test]
+async fn logout_through_the_cookie() {
+    let app = spawn_app().await;
+    let response = app
+        .post_login(&json!({"username": "admin", "password": ADMIN_PASSWORD, "cookie": true}))
+        .await;
+    let (cookie, _) = cookie_value(&response);
+    let access = access_of(&response.json::<Value>().await.unwrap());
+
+    let logout = app
+        .client
+        .post(app.url("/api/logout"))
+        .header("cookie", format!("tokenmint_refresh={cookie}"))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(logout.status(), 204);
+    assert_error(app.get_me(&access).await, 401, "TOKEN_REVOKED").await;
+}

@@ -1,0 +1,182 @@
+//! The revocation list across restarts, data loss and outages.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{ADMIN_PASSWORD, TestApp, assert_error, spawn_app, spawn_app_with};
+
+fn redis_url() -> Option<String> {
+    std::env::var("TOKENMINT_TEST_REDIS_URL")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+}
+
+async fn revoked_session(app: &TestApp) -> Value {
+    let login = app.login("admin", ADMIN_PASSWORD).await;
+    let response = app
+        .client
+        .post(app.url("/api/logout"))
+        .json(&json!({"refresh_token": login["refresh_token"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    login
+}
+
+#[tokio::test]
+async fn revocations_survive_a_restart_on_the_same_database() {
+    let first = spawn_app().await;
+    let login = revoked_session(&first).await;
+    let access = login["access_token"].as_str().unwrap();
+    assert_error(first.get_me(access).await, 401, "TOKEN_REVOKED").await;
+
+    // A second instance on the same database (and Redis prefix): a restarted process.
+    let database_url = first.state.settings.database_url.clone();
+    let prefix = first.state.settings.redis_prefix.clone();
+    let second = spawn_app_with(|s| {
+        s.database_url = database_url;
+        s.redis_prefix = prefix;
+    })
+    .await;
+
+    assert_error(second.get_me(access).await, 401, "TOKEN_REVOKED").await;
+    assert_error(
+        second
+            .post_refresh(login["refresh_token"].as_str().unwrap())
+            .await,
+        401,
+        "TOKEN_REVOKED",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn revocations_survive_a_flushall() {
+    let Some(url) = redis_url() else { return };
+    let app = spawn_app().await;
+    let login = revoked_session(&app).await;
+    let access = login["access_token"].as_str().unwrap();
+    assert_error(app.get_me(access).await, 401, "TOKEN_REVOKED").await;
+
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+
+    assert_error(app.get_me(access).await, 401, "TOKEN_REVOKED").await;
+    let fresh = app.login("admin", ADMIN_PASSWORD).await;
+    assert_eq!(
+        app.get_me(fresh["access_token"].as_str().unwrap())
+            .await
+            .status(),
+        200
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct RedisServer(std::process::Child);
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn start_redis(port: u16) -> RedisServer {
+    let child = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server is installed where TOKENMINT_TEST_REDIS_URL is set");
+    let server = RedisServer(child);
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    for _ in 0..50 {
+        if let Ok(mut conn) = client.get_multiplexed_async_connection().await
+            && redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .is_ok()
+        {
+            return server;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("redis-server on port {port} did not start");
+}
+
+/// A Redis that is down answers 503 (fail closed), then the service recovers by itself.
+#[tokio::test]
+async fn an_unreachable_revocation_list_fails_closed_and_recovers() {
+    if redis_url().is_none() {
+        return;
+    }
+    let port = free_port();
+    let app =
+        spawn_app_with(|s| s.redis_url = Some(format!("redis://127.0.0.1:{port}").into())).await;
+    let login = app.login("admin", ADMIN_PASSWORD).await;
+    let access = login["access_token"].as_str().unwrap();
+
+    assert_error(app.get_me(access).await, 503, "UNAVAILABLE").await;
+    assert_error(app.introspect(access, access).await, 503, "UNAVAILABLE").await;
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    assert_eq!(
+        ready.json::<Value>().await.unwrap()["revocation_list"],
+        "unavailable"
+    );
+    // A revocation that cannot be published is a 503, but it is recorded...
+    let revoke = app
+        .client
+        .post(app.url("/api/token/revoke"))
+        .json(&json!({"token": access}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(revoke, 503, "UNAVAILABLE").await;
+
+    let redis = start_redis(port).await;
+    // ...and holds once Redis is back, without a restart.
+    assert_error(app.get_me(access).await, 401, "TOKEN_REVOKED").await;
+    let fresh = app.login("admin", ADMIN_PASSWORD).await;
+    assert_eq!(
+        app.get_me(fresh["access_token"].as_str().unwrap())
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    drop(redis);
+    assert_error(
+        app.get_me(fresh["access_token"].as_str().unwrap()).await,
+        503,
+        "UNAVAILABLE",
+    )
+    .await;
+}
