@@ -149,6 +149,8 @@ impl Application {
             openapi_json,
         });
 
+        spawn_housekeeping(state.clone());
+
         let listener = TcpListener::bind(settings.bind)?;
         let port = listener.local_addr()?.port();
         let body_limit = settings.body_limit_bytes;
@@ -203,4 +205,22 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// Every minute: drop expired revocations, ended sessions and sealed successors past the
+/// leeway. Every instance may run it; the statements are idempotent.
+fn spawn_housekeeping(state: web::Data<AppState>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let now = state.clock.now();
+            if let Err(error) = state.sessions.sweep(now).await {
+                tracing::warn!(%error, "housekeeping: sessions");
+            }
+            if let Err(error) = state.revocations.purge(now).await {
+                tracing::warn!(%error, "housekeeping: revocations");
+            }
+        }
+    });
 }

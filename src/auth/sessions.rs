@@ -278,6 +278,20 @@ impl Sessions {
         }
     }
 
+    /// Housekeeping: forgets sealed successors past the leeway and deletes ended sessions
+    /// (their refresh tokens go with them). Returns the number of sessions deleted.
+    pub async fn sweep(&self, now: DateTime<Utc>) -> Result<usize, SessionError> {
+        let leeway_start = (now - delta(self.policy.reuse_leeway)).naive_utc();
+        let naive_now = now.naive_utc();
+        Ok(self
+            .db
+            .run(move |conn| {
+                store::wipe_sealed_spent_before(conn, leeway_start)?;
+                store::purge_ended(conn, naive_now)
+            })
+            .await?)
+    }
+
     /// How long a revoked session must stay on the list: until its last access token
     /// has expired, and no later than the session's own end plus one access lifetime.
     fn session_listing_end(&self, session: &SessionRow, now: DateTime<Utc>) -> DateTime<Utc> {

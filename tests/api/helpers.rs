@@ -213,6 +213,10 @@ impl TestApp {
         self.state.keyring.sign(claims).expect("sign").0
     }
 
+    pub fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.state.clock.now()
+    }
+
     pub fn current_kid(&self) -> String {
         self.state.keyring.current_kid().expect("a current key")
     }

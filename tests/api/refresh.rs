@@ -392,3 +392,37 @@ async fn logout_through_the_cookie() {
     assert_eq!(logout.status(), 204);
     assert_error(app.get_me(&access).await, 401, "TOKEN_REVOKED").await;
 }
+
+#[tokio::test]
+async fn housekeeping_forgets_sealed_successors_after_the_leeway_and_ended_sessions() {
+    use diesel::prelude::*;
+    use tokenmint::store::schema::refresh_tokens;
+
+    let app = spawn_app().await;
+    let first = refresh_of(&app.login("admin", ADMIN_PASSWORD).await);
+    app.refresh(&first).await;
+    let sealed = || async {
+        app.state
+            .db
+            .run(|conn| {
+                Ok(refresh_tokens::table
+                    .filter(refresh_tokens::successor_sealed.is_not_null())
+                    .count()
+                    .get_result::<i64>(conn)?)
+            })
+            .await
+            .unwrap()
+    };
+    assert_eq!(sealed().await, 1, "kept during the leeway");
+
+    app.clock.advance(Duration::from_secs(6));
+    app.state.sessions.sweep(app.clock_now()).await.unwrap();
+    assert_eq!(sealed().await, 0, "gone after it");
+
+    app.clock.advance(Duration::from_secs(31 * 24 * 3600));
+    assert_eq!(
+        app.state.sessions.sweep(app.clock_now()).await.unwrap(),
+        1,
+        "the ended session is deleted"
+    );
+}
