@@ -103,6 +103,8 @@ pub struct Settings {
     pub clock_skew: Duration,
     /// Automatic signing-key rotation interval (`TOKENMINT_KEY_ROTATION_INTERVAL`).
     pub key_rotation_interval: Duration,
+    /// JWKS `max-age`, and so how long a `next` key is published before it signs (`TOKENMINT_JWKS_MAX_AGE`).
+    pub jwks_max_age: Duration,
     /// `Secure` attribute on the refresh cookie (`TOKENMINT_COOKIE_SECURE`).
     pub cookie_secure: bool,
     /// Refresh tokens always travel in the HttpOnly cookie, never in bodies (`TOKENMINT_COOKIE_MODE`).
@@ -231,6 +233,18 @@ impl Settings {
             }
         }
 
+        let key_rotation_interval = duration(
+            "TOKENMINT_KEY_ROTATION_INTERVAL",
+            Duration::from_secs(30 * 24 * 3600),
+        )?;
+        let jwks_max_age = duration("TOKENMINT_JWKS_MAX_AGE", Duration::from_secs(300))?;
+        if key_rotation_interval <= jwks_max_age {
+            return Err(invalid(
+                "TOKENMINT_KEY_ROTATION_INTERVAL",
+                "must be longer than TOKENMINT_JWKS_MAX_AGE (a next key is published that long before it signs)",
+            ));
+        }
+
         Ok(Self {
             issuer: get("TOKENMINT_ISSUER").unwrap_or_else(|| format!("http://{bind}")),
             audience: get("TOKENMINT_AUDIENCE").unwrap_or_else(|| "tokenmint".into()),
@@ -248,10 +262,8 @@ impl Settings {
                 Duration::from_secs(5),
             )?,
             clock_skew: duration("TOKENMINT_CLOCK_SKEW", Duration::from_secs(60))?,
-            key_rotation_interval: duration(
-                "TOKENMINT_KEY_ROTATION_INTERVAL",
-                Duration::from_secs(30 * 24 * 3600),
-            )?,
+            key_rotation_interval,
+            jwks_max_age,
             cookie_secure: match get("TOKENMINT_COOKIE_SECURE").as_deref() {
                 None | Some("true") | Some("1") => true,
                 Some("false") | Some("0") => false,
@@ -413,6 +425,7 @@ mod tests {
             ("TOKENMINT_DATABASE_URL", "sqlite://:memory:"),
             ("TOKENMINT_ACCESS_TTL", "soon"),
             ("TOKENMINT_ACCESS_TTL", "0s"),
+            ("TOKENMINT_KEY_ROTATION_INTERVAL", "1m"),
             ("TOKENMINT_SIGNING_ALG", "HS256"),
             ("TOKENMINT_CORS_ORIGINS", "*"),
             ("TOKENMINT_COOKIE_SECURE", "maybe"),

@@ -31,8 +31,23 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Manage signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Print the OpenAPI document.
     Openapi,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Rotate now (same as POST /api/admin/signing-keys/rotate).
+    Rotate {
+        /// Algorithm of the new `next` key: ES256, EdDSA or RS256.
+        #[arg(long)]
+        alg: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -121,6 +136,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await?;
             println!("{}", user.id);
+        }
+        Some(Command::Keys {
+            command: KeysCommand::Rotate { alg },
+        }) => {
+            let alg = alg
+                .map(|a| a.parse::<tokenmint::keys::SigningAlg>())
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            tokenmint::keys::crypto_provider::install();
+            let db = open_database(&settings).await?;
+            let kek = tokenmint::keys::kek::Kek::from_settings(&settings)?;
+            let now = SystemClock.now();
+            let keyring = tokenmint::keys::Keyring::load_or_init(
+                db,
+                kek,
+                settings.signing_alg,
+                tokenmint::startup::key_timing(&settings),
+                now,
+            )
+            .await?;
+            keyring.rotate(alg, now, false).await?;
+            for key in keyring.list().await? {
+                println!("{}\t{}\t{}", key.kid, key.alg, key.status.as_str());
+            }
         }
         Some(Command::Openapi) => {}
     }

@@ -19,6 +19,7 @@ use crate::error::{ErrorBody, ErrorCode};
         (name = "auth", description = "Login, refresh-token rotation, logout and the caller's identity"),
         (name = "tokens", description = "RFC 7009 revocation and RFC 7662 introspection"),
         (name = "discovery", description = "Keys and metadata for token consumers"),
+        (name = "admin", description = "Administration; callers have role `admin`"),
         (name = "operations", description = "Health, readiness, this document"),
     ),
     components(schemas(ErrorBody, ErrorCode)),

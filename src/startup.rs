@@ -18,6 +18,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::http::{self, AppState, KnownRoutes};
 use crate::keys::kek::Kek;
+use crate::keys::lifecycle::Timing;
 use crate::keys::{KeyError, Keyring, crypto_provider};
 use crate::revocation::{RevocationError, Revocations};
 use crate::store::{Db, StoreError};
@@ -92,7 +93,14 @@ impl Application {
         }
         let kek = Kek::from_settings(&settings)?;
         let keyring = Arc::new(
-            Keyring::load_or_init(db.clone(), kek, settings.signing_alg, clock.now()).await?,
+            Keyring::load_or_init(
+                db.clone(),
+                kek,
+                settings.signing_alg,
+                key_timing(&settings),
+                clock.now(),
+            )
+            .await?,
         );
         let hasher = Arc::new(
             tokio::task::spawn_blocking({
@@ -150,6 +158,7 @@ impl Application {
         });
 
         spawn_housekeeping(state.clone());
+        spawn_key_maintenance(state.clone());
 
         let listener = TcpListener::bind(settings.bind)?;
         let port = listener.local_addr()?.port();
@@ -207,6 +216,15 @@ impl Application {
     }
 }
 
+/// The key lifecycle's timing from the settings.
+pub fn key_timing(settings: &Settings) -> Timing {
+    Timing {
+        publish_lead: settings.jwks_max_age,
+        retire_after: settings.access_ttl + settings.clock_skew,
+        rotation_interval: settings.key_rotation_interval,
+    }
+}
+
 /// Every minute: drop expired revocations, ended sessions and sealed successors past the
 /// leeway. Every instance may run it; the statements are idempotent.
 fn spawn_housekeeping(state: web::Data<AppState>) {
@@ -220,6 +238,22 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
             }
             if let Err(error) = state.revocations.purge(now).await {
                 tracing::warn!(%error, "housekeeping: revocations");
+            }
+        }
+    });
+}
+
+/// Every few seconds: the key lifecycle (scheduled rotation, retirement) and picking up
+/// key changes made by other instances, so every instance signs with the new key and
+/// serves the new JWKS within seconds.
+fn spawn_key_maintenance(state: web::Data<AppState>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(error) = state.keyring.maintain(state.clock.now()).await {
+                tracing::warn!(%error, "key maintenance");
             }
         }
     });

@@ -1,6 +1,7 @@
 //! The HTTP layer: handlers parse, call one domain function and map the result.
 //! Every rejection, actix's own included, is answered in API.md's error format.
 
+pub mod admin;
 pub mod auth;
 pub mod extract;
 pub mod me;
@@ -63,6 +64,8 @@ pub fn routes(cfg: &mut ServiceConfig<'_>) {
         .service(tokens::revoke)
         .service(tokens::introspect)
         .service(me::me)
+        .service(admin::signing_keys::list_signing_keys)
+        .service(admin::signing_keys::rotate_signing_keys)
         .service(wellknown::jwks)
         .service(wellknown::openid_configuration)
         .service(ops::healthz)

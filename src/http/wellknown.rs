@@ -7,10 +7,6 @@ use utoipa::ToSchema;
 
 use super::AppState;
 
-/// How long consumers may cache JWKS. A `next` key is published at least this long
-/// before it signs, so a cached JWKS always knows the signing key.
-pub const JWKS_MAX_AGE_SECS: u64 = 300;
-
 /// A JSON Web Key Set (RFC 7517 section 5).
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct JwksResponse {
@@ -32,7 +28,9 @@ pub struct JwksResponse {
 #[get("/.well-known/jwks.json")]
 pub async fn jwks(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let doc = state.keyring.jwks();
-    let cache_control = format!("public, max-age={JWKS_MAX_AGE_SECS}");
+    // A `next` key is published at least max-age before it signs, so a cached JWKS
+    // always knows the signing key.
+    let cache_control = format!("public, max-age={}", state.settings.jwks_max_age.as_secs());
     // Tags are compared weakly for If-None-Match (RFC 9110 section 13.1.2).
     let fresh = match req.get_header::<IfNoneMatch>() {
         Some(IfNoneMatch::Any) => true,
@@ -97,7 +95,7 @@ pub async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((
             header::CACHE_CONTROL,
-            format!("public, max-age={JWKS_MAX_AGE_SECS}"),
+            format!("public, max-age={}", state.settings.jwks_max_age.as_secs()),
         ))
         .json(DiscoveryDocument {
             jwks_uri: format!("{issuer}/.well-known/jwks.json"),

@@ -7,17 +7,18 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use jsonwebtoken::jwk::{Jwk, JwkSet, ThumbprintHash};
 use jsonwebtoken::{DecodingKey, Header};
 use serde::Serialize;
 
 use super::crypto_provider::RingSigner;
 use super::kek::Kek;
+use super::lifecycle::{KeyState, NotYet, Timing, keys_to_retire, plan_rotation};
 use super::material::KeyPair;
 use super::{KeyError, SigningAlg};
 use crate::store::signing_keys::{self, SigningKeyRow};
-use crate::store::{Db, StoreError};
+use crate::store::{Db, DbConnection, StoreError, write_transaction};
 
 /// Lifecycle state of a signing key (DESIGN.md, "Keys").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +34,17 @@ pub enum KeyStatus {
 }
 
 impl KeyStatus {
+    /// Parses the stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "next" => Some(Self::Next),
+            "current" => Some(Self::Current),
+            "retiring" => Some(Self::Retiring),
+            "retired" => Some(Self::Retired),
+            _ => None,
+        }
+    }
+
     /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -70,6 +82,8 @@ pub struct JwksDocument {
 }
 
 struct Snapshot {
+    // (kid, status) of every live key: a reload that finds the same skips the rebuild.
+    fingerprint: Vec<(String, String)>,
     current: Option<CurrentKey>,
     verifying: HashMap<String, VerifyingKey>,
     jwks: JwksDocument,
@@ -80,40 +94,217 @@ pub struct Keyring {
     db: Db,
     kek: Kek,
     snapshot: ArcSwap<Snapshot>,
+    default_alg: SigningAlg,
+    timing: Timing,
+}
+
+/// A key as listed to admins.
+#[derive(Debug, Clone)]
+pub struct KeyInfo {
+    /// Key id.
+    pub kid: String,
+    /// Algorithm.
+    pub alg: String,
+    /// Lifecycle state.
+    pub status: KeyStatus,
+    /// Creation (publication) time.
+    pub created_at: DateTime<Utc>,
+    /// When it started signing.
+    pub activated_at: Option<DateTime<Utc>>,
+    /// When it left JWKS.
+    pub retired_at: Option<DateTime<Utc>>,
+}
+
+/// Why a rotation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    /// Pre-publication is never skipped: the `next` key may sign from this time on.
+    #[error("the next key has not been published long enough; it can sign from {0}")]
+    NotReady(DateTime<Utc>),
+    /// Key handling or storage failed.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+fn key_state(row: &SigningKeyRow) -> Option<KeyState> {
+    Some(KeyState {
+        kid: row.kid.clone(),
+        status: KeyStatus::parse(&row.status)?,
+        created_at: row.created_at.and_utc(),
+        activated_at: row.activated_at.map(|t| t.and_utc()),
+        deactivated_at: row.deactivated_at.map(|t| t.and_utc()),
+    })
+}
+
+enum TxOutcome {
+    Rotated,
+    NotYet(NotYet),
+}
+
+enum TxFail {
+    Store(StoreError),
+    Lost,
+}
+
+impl From<diesel::result::Error> for TxFail {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Store(e.into())
+    }
+}
+
+impl From<StoreError> for TxFail {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
 }
 
 impl Keyring {
-    /// Loads the keys; on a first start, creates the first signing key.
+    /// Loads the keys; on a first start, creates the first signing key and a `next` one.
     pub async fn load_or_init(
         db: Db,
         kek: Kek,
         alg: SigningAlg,
+        timing: Timing,
         now: DateTime<Utc>,
     ) -> Result<Self, KeyError> {
         let keyring = Self {
             db,
             kek,
             snapshot: ArcSwap::from_pointee(empty_snapshot()?),
+            default_alg: alg,
+            timing,
         };
         keyring.reload().await?;
         if keyring.snapshot.load().current.is_none() {
-            match keyring.create_key(alg, KeyStatus::Current, now).await {
+            // First start: nobody has cached a JWKS yet, so the first key signs at once.
+            let row = keyring.new_key_row(alg, KeyStatus::Current, now).await?;
+            match keyring
+                .db
+                .run(move |conn| signing_keys::insert(conn, &row))
+                .await
+            {
                 // Another instance created the first key at the same moment: take theirs.
-                Ok(()) | Err(KeyError::Store(StoreError::Conflict)) => {}
-                Err(e) => return Err(e),
+                Ok(()) | Err(StoreError::Conflict) => {}
+                Err(e) => return Err(e.into()),
             }
-            keyring.reload().await?;
         }
+        keyring.ensure_next(now).await?;
+        keyring.reload().await?;
         Ok(keyring)
     }
 
-    /// Generates a key in `status` and stores it encrypted.
-    async fn create_key(
+    /// Publishes a `next` key if there is none.
+    async fn ensure_next(&self, now: DateTime<Utc>) -> Result<(), KeyError> {
+        let rows = self.db.run(signing_keys::list_live).await?;
+        if rows.iter().any(|r| r.status == KeyStatus::Next.as_str()) {
+            return Ok(());
+        }
+        let row = self
+            .new_key_row(self.default_alg, KeyStatus::Next, now)
+            .await?;
+        self.db
+            .run(move |conn| signing_keys::insert(conn, &row))
+            .await?;
+        Ok(())
+    }
+
+    /// Rotates: the `next` key becomes `current`, the old `current` becomes `retiring`,
+    /// and a new `next` key (of `alg`, else the configured algorithm) is published.
+    /// `scheduled` rotations happen only when the interval is due; none ever skips the
+    /// pre-publication of the `next` key. Of several instances, exactly one rotates.
+    /// Returns whether this call rotated.
+    pub async fn rotate(
+        &self,
+        alg: Option<SigningAlg>,
+        now: DateTime<Utc>,
+        scheduled: bool,
+    ) -> Result<bool, RotateError> {
+        let new_next = self
+            .new_key_row(alg.unwrap_or(self.default_alg), KeyStatus::Next, now)
+            .await?;
+        let timing = self.timing;
+        let outcome = self
+            .db
+            .run(move |conn| {
+                match write_transaction(conn, |conn| {
+                    rotate_tx(conn, new_next, now, &timing, scheduled)
+                }) {
+                    Ok(outcome) => Ok(Some(outcome)),
+                    Err(TxFail::Lost) => Ok(None),
+                    Err(TxFail::Store(e)) => Err(e),
+                }
+            })
+            .await
+            .map_err(KeyError::from)?;
+        self.reload().await?;
+        match outcome {
+            Some(TxOutcome::Rotated) => {
+                tracing::info!(scheduled, kid = ?self.current_kid(), "signing key rotated");
+                Ok(true)
+            }
+            // Another instance rotated first: that rotation stands.
+            None | Some(TxOutcome::NotYet(NotYet::NotDue(_))) => Ok(false),
+            Some(TxOutcome::NotYet(NotYet::NextKeyTooYoung(at))) => Err(RotateError::NotReady(at)),
+            Some(TxOutcome::NotYet(NotYet::NoNextKey)) => Err(RotateError::NotReady(
+                now + TimeDelta::from_std(timing.publish_lead).unwrap_or(TimeDelta::MAX),
+            )),
+        }
+    }
+
+    /// Periodic work of every instance: retire keys whose tokens have all expired, keep a
+    /// `next` key published, rotate when the interval is due, and pick up changes made
+    /// by other instances.
+    pub async fn maintain(&self, now: DateTime<Utc>) -> Result<(), KeyError> {
+        let rows = self.db.run(signing_keys::list_live).await?;
+        let states: Vec<KeyState> = rows.iter().filter_map(key_state).collect();
+        for kid in keys_to_retire(&states, now, &self.timing) {
+            self.db
+                .run(move |conn| {
+                    signing_keys::transition(conn, &kid, "retiring", "retired", now.naive_utc())
+                })
+                .await?;
+        }
+        self.ensure_next(now).await?;
+        let due = plan_rotation(&states, now, &self.timing, true).is_ok();
+        if due {
+            match self.rotate(None, now, true).await {
+                Ok(_) | Err(RotateError::NotReady(_)) => {}
+                Err(RotateError::Key(e)) => return Err(e),
+            }
+        }
+        self.reload().await
+    }
+
+    /// Every key, newest first, for admins.
+    pub async fn list(&self) -> Result<Vec<KeyInfo>, KeyError> {
+        let rows = self.db.run(signing_keys::list_all).await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                Some(KeyInfo {
+                    status: KeyStatus::parse(&row.status)?,
+                    kid: row.kid,
+                    alg: row.alg,
+                    created_at: row.created_at.and_utc(),
+                    activated_at: row.activated_at.map(|t| t.and_utc()),
+                    retired_at: row.retired_at.map(|t| t.and_utc()),
+                })
+            })
+            .collect())
+    }
+
+    /// The lifecycle timing in force.
+    pub fn timing(&self) -> Timing {
+        self.timing
+    }
+
+    /// Generates a key in `status`, encrypted, as a row to insert.
+    async fn new_key_row(
         &self,
         alg: SigningAlg,
         status: KeyStatus,
         now: DateTime<Utc>,
-    ) -> Result<(), KeyError> {
+    ) -> Result<SigningKeyRow, KeyError> {
         let pkcs8 = tokio::task::spawn_blocking(move || KeyPair::generate_pkcs8(alg))
             .await
             .map_err(|_| KeyError::Crypto)??;
@@ -124,7 +315,7 @@ impl Keyring {
             .thumbprint(ThumbprintHash::SHA256)
             .map_err(|_| KeyError::Crypto)?;
         jwk.common.key_id = Some(kid.clone());
-        let row = SigningKeyRow {
+        Ok(SigningKeyRow {
             private_key: Some(self.kek.encrypt(&pkcs8, &kid)?),
             kid,
             alg: alg.as_str().to_owned(),
@@ -133,16 +324,16 @@ impl Keyring {
             created_at: now.naive_utc(),
             activated_at: (status == KeyStatus::Current).then(|| now.naive_utc()),
             retired_at: None,
-        };
-        self.db
-            .run(move |conn| signing_keys::insert(conn, &row))
-            .await?;
-        Ok(())
+            deactivated_at: None,
+        })
     }
 
     /// Re-reads the keys from the database and swaps the snapshot.
     pub async fn reload(&self) -> Result<(), KeyError> {
         let rows = self.db.run(signing_keys::list_live).await?;
+        if fingerprint(&rows) == self.snapshot.load().fingerprint {
+            return Ok(());
+        }
         let snapshot = build_snapshot(&self.kek, rows)?;
         self.snapshot.store(Arc::new(snapshot));
         Ok(())
@@ -193,8 +384,45 @@ impl Keyring {
     }
 }
 
+fn fingerprint(rows: &[SigningKeyRow]) -> Vec<(String, String)> {
+    rows.iter()
+        .map(|r| (r.kid.clone(), r.status.clone()))
+        .collect()
+}
+
+fn rotate_tx(
+    conn: &mut DbConnection,
+    new_next: SigningKeyRow,
+    now: DateTime<Utc>,
+    timing: &Timing,
+    scheduled: bool,
+) -> Result<TxOutcome, TxFail> {
+    let rows = signing_keys::list_live(conn)?;
+    let states: Vec<KeyState> = rows.iter().filter_map(key_state).collect();
+    let plan = match plan_rotation(&states, now, timing, scheduled) {
+        Ok(plan) => plan,
+        Err(NotYet::NoNextKey) => {
+            signing_keys::insert(conn, &new_next)?;
+            return Ok(TxOutcome::NotYet(NotYet::NoNextKey));
+        }
+        Err(not_yet) => return Ok(TxOutcome::NotYet(not_yet)),
+    };
+    let naive = now.naive_utc();
+    if let Some(old) = &plan.old_current
+        && !signing_keys::transition(conn, old, "current", "retiring", naive)?
+    {
+        return Err(TxFail::Lost);
+    }
+    if !signing_keys::transition(conn, &plan.new_current, "next", "current", naive)? {
+        return Err(TxFail::Lost);
+    }
+    signing_keys::insert(conn, &new_next)?;
+    Ok(TxOutcome::Rotated)
+}
+
 fn empty_snapshot() -> Result<Snapshot, KeyError> {
     Ok(Snapshot {
+        fingerprint: Vec::new(),
         current: None,
         verifying: HashMap::new(),
         jwks: jwks_document(&JwkSet { keys: Vec::new() })?,
@@ -202,6 +430,7 @@ fn empty_snapshot() -> Result<Snapshot, KeyError> {
 }
 
 fn build_snapshot(kek: &Kek, rows: Vec<SigningKeyRow>) -> Result<Snapshot, KeyError> {
+    let fingerprint = fingerprint(&rows);
     let mut current = None;
     let mut verifying = HashMap::new();
     let mut published = Vec::new();
@@ -226,6 +455,7 @@ fn build_snapshot(kek: &Kek, rows: Vec<SigningKeyRow>) -> Result<Snapshot, KeyEr
         published.push(jwk);
     }
     Ok(Snapshot {
+        fingerprint,
         current,
         verifying,
         jwks: jwks_document(&JwkSet { keys: published })?,

@@ -38,8 +38,14 @@ impl KeyPair {
                 sig::EcdsaKeyPair::generate_pkcs8(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)?
             }
             SigningAlg::EdDsa => sig::Ed25519KeyPair::generate_pkcs8(&rng)?,
+            // ring signs RSA but cannot generate RSA keys; the RustCrypto `rsa` crate
+            // generates them (only that: its decryption timing issue does not apply).
             SigningAlg::Rs256 => {
-                return Err(KeyError::Unsupported("generating RS256 keys".into()));
+                use rsa::pkcs8::EncodePrivateKey as _;
+                let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048)
+                    .map_err(|_| KeyError::Crypto)?;
+                let der = key.to_pkcs8_der().map_err(|_| KeyError::Crypto)?;
+                return Ok(Zeroizing::new(der.as_bytes().to_vec()));
             }
         };
         Ok(Zeroizing::new(doc.as_ref().to_vec()))
@@ -150,7 +156,7 @@ mod tests {
     #[test]
     fn generated_keys_sign_what_their_public_jwk_verifies() {
         super::super::crypto_provider::install();
-        for alg in [SigningAlg::Es256, SigningAlg::EdDsa] {
+        for alg in [SigningAlg::Es256, SigningAlg::EdDsa, SigningAlg::Rs256] {
             let pkcs8 = KeyPair::generate_pkcs8(alg).unwrap();
             let pair = KeyPair::from_pkcs8(alg, &pkcs8).unwrap();
             let jwk = pair.public_jwk("k1").unwrap();

@@ -4,6 +4,7 @@
 pub mod crypto_provider;
 pub mod kek;
 pub mod keyring;
+pub mod lifecycle;
 pub mod material;
 
 pub use keyring::Keyring;

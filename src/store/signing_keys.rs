@@ -26,6 +26,8 @@ pub struct SigningKeyRow {
     pub activated_at: Option<NaiveDateTime>,
     /// When it stopped being published.
     pub retired_at: Option<NaiveDateTime>,
+    /// When it stopped signing.
+    pub deactivated_at: Option<NaiveDateTime>,
 }
 
 impl std::fmt::Debug for SigningKeyRow {
@@ -53,4 +55,50 @@ pub fn list_live(conn: &mut DbConnection) -> Result<Vec<SigningKeyRow>, StoreErr
         .order(signing_keys::created_at.asc())
         .select(SigningKeyRow::as_select())
         .load(conn)?)
+}
+
+/// Every key, newest first (for the admin list).
+pub fn list_all(conn: &mut DbConnection) -> Result<Vec<SigningKeyRow>, StoreError> {
+    Ok(signing_keys::table
+        .order(signing_keys::created_at.desc())
+        .select(SigningKeyRow::as_select())
+        .load(conn)?)
+}
+
+/// Moves a key from `from` to `to`, setting the time column of the new state. Returns
+/// whether this call made the change: the conditional update is what lets exactly one
+/// of several instances rotate.
+pub fn transition(
+    conn: &mut DbConnection,
+    kid: &str,
+    from: &str,
+    to: &str,
+    now: NaiveDateTime,
+) -> Result<bool, StoreError> {
+    let target = signing_keys::table
+        .filter(signing_keys::kid.eq(kid))
+        .filter(signing_keys::status.eq(from));
+    let changed = match to {
+        "current" => diesel::update(target)
+            .set((
+                signing_keys::status.eq(to),
+                signing_keys::activated_at.eq(now),
+            ))
+            .execute(conn)?,
+        "retiring" => diesel::update(target)
+            .set((
+                signing_keys::status.eq(to),
+                signing_keys::deactivated_at.eq(now),
+            ))
+            .execute(conn)?,
+        // Retired keys lose their private part for good.
+        _ => diesel::update(target)
+            .set((
+                signing_keys::status.eq(to),
+                signing_keys::retired_at.eq(now),
+                signing_keys::private_key.eq(None::<Vec<u8>>),
+            ))
+            .execute(conn)?,
+    };
+    Ok(changed == 1)
 }

@@ -95,3 +95,23 @@ fn user_create_reads_the_password_from_stdin_and_migrate_is_idempotent() {
         "usernames are unique case-insensitively"
     );
 }
+
+#[test]
+fn keys_rotate_refuses_to_skip_pre_publication() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("keys.db").display());
+    let out = Command::new(BIN)
+        .args(["keys", "rotate"])
+        .env("TOKENMINT_DATABASE_URL", &db)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a fresh next key is too young to sign"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("next key has not been published long enough"),
+        "{stderr}"
+    );
+}

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::helpers::{ADMIN_PASSWORD, TestApp, spawn_app};
 
-async fn fetch_jwks(app: &TestApp) -> Value {
+pub async fn fetch_jwks(app: &TestApp) -> Value {
     let response = app
         .client
         .get(app.url("/.well-known/jwks.json"))
@@ -74,18 +74,25 @@ async fn an_issued_token_verifies_with_another_library_from_the_served_jwks() {
 }
 
 #[tokio::test]
-async fn jwks_publishes_only_public_signing_keys() {
+async fn jwks_publishes_the_current_and_the_next_key_and_nothing_private() {
     let app = spawn_app().await;
     let jwks = fetch_jwks(&app).await;
     let keys = jwks["keys"].as_array().unwrap();
-    assert_eq!(keys.len(), 1);
-    let key = &keys[0];
-    assert_eq!(key["kid"], app.current_kid().as_str());
+    assert_eq!(keys.len(), 2, "current and next");
+    let key = keys
+        .iter()
+        .find(|k| k["kid"] == app.current_kid().as_str())
+        .expect("the signing key");
     assert_eq!(key["kty"], "EC");
     assert_eq!(key["crv"], "P-256");
     assert_eq!(key["alg"], "ES256");
     assert_eq!(key["use"], "sig");
-    assert!(key.get("d").is_none(), "no private part");
+    for key in keys {
+        assert!(
+            key.get("d").is_none() && key.get("p").is_none(),
+            "no private part"
+        );
+    }
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ mod helpers;
 mod cli;
 mod errors;
 mod jwks;
+mod keys;
 mod login;
 mod me;
 mod openapi;

@@ -1,0 +1,3 @@
+//! Admin endpoints. Callers are users with role `admin`.
+
+pub mod signing_keys;

@@ -1,0 +1,130 @@
+//! `GET /api/admin/signing-keys`, `POST /api/admin/signing-keys/rotate`.
+
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::http::AppState;
+use crate::http::extract::{authenticate_admin, optional_json};
+use crate::keys::SigningAlg;
+use crate::keys::keyring::{KeyInfo, RotateError};
+
+/// A signing key, without any key material.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct SigningKeyView {
+    /// Key id (RFC 7638 thumbprint), as in JWT headers and JWKS.
+    pub kid: String,
+    /// `ES256`, `EdDSA` or `RS256`.
+    pub alg: String,
+    /// `next`, `current`, `retiring` or `retired`.
+    pub status: String,
+    /// Creation, which is also publication in JWKS.
+    pub created_at: DateTime<Utc>,
+    /// When it started signing.
+    pub activated_at: Option<DateTime<Utc>>,
+    /// When it left JWKS.
+    pub retired_at: Option<DateTime<Utc>>,
+}
+
+impl From<KeyInfo> for SigningKeyView {
+    fn from(k: KeyInfo) -> Self {
+        Self {
+            kid: k.kid,
+            alg: k.alg,
+            status: k.status.as_str().to_owned(),
+            created_at: k.created_at,
+            activated_at: k.activated_at,
+            retired_at: k.retired_at,
+        }
+    }
+}
+
+/// Options of a rotation.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateRequest {
+    /// Algorithm of the new `next` key: `ES256`, `EdDSA` or `RS256` (default: the configured one).
+    #[serde(default)]
+    pub alg: Option<String>,
+}
+
+async fn list(state: &AppState) -> Result<HttpResponse, ApiError> {
+    let keys = state.keyring.list().await.map_err(key_error)?;
+    Ok(HttpResponse::Ok().json(
+        keys.into_iter()
+            .map(SigningKeyView::from)
+            .collect::<Vec<_>>(),
+    ))
+}
+
+fn key_error(e: crate::keys::KeyError) -> ApiError {
+    match e {
+        crate::keys::KeyError::Store(e) => e.into(),
+        other => ApiError::internal(other),
+    }
+}
+
+/// List every signing key with its state and times (a bare array: it is small).
+#[utoipa::path(
+    tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every key, newest first", body = Vec<SigningKeyView>),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+    )
+)]
+#[get("/api/admin/signing-keys")]
+pub async fn list_signing_keys(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    authenticate_admin(&state, &req).await?;
+    list(&state).await
+}
+
+/// Rotate now: the `next` key becomes `current` (a new `next` is published), the old
+/// `current` becomes `retiring`. Pre-publication is never skipped: if the `next` key has
+/// not been in JWKS for the JWKS `max-age` yet, 409 with `Retry-After`.
+#[utoipa::path(
+    tag = "admin",
+    security(("bearer" = [])),
+    request_body(content = Option<RotateRequest>),
+    responses(
+        (status = 200, description = "The keys after the rotation", body = Vec<SigningKeyView>),
+        (status = 400, description = "Unknown algorithm or malformed body", body = ErrorBody),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 409, description = "The next key is not published long enough yet; see Retry-After", body = ErrorBody),
+    )
+)]
+#[post("/api/admin/signing-keys/rotate")]
+pub async fn rotate_signing_keys(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    authenticate_admin(&state, &req).await?;
+    let alg = match optional_json::<RotateRequest>(&req, &body)?.and_then(|r| r.alg) {
+        Some(name) => Some(
+            name.parse::<SigningAlg>()
+                .map_err(|_| ApiError::invalid_request("alg must be ES256, EdDSA or RS256"))?,
+        ),
+        None => None,
+    };
+    let now = state.clock.now();
+    match state.keyring.rotate(alg, now, false).await {
+        Ok(_) => list(&state).await,
+        Err(RotateError::NotReady(at)) => {
+            let wait = (at - now).num_seconds().max(1).unsigned_abs();
+            Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!("the next key has been published for less than the JWKS max-age; retry in {wait} s"),
+            )
+            .retry_after(wait))
+        }
+        Err(RotateError::Key(e)) => Err(key_error(e)),
+    }
+}
