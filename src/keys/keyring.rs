@@ -255,18 +255,26 @@ impl Keyring {
     /// `next` key published, rotate when the interval is due, and pick up changes made
     /// by other instances.
     pub async fn maintain(&self, now: DateTime<Utc>) -> Result<(), KeyError> {
+        // One read when there is nothing to do, which is almost always.
         let rows = self.db.run(signing_keys::list_live).await?;
         let states: Vec<KeyState> = rows.iter().filter_map(key_state).collect();
-        for kid in keys_to_retire(&states, now, &self.timing) {
+        let to_retire = keys_to_retire(&states, now, &self.timing);
+        let no_next = !states.iter().any(|k| k.status == KeyStatus::Next);
+        let rotation_due = plan_rotation(&states, now, &self.timing, true).is_ok();
+        if to_retire.is_empty() && !no_next && !rotation_due {
+            return self.apply(rows);
+        }
+        for kid in to_retire {
             self.db
                 .run(move |conn| {
                     signing_keys::transition(conn, &kid, "retiring", "retired", now.naive_utc())
                 })
                 .await?;
         }
-        self.ensure_next(now).await?;
-        let due = plan_rotation(&states, now, &self.timing, true).is_ok();
-        if due {
+        if no_next {
+            self.ensure_next(now).await?;
+        }
+        if rotation_due {
             match self.rotate(None, now, true).await {
                 Ok(_) | Err(RotateError::NotReady(_)) => {}
                 Err(RotateError::Key(e)) => return Err(e),
@@ -331,6 +339,11 @@ impl Keyring {
     /// Re-reads the keys from the database and swaps the snapshot.
     pub async fn reload(&self) -> Result<(), KeyError> {
         let rows = self.db.run(signing_keys::list_live).await?;
+        self.apply(rows)
+    }
+
+    /// Swaps in a snapshot of `rows`, unless it would be the same as the current one.
+    fn apply(&self, rows: Vec<SigningKeyRow>) -> Result<(), KeyError> {
         if fingerprint(&rows) == self.snapshot.load().fingerprint {
             return Ok(());
         }
