@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, SubsecRound as _, TimeDelta, Utc};
 
 /// A source of the current time.
 pub trait Clock: Send + Sync + 'static {
@@ -17,7 +17,8 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     #[allow(clippy::disallowed_methods)] // reason: the one place that reads the wall clock
     fn now(&self) -> DateTime<Utc> {
-        Utc::now()
+        // Microseconds: what PostgreSQL keeps, so a time read back equals the time written.
+        Utc::now().trunc_subsecs(6)
     }
 }
 

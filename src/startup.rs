@@ -10,6 +10,8 @@ use secrecy::ExposeSecret;
 use utoipa_actix_web::service_config::ServiceConfig;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
+use crate::auth::api_keys::ApiKeys;
+use crate::auth::audit::{Audit, AuditEvent};
 use crate::auth::passwords::{PasswordError, PasswordHasher};
 use crate::auth::sessions::{SessionPolicy, Sessions};
 use crate::auth::tokens::TokenService;
@@ -142,8 +144,11 @@ impl Application {
                 session_ttl: settings.session_ttl,
                 reuse_leeway: settings.refresh_reuse_leeway,
                 access_ttl: settings.access_ttl,
+                clock_skew: settings.clock_skew,
             },
         );
+        let api_keys = ApiKeys::new(db.clone());
+        let audit = Audit::new(db.clone());
         let state = web::Data::new(AppState {
             settings: settings.clone(),
             db,
@@ -152,6 +157,8 @@ impl Application {
             hasher,
             revocations,
             sessions,
+            api_keys,
+            audit,
             clock,
             routes: KnownRoutes::from_openapi(&doc),
             openapi_json,
@@ -239,6 +246,9 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
             if let Err(error) = state.revocations.purge(now).await {
                 tracing::warn!(%error, "housekeeping: revocations");
             }
+            if let Err(error) = state.api_keys.flush_usage().await {
+                tracing::warn!(%error, "housekeeping: API key last use");
+            }
         }
     });
 }
@@ -252,8 +262,21 @@ fn spawn_key_maintenance(state: web::Data<AppState>) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(error) = state.keyring.maintain(state.clock.now()).await {
-                tracing::warn!(%error, "key maintenance");
+            let now = state.clock.now();
+            match state.keyring.maintain(now).await {
+                Ok(true) => {
+                    let target = state.keyring.current_kid().map(|k| format!("kid:{k}"));
+                    let event = AuditEvent {
+                        actor: "system".to_owned(),
+                        action: "signing_key.rotate".to_owned(),
+                        target,
+                        ip: None,
+                        outcome: "success".to_owned(),
+                    };
+                    state.audit.record(event, now).await;
+                }
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, "key maintenance"),
             }
         }
     });

@@ -1,5 +1,7 @@
 //! Domain logic: passwords, users, logins and access tokens. Nothing here knows HTTP.
 
+pub mod api_keys;
+pub mod audit;
 pub mod login;
 pub mod passwords;
 pub mod refresh_token;

@@ -33,7 +33,12 @@ pub enum SessionError {
     Revoked,
     /// A spent token was presented outside the leeway; the session is now revoked.
     #[error("refresh token reused")]
-    Reused,
+    Reused {
+        /// The revoked session.
+        session_id: String,
+        /// Its user.
+        user_id: String,
+    },
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -79,6 +84,8 @@ pub struct SessionPolicy {
     pub reuse_leeway: Duration,
     /// Lifetime of access tokens: how long a revoked session's entry must stay listed.
     pub access_ttl: Duration,
+    /// Tolerance on `iat`: a user cut-off stays listed for access TTL + skew.
+    pub clock_skew: Duration,
 }
 
 /// Logins, refreshes, logouts.
@@ -217,7 +224,10 @@ impl Sessions {
                     self.session_listing_end(&session, now),
                 );
                 self.revocations.publish(&[entry], now).await?;
-                Err(SessionError::Reused)
+                Err(SessionError::Reused {
+                    session_id: session.id,
+                    user_id: session.user_id,
+                })
             }
         }
     }
@@ -276,6 +286,54 @@ impl Sessions {
             }
             None => Ok(false),
         }
+    }
+
+    /// Logout everywhere: revokes every session of a user and cuts off every access token
+    /// issued to them before now (also from sessions this misses).
+    pub async fn revoke_user(
+        &self,
+        user_id: Uuid,
+        reason: &'static str,
+        now: DateTime<Utc>,
+    ) -> Result<(), SessionError> {
+        let access_ttl = self.policy.access_ttl;
+        let cutoff_until =
+            now + crate::revocation::cutoff_lifetime(access_ttl, self.policy.clock_skew);
+        let entries = self
+            .db
+            .run(move |conn| {
+                write_transaction(conn, |conn| {
+                    let revoked = store::revoke_user_sessions(
+                        conn,
+                        &user_id.to_string(),
+                        now.naive_utc(),
+                        reason,
+                    )?;
+                    let mut entries: Vec<(Revocation, DateTime<Utc>)> = revoked
+                        .iter()
+                        .map(|s| {
+                            (
+                                Revocation::Session { sid: s.id.clone() },
+                                listing_end(s, now, access_ttl),
+                            )
+                        })
+                        .collect();
+                    // Tokens with iat before this second are cut off; one issued earlier in
+                    // this same second is caught by its session's entry above.
+                    entries.push((
+                        Revocation::User {
+                            sub: user_id.to_string(),
+                            cutoff: now.timestamp(),
+                        },
+                        cutoff_until,
+                    ));
+                    Revocations::record(conn, &entries)?;
+                    Ok::<_, StoreError>(entries)
+                })
+            })
+            .await?;
+        self.revocations.publish(&entries, now).await?;
+        Ok(())
     }
 
     /// Housekeeping: forgets sealed successors past the leeway and deletes ended sessions

@@ -184,7 +184,7 @@ pub async fn create_user(
 ) -> Result<User, UserError> {
     let password_hash = hasher.hash(new.password).await?;
     let row = UserRow {
-        id: Uuid::new_v4().to_string(),
+        id: Uuid::now_v7().to_string(),
         username_key: new.username.key(),
         username: new.username.as_str().to_owned(),
         password_hash,
@@ -206,6 +206,78 @@ pub async fn find_user(db: &Db, id: Uuid) -> Result<Option<User>, StoreError> {
         .run(move |conn| users::find_by_id(conn, &id.to_string()))
         .await?;
     row.map(|r| User::from_row(r).map(|(u, _)| u)).transpose()
+}
+
+/// A page of users after `after`, ordered by id.
+pub async fn list_users(db: &Db, after: Option<Uuid>, limit: i64) -> Result<Vec<User>, StoreError> {
+    let rows = db
+        .run(move |conn| users::page(conn, after.map(|a| a.to_string()).as_deref(), limit))
+        .await?;
+    rows.into_iter()
+        .map(|r| User::from_row(r).map(|(u, _)| u))
+        .collect()
+}
+
+/// Deletes a user (their sessions and API keys go with them); `false` if there was none.
+pub async fn delete_user(db: &Db, id: Uuid) -> Result<bool, StoreError> {
+    db.run(move |conn| users::delete(conn, &id.to_string()))
+        .await
+}
+
+/// Changes to a user, parsed.
+#[derive(Debug, Default)]
+pub struct UserPatch {
+    /// New password.
+    pub password: Option<Password>,
+    /// New roles.
+    pub roles: Option<Vec<String>>,
+    /// New scopes.
+    pub scopes: Option<Vec<String>>,
+    /// New custom claims.
+    pub claims: Option<Map<String, Value>>,
+    /// Enable or disable.
+    pub enabled: Option<bool>,
+}
+
+/// Applies a patch. Returns the user and whether its sessions must be revoked (the
+/// password changed or the user was disabled); `None` if there is no such user.
+pub async fn update_user(
+    db: &Db,
+    hasher: &PasswordHasher,
+    id: Uuid,
+    patch: UserPatch,
+    now: DateTime<Utc>,
+) -> Result<Option<(User, bool)>, UserError> {
+    let Some(mut row) = db
+        .run(move |conn| users::find_by_id(conn, &id.to_string()))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let mut revoke = false;
+    if let Some(password) = patch.password {
+        row.password_hash = hasher.hash(password).await?;
+        revoke = true;
+    }
+    if let Some(roles) = patch.roles {
+        row.roles = serde_json::to_string(&roles).map_err(StoreError::from)?;
+    }
+    if let Some(scopes) = patch.scopes {
+        row.scopes = serde_json::to_string(&scopes).map_err(StoreError::from)?;
+    }
+    if let Some(claims) = patch.claims {
+        row.claims = serde_json::to_string(&claims).map_err(StoreError::from)?;
+    }
+    if let Some(enabled) = patch.enabled {
+        revoke |= row.enabled && !enabled;
+        row.enabled = enabled;
+    }
+    row.updated_at = now.naive_utc();
+    let stored = row.clone();
+    if !db.run(move |conn| users::update(conn, &row)).await? {
+        return Ok(None);
+    }
+    Ok(Some((User::from_row(stored)?.0, revoke)))
 }
 
 /// The admin that a start creates, and the password to print when it was generated.

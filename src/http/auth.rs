@@ -15,7 +15,7 @@ use crate::auth::passwords::Password;
 use crate::auth::refresh_token::RefreshToken;
 use crate::auth::sessions::{SessionError, SessionGrant};
 use crate::auth::tokens::{Grant, TokenError};
-use crate::auth::users::User;
+use crate::auth::users::{User, Username};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::revocation::Revocation;
 
@@ -90,6 +90,7 @@ pub struct RefreshRequest {
 #[post("/api/login")]
 pub async fn login(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let LoginRequest {
@@ -103,16 +104,26 @@ pub async fn login(
     let client_id = client_id.map(parse_client_id).transpose()?;
     let now = state.clock.now();
 
-    let user = authenticate(&state.db, &state.hasher, &username, password, now)
-        .await
-        .map_err(|e| match e {
-            LoginError::Failed => ApiError::new(
-                ErrorCode::AuthenticationFailed,
-                "invalid username or password",
-            ),
-            LoginError::Store(e) => e.into(),
-            LoginError::Password(e) => ApiError::internal(e),
-        })?;
+    let result = authenticate(&state.db, &state.hasher, &username, password, now).await;
+    let (actor, ok) = match &result {
+        Ok(user) => (format!("user:{}", user.id), true),
+        Err(_) => ("anonymous".to_owned(), false),
+    };
+    // The username only if it is a valid one: the target is not a place for arbitrary input.
+    let target = Username::parse(&username)
+        .ok()
+        .map(|u| format!("username:{}", u.as_str()));
+    if !matches!(result, Err(LoginError::Store(_) | LoginError::Password(_))) {
+        state.audit(&req, actor, "login", target, ok).await;
+    }
+    let user = result.map_err(|e| match e {
+        LoginError::Failed => ApiError::new(
+            ErrorCode::AuthenticationFailed,
+            "invalid username or password",
+        ),
+        LoginError::Store(e) => e.into(),
+        LoginError::Password(e) => ApiError::internal(e),
+    })?;
     let scopes = narrow_scopes(&user, scope.as_deref())?;
     let grant = state.sessions.start(user, scopes, client_id, now).await?;
     token_pair(&state, grant, cookie.unwrap_or(false), now)
@@ -143,7 +154,7 @@ pub async fn refresh(
         Some(token) => (Some(token), state.settings.cookie_mode),
         None => (cookie_token(&req), true),
     };
-    rotate(&state, presented, cookie_mode).await
+    rotate(&state, &req, presented, cookie_mode).await
 }
 
 /// Rotate the refresh token of the `tokenmint_refresh` cookie (never from the query string),
@@ -162,11 +173,12 @@ pub async fn refresh_with_cookie(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    rotate(&state, cookie_token(&req), true).await
+    rotate(&state, &req, cookie_token(&req), true).await
 }
 
 async fn rotate(
     state: &AppState,
+    req: &HttpRequest,
     presented: Option<SecretString>,
     cookie_mode: bool,
 ) -> Result<HttpResponse, ApiError> {
@@ -176,7 +188,28 @@ async fn rotate(
     let token = RefreshToken::parse(presented.expose_secret())
         .ok_or_else(|| ApiError::new(ErrorCode::AuthenticationFailed, "invalid refresh token"))?;
     let now = state.clock.now();
-    let grant = state.sessions.refresh(token, now).await?;
+    let grant = match state.sessions.refresh(token, now).await {
+        Ok(grant) => grant,
+        Err(e) => {
+            if let SessionError::Reused {
+                session_id,
+                user_id,
+            } = &e
+            {
+                let target = Some(format!("session:{session_id}"));
+                state
+                    .audit(
+                        req,
+                        format!("user:{user_id}"),
+                        "refresh.reuse",
+                        target,
+                        false,
+                    )
+                    .await;
+            }
+            return Err(e.into());
+        }
+    };
     token_pair(state, grant, cookie_mode, now)
 }
 
@@ -342,7 +375,7 @@ impl From<SessionError> for ApiError {
             SessionError::Revoked => {
                 Self::new(ErrorCode::TokenRevoked, "the session has been revoked")
             }
-            SessionError::Reused => Self::new(
+            SessionError::Reused { .. } => Self::new(
                 ErrorCode::RefreshTokenReused,
                 "this refresh token was already used; the session has been revoked",
             ),

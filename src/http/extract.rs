@@ -9,6 +9,7 @@ use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
+use crate::auth::api_keys::{ApiKey, ApiKeySecret};
 use crate::auth::tokens::AccessClaims;
 use crate::error::{ApiError, ErrorCode};
 use crate::revocation::{Revoked, TokenIds};
@@ -88,31 +89,128 @@ pub async fn verify_access_token(state: &AppState, token: &str) -> Result<Access
     }
 }
 
-/// The caller of an admin-only endpoint: a bearer access token of a user with role `admin`.
+/// Who calls: a user through a bearer access token, or an API key.
 #[derive(Debug)]
-pub struct AdminCaller {
-    /// The admin's user id.
-    pub sub: String,
+pub enum Caller {
+    /// A user.
+    User {
+        /// User id.
+        id: String,
+        /// Roles.
+        roles: Vec<String>,
+    },
+    /// An API key.
+    ApiKey(Box<ApiKey>),
 }
 
-/// Authenticates an admin caller.
-pub async fn authenticate_admin(
-    state: &AppState,
-    req: &HttpRequest,
-) -> Result<AdminCaller, ApiError> {
+impl Caller {
+    /// For the audit log: `user:<id>` or `api_key:<id>`.
+    pub fn actor(&self) -> String {
+        match self {
+            Self::User { id, .. } => format!("user:{id}"),
+            Self::ApiKey(key) => format!("api_key:{}", key.id),
+        }
+    }
+
+    /// A user with role `admin`, or a key with scope `admin`.
+    pub fn is_admin(&self) -> bool {
+        match self {
+            Self::User { roles, .. } => roles.iter().any(|r| r == "admin"),
+            Self::ApiKey(key) => key.scopes.iter().any(|s| s == "admin"),
+        }
+    }
+
+    /// An admin, or a key with scope `introspect`.
+    pub fn may_introspect(&self) -> bool {
+        self.is_admin()
+            || matches!(self, Self::ApiKey(key) if key.scopes.iter().any(|s| s == "introspect"))
+    }
+}
+
+/// The client address, for audit and rate limits.
+pub fn client_ip(req: &HttpRequest) -> Option<String> {
+    req.peer_addr().map(|a| a.ip().to_string())
+}
+
+#[derive(serde::Deserialize)]
+struct KeyParam {
+    key: Option<String>,
+}
+
+/// The presented API key: `X-API-Key`, or `?key=` where headers cannot be set.
+fn presented_api_key(req: &HttpRequest) -> Option<String> {
+    if let Some(value) = req.headers().get("x-api-key") {
+        return Some(value.to_str().unwrap_or_default().to_owned());
+    }
+    web::Query::<KeyParam>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.into_inner().key)
+}
+
+/// Authenticates the caller by API key or bearer access token (revocation checked).
+pub async fn authenticate_caller(state: &AppState, req: &HttpRequest) -> Result<Caller, ApiError> {
+    if let Some(presented) = presented_api_key(req) {
+        let refused = || {
+            ApiError::new(
+                ErrorCode::AuthenticationFailed,
+                "invalid, disabled or expired API key",
+            )
+        };
+        // Shape and checksum first: a made-up key costs no lookup.
+        let secret = ApiKeySecret::parse(&presented).ok_or_else(refused)?;
+        let now = state.clock.now();
+        let key = state
+            .api_keys
+            .authenticate(&secret, client_ip(req), now)
+            .await?
+            .ok_or_else(refused)?;
+        return Ok(Caller::ApiKey(Box::new(key)));
+    }
     let Some(bearer) = BearerToken::optional(req)? else {
-        return Err(
-            ApiError::new(ErrorCode::AuthenticationFailed, "missing credential").bearer_required(),
-        );
+        return Err(ApiError::new(
+            ErrorCode::AuthenticationFailed,
+            "missing credential: a bearer token or X-API-Key",
+        )
+        .bearer_required());
     };
     let claims = verify_access_token(state, &bearer.0).await?;
-    if !claims.roles.iter().any(|r| r == "admin") {
+    Ok(Caller::User {
+        id: claims.sub,
+        roles: claims.roles,
+    })
+}
+
+/// Authenticates an admin: a user with role `admin` or an API key with scope `admin`.
+pub async fn authenticate_admin(state: &AppState, req: &HttpRequest) -> Result<Caller, ApiError> {
+    let caller = authenticate_caller(state, req).await?;
+    if !caller.is_admin() {
         return Err(ApiError::new(
             ErrorCode::InsufficientPermissions,
-            "this endpoint needs the admin role",
+            "this endpoint needs the admin role or scope",
         ));
     }
-    Ok(AdminCaller { sub: claims.sub })
+    Ok(caller)
+}
+
+/// An authenticated admin, as a handler argument. List it before any body argument:
+/// actix extracts arguments in order, so a caller who is not an admin gets 401/403
+/// before the body is even read.
+pub struct Admin(pub Caller);
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .cloned()
+                .ok_or_else(|| ApiError::internal("application state is not registered"))?;
+            authenticate_admin(&state, &req).await.map(Admin)
+        })
+    }
 }
 
 /// A body in JSON or `application/x-www-form-urlencoded` (as RFC 7009 and 7662 require).
@@ -134,6 +232,19 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonOrForm<T> {
             Box::pin(async move { Ok(Self(json.await?.into_inner())) })
         }
     }
+}
+
+/// Parses a required JSON body read as bytes. Handlers that authenticate first take the
+/// body this way: a `web::Json` argument could answer 400 before the caller is known.
+pub fn json_body<T: DeserializeOwned>(req: &HttpRequest, body: &[u8]) -> Result<T, ApiError> {
+    optional_json(req, body)?.ok_or_else(|| ApiError::invalid_request("a JSON body is required"))
+}
+
+/// Parses the query string after authentication (see [`json_body`]).
+pub fn query_params<T: DeserializeOwned>(req: &HttpRequest) -> Result<T, ApiError> {
+    web::Query::<T>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|_| ApiError::invalid_request("invalid query parameters"))
 }
 
 /// Parses an optional JSON body: empty means `None`; anything else must be JSON of `T`.

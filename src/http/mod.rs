@@ -6,6 +6,7 @@ pub mod auth;
 pub mod extract;
 pub mod me;
 pub mod ops;
+pub mod pagination;
 pub mod tokens;
 pub mod wellknown;
 
@@ -20,6 +21,8 @@ use actix_web::middleware::Next;
 use actix_web::{HttpRequest, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 
+use crate::auth::api_keys::ApiKeys;
+use crate::auth::audit::{Audit, AuditEvent};
 use crate::auth::passwords::PasswordHasher;
 use crate::auth::sessions::Sessions;
 use crate::auth::tokens::TokenService;
@@ -46,12 +49,37 @@ pub struct AppState {
     pub revocations: Arc<Revocations>,
     /// Sessions and refresh tokens.
     pub sessions: Sessions,
+    /// API keys.
+    pub api_keys: ApiKeys,
+    /// The audit log.
+    pub audit: Audit,
     /// Time.
     pub clock: Arc<dyn Clock>,
     /// The documented routes, to tell 404 from 405.
     pub routes: KnownRoutes,
     /// The OpenAPI document, serialized once.
     pub openapi_json: web::Bytes,
+}
+
+impl AppState {
+    /// Records an audit event for a request.
+    pub async fn audit(
+        &self,
+        req: &HttpRequest,
+        actor: String,
+        action: &str,
+        target: Option<String>,
+        ok: bool,
+    ) {
+        let event = AuditEvent {
+            actor,
+            action: action.to_owned(),
+            target,
+            ip: extract::client_ip(req),
+            outcome: if ok { "success" } else { "failure" }.to_owned(),
+        };
+        self.audit.record(event, self.clock.now()).await;
+    }
 }
 
 /// Registers every documented endpoint. Only `.service()`: utoipa-actix-web leaves
@@ -64,6 +92,19 @@ pub fn routes(cfg: &mut ServiceConfig<'_>) {
         .service(tokens::revoke)
         .service(tokens::introspect)
         .service(me::me)
+        .service(admin::users::create_user)
+        .service(admin::users::list_users)
+        .service(admin::users::get_user)
+        .service(admin::users::patch_user)
+        .service(admin::users::delete_user)
+        .service(admin::users::revoke_sessions)
+        .service(admin::api_keys::create_api_key)
+        .service(admin::api_keys::list_api_keys)
+        .service(admin::api_keys::get_api_key)
+        .service(admin::api_keys::disable_api_key)
+        .service(admin::api_keys::enable_api_key)
+        .service(admin::api_keys::delete_api_key)
+        .service(admin::audit::list_audit)
         .service(admin::signing_keys::list_signing_keys)
         .service(admin::signing_keys::rotate_signing_keys)
         .service(wellknown::jwks)

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::extract::{JsonOrForm, authenticate_admin, verify_access_token};
+use super::extract::{JsonOrForm, authenticate_caller, verify_access_token};
+use crate::auth::api_keys::ApiKeySecret;
 use crate::auth::refresh_token::RefreshToken;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::revocation::Revocation;
@@ -80,9 +81,12 @@ pub async fn revoke(
 pub struct IntrospectionResponse {
     /// Whether the token is valid now.
     pub active: bool,
-    /// `access_token` (or `api_key`).
+    /// `access_token` or `api_key`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_type: Option<String>,
+    /// For an API key: its id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
     /// Subject: the user id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
@@ -115,17 +119,18 @@ pub struct IntrospectionResponse {
     pub username: Option<String>,
 }
 
-/// Introspect an access token: active only if well signed, unexpired and not revoked.
-/// Callers authenticate as an admin. Refresh tokens are never reported active.
+/// Introspect an access token (active only if well signed, unexpired and not revoked)
+/// or an API key (active only if enabled and unexpired). Callers are admins or API keys
+/// with scope `introspect`. Refresh tokens are never reported active.
 #[utoipa::path(
     tag = "tokens",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_key" = [])),
     request_body(content((TokenRequest = "application/json"), (TokenRequest = "application/x-www-form-urlencoded"))),
     responses(
         (status = 200, description = "The token's state", body = IntrospectionResponse),
         (status = 400, description = "No token, or a malformed body", body = ErrorBody),
         (status = 401, description = "The caller is not authenticated", body = ErrorBody),
-        (status = 403, description = "The caller is not an admin", body = ErrorBody),
+        (status = 403, description = "The caller is neither an admin nor a key with scope `introspect`", body = ErrorBody),
         (status = 503, description = "The revocation list cannot be read: never a guess", body = ErrorBody),
     )
 )]
@@ -135,8 +140,33 @@ pub async fn introspect(
     req: HttpRequest,
     body: JsonOrForm<TokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    authenticate_admin(&state, &req).await?;
-    let answer = match verify_access_token(&state, &body.0.token).await {
+    let caller = authenticate_caller(&state, &req).await?;
+    if !caller.may_introspect() {
+        return Err(ApiError::new(
+            ErrorCode::InsufficientPermissions,
+            "introspection needs an admin or the introspect scope",
+        ));
+    }
+    let token = body.0.token;
+    if let Some(secret) = ApiKeySecret::parse(&token) {
+        let now = state.clock.now();
+        let answer = match state.api_keys.authenticate(&secret, None, now).await? {
+            Some(key) => IntrospectionResponse {
+                active: true,
+                token_type: Some("api_key".to_owned()),
+                key_id: Some(key.id.to_string()),
+                sub: key.owner_id.map(|o| o.to_string()),
+                scope: Some(key.scopes.join(" ")),
+                exp: key.expires_at.map(|t| t.timestamp()),
+                ..IntrospectionResponse::default()
+            },
+            None => IntrospectionResponse::default(),
+        };
+        return Ok(HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(answer));
+    }
+    let answer = match verify_access_token(&state, &token).await {
         Ok(claims) => IntrospectionResponse {
             active: true,
             token_type: Some("access_token".to_owned()),
@@ -150,6 +180,7 @@ pub async fn introspect(
             iss: Some(claims.iss),
             aud: Some(claims.aud),
             username: Some(claims.username),
+            key_id: None,
         },
         Err(e) if e.code() == ErrorCode::Unavailable => return Err(e),
         Err(_) => IntrospectionResponse::default(),

@@ -254,7 +254,8 @@ impl Keyring {
     /// Periodic work of every instance: retire keys whose tokens have all expired, keep a
     /// `next` key published, rotate when the interval is due, and pick up changes made
     /// by other instances.
-    pub async fn maintain(&self, now: DateTime<Utc>) -> Result<(), KeyError> {
+    /// Returns whether this instance performed a scheduled rotation.
+    pub async fn maintain(&self, now: DateTime<Utc>) -> Result<bool, KeyError> {
         // One read when there is nothing to do, which is almost always.
         let rows = self.db.run(signing_keys::list_live).await?;
         let states: Vec<KeyState> = rows.iter().filter_map(key_state).collect();
@@ -262,7 +263,7 @@ impl Keyring {
         let no_next = !states.iter().any(|k| k.status == KeyStatus::Next);
         let rotation_due = plan_rotation(&states, now, &self.timing, true).is_ok();
         if to_retire.is_empty() && !no_next && !rotation_due {
-            return self.apply(rows);
+            return self.apply(rows).map(|()| false);
         }
         for kid in to_retire {
             self.db
@@ -274,13 +275,17 @@ impl Keyring {
         if no_next {
             self.ensure_next(now).await?;
         }
-        if rotation_due {
+        let rotated = if rotation_due {
             match self.rotate(None, now, true).await {
-                Ok(_) | Err(RotateError::NotReady(_)) => {}
+                Ok(rotated) => rotated,
+                Err(RotateError::NotReady(_)) => false,
                 Err(RotateError::Key(e)) => return Err(e),
             }
-        }
-        self.reload().await
+        } else {
+            false
+        };
+        self.reload().await?;
+        Ok(rotated)
     }
 
     /// Every key, newest first, for admins.

@@ -1,6 +1,8 @@
 //! Durable state: diesel over PostgreSQL or SQLite through one connection enum.
 //! Store code knows rows and queries, nothing of tokens or HTTP.
 
+pub mod api_keys;
+pub mod audit;
 pub mod conn;
 pub mod revocations;
 pub mod schema;

@@ -66,10 +66,44 @@ diesel::table! {
 
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
+
+diesel::table! {
+    api_keys (id) {
+        id -> Text,
+        key_hash -> Text,
+        prefix -> Text,
+        name -> Text,
+        owner_id -> Nullable<Text>,
+        scopes -> Text,
+        enabled -> Bool,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        expires_at -> Nullable<Timestamp>,
+        last_used_at -> Nullable<Timestamp>,
+        last_used_ip -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    audit_events (id) {
+        id -> Text,
+        at -> Timestamp,
+        actor -> Text,
+        action -> Text,
+        target -> Nullable<Text>,
+        ip -> Nullable<Text>,
+        outcome -> Text,
+    }
+}
+
+diesel::joinable!(api_keys -> users (owner_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     signing_keys,
     sessions,
     refresh_tokens,
-    revocations
+    revocations,
+    api_keys,
+    audit_events
 );

@@ -187,3 +187,29 @@ pub fn revoke_session(
 pub fn purge_ended(conn: &mut DbConnection, before: NaiveDateTime) -> Result<usize, StoreError> {
     Ok(diesel::delete(sessions::table.filter(sessions::expires_at.lt(before))).execute(conn)?)
 }
+
+/// Revokes every live session of a user; returns the revoked sessions.
+pub fn revoke_user_sessions(
+    conn: &mut DbConnection,
+    user_id: &str,
+    now: NaiveDateTime,
+    reason: &str,
+) -> Result<Vec<SessionRow>, StoreError> {
+    let live: Vec<SessionRow> = sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(now))
+        .select(SessionRow::as_select())
+        .load(conn)?;
+    diesel::update(
+        sessions::table
+            .filter(sessions::user_id.eq(user_id))
+            .filter(sessions::revoked_at.is_null()),
+    )
+    .set((
+        sessions::revoked_at.eq(now),
+        sessions::revoked_reason.eq(reason),
+    ))
+    .execute(conn)?;
+    Ok(live)
+}

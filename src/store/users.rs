@@ -100,3 +100,40 @@ pub fn set_enabled(
     }
     Ok(())
 }
+
+/// A page of users ordered by id, after `after`.
+pub fn page(
+    conn: &mut DbConnection,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<UserRow>, StoreError> {
+    let mut query = users::table
+        .select(UserRow::as_select())
+        .order(users::id.asc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(users::id.gt(after.to_owned()));
+    }
+    Ok(query.load(conn)?)
+}
+
+/// Replaces a user's row (all mutable fields).
+pub fn update(conn: &mut DbConnection, row: &UserRow) -> Result<bool, StoreError> {
+    let changed = diesel::update(users::table.find(&row.id))
+        .set((
+            users::password_hash.eq(&row.password_hash),
+            users::roles.eq(&row.roles),
+            users::scopes.eq(&row.scopes),
+            users::claims.eq(&row.claims),
+            users::enabled.eq(row.enabled),
+            users::updated_at.eq(row.updated_at),
+        ))
+        .execute(conn)?;
+    Ok(changed == 1)
+}
+
+/// Deletes a user (sessions and API keys go with it).
+pub fn delete(conn: &mut DbConnection, id: &str) -> Result<bool, StoreError> {
+    Ok(diesel::delete(users::table.find(id)).execute(conn)? == 1)
+}

@@ -150,14 +150,15 @@ impl TestApp {
         response.json().await.expect("json")
     }
 
+    /// Introspects `token` as `caller` (a bearer token, or an API key if it starts with `tmk_`).
     pub async fn introspect(&self, caller: &str, token: &str) -> reqwest::Response {
-        self.client
-            .post(self.url("/api/token/introspect"))
-            .bearer_auth(caller)
-            .json(&json!({"token": token}))
-            .send()
-            .await
-            .expect("request")
+        self.call(
+            reqwest::Method::POST,
+            "/api/token/introspect",
+            caller,
+            Some(json!({"token": token})),
+        )
+        .await
     }
 
     /// Introspects as the admin and returns `active`.
@@ -168,6 +169,26 @@ impl TestApp {
         response.json::<Value>().await.expect("json")["active"]
             .as_bool()
             .expect("active")
+    }
+
+    /// An admin call with a bearer token or (when it starts with `tmk_`) an API key.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        credential: &str,
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let mut request = self.client.request(method, self.url(path));
+        request = if credential.starts_with("tmk_") {
+            request.header("x-api-key", credential)
+        } else {
+            request.bearer_auth(credential)
+        };
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("request")
     }
 
     pub async fn get_me(&self, token: &str) -> reqwest::Response {

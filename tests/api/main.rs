@@ -5,6 +5,9 @@
 
 mod helpers;
 
+mod admin_api_keys;
+mod admin_users;
+mod audit;
 mod cli;
 mod errors;
 mod jwks;

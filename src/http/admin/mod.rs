@@ -1,3 +1,7 @@
-//! Admin endpoints. Callers are users with role `admin`.
+//! Admin endpoints. Callers are users with role `admin` or API keys with scope `admin`;
+//! every call is written to the audit log.
 
+pub mod api_keys;
+pub mod audit;
 pub mod signing_keys;
+pub mod users;

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::http::AppState;
-use crate::http::extract::{authenticate_admin, optional_json};
+use crate::http::extract::{Admin, optional_json};
 use crate::keys::SigningAlg;
 use crate::keys::keyring::{KeyInfo, RotateError};
 
@@ -80,8 +80,11 @@ fn key_error(e: crate::keys::KeyError) -> ApiError {
 pub async fn list_signing_keys(
     state: web::Data<AppState>,
     req: HttpRequest,
+    Admin(caller): Admin,
 ) -> Result<HttpResponse, ApiError> {
-    authenticate_admin(&state, &req).await?;
+    state
+        .audit(&req, caller.actor(), "signing_key.list", None, true)
+        .await;
     list(&state).await
 }
 
@@ -104,9 +107,9 @@ pub async fn list_signing_keys(
 pub async fn rotate_signing_keys(
     state: web::Data<AppState>,
     req: HttpRequest,
+    Admin(caller): Admin,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    authenticate_admin(&state, &req).await?;
     let alg = match optional_json::<RotateRequest>(&req, &body)?.and_then(|r| r.alg) {
         Some(name) => Some(
             name.parse::<SigningAlg>()
@@ -115,7 +118,17 @@ pub async fn rotate_signing_keys(
         None => None,
     };
     let now = state.clock.now();
-    match state.keyring.rotate(alg, now, false).await {
+    let result = state.keyring.rotate(alg, now, false).await;
+    state
+        .audit(
+            &req,
+            caller.actor(),
+            "signing_key.rotate",
+            state.keyring.current_kid().map(|k| format!("kid:{k}")),
+            result.is_ok(),
+        )
+        .await;
+    match result {
         Ok(_) => list(&state).await,
         Err(RotateError::NotReady(at)) => {
             let wait = (at - now).num_seconds().max(1).unsigned_abs();

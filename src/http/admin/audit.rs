@@ -1,0 +1,86 @@
+//! `GET /api/admin/audit`.
+
+use actix_web::{HttpRequest, get, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::auth::audit::AuditEntry;
+use crate::error::{ApiError, ErrorBody};
+use crate::http::AppState;
+use crate::http::extract::{Admin, query_params};
+use crate::http::pagination::{PageQuery, split_page};
+
+/// An audit event.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct AuditView {
+    /// Id (time-ordered).
+    pub id: Uuid,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// `user:<id>`, `api_key:<id>`, `anonymous` or `system`.
+    pub actor: String,
+    /// What, e.g. `user.create`, `login`, `refresh.reuse`, `signing_key.rotate`.
+    pub action: String,
+    /// On what.
+    pub target: Option<String>,
+    /// Client address.
+    pub ip: Option<String>,
+    /// `success` or `failure`.
+    pub outcome: String,
+}
+
+impl From<AuditEntry> for AuditView {
+    fn from(e: AuditEntry) -> Self {
+        Self {
+            id: e.id,
+            at: e.at,
+            actor: e.event.actor,
+            action: e.event.action,
+            target: e.event.target,
+            ip: e.event.ip,
+            outcome: e.event.outcome,
+        }
+    }
+}
+
+/// A page of audit events.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct AuditPage {
+    /// Events, newest first.
+    pub items: Vec<AuditView>,
+    /// Cursor of the next (older) page, `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// The audit log, newest first: admin calls, failed logins, reuse detections, rotations.
+#[utoipa::path(
+    tag = "admin",
+    security(("bearer" = []), ("api_key" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page", body = AuditPage),
+        (status = 400, description = "Invalid limit or cursor", body = ErrorBody),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+    )
+)]
+#[get("/api/admin/audit")]
+pub async fn list_audit(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Admin(caller): Admin,
+) -> Result<web::Json<AuditPage>, ApiError> {
+    let query = query_params::<PageQuery>(&req)?;
+    let page = query.parse()?;
+    state
+        .audit(&req, caller.actor(), "audit.list", None, true)
+        .await;
+    let found = state.audit.page(page.after, page.limit + 1).await?;
+    let (items, next_cursor) = split_page(found, page.limit, |e| e.id);
+    Ok(web::Json(AuditPage {
+        items: items.into_iter().map(AuditView::from).collect(),
+        next_cursor,
+    }))
+}

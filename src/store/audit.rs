@@ -1,0 +1,52 @@
+//! The `audit_events` table: append-only.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::audit_events;
+use super::{DbConnection, StoreError};
+
+/// A row of `audit_events`.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = audit_events)]
+pub struct AuditRow {
+    /// UUIDv7.
+    pub id: String,
+    /// When.
+    pub at: NaiveDateTime,
+    /// Who: `user:<id>`, `api_key:<id>`, `anonymous`, `system`.
+    pub actor: String,
+    /// What, e.g. `user.create`, `login`, `refresh.reuse`.
+    pub action: String,
+    /// On what.
+    pub target: Option<String>,
+    /// Client address.
+    pub ip: Option<String>,
+    /// `success` or `failure` (or a reason).
+    pub outcome: String,
+}
+
+/// Appends an event.
+pub fn insert(conn: &mut DbConnection, row: &AuditRow) -> Result<(), StoreError> {
+    diesel::insert_into(audit_events::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A page, newest first, strictly before `before` (an id).
+pub fn page(
+    conn: &mut DbConnection,
+    before: Option<&str>,
+    limit: i64,
+) -> Result<Vec<AuditRow>, StoreError> {
+    let mut query = audit_events::table
+        .select(AuditRow::as_select())
+        .order(audit_events::id.desc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(before) = before {
+        query = query.filter(audit_events::id.lt(before.to_owned()));
+    }
+    Ok(query.load(conn)?)
+}
