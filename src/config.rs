@@ -119,6 +119,10 @@ pub struct Settings {
     pub login_max_failures: u32,
     /// Window of the login failure counters (`TOKENMINT_LOGIN_WINDOW`).
     pub login_window: Duration,
+    /// Login failures per client address before 429 (`TOKENMINT_LOGIN_MAX_FAILURES_PER_IP`).
+    pub login_max_failures_per_ip: u32,
+    /// Proxies whose `X-Forwarded-For` is believed (`TOKENMINT_TRUSTED_PROXIES`: IPs or CIDRs).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Largest accepted request body (`TOKENMINT_BODY_LIMIT`, bytes).
     pub body_limit_bytes: usize,
     /// Database connections in the pool (`TOKENMINT_DB_POOL_SIZE`).
@@ -281,6 +285,14 @@ impl Settings {
             log: get("TOKENMINT_LOG").unwrap_or_else(|| "info".into()),
             login_max_failures: number("TOKENMINT_LOGIN_MAX_FAILURES", 5, 1, 1_000_000)? as u32,
             login_window: duration("TOKENMINT_LOGIN_WINDOW", Duration::from_secs(15 * 60))?,
+            login_max_failures_per_ip: number(
+                "TOKENMINT_LOGIN_MAX_FAILURES_PER_IP",
+                20,
+                1,
+                1_000_000,
+            )? as u32,
+            trusted_proxies: parse_proxies(get("TOKENMINT_TRUSTED_PROXIES").as_deref())
+                .map_err(|r| invalid("TOKENMINT_TRUSTED_PROXIES", r))?,
             body_limit_bytes: number("TOKENMINT_BODY_LIMIT", 64 * 1024, 1024, 16 * 1024 * 1024)?
                 as usize,
             db_pool_size: number("TOKENMINT_DB_POOL_SIZE", 8, 1, 1000)? as u32,
@@ -353,6 +365,21 @@ pub fn parse_kek(b64: &str) -> Result<KeyEncryptionKey, String> {
         .try_into()
         .map_err(|_| "expected base64 of exactly 32 bytes".to_owned())?;
     Ok(SecretBox::new(Box::new(key)))
+}
+
+fn parse_proxies(raw: Option<&str>) -> Result<Vec<ipnet::IpNet>, String> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    raw.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("{p:?} is neither an IP address nor a CIDR"))
+        })
+        .collect()
 }
 
 fn parse_origins(raw: Option<&str>) -> Result<Vec<String>, String> {
@@ -434,6 +461,7 @@ mod tests {
             ("TOKENMINT_BOOTSTRAP_ADMIN", "nocolon"),
             ("TOKENMINT_REDIS_URL", "http://x"),
             ("TOKENMINT_LOGIN_MAX_FAILURES", "-1"),
+            ("TOKENMINT_TRUSTED_PROXIES", "10.0.0.0/33"),
         ] {
             let err = settings(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var, "{value}");

@@ -10,6 +10,7 @@ pub mod error;
 pub mod http;
 pub mod keys;
 pub mod openapi;
+pub mod redis_conn;
 pub mod revocation;
 pub mod startup;
 pub mod store;

@@ -3,8 +3,9 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
+use actix_cors::Cors;
 use actix_web::dev::Server;
-use actix_web::middleware::{DefaultHeaders, from_fn};
+use actix_web::middleware::{Condition, DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 use secrecy::ExposeSecret;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -13,6 +14,7 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 use crate::auth::api_keys::ApiKeys;
 use crate::auth::audit::{Audit, AuditEvent};
 use crate::auth::passwords::{PasswordError, PasswordHasher};
+use crate::auth::rate_limit::{LoginLimiter, LoginLimits};
 use crate::auth::sessions::{SessionPolicy, Sessions};
 use crate::auth::tokens::TokenService;
 use crate::auth::users::{Bootstrap, BootstrapError, ensure_bootstrap_admin};
@@ -22,6 +24,7 @@ use crate::http::{self, AppState, KnownRoutes};
 use crate::keys::kek::Kek;
 use crate::keys::lifecycle::Timing;
 use crate::keys::{KeyError, Keyring, crypto_provider};
+use crate::redis_conn::LazyRedis;
 use crate::revocation::{RevocationError, Revocations};
 use crate::store::{Db, StoreError};
 
@@ -82,14 +85,26 @@ impl Application {
         crypto_provider::install();
         let settings = Arc::new(settings);
         let db = open_database(&settings).await?;
-        let revocations = Arc::new(match settings.redis_url.as_ref() {
-            Some(url) => Revocations::redis(
-                db.clone(),
-                url.expose_secret(),
-                settings.redis_prefix.clone(),
-            )?,
-            None => Revocations::memory(db.clone()),
-        });
+        let limits = LoginLimits {
+            per_user: settings.login_max_failures,
+            per_ip: settings.login_max_failures_per_ip,
+            window: settings.login_window,
+        };
+        let (revocations, login_limiter) = match settings.redis_url.as_ref() {
+            Some(url) => {
+                let redis =
+                    Arc::new(LazyRedis::new(url.expose_secret()).map_err(RevocationError::from)?);
+                (
+                    Revocations::redis(db.clone(), redis.clone(), settings.redis_prefix.clone()),
+                    LoginLimiter::redis(redis, settings.redis_prefix.clone(), limits),
+                )
+            }
+            None => (
+                Revocations::memory(db.clone()),
+                LoginLimiter::memory(limits),
+            ),
+        };
+        let revocations = Arc::new(revocations);
         if let Err(error) = revocations.refill(clock.now()).await {
             tracing::warn!(%error, "revocation list not reachable at start; checks answer 503 until it is");
         }
@@ -159,6 +174,7 @@ impl Application {
             sessions,
             api_keys,
             audit,
+            login_limiter,
             clock,
             routes: KnownRoutes::from_openapi(&doc),
             openapi_json,
@@ -171,6 +187,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let body_limit = settings.body_limit_bytes;
         let app_state = state.clone();
+        let cors_origins = settings.cors_origins.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
@@ -181,6 +198,11 @@ impl Application {
                 )
                 .default_service(web::to(http::not_matched))
                 .wrap(from_fn(http::log_request))
+                .wrap(from_fn(http::content_security_policy))
+                .wrap(Condition::new(
+                    !cors_origins.is_empty(),
+                    cors(&cors_origins),
+                ))
                 .wrap(
                     DefaultHeaders::new()
                         .add(("X-Content-Type-Options", "nosniff"))
@@ -221,6 +243,26 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// CORS for the configured exact origins, with credentials (the refresh cookie). An
+/// origin not listed gets no CORS headers, and the browser keeps the answer from it.
+fn cors(origins: &[String]) -> Cors {
+    use actix_web::http::{Method, header};
+    origins.iter().fold(
+        Cors::default()
+            .supports_credentials()
+            .allowed_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+            .allowed_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::HeaderName::from_static("x-api-key"),
+            ])
+            .expose_headers([header::WWW_AUTHENTICATE, header::RETRY_AFTER])
+            .max_age(600)
+            .block_on_origin_mismatch(false),
+        |cors, origin| cors.allowed_origin(origin),
+    )
 }
 
 /// The key lifecycle's timing from the settings.

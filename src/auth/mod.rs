@@ -4,6 +4,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod login;
 pub mod passwords;
+pub mod rate_limit;
 pub mod refresh_token;
 pub mod sessions;
 pub mod tokens;

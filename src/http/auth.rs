@@ -9,9 +9,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::extract::{BearerToken, optional_json};
+use super::extract::{BearerToken, client_ip, optional_json};
 use crate::auth::login::{LoginError, authenticate};
 use crate::auth::passwords::Password;
+use crate::auth::rate_limit::Limit;
 use crate::auth::refresh_token::RefreshToken;
 use crate::auth::sessions::{SessionError, SessionGrant};
 use crate::auth::tokens::{Grant, TokenError};
@@ -84,6 +85,8 @@ pub struct RefreshRequest {
         (status = 401, description = "Unknown user, wrong password or disabled user", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 429, description = "Too many failures for this username or address; see Retry-After", body = ErrorBody,
+         headers(("Retry-After" = u64, description = "Seconds until the window ends"))),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
@@ -104,17 +107,53 @@ pub async fn login(
     let client_id = client_id.map(parse_client_id).transpose()?;
     let now = state.clock.now();
 
-    let result = authenticate(&state.db, &state.hasher, &username, password, now).await;
-    let (actor, ok) = match &result {
-        Ok(user) => (format!("user:{}", user.id), true),
-        Err(_) => ("anonymous".to_owned(), false),
-    };
+    let name = Username::parse(&username).ok();
+    let user_key = name.as_ref().map(Username::key);
     // The username only if it is a valid one: the target is not a place for arbitrary input.
-    let target = Username::parse(&username)
-        .ok()
-        .map(|u| format!("username:{}", u.as_str()));
-    if !matches!(result, Err(LoginError::Store(_) | LoginError::Password(_))) {
-        state.audit(&req, actor, "login", target, ok).await;
+    let target = name.as_ref().map(|u| format!("username:{}", u.as_str()));
+    let ip = client_ip(&req);
+
+    if let Limit::Limited { retry_after_secs } = state
+        .login_limiter
+        .check(user_key.as_deref(), ip.as_deref(), now)
+        .await
+    {
+        state
+            .audit(
+                &req,
+                "anonymous".to_owned(),
+                "login.rate_limited",
+                target,
+                false,
+            )
+            .await;
+        return Err(ApiError::new(
+            ErrorCode::RateLimited,
+            "too many failed logins; try again later",
+        )
+        .retry_after(retry_after_secs));
+    }
+
+    let result = authenticate(&state.db, &state.hasher, &username, password, now).await;
+    match &result {
+        Ok(user) => {
+            if let Some(key) = &user_key {
+                state.login_limiter.record_success(key).await;
+            }
+            state
+                .audit(&req, format!("user:{}", user.id), "login", target, true)
+                .await;
+        }
+        Err(LoginError::Failed) => {
+            state
+                .login_limiter
+                .record_failure(user_key.as_deref(), ip.as_deref(), now)
+                .await;
+            state
+                .audit(&req, "anonymous".to_owned(), "login", target, false)
+                .await;
+        }
+        Err(LoginError::Store(_) | LoginError::Password(_)) => {}
     }
     let user = result.map_err(|e| match e {
         LoginError::Failed => ApiError::new(
@@ -152,7 +191,10 @@ pub async fn refresh(
     let from_body = optional_json::<RefreshRequest>(&req, &body)?.and_then(|b| b.refresh_token);
     let (presented, cookie_mode) = match from_body {
         Some(token) => (Some(token), state.settings.cookie_mode),
-        None => (cookie_token(&req), true),
+        None => {
+            require_trusted_origin(&state, &req)?;
+            (cookie_token(&req), true)
+        }
     };
     rotate(&state, &req, presented, cookie_mode).await
 }
@@ -233,7 +275,13 @@ pub async fn logout(
 ) -> Result<HttpResponse, ApiError> {
     use secrecy::ExposeSecret as _;
     let from_body = optional_json::<RefreshRequest>(&req, &body)?.and_then(|b| b.refresh_token);
-    let presented = from_body.or_else(|| cookie_token(&req));
+    let presented = match from_body {
+        Some(token) => Some(token),
+        None => {
+            require_trusted_origin(&state, &req)?;
+            cookie_token(&req)
+        }
+    };
     let now = state.clock.now();
 
     if let Some(token) = presented
@@ -267,6 +315,16 @@ pub async fn logout(
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .cookie(removal_cookie(&state))
         .finish())
+}
+
+fn require_trusted_origin(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
+    if req.cookie(REFRESH_COOKIE).is_some() && !super::origin_allowed(req, &state.settings) {
+        return Err(ApiError::new(
+            ErrorCode::InsufficientPermissions,
+            "cross-site request refused: Origin is not an allowed origin",
+        ));
+    }
+    Ok(())
 }
 
 fn cookie_token(req: &HttpRequest) -> Option<SecretString> {

@@ -127,9 +127,48 @@ impl Caller {
     }
 }
 
-/// The client address, for audit and rate limits.
+/// The client address, for audit and rate limits: the peer, or, when the peer is a
+/// trusted proxy, the rightmost `X-Forwarded-For` address that is not one.
 pub fn client_ip(req: &HttpRequest) -> Option<String> {
-    req.peer_addr().map(|a| a.ip().to_string())
+    let peer = req.peer_addr()?.ip();
+    let trusted: &[ipnet::IpNet] = req
+        .app_data::<web::Data<AppState>>()
+        .map_or(&[], |s| s.settings.trusted_proxies.as_slice());
+    Some(
+        forwarded_client(
+            peer,
+            trusted,
+            req.headers()
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok()),
+        )
+        .to_string(),
+    )
+}
+
+/// See [`client_ip`]; pure, for tests.
+pub fn forwarded_client(
+    peer: std::net::IpAddr,
+    trusted: &[ipnet::IpNet],
+    forwarded: Option<&str>,
+) -> std::net::IpAddr {
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let Some(forwarded) = forwarded else {
+        return peer;
+    };
+    let mut client = peer;
+    for hop in forwarded.rsplit(',').map(str::trim) {
+        match hop.parse::<std::net::IpAddr>() {
+            Ok(ip) if is_trusted(&ip) => client = ip,
+            Ok(ip) => return ip,
+            // A malformed entry ends the chain we can believe.
+            Err(_) => return client,
+        }
+    }
+    client
 }
 
 #[derive(serde::Deserialize)]
@@ -273,7 +312,37 @@ pub fn optional_json<T: DeserializeOwned>(
 
 #[cfg(test)]
 mod tests {
-    use super::parse_bearer;
+    use super::{forwarded_client, parse_bearer};
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let xff = Some("6.6.6.6, 1.2.3.4, 10.0.0.7");
+        assert_eq!(
+            forwarded_client(ip("5.5.5.5"), &trusted, xff),
+            ip("5.5.5.5"),
+            "untrusted peer"
+        );
+        assert_eq!(
+            forwarded_client(ip("10.0.0.1"), &trusted, xff),
+            ip("1.2.3.4"),
+            "rightmost untrusted hop"
+        );
+        assert_eq!(
+            forwarded_client(ip("10.0.0.1"), &trusted, None),
+            ip("10.0.0.1")
+        );
+        assert_eq!(
+            forwarded_client(ip("10.0.0.1"), &trusted, Some("junk")),
+            ip("10.0.0.1")
+        );
+        assert_eq!(
+            forwarded_client(ip("10.0.0.1"), &[], xff),
+            ip("10.0.0.1"),
+            "no trusted proxies"
+        );
+    }
 
     #[test]
     fn bearer_headers_are_parsed_strictly() {

@@ -24,6 +24,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use crate::auth::api_keys::ApiKeys;
 use crate::auth::audit::{Audit, AuditEvent};
 use crate::auth::passwords::PasswordHasher;
+use crate::auth::rate_limit::LoginLimiter;
 use crate::auth::sessions::Sessions;
 use crate::auth::tokens::TokenService;
 use crate::clock::Clock;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub api_keys: ApiKeys,
     /// The audit log.
     pub audit: Audit,
+    /// Login brute-force limits.
+    pub login_limiter: LoginLimiter,
     /// Time.
     pub clock: Arc<dyn Clock>,
     /// The documented routes, to tell 404 from 405.
@@ -277,4 +280,48 @@ pub async fn log_request(
         }
     }
     response
+}
+
+/// A strict Content-Security-Policy: API answers may load nothing; the documentation UI
+/// (served from the binary) may load only its own scripts and styles.
+pub async fn content_security_policy(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let docs = req.path() == "/docs" || req.path().starts_with("/docs/");
+    let mut response = next.call(req).await?;
+    let policy = if docs {
+        "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+         connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    } else {
+        "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    };
+    response.headers_mut().insert(
+        actix_web::http::header::CONTENT_SECURITY_POLICY,
+        actix_web::http::header::HeaderValue::from_static(policy),
+    );
+    Ok(response)
+}
+
+/// Whether a cookie-authenticated POST comes from a page we trust: no `Origin` (not a
+/// browser, or same-origin navigation), the issuer's own origin, or a configured CORS
+/// origin. SameSite=Strict already keeps the cookie off cross-site requests; this is the
+/// second lock for browsers that do not honour it.
+pub fn origin_allowed(req: &HttpRequest, settings: &Settings) -> bool {
+    let Some(origin) = req.headers().get(actix_web::http::header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let issuer_origin = origin_of(&settings.issuer);
+    Some(origin) == issuer_origin || settings.cors_origins.iter().any(|o| o == origin)
+}
+
+fn origin_of(url: &str) -> Option<&str> {
+    let scheme_end = url.find("://")? + 3;
+    let end = url[scheme_end..]
+        .find('/')
+        .map_or(url.len(), |i| scheme_end + i);
+    Some(&url[..end])
 }

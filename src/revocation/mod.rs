@@ -17,6 +17,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 pub use self::memory::MemoryList;
 pub use self::redis::RedisList;
+use crate::redis_conn::LazyRedis;
 use crate::store::revocations::{self as store, RevocationRow};
 use crate::store::{Db, DbConnection, StoreError, write_transaction};
 
@@ -156,12 +157,12 @@ impl Revocations {
 
     /// The Redis list. Connects lazily: an unreachable Redis does not stop the start,
     /// it makes checks answer 503 until it is back.
-    pub fn redis(db: Db, url: &str, prefix: String) -> Result<Self, RevocationError> {
-        Ok(Self {
-            backend: Backend::Redis(Box::new(RedisList::new(url, prefix)?)),
+    pub fn redis(db: Db, redis: Arc<LazyRedis>, prefix: String) -> Self {
+        Self {
+            backend: Backend::Redis(Box::new(RedisList::new(redis, prefix))),
             db,
             needs_refill: AtomicBool::new(false),
-        })
+        }
     }
 
     /// `memory` or `redis`.

@@ -3,55 +3,31 @@
 
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::{AsyncCommands as _, RedisError};
+
+use crate::redis_conn::LazyRedis;
 
 use super::{Revocation, RevocationError, Revoked, TokenIds};
 
-const TIMEOUT: Duration = Duration::from_secs(1);
-
-/// A lazily connected Redis list; the connection manager reconnects by itself.
+/// The Redis list.
 pub struct RedisList {
-    client: redis::Client,
-    conn: ArcSwapOption<ConnectionManager>,
-    connecting: tokio::sync::Mutex<()>,
+    redis: std::sync::Arc<LazyRedis>,
     refilling: tokio::sync::Mutex<()>,
     prefix: String,
 }
 
 impl RedisList {
-    pub(super) fn new(url: &str, prefix: String) -> Result<Self, RevocationError> {
-        Ok(Self {
-            client: redis::Client::open(url)?,
-            conn: ArcSwapOption::empty(),
-            connecting: tokio::sync::Mutex::new(()),
+    pub(super) fn new(redis: std::sync::Arc<LazyRedis>, prefix: String) -> Self {
+        Self {
+            redis,
             refilling: tokio::sync::Mutex::new(()),
             prefix,
-        })
+        }
     }
 
     async fn conn(&self) -> Result<ConnectionManager, RedisError> {
-        if let Some(conn) = self.conn.load_full() {
-            return Ok((*conn).clone());
-        }
-        let _guard = self.connecting.lock().await;
-        if let Some(conn) = self.conn.load_full() {
-            return Ok((*conn).clone());
-        }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(TIMEOUT))
-            .set_response_timeout(Some(TIMEOUT))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = tokio::time::timeout(
-            TIMEOUT * 2,
-            ConnectionManager::new_with_config(self.client.clone(), config),
-        )
-        .await
-        .map_err(|_| RedisError::from((redis::ErrorKind::Io, "timed out connecting to Redis")))??;
-        self.conn.store(Some(std::sync::Arc::new(conn.clone())));
-        Ok(conn)
+        self.redis.conn().await
     }
 
     fn key(&self, entry: &Revocation) -> String {

@@ -10,6 +10,7 @@ mod admin_users;
 mod audit;
 mod cli;
 mod errors;
+mod hardening;
 mod jwks;
 mod keys;
 mod login;
