@@ -408,6 +408,19 @@ fn parse_origins(raw: Option<&str>) -> Result<Vec<String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn durations_parse_seconds_and_never_panic(secs in 0u64..10_000_000, junk in "\\PC*") {
+            prop_assert_eq!(parse_duration(&secs.to_string()), Ok(Duration::from_secs(secs)));
+            prop_assert_eq!(parse_duration(&format!("{secs}s")), Ok(Duration::from_secs(secs)));
+            let _ = parse_duration(&junk);
+            let _ = DatabaseUrl::parse(&junk);
+            let _ = parse_origins(Some(&junk));
+            let _ = parse_proxies(Some(&junk));
+        }
+    }
     use std::collections::HashMap;
 
     fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {

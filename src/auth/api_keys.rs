@@ -352,6 +352,26 @@ impl ApiKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn parsing_any_string_never_panics(s in "\\PC*", t in "tmk_[0-9A-Za-z]{49}") {
+            let _ = ApiKeySecret::parse(&s);
+            let _ = ApiKeySecret::parse(&t);
+        }
+
+        #[test]
+        fn any_single_character_change_is_refused(pos in 4usize..53, c in "[0-9A-Za-z]") {
+            let key = ApiKeySecret::generate().unwrap();
+            let mut bytes = key.expose().as_bytes().to_vec();
+            let c = c.as_bytes()[0];
+            prop_assume!(bytes[pos] != c);
+            bytes[pos] = c;
+            // CRC32 catches every burst error up to 32 bits, so every single substitution.
+            prop_assert!(ApiKeySecret::parse(std::str::from_utf8(&bytes).unwrap()).is_none());
+        }
+    }
 
     #[test]
     fn generated_keys_have_the_documented_shape_and_parse() {

@@ -103,6 +103,19 @@ impl RefreshToken {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn parsing_any_string_never_panics_and_accepts_only_43_base64url(s in "\\PC*", t in "[A-Za-z0-9_-]{43}") {
+            if let Some(token) = RefreshToken::parse(&s) {
+                prop_assert_eq!(token.expose().len(), 43);
+            }
+            // 43 base64url characters are 258 bits: only those whose last character carries
+            // no stray bits decode to exactly 32 bytes.
+            let _ = RefreshToken::parse(&t);
+        }
+    }
 
     #[test]
     fn generated_tokens_parse_and_hash_stably() {

@@ -369,6 +369,17 @@ fn random_password() -> Result<SecretString, BootstrapError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn accepted_usernames_are_short_and_plain(s in "\\PC*") {
+            if let Ok(name) = Username::parse(&s) {
+                prop_assert!(name.as_str().len() <= 64 && name.as_str().is_ascii());
+                prop_assert_eq!(name.key(), name.as_str().to_ascii_lowercase());
+            }
+        }
+    }
 
     #[test]
     fn usernames_are_case_insensitive_keys() {

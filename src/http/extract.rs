@@ -313,6 +313,23 @@ pub fn optional_json<T: DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::{forwarded_client, parse_bearer};
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn bearer_parsing_never_panics_and_yields_only_b64token(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            if let Some(token) = parse_bearer(&bytes) {
+                let ok = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
+                prop_assert!(!token.is_empty() && token.chars().all(ok));
+            }
+        }
+
+        #[test]
+        fn forwarded_for_parsing_never_panics(xff in "\\PC*") {
+            let trusted: Vec<ipnet::IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
+            let _ = forwarded_client("127.0.0.1".parse().unwrap(), &trusted, Some(&xff));
+        }
+    }
 
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies() {

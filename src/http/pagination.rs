@@ -72,6 +72,16 @@ pub fn split_page<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn cursors_round_trip_and_garbage_never_panics(bytes in any::<[u8; 16]>(), junk in "\\PC*") {
+            let id = Uuid::from_bytes(bytes);
+            prop_assert_eq!(decode_cursor(&encode_cursor(id)).unwrap(), id);
+            let _ = decode_cursor(&junk);
+        }
+    }
 
     #[test]
     fn cursors_round_trip_and_garbage_is_refused() {

@@ -94,23 +94,36 @@ impl ConnectionManager {
     }
 }
 
+/// A pooled connection with a mark for "this one lost its server": the pool discards
+/// it instead of handing a dead connection to the next request.
+pub struct PooledDbConnection {
+    /// The connection.
+    pub conn: DbConnection,
+    /// Set when a statement failed because the connection was lost.
+    pub lost: bool,
+}
+
 impl diesel::r2d2::ManageConnection for ConnectionManager {
-    type Connection = DbConnection;
+    type Connection = PooledDbConnection;
     type Error = ConnError;
 
-    fn connect(&self) -> Result<DbConnection, ConnError> {
-        ConnectionManager::connect(self)
+    fn connect(&self) -> Result<PooledDbConnection, ConnError> {
+        Ok(PooledDbConnection {
+            conn: ConnectionManager::connect(self)?,
+            lost: false,
+        })
     }
 
-    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), ConnError> {
-        conn.ping().map_err(ConnError::Query)
+    fn is_valid(&self, conn: &mut PooledDbConnection) -> Result<(), ConnError> {
+        conn.conn.ping().map_err(ConnError::Query)
     }
 
-    fn has_broken(&self, conn: &mut DbConnection) -> bool {
-        match conn {
-            DbConnection::Postgres(c) => c.is_broken(),
-            DbConnection::Sqlite(c) => c.is_broken(),
-        }
+    fn has_broken(&self, conn: &mut PooledDbConnection) -> bool {
+        conn.lost
+            || match &mut conn.conn {
+                DbConnection::Postgres(c) => c.is_broken(),
+                DbConnection::Sqlite(c) => c.is_broken(),
+            }
     }
 }
 

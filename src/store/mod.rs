@@ -56,11 +56,15 @@ impl From<DieselError> for StoreError {
 /// libpq reports a dropped server as an unclassified error; SQLite reports a lock it
 /// waited on for busy_timeout as "database is locked".
 fn is_connection_loss(message: &str) -> bool {
-    const MARKERS: [&str; 5] = [
+    const MARKERS: [&str; 9] = [
         "server closed the connection",
         "terminating connection",
         "connection to server",
         "no connection to the server",
+        "could not receive data from server",
+        "could not send data to server",
+        "connection not open",
+        "Connection refused",
         "database is locked",
     ];
     MARKERS.iter().any(|m| message.contains(m))
@@ -123,10 +127,15 @@ impl Db {
         let joined = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let _entered = span.enter();
-            let mut conn = pool
+            let mut pooled = pool
                 .get()
                 .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
-            f(&mut conn)
+            let result = f(&mut pooled.conn);
+            if matches!(result, Err(StoreError::Unavailable(_))) {
+                // Discarded on return to the pool instead of handed to the next request.
+                pooled.lost = true;
+            }
+            result
         })
         .await;
         match joined {

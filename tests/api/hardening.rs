@@ -10,15 +10,20 @@ use crate::helpers::{ADMIN_PASSWORD, assert_error, spawn_app, spawn_app_with};
 async fn repeated_failures_for_a_username_answer_429_even_for_the_right_password() {
     let app = spawn_app_with(|s| s.login_window = Duration::from_secs(1)).await;
     for _ in 0..5 {
-        let response = app.post_login(&json!({"username": "admin", "password": "guess-password"})).await;
+        let response = app
+            .post_login(&json!({"username": "admin", "password": "guess-password"}))
+            .await;
         assert_error(response, 401, "AUTHENTICATION_FAILED").await;
     }
 
-    let limited = app.post_login(&json!({"username": "ADMIN", "password": ADMIN_PASSWORD})).await;
+    let limited = app
+        .post_login(&json!({"username": "ADMIN", "password": ADMIN_PASSWORD}))
+        .await;
     let headers = assert_error(limited, 429, "RATE_LIMITED").await;
     let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=1).contains(&retry), "{retry}");
-    app.create_user("other", "other-password", &[], json!({})).await;
+    app.create_user("other", "other-password", &[], json!({}))
+        .await;
     app.login("other", "other-password").await;
 
     // After the window (Redis counts real seconds, memory the app's clock).
@@ -32,7 +37,8 @@ async fn a_success_resets_the_username_counter() {
     let app = spawn_app().await;
     for _ in 0..2 {
         for _ in 0..4 {
-            app.post_login(&json!({"username": "admin", "password": "guess-password"})).await;
+            app.post_login(&json!({"username": "admin", "password": "guess-password"}))
+                .await;
         }
         app.login("admin", ADMIN_PASSWORD).await;
     }
@@ -42,9 +48,12 @@ async fn a_success_resets_the_username_counter() {
 async fn repeated_failures_from_one_address_answer_429_for_any_username() {
     let app = spawn_app_with(|s| s.login_max_failures_per_ip = 3).await;
     for i in 0..3 {
-        app.post_login(&json!({"username": format!("nobody{i}"), "password": "guess-password"})).await;
+        app.post_login(&json!({"username": format!("nobody{i}"), "password": "guess-password"}))
+            .await;
     }
-    let response = app.post_login(&json!({"username": "admin", "password": ADMIN_PASSWORD})).await;
+    let response = app
+        .post_login(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
+        .await;
     assert_error(response, 429, "RATE_LIMITED").await;
 }
 
@@ -64,10 +73,25 @@ async fn x_forwarded_for_counts_only_behind_a_trusted_proxy() {
     })
     .await;
     for _ in 0..2 {
-        login_from(&behind_proxy, "203.0.113.9", "guess-password").await.unwrap();
+        login_from(&behind_proxy, "203.0.113.9", "guess-password")
+            .await
+            .unwrap();
     }
-    assert_eq!(login_from(&behind_proxy, "203.0.113.9", ADMIN_PASSWORD).await.unwrap().status(), 429);
-    assert_eq!(login_from(&behind_proxy, "198.51.100.7", ADMIN_PASSWORD).await.unwrap().status(), 200, "another client");
+    assert_eq!(
+        login_from(&behind_proxy, "203.0.113.9", ADMIN_PASSWORD)
+            .await
+            .unwrap()
+            .status(),
+        429
+    );
+    assert_eq!(
+        login_from(&behind_proxy, "198.51.100.7", ADMIN_PASSWORD)
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "another client"
+    );
 
     let direct = spawn_app_with(|s| {
         s.login_max_failures_per_ip = 2;
@@ -77,7 +101,14 @@ async fn x_forwarded_for_counts_only_behind_a_trusted_proxy() {
     for ip in ["203.0.113.1", "203.0.113.2"] {
         login_from(&direct, ip, "guess-password").await.unwrap();
     }
-    assert_eq!(login_from(&direct, "203.0.113.3", ADMIN_PASSWORD).await.unwrap().status(), 429, "a forged header changes nothing");
+    assert_eq!(
+        login_from(&direct, "203.0.113.3", ADMIN_PASSWORD)
+            .await
+            .unwrap()
+            .status(),
+        429,
+        "a forged header changes nothing"
+    );
 }
 
 #[tokio::test]
@@ -93,36 +124,97 @@ async fn cors_answers_only_the_configured_origins_with_credentials() {
         .await
         .unwrap();
     assert_eq!(preflight.status(), 200);
-    assert_eq!(preflight.headers()["access-control-allow-origin"], "https://app.example");
-    assert_eq!(preflight.headers()["access-control-allow-credentials"], "true");
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert_eq!(
+        preflight.headers()["access-control-allow-credentials"],
+        "true"
+    );
 
-    let foreign = app.client.get(app.url("/healthz")).header("origin", "https://evil.example").send().await.unwrap();
-    assert!(foreign.headers().get("access-control-allow-origin").is_none());
+    let foreign = app
+        .client
+        .get(app.url("/healthz"))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        foreign
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
 
     let plain = spawn_app().await;
-    let response = plain.client.get(plain.url("/healthz")).header("origin", "https://app.example").send().await.unwrap();
-    assert!(response.headers().get("access-control-allow-origin").is_none(), "no CORS unless configured");
+    let response = plain
+        .client
+        .get(plain.url("/healthz"))
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none(),
+        "no CORS unless configured"
+    );
 }
 
 #[tokio::test]
 async fn a_cookie_refresh_from_a_foreign_origin_is_refused() {
     let app = spawn_app_with(|s| s.cors_origins = vec!["https://app.example".to_owned()]).await;
-    let login = app.post_login(&json!({"username": "admin", "password": ADMIN_PASSWORD, "cookie": true})).await;
-    let cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let login = app
+        .post_login(&json!({"username": "admin", "password": ADMIN_PASSWORD, "cookie": true}))
+        .await;
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
 
     let post = |origin: &'static str| {
-        app.client.post(app.url("/api/refresh-token")).header("cookie", cookie.clone()).header("origin", origin).send()
+        app.client
+            .post(app.url("/api/refresh-token"))
+            .header("cookie", cookie.clone())
+            .header("origin", origin)
+            .send()
     };
-    assert_error(post("https://evil.example").await.unwrap(), 403, "INSUFFICIENT_PERMISSIONS").await;
-    assert_eq!(post("https://app.example").await.unwrap().status(), 200, "an allowed origin");
+    assert_error(
+        post("https://evil.example").await.unwrap(),
+        403,
+        "INSUFFICIENT_PERMISSIONS",
+    )
+    .await;
+    assert_eq!(
+        post("https://app.example").await.unwrap().status(),
+        200,
+        "an allowed origin"
+    );
 }
 
 #[tokio::test]
 async fn every_answer_carries_a_strict_content_security_policy() {
     let app = spawn_app().await;
     let api = app.client.get(app.url("/healthz")).send().await.unwrap();
-    assert!(api.headers()["content-security-policy"].to_str().unwrap().starts_with("default-src 'none'"));
+    assert!(
+        api.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("default-src 'none'")
+    );
     let docs = app.client.get(app.url("/docs/")).send().await.unwrap();
-    let policy = docs.headers()["content-security-policy"].to_str().unwrap().to_owned();
-    assert!(policy.contains("script-src 'self'") && !policy.contains("unsafe-eval"), "{policy}");
+    let policy = docs.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        policy.contains("script-src 'self'") && !policy.contains("unsafe-eval"),
+        "{policy}"
+    );
 }
