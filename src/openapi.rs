@@ -48,14 +48,64 @@ impl Modify for SecuritySchemes {
     }
 }
 
-/// The whole document: `ApiDoc` plus every path registered by `http::routes`.
+/// The whole document: `ApiDoc` plus every path registered by `http::routes`, with the
+/// rejections every body or parameter can meet documented once, here.
 pub fn document() -> utoipa::openapi::OpenApi {
-    let (_app, doc) = App::new()
+    let (_app, mut doc) = App::new()
         .into_utoipa_app()
         .openapi(ApiDoc::openapi())
         .configure(crate::http::routes)
         .split_for_parts();
+    CommonResponses.modify(&mut doc);
     doc
+}
+
+/// 400, 413 and 415 wherever a body is read; 400 wherever parameters are parsed.
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let responses = &mut operation.responses.responses;
+                if operation.request_body.is_some() {
+                    for (code, text) in [
+                        ("400", "Malformed body"),
+                        ("413", "Body over the configured limit"),
+                        ("415", "Body in a content type the endpoint does not take"),
+                    ] {
+                        responses
+                            .entry(code.to_owned())
+                            .or_insert_with(|| error(text).into());
+                    }
+                }
+                if operation.parameters.as_ref().is_some_and(|p| !p.is_empty()) {
+                    responses
+                        .entry("400".to_owned())
+                        .or_insert_with(|| error("Invalid parameter").into());
+                }
+            }
+        }
+    }
 }
 
 /// The document as pretty JSON with a final newline, as checked in at `openapi/openapi.json`.

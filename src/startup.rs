@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use actix_cors::Cors;
 use actix_web::dev::Server;
-use actix_web::middleware::{Condition, DefaultHeaders, from_fn};
+use actix_web::middleware::{Condition, DefaultHeaders, ErrorHandlers, from_fn};
 use actix_web::{App, HttpServer, web};
 use secrecy::ExposeSecret;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -197,6 +197,7 @@ impl Application {
                     SwaggerUi::new("/docs/{_:.*}").config(Config::new(["/api-docs/openapi.json"])),
                 )
                 .default_service(web::to(http::not_matched))
+                .wrap(ErrorHandlers::new().default_handler(http::error_body_for_foreign_errors))
                 .wrap(from_fn(http::log_request))
                 .wrap(from_fn(http::content_security_policy))
                 .wrap(Condition::new(

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::extract::{BearerToken, client_ip, optional_json};
+use super::extract::{BearerToken, client_ip, json_body, optional_json};
 use crate::auth::login::{LoginError, authenticate};
 use crate::auth::passwords::Password;
 use crate::auth::rate_limit::Limit;
@@ -94,7 +94,7 @@ pub struct RefreshRequest {
 pub async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<LoginRequest>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let LoginRequest {
         username,
@@ -102,7 +102,7 @@ pub async fn login(
         client_id,
         scope,
         cookie,
-    } = body.into_inner();
+    } = json_body(&req, &body)?;
     let password = Password::parse_presented(password).map_err(ApiError::invalid_request)?;
     let client_id = client_id.map(parse_client_id).transpose()?;
     let now = state.clock.now();

@@ -189,6 +189,13 @@ fn presented_api_key(req: &HttpRequest) -> Option<String> {
 /// Authenticates the caller by API key or bearer access token (revocation checked).
 pub async fn authenticate_caller(state: &AppState, req: &HttpRequest) -> Result<Caller, ApiError> {
     if let Some(presented) = presented_api_key(req) {
+        // One credential per request: with two, which one acts would be a guess.
+        if req.headers().contains_key(header::AUTHORIZATION) {
+            return Err(ApiError::new(
+                ErrorCode::AuthenticationFailed,
+                "send either an API key or a bearer token, not both",
+            ));
+        }
         let refused = || {
             ApiError::new(
                 ErrorCode::AuthenticationFailed,
@@ -267,8 +274,9 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonOrForm<T> {
             let form = web::Form::<T>::from_request(req, payload);
             Box::pin(async move { Ok(Self(form.await?.into_inner())) })
         } else {
-            let json = web::Json::<T>::from_request(req, payload);
-            Box::pin(async move { Ok(Self(json.await?.into_inner())) })
+            let bytes = web::Bytes::from_request(req, payload);
+            let req = req.clone();
+            Box::pin(async move { Ok(Self(json_body(&req, &bytes.await?)?)) })
         }
     }
 }
@@ -286,7 +294,8 @@ pub fn query_params<T: DeserializeOwned>(req: &HttpRequest) -> Result<T, ApiErro
         .map_err(|_| ApiError::invalid_request("invalid query parameters"))
 }
 
-/// Parses an optional JSON body: empty means `None`; anything else must be JSON of `T`.
+/// Parses an optional JSON body: empty or `null` means `None`; anything else must be a
+/// JSON object of `T` (serde would also take an array for a struct; the schema does not).
 pub fn optional_json<T: DeserializeOwned>(
     req: &HttpRequest,
     body: &[u8],
@@ -305,9 +314,15 @@ pub fn optional_json<T: DeserializeOwned>(
             "expected Content-Type: application/json",
         ));
     }
-    serde_json::from_slice(body)
-        .map(Some)
-        .map_err(|e| ApiError::invalid_request(super::describe_json_error(&e)))
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid_request(super::describe_json_error(&e)))?;
+    match value {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::Object(_) => serde_json::from_value(value)
+            .map(Some)
+            .map_err(|e| ApiError::invalid_request(super::describe_json_error(&e))),
+        _ => Err(ApiError::invalid_request("the body must be a JSON object")),
+    }
 }
 
 #[cfg(test)]

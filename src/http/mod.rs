@@ -325,3 +325,43 @@ fn origin_of(url: &str) -> Option<&str> {
         .map_or(url.len(), |i| scheme_end + i);
     Some(&url[..end])
 }
+
+/// The safety net for rejections that do not come from `ApiError` (actix's own payload
+/// limits, say): any error answer that is not JSON becomes API.md's error body.
+pub fn error_body_for_foreign_errors<B: MessageBody + 'static>(
+    res: ServiceResponse<B>,
+) -> actix_web::Result<actix_web::middleware::ErrorHandlerResponse<B>> {
+    use actix_web::http::StatusCode;
+    use actix_web::middleware::ErrorHandlerResponse;
+    let is_json = res
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if is_json {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let code = match res.status() {
+        StatusCode::UNAUTHORIZED => ErrorCode::AuthenticationFailed,
+        StatusCode::FORBIDDEN => ErrorCode::InsufficientPermissions,
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        StatusCode::CONFLICT => ErrorCode::Conflict,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+        StatusCode::TOO_MANY_REQUESTS => ErrorCode::RateLimited,
+        StatusCode::SERVICE_UNAVAILABLE => ErrorCode::Unavailable,
+        s if s.is_server_error() => ErrorCode::Internal,
+        _ => ErrorCode::InvalidRequest,
+    };
+    let message = match code {
+        ErrorCode::PayloadTooLarge => "request body is too large",
+        ErrorCode::Internal => "internal error",
+        _ => "the request was refused",
+    };
+    let (req, _) = res.into_parts();
+    let response = actix_web::ResponseError::error_response(&ApiError::new(code, message));
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(req, response).map_into_right_body(),
+    ))
+}

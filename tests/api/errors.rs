@@ -115,3 +115,50 @@ async fn every_response_carries_the_security_headers() {
     }
     let _: Option<Value> = None;
 }
+
+#[tokio::test]
+async fn a_json_array_is_not_an_object_even_where_serde_would_take_it() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .post(app.url("/api/login"))
+        .header("content-type", "application/json")
+        .body(format!(r#"["admin", "{ADMIN_PASSWORD}"]"#))
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, 400, "INVALID_REQUEST").await;
+    let logout = app
+        .client
+        .post(app.url("/api/logout"))
+        .header("content-type", "application/json")
+        .body("[]")
+        .send()
+        .await
+        .unwrap();
+    assert_error(logout, 400, "INVALID_REQUEST").await;
+}
+
+#[tokio::test]
+async fn every_oversized_body_is_payload_too_large_in_the_error_format() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let big = json!({"username": "big", "password": "x".repeat(70 * 1024)});
+    for path in [
+        "/api/admin/users",
+        "/api/refresh-token",
+        "/api/token/revoke",
+        "/api/login",
+    ] {
+        let response = app
+            .client
+            .post(app.url(path))
+            .bearer_auth(&admin)
+            .json(&big)
+            .send()
+            .await
+            .unwrap();
+        assert_error(response, 413, "PAYLOAD_TOO_LARGE").await;
+    }
+    let _: Option<Value> = None;
+}

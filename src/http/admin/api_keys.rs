@@ -79,6 +79,7 @@ pub struct ApiKeyPage {
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKeyRequest {
     /// A name for people, 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// The user the key acts for.
     #[serde(default)]
@@ -95,8 +96,9 @@ pub struct CreateApiKeyRequest {
 #[into_params(parameter_in = Query)]
 pub struct ApiKeyListQuery {
     /// Items per page, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page; empty or absent for the first page.
     pub cursor: Option<String>,
     /// Only the keys of this user.
     pub owner_id: Option<Uuid>,

@@ -69,7 +69,7 @@ fn key_error(e: crate::keys::KeyError) -> ApiError {
 /// List every signing key with its state and times (a bare array: it is small).
 #[utoipa::path(
     tag = "admin",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "Every key, newest first", body = Vec<SigningKeyView>),
         (status = 401, description = "Not authenticated", body = ErrorBody),
@@ -93,7 +93,7 @@ pub async fn list_signing_keys(
 /// not been in JWKS for the JWKS `max-age` yet, 409 with `Retry-After`.
 #[utoipa::path(
     tag = "admin",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_key" = [])),
     request_body(content = Option<RotateRequest>),
     responses(
         (status = 200, description = "The keys after the rotation", body = Vec<SigningKeyView>),

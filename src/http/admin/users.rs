@@ -68,9 +68,10 @@ pub struct UserPage {
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
     /// 1 to 64 of letters, digits and `. _ - @ +`; unique, case-insensitively.
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._@+-]{1,64}$")]
     pub username: String,
     /// At least 8 characters.
-    #[schema(value_type = String, format = Password)]
+    #[schema(value_type = String, format = Password, min_length = 8, max_length = 1024)]
     pub password: SecretString,
     /// Roles, e.g. `admin`.
     #[serde(default)]
@@ -90,7 +91,7 @@ pub struct CreateUserRequest {
 pub struct PatchUserRequest {
     /// New password; revokes all sessions.
     #[serde(default)]
-    #[schema(value_type = Option<String>, format = Password)]
+    #[schema(value_type = Option<String>, format = Password, min_length = 8, max_length = 1024)]
     pub password: Option<SecretString>,
     /// New roles.
     #[serde(default)]
