@@ -5,6 +5,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY migrations ./migrations
 COPY tests ./tests
+COPY benches ./benches
 COPY openapi ./openapi
 RUN cargo build --release --locked --bin tokenmint
 

@@ -1,11 +1,10 @@
 //! Argon2id password hashing, bounded and off the async workers.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::Semaphore;
 
 /// OWASP's argon2id recommendation: 19 MiB, 2 passes, 1 lane.
 const MEMORY_KIB: u32 = 19_456;
@@ -73,9 +72,14 @@ pub enum Verified {
     Mismatch,
 }
 
-/// Hashes and verifies passwords; at most `concurrency` at once (each takes 19 MiB).
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Hashes and verifies passwords on `concurrency` dedicated threads (each hash takes
+/// 19 MiB). Dedicated threads, not the shared blocking pool: the allocator keeps a freed
+/// 19 MiB block in the arena of the thread that used it, so hashing on whichever pool
+/// thread is free would leave one such block behind per pool thread.
 pub struct PasswordHasher {
-    permits: Arc<Semaphore>,
+    jobs: std::sync::mpsc::Sender<Job>,
     dummy_hash: String,
 }
 
@@ -115,25 +119,38 @@ impl PasswordHasher {
     /// that unknown users are checked against, so they cost what a real user costs.
     pub fn new(concurrency: usize) -> Result<Self, PasswordError> {
         let dummy_hash = hash_blocking(b"tokenmint dummy password, never matched")?;
-        Ok(Self {
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
-            dummy_hash,
-        })
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..concurrency.max(1) {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || {
+                    // Ends when the hasher (the sender) is dropped.
+                    loop {
+                        let job = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => break,
+                        }
+                    }
+                })
+                .map_err(|_| PasswordError::Task)?;
+        }
+        Ok(Self { jobs, dummy_hash })
     }
 
     async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> Result<T, PasswordError> + Send + 'static,
     ) -> Result<T, PasswordError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| PasswordError::Task)?;
+        let (done, result) = tokio::sync::oneshot::channel();
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(f))
-            .await
-            .map_err(|_| PasswordError::Task)?
+        let job: Job = Box::new(move || {
+            let _ = done.send(span.in_scope(f));
+        });
+        self.jobs.send(job).map_err(|_| PasswordError::Task)?;
+        result.await.map_err(|_| PasswordError::Task)?
     }
 
     /// Hashes a new password into a PHC string.

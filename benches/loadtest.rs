@@ -1,0 +1,638 @@
+//! Load benchmark: starts Tokenmint (embedded, or PostgreSQL + Redis) as a child process,
+//! drives each scenario at fixed concurrency for a bounded time, measures references in
+//! the same run, and prints ratios against them (absolute numbers drift on shared machines).
+//!
+//! `cargo bench --bench loadtest -- --backend sqlite|postgres`
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+#[command(about = "Tokenmint load benchmark")]
+struct Args {
+    /// `sqlite` (embedded, in-memory revocation list) or `postgres` (with Redis).
+    #[arg(long, default_value = "sqlite")]
+    backend: String,
+    /// Concurrent requests per scenario.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Seconds per scenario.
+    #[arg(long, default_value_t = 4)]
+    seconds: u64,
+    /// PostgreSQL server for `--backend postgres` (a database is created and dropped).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    postgres_url: String,
+    /// Redis for `--backend postgres` (keys under a fresh prefix).
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+    /// Where to write the figures as JSON.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Figures {
+    requests_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+    requests: u64,
+}
+
+type Request = Arc<
+    dyn Fn(reqwest::Client, usize) -> futures_util::future::BoxFuture<'static, bool> + Send + Sync,
+>;
+
+async fn drive(
+    client: &reqwest::Client,
+    concurrency: usize,
+    seconds: u64,
+    request: Request,
+) -> Figures {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|worker| {
+            let (client, request) = (client.clone(), request.clone());
+            tokio::spawn(async move {
+                let (mut latencies, mut errors) = (Vec::new(), 0u64);
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    if request(client.clone(), worker).await {
+                        latencies.push(t.elapsed());
+                    } else {
+                        errors += 1;
+                    }
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let (mut all, mut errors) = (Vec::new(), 0);
+    for task in tasks {
+        if let Ok((latencies, e)) = task.await {
+            all.extend(latencies);
+            errors += e;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    Figures {
+        requests_per_sec: all.len() as f64 / elapsed,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        errors,
+        requests: all.len() as u64 + errors,
+    }
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    body: &Value,
+    bearer: Option<&str>,
+) -> anyhow::Result<Value> {
+    let mut request = client.post(url).json(body);
+    if let Some(token) = bearer {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await?;
+    if !response.status().is_success() {
+        bail!("{url}: {}", response.status());
+    }
+    Ok(response.json().await?)
+}
+
+/// Single-thread references through the same crypto code the server uses.
+fn crypto_references() -> anyhow::Result<(f64, f64, f64)> {
+    use tokenmint::auth::passwords::{Password, PasswordHasher};
+    use tokenmint::keys::SigningAlg;
+    use tokenmint::keys::material::KeyPair;
+    tokenmint::keys::crypto_provider::install();
+    let pkcs8 = KeyPair::generate_pkcs8(SigningAlg::Es256)?;
+    let pair = KeyPair::from_pkcs8(SigningAlg::Es256, &pkcs8)?;
+    let key = jsonwebtoken::DecodingKey::from_jwk(&pair.public_jwk("k")?)?;
+    let message = b"eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9";
+    let (mut signs, t) = (0u64, Instant::now());
+    let mut signature = Vec::new();
+    while t.elapsed() < Duration::from_secs(1) {
+        signature = pair.sign(message)?;
+        signs += 1;
+    }
+    let sign_rate = signs as f64 / t.elapsed().as_secs_f64();
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&signature);
+    let (mut verifies, t) = (0u64, Instant::now());
+    while t.elapsed() < Duration::from_secs(1) {
+        if !jsonwebtoken::crypto::verify(&b64, message, &key, jsonwebtoken::Algorithm::ES256)? {
+            bail!("reference verify failed");
+        }
+        verifies += 1;
+    }
+    let verify_rate = verifies as f64 / t.elapsed().as_secs_f64();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let argon2_secs = runtime.block_on(async {
+        let hasher = PasswordHasher::new(1)?;
+        let pw = || {
+            Password::parse_presented(secrecy::SecretString::from("reference-password".to_owned()))
+        };
+        let hash = hasher.hash(pw().map_err(anyhow::Error::msg)?).await?;
+        let t = Instant::now();
+        for _ in 0..5 {
+            hasher
+                .verify(pw().map_err(anyhow::Error::msg)?, Some(hash.clone()))
+                .await?;
+        }
+        Ok::<_, anyhow::Error>(t.elapsed().as_secs_f64() / 5.0)
+    })?;
+    Ok((sign_rate, verify_rate, argon2_secs))
+}
+
+/// A bare actix server answering static JSON: the ceiling of any endpoint here.
+fn start_static_reference() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    std::thread::spawn(move || {
+        let system = actix_web::rt::System::new();
+        system.block_on(async move {
+            let server = actix_web::HttpServer::new(|| {
+                actix_web::App::new().route(
+                    "/static",
+                    actix_web::web::get().to(|| async {
+                        actix_web::HttpResponse::Ok().json(json!({"status": "ok"}))
+                    }),
+                )
+            })
+            .workers(std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .listen(listener);
+            if let Ok(server) = server {
+                let _ = server.run().await;
+            }
+        });
+    });
+    Ok(port)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as f64;
+    let work = tempfile::tempdir()?;
+    let exe = std::path::PathBuf::from(env!("CARGO_BIN_EXE_tokenmint"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut env: Vec<(String, String)> = vec![
+        ("TOKENMINT_BIND".into(), format!("127.0.0.1:{port}")),
+        (
+            "TOKENMINT_BOOTSTRAP_ADMIN".into(),
+            "admin:loadtest-admin-password".into(),
+        ),
+        ("TOKENMINT_LOGIN_MAX_FAILURES".into(), "1000000".into()),
+        (
+            "TOKENMINT_LOGIN_MAX_FAILURES_PER_IP".into(),
+            "1000000".into(),
+        ),
+        ("TOKENMINT_LOG".into(), "warn".into()),
+        (
+            "TOKENMINT_KEY_ENCRYPTION_KEY".into(),
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into(),
+        ),
+    ];
+    let mut pg_cleanup = None;
+    let database_url = match args.backend.as_str() {
+        "sqlite" => format!("sqlite://{}", work.path().join("bench.db").display()),
+        "postgres" => {
+            use diesel::{Connection as _, RunQueryDsl as _};
+            let name = format!("tokenmint_bench_{}", uuid::Uuid::new_v4().simple());
+            let mut conn =
+                diesel::PgConnection::establish(&args.postgres_url).context("PostgreSQL")?;
+            diesel::sql_query(format!(r#"CREATE DATABASE "{name}""#)).execute(&mut conn)?;
+            let mut url = reqwest::Url::parse(&args.postgres_url)?;
+            url.set_path(&format!("/{name}"));
+            env.push(("TOKENMINT_REDIS_URL".into(), args.redis_url.clone()));
+            env.push(("TOKENMINT_REDIS_PREFIX".into(), format!("bench-{name}:")));
+            pg_cleanup = Some(name);
+            url.to_string()
+        }
+        other => bail!("unknown backend {other:?}"),
+    };
+    env.push(("TOKENMINT_DATABASE_URL".into(), database_url.clone()));
+
+    eprintln!("measuring references...");
+    let (sign_rate, verify_rate, argon2_secs) =
+        tokio::task::spawn_blocking(crypto_references).await??;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency * 2)
+        .build()?;
+
+    let child = Command::new(&exe)
+        .envs(env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let server = Server(child);
+    let pid = server.0.id();
+    let mut up = false;
+    for _ in 0..200 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if !up {
+        bail!("the server did not start");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_rss_kib = rss_kib(pid, "VmRSS:");
+
+    let admin = post_json(
+        &client,
+        &format!("{base}/api/login"),
+        &json!({"username": "admin", "password": "loadtest-admin-password"}),
+        None,
+    )
+    .await?;
+    let admin_token = admin["access_token"].as_str().context("token")?.to_owned();
+
+    // Direct rotation reference: the rotation transaction through the same pool, no HTTP.
+    let direct_rotation_rate = {
+        use tokenmint::auth::sessions::{SessionPolicy, Sessions};
+        let settings = tokenmint::config::Settings::from_lookup(|k| match k {
+            "TOKENMINT_DATABASE_URL" => Some(database_url.clone()),
+            "TOKENMINT_KEY_ENCRYPTION_KEY" => {
+                Some("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into())
+            }
+            _ => None,
+        })?;
+        let db = tokenmint::store::Db::new(
+            &settings.database_url,
+            settings.db_pool_size,
+            settings.db_timeout,
+        );
+        let sessions = Arc::new(Sessions::new(
+            db.clone(),
+            Arc::new(tokenmint::revocation::Revocations::memory(db.clone())),
+            SessionPolicy {
+                refresh_ttl: settings.refresh_ttl,
+                session_ttl: settings.session_ttl,
+                reuse_leeway: settings.refresh_reuse_leeway,
+                access_ttl: settings.access_ttl,
+                clock_skew: settings.clock_skew,
+            },
+        ));
+        let admin_user = {
+            let key = "admin".to_owned();
+            let row = db
+                .run(move |c| tokenmint::store::users::find_by_username_key(c, &key))
+                .await?
+                .context("admin row")?;
+            tokenmint::auth::users::User::from_row(row)?.0
+        };
+        let deadline = Instant::now() + Duration::from_secs(args.seconds);
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..args.concurrency {
+            let (sessions, user) = (sessions.clone(), admin_user.clone());
+            tasks.push(tokio::spawn(async move {
+                use tokenmint::clock::Clock as _;
+                let clock = tokenmint::clock::SystemClock;
+                let Ok(mut grant) = sessions.start(user, Vec::new(), None, clock.now()).await
+                else {
+                    return 0u64;
+                };
+                let mut n = 0;
+                while Instant::now() < deadline {
+                    match sessions
+                        .refresh(grant.refresh_token.clone(), clock.now())
+                        .await
+                    {
+                        Ok(next) => {
+                            grant = next;
+                            n += 1;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                n
+            }));
+        }
+        let mut total = 0;
+        for task in tasks {
+            total += task.await.unwrap_or(0);
+        }
+        total as f64 / started.elapsed().as_secs_f64()
+    };
+
+    let static_port = start_static_reference()?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let static_url = format!("http://127.0.0.1:{static_port}/static");
+
+    let get = |url: String| -> Request {
+        Arc::new(move |client: reqwest::Client, _| {
+            let url = url.clone();
+            Box::pin(async move {
+                client
+                    .get(url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            })
+        })
+    };
+    let login_req: Request = {
+        let url = format!("{base}/api/login");
+        Arc::new(move |client: reqwest::Client, _| {
+            let url = url.clone();
+            Box::pin(async move {
+                client
+                    .post(url)
+                    .json(&json!({"username": "admin", "password": "loadtest-admin-password"}))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            })
+        })
+    };
+    // Each refresh worker keeps its own session chain.
+    let chains: Arc<Vec<tokio::sync::Mutex<String>>> = {
+        let mut chains = Vec::new();
+        for _ in 0..args.concurrency {
+            let login = post_json(
+                &client,
+                &format!("{base}/api/login"),
+                &json!({"username": "admin", "password": "loadtest-admin-password"}),
+                None,
+            )
+            .await?;
+            chains.push(tokio::sync::Mutex::new(
+                login["refresh_token"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            ));
+        }
+        Arc::new(chains)
+    };
+    let refresh_req: Request = {
+        let url = format!("{base}/api/refresh-token");
+        let chains = chains.clone();
+        Arc::new(move |client: reqwest::Client, worker| {
+            let (url, chains) = (url.clone(), chains.clone());
+            Box::pin(async move {
+                let Some(chain) = chains.get(worker) else {
+                    return false;
+                };
+                let mut token = chain.lock().await;
+                let Ok(response) = client
+                    .post(url)
+                    .json(&json!({"refresh_token": *token}))
+                    .send()
+                    .await
+                else {
+                    return false;
+                };
+                if !response.status().is_success() {
+                    return false;
+                }
+                match response.json::<Value>().await {
+                    Ok(body) => {
+                        *token = body["refresh_token"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned();
+                        true
+                    }
+                    Err(_) => false,
+                }
+            })
+        })
+    };
+    let me_req: Request = {
+        let (url, token) = (format!("{base}/api/me"), admin_token.clone());
+        Arc::new(move |client: reqwest::Client, _| {
+            let (url, token) = (url.clone(), token.clone());
+            Box::pin(async move {
+                client
+                    .get(url)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            })
+        })
+    };
+    let introspect_req: Request = {
+        let (url, token) = (format!("{base}/api/token/introspect"), admin_token.clone());
+        Arc::new(move |client: reqwest::Client, _| {
+            let (url, token) = (url.clone(), token.clone());
+            Box::pin(async move {
+                client
+                    .post(url)
+                    .bearer_auth(&token)
+                    .json(&json!({"token": token}))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            })
+        })
+    };
+
+    let (c, s) = (args.concurrency, args.seconds);
+    let mut results: BTreeMap<&str, Figures> = BTreeMap::new();
+    eprintln!("driving scenarios at concurrency {c} for {s} s each...");
+    results.insert(
+        "reference_static",
+        drive(&client, c, s, get(static_url)).await,
+    );
+    results.insert(
+        "jwks",
+        drive(&client, c, s, get(format!("{base}/.well-known/jwks.json"))).await,
+    );
+    results.insert("login", drive(&client, c, s, login_req.clone()).await);
+    results.insert("refresh", drive(&client, c, s, refresh_req.clone()).await);
+    results.insert("introspect", drive(&client, c, s, introspect_req).await);
+    results.insert("me", drive(&client, c, s, me_req).await);
+    // JWKS and refresh while a login flood runs beside them.
+    let half = (c / 2).max(1);
+    let flood = tokio::spawn({
+        let (client, login_req) = (client.clone(), login_req.clone());
+        async move { drive(&client, half, s, login_req).await }
+    });
+    let jwks_flood = drive(
+        &client,
+        half,
+        s,
+        get(format!("{base}/.well-known/jwks.json")),
+    )
+    .await;
+    let _ = flood.await;
+    let flood = tokio::spawn({
+        let (client, login_req) = (client.clone(), login_req.clone());
+        async move { drive(&client, half, s, login_req).await }
+    });
+    let refresh_flood = drive(&client, half, s, refresh_req).await;
+    let _ = flood.await;
+    results.insert("jwks_during_login_flood", jwks_flood);
+    results.insert("refresh_during_login_flood", refresh_flood);
+    let peak_rss_kib = rss_kib(pid, "VmHWM:");
+    drop(server);
+
+    if let Some(name) = pg_cleanup {
+        use diesel::{Connection as _, RunQueryDsl as _};
+        if let Ok(mut conn) = diesel::PgConnection::establish(&args.postgres_url) {
+            let _ = diesel::sql_query(format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#))
+                .execute(&mut conn);
+        }
+    }
+
+    let rps = |k: &str| results.get(k).map_or(0.0, |f| f.requests_per_sec);
+    let p99 = |k: &str| results.get(k).map_or(0.0, |f| f.p99_ms);
+    let targets = vec![
+        (
+            "jwks / static reference >= 0.70",
+            rps("jwks") / rps("reference_static"),
+            0.70,
+            true,
+        ),
+        (
+            "refresh / direct rotation >= 0.60",
+            rps("refresh") / direct_rotation_rate,
+            0.60,
+            true,
+        ),
+        (
+            "login / (cores / argon2 verify) >= 0.85",
+            rps("login") / (cores / argon2_secs),
+            0.85,
+            true,
+        ),
+        (
+            "introspect / (cores x verify rate) >= 0.50",
+            rps("introspect") / (cores * verify_rate),
+            0.50,
+            true,
+        ),
+        (
+            "me / (cores x verify rate) >= 0.50",
+            rps("me") / (cores * verify_rate),
+            0.50,
+            true,
+        ),
+        (
+            "jwks p99 under login flood / without <= 3",
+            p99("jwks_during_login_flood") / p99("jwks").max(0.001),
+            3.0,
+            false,
+        ),
+        (
+            "refresh p99 under login flood / without <= 3",
+            p99("refresh_during_login_flood") / p99("refresh").max(0.001),
+            3.0,
+            false,
+        ),
+        (
+            "peak RSS MiB <= 64",
+            peak_rss_kib as f64 / 1024.0,
+            64.0,
+            false,
+        ),
+        (
+            "idle RSS MiB <= 24",
+            idle_rss_kib as f64 / 1024.0,
+            24.0,
+            false,
+        ),
+    ];
+
+    println!(
+        "backend: {}   cores: {cores}   concurrency: {c}   seconds per scenario: {s}",
+        args.backend
+    );
+    println!(
+        "{:<30} {:>10} {:>9} {:>9} {:>7}",
+        "scenario", "req/s", "p50 ms", "p99 ms", "errors"
+    );
+    for (name, f) in &results {
+        println!(
+            "{name:<30} {:>10.0} {:>9.2} {:>9.2} {:>7}",
+            f.requests_per_sec, f.p50_ms, f.p99_ms, f.errors
+        );
+    }
+    println!(
+        "references: ES256 sign {sign_rate:.0}/s, verify {verify_rate:.0}/s (one thread); argon2 verify {:.1} ms; direct rotation {direct_rotation_rate:.0}/s",
+        argon2_secs * 1000.0
+    );
+    println!(
+        "RSS: idle {:.1} MiB, peak {:.1} MiB",
+        idle_rss_kib as f64 / 1024.0,
+        peak_rss_kib as f64 / 1024.0
+    );
+    println!("{:<46} {:>8}  result", "target", "value");
+    let mut report_targets = Vec::new();
+    for (name, value, bound, at_least) in &targets {
+        let met = if *at_least {
+            value >= bound
+        } else {
+            value <= bound
+        };
+        println!(
+            "{name:<46} {value:>8.2}  {}",
+            if met { "met" } else { "NOT MET" }
+        );
+        report_targets.push(json!({"target": name, "value": value, "met": met}));
+    }
+
+    let report = json!({
+        "backend": args.backend, "cores": cores, "concurrency": c, "seconds": s,
+        "scenarios": results,
+        "references": {"es256_sign_per_sec": sign_rate, "es256_verify_per_sec": verify_rate,
+                       "argon2_verify_ms": argon2_secs * 1000.0, "direct_rotation_per_sec": direct_rotation_rate},
+        "rss_kib": {"idle": idle_rss_kib, "peak": peak_rss_kib},
+        "targets": report_targets,
+    });
+    let path = args.json.unwrap_or_else(|| {
+        std::path::PathBuf::from(format!("target/loadtest-{}.json", args.backend))
+    });
+    std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+    eprintln!("figures written to {}", path.display());
+    Ok(())
+}
