@@ -221,7 +221,7 @@ impl Sessions {
                     Revocation::Session {
                         sid: session.id.clone(),
                     },
-                    self.session_listing_end(&session, now),
+                    listing_end(&session, now, self.policy.access_ttl),
                 );
                 self.revocations.publish(&[entry], now).await?;
                 Err(SessionError::Reused {
@@ -349,14 +349,10 @@ impl Sessions {
             })
             .await?)
     }
-
-    /// How long a revoked session must stay on the list: until its last access token
-    /// has expired, and no later than the session's own end plus one access lifetime.
-    fn session_listing_end(&self, session: &SessionRow, now: DateTime<Utc>) -> DateTime<Utc> {
-        listing_end(session, now, self.policy.access_ttl)
-    }
 }
 
+/// How long a revoked session must stay on the list: until its last access token has
+/// expired, and no later than the session's own end plus one access lifetime.
 fn listing_end(session: &SessionRow, now: DateTime<Utc>, access_ttl: Duration) -> DateTime<Utc> {
     let access = delta(access_ttl) + TimeDelta::seconds(1);
     (session.expires_at.and_utc() + access).min(now + access)

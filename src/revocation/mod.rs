@@ -306,9 +306,6 @@ impl Revocations {
     }
 }
 
-/// The revocation list, shared.
-pub type SharedRevocations = Arc<Revocations>;
-
 /// The time a user cut-off must stay listed: every token issued before it has expired by then.
 pub fn cutoff_lifetime(access_ttl: Duration, clock_skew: Duration) -> TimeDelta {
     TimeDelta::from_std(access_ttl + clock_skew).unwrap_or(TimeDelta::MAX) + TimeDelta::seconds(1)

@@ -273,3 +273,22 @@ pub async fn assert_error(
     assert_eq!(body.as_object().map(Map::len), Some(2), "{body}");
     headers
 }
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits (up to 5 s) until a server started as a child process answers `/healthz`.
+pub async fn wait_until_serving(client: &reqwest::Client, base: &str) {
+    for _ in 0..100 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_PASSWORD, TestApp, assert_error, spawn_app, spawn_app_with};
+use crate::helpers::{ADMIN_PASSWORD, TestApp, assert_error, free_port, spawn_app, spawn_app_with};
 
 fn redis_url() -> Option<String> {
     std::env::var("TOKENMINT_TEST_REDIS_URL")
@@ -72,14 +72,6 @@ async fn revocations_survive_a_flushall() {
             .status(),
         200
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct RedisServer(std::process::Child);

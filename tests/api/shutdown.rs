@@ -5,16 +5,14 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::helpers::{free_port, wait_until_serving};
+
 const BIN: &str = env!("CARGO_BIN_EXE_tokenmint");
 
 #[tokio::test]
 async fn sigterm_lets_in_flight_requests_finish() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut server = Command::new(BIN)
         .env("TOKENMINT_BIND", format!("127.0.0.1:{port}"))
         .env(
@@ -35,12 +33,7 @@ async fn sigterm_lets_in_flight_requests_finish() {
         .pool_max_idle_per_host(0)
         .build()
         .unwrap();
-    for _ in 0..100 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_serving(&client, &base).await;
 
     // Logins queue on one argon2 slot, so most are still in flight at the signal.
     let requests: Vec<_> = (0..20)
