@@ -1,4 +1,4 @@
-# Build: bundled SQLite and libpq, so only a C compiler is needed.
+# Build: bundled SQLite, libpq and jemalloc, so only a C compiler and make are needed.
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./

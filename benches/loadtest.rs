@@ -14,6 +14,11 @@ use clap::Parser;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+// The same allocator as the server, so the argon2 reference pays what the server pays.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(about = "Tokenmint load benchmark")]
 struct Args {
@@ -307,7 +312,7 @@ async fn main() -> anyhow::Result<()> {
             &settings.database_url,
             settings.db_pool_size,
             settings.db_timeout,
-        );
+        )?;
         let sessions = Arc::new(Sessions::new(
             db.clone(),
             Arc::new(tokenmint::revocation::Revocations::memory(db.clone())),

@@ -249,6 +249,12 @@ impl Settings {
             ));
         }
 
+        // SQLite has one writer: more connections only queue on its lock (its busy handler
+        // sleeps), and each keeps its own page cache.
+        let default_pool_size = match database_url {
+            DatabaseUrl::Sqlite(_) => 4,
+            DatabaseUrl::Postgres(_) => 8,
+        };
         Ok(Self {
             issuer: get("TOKENMINT_ISSUER").unwrap_or_else(|| format!("http://{bind}")),
             audience: get("TOKENMINT_AUDIENCE").unwrap_or_else(|| "tokenmint".into()),
@@ -295,7 +301,7 @@ impl Settings {
                 .map_err(|r| invalid("TOKENMINT_TRUSTED_PROXIES", r))?,
             body_limit_bytes: number("TOKENMINT_BODY_LIMIT", 64 * 1024, 1024, 16 * 1024 * 1024)?
                 as usize,
-            db_pool_size: number("TOKENMINT_DB_POOL_SIZE", 8, 1, 1000)? as u32,
+            db_pool_size: number("TOKENMINT_DB_POOL_SIZE", default_pool_size, 1, 1000)? as u32,
             db_timeout: duration("TOKENMINT_DB_TIMEOUT", Duration::from_secs(5))?,
             hash_concurrency: number("TOKENMINT_HASH_CONCURRENCY", cores, 1, 1024)? as usize,
             workers: number("TOKENMINT_WORKERS", cores, 1, 1024)? as usize,

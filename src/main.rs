@@ -12,6 +12,12 @@ use tokenmint::clock::{Clock as _, SystemClock};
 use tokenmint::config::Settings;
 use tokenmint::startup::{Application, open_database};
 
+// jemalloc returns freed argon2 blocks (19 MiB each) to the system at once; glibc kept
+// them in per-thread arenas and the process grew to hundreds of MiB under a login flood.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Tokenmint: a small identity provider. Configured by TOKENMINT_* environment variables.
 #[derive(Parser)]
 #[command(version, about)]

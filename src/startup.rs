@@ -67,7 +67,7 @@ pub async fn open_database(settings: &Settings) -> Result<Db, StoreError> {
         &settings.database_url,
         settings.db_pool_size,
         settings.db_timeout,
-    );
+    )?;
     let applied = db.migrate().await?;
     if applied > 0 {
         tracing::info!(

@@ -1,10 +1,10 @@
 //! Argon2id password hashing, bounded and off the async workers.
 
-use std::sync::{Arc, Mutex};
-
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::threads::Threads;
 
 /// OWASP's argon2id recommendation: 19 MiB, 2 passes, 1 lane.
 const MEMORY_KIB: u32 = 19_456;
@@ -55,7 +55,7 @@ pub enum PasswordError {
     /// argon2 failed: a bug or a corrupt stored hash.
     #[error("password hashing failed: {0}")]
     Hash(String),
-    /// The blocking task died.
+    /// The hashing job panicked or its thread is gone.
     #[error("password hashing task failed")]
     Task,
 }
@@ -72,14 +72,12 @@ pub enum Verified {
     Mismatch,
 }
 
-type Job = Box<dyn FnOnce() + Send>;
-
 /// Hashes and verifies passwords on `concurrency` dedicated threads (each hash takes
-/// 19 MiB). Dedicated threads, not the shared blocking pool: the allocator keeps a freed
-/// 19 MiB block in the arena of the thread that used it, so hashing on whichever pool
-/// thread is free would leave one such block behind per pool thread.
+/// 19 MiB), so that memory is bounded by `concurrency` and a login flood never occupies
+/// the blocking pool the database needs. (The binary uses jemalloc, which returns each
+/// freed block to the system; glibc's per-thread arenas kept them.)
 pub struct PasswordHasher {
-    jobs: std::sync::mpsc::Sender<Job>,
+    threads: Threads,
     dummy_hash: String,
 }
 
@@ -119,38 +117,19 @@ impl PasswordHasher {
     /// that unknown users are checked against, so they cost what a real user costs.
     pub fn new(concurrency: usize) -> Result<Self, PasswordError> {
         let dummy_hash = hash_blocking(b"tokenmint dummy password, never matched")?;
-        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
-        let queue = Arc::new(Mutex::new(queue));
-        for i in 0..concurrency.max(1) {
-            let queue = queue.clone();
-            std::thread::Builder::new()
-                .name(format!("argon2-{i}"))
-                .spawn(move || {
-                    // Ends when the hasher (the sender) is dropped.
-                    loop {
-                        let job = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                        match job {
-                            Ok(job) => job(),
-                            Err(_) => break,
-                        }
-                    }
-                })
-                .map_err(|_| PasswordError::Task)?;
-        }
-        Ok(Self { jobs, dummy_hash })
+        let threads = Threads::new("argon2", concurrency).map_err(|_| PasswordError::Task)?;
+        Ok(Self {
+            threads,
+            dummy_hash,
+        })
     }
 
     async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> Result<T, PasswordError> + Send + 'static,
     ) -> Result<T, PasswordError> {
-        let (done, result) = tokio::sync::oneshot::channel();
-        let span = tracing::Span::current();
-        let job: Job = Box::new(move || {
-            let _ = done.send(span.in_scope(f));
-        });
-        self.jobs.send(job).map_err(|_| PasswordError::Task)?;
-        result.await.map_err(|_| PasswordError::Task)?
+        // A panic in argon2 is a bug; the request gets a 500, the thread lives on.
+        self.threads.run(f).await.map_err(|_| PasswordError::Task)?
     }
 
     /// Hashes a new password into a PHC string.

@@ -86,7 +86,7 @@ impl ConnectionManager {
                 // beside the one writer; busy_timeout makes writers queue instead of failing.
                 conn.batch_execute(
                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA cache_size = -512;",
                 )?;
                 Ok(DbConnection::Sqlite(conn))
             }

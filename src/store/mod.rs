@@ -20,6 +20,7 @@ use tokio::sync::Semaphore;
 pub use conn::{ConnectionManager, DbConnection};
 
 use crate::config::DatabaseUrl;
+use crate::threads::{JobError, Threads};
 
 /// Errors of the store layer.
 #[derive(Debug, thiserror::Error)]
@@ -76,13 +77,15 @@ impl From<serde_json::Error> for StoreError {
     }
 }
 
-/// The database handle: a bounded connection pool whose work runs off the async workers.
+/// The database handle: a bounded connection pool whose work runs on as many dedicated
+/// threads as there are connections, off the async workers.
 #[derive(Clone)]
 pub struct Db {
     pool: Pool<ConnectionManager>,
-    // Bounds the callers waiting for a connection, so a burst queues here instead of
-    // parking one blocking thread per request on the pool.
+    // Bounds the callers waiting for a connection, so that a burst queues here, in
+    // order and with the configured timeout, rather than in the threads' queue.
     permits: Arc<Semaphore>,
+    threads: Threads,
     timeout: Duration,
     backend: &'static str,
 }
@@ -90,19 +93,21 @@ pub struct Db {
 impl Db {
     /// Opens the pool lazily (an unreachable database at start is an error from `migrate`,
     /// not a hang) and remembers the backend.
-    pub fn new(url: &DatabaseUrl, size: u32, timeout: Duration) -> Self {
+    pub fn new(url: &DatabaseUrl, size: u32, timeout: Duration) -> Result<Self, StoreError> {
         let pool = Pool::builder()
             .max_size(size)
             .min_idle(Some(0))
             .connection_timeout(timeout)
             .test_on_check_out(false)
             .build_unchecked(ConnectionManager::new(url));
-        Self {
+        Ok(Self {
             pool,
             permits: Arc::new(Semaphore::new(size as usize)),
+            threads: Threads::new("db", size as usize)
+                .map_err(|e| StoreError::Other(Box::new(e)))?,
             timeout,
             backend: url.backend(),
-        }
+        })
     }
 
     /// `postgres` or `sqlite`.
@@ -110,7 +115,7 @@ impl Db {
         self.backend
     }
 
-    /// Runs `f` on a pooled connection on the blocking pool. A whole transaction goes inside `f`.
+    /// Runs `f` on a pooled connection on a database thread. A whole transaction goes inside `f`.
     pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -123,25 +128,25 @@ impl Db {
             })?
             .map_err(|e| StoreError::Other(Box::new(e)))?;
         let pool = self.pool.clone();
-        let span = tracing::Span::current();
-        let joined = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let _entered = span.enter();
-            let mut pooled = pool
-                .get()
-                .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
-            let result = f(&mut pooled.conn);
-            if matches!(result, Err(StoreError::Unavailable(_))) {
-                // Discarded on return to the pool instead of handed to the next request.
-                pooled.lost = true;
-            }
-            result
-        })
-        .await;
-        match joined {
+        let answer = self
+            .threads
+            .run(move || {
+                let _permit = permit;
+                let mut pooled = pool
+                    .get()
+                    .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+                let result = f(&mut pooled.conn);
+                if matches!(result, Err(StoreError::Unavailable(_))) {
+                    // Discarded on return to the pool instead of handed to the next request.
+                    pooled.lost = true;
+                }
+                result
+            })
+            .await;
+        match answer {
             Ok(result) => result,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => Err(StoreError::Other(Box::new(e))),
+            Err(JobError::Panicked(panic)) => std::panic::resume_unwind(panic),
+            Err(JobError::Gone) => Err(StoreError::Other("the database threads are gone".into())),
         }
     }
 

@@ -165,7 +165,7 @@ async fn no_secret_reaches_the_logs_even_at_debug() {
     })
     .unwrap();
     let kek = tokenmint::keys::kek::Kek::from_settings(&settings).unwrap();
-    let db = tokenmint::store::Db::new(&settings.database_url, 1, Duration::from_secs(5));
+    let db = tokenmint::store::Db::new(&settings.database_url, 1, Duration::from_secs(5)).unwrap();
     let rows = db
         .run(tokenmint::store::signing_keys::list_all)
         .await
