@@ -37,6 +37,10 @@ struct Args {
     /// Redis for `--backend postgres` (keys under a fresh prefix).
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
+    /// The server's TOKENMINT_VERIFIED_TOKEN_CACHE (0 verifies every signature: the
+    /// introspection and `/api/me` figures then measure the signature path).
+    #[arg(long, default_value_t = 10_000)]
+    verified_token_cache: usize,
     /// Where to write the figures as JSON.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -236,6 +240,10 @@ async fn main() -> anyhow::Result<()> {
             "1000000".into(),
         ),
         ("TOKENMINT_LOG".into(), "warn".into()),
+        (
+            "TOKENMINT_VERIFIED_TOKEN_CACHE".into(),
+            args.verified_token_cache.to_string(),
+        ),
         (
             "TOKENMINT_KEY_ENCRYPTION_KEY".into(),
             "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into(),
@@ -589,8 +597,8 @@ async fn main() -> anyhow::Result<()> {
     ];
 
     println!(
-        "backend: {}   cores: {cores}   concurrency: {c}   seconds per scenario: {s}",
-        args.backend
+        "backend: {}   cores: {cores}   concurrency: {c}   seconds per scenario: {s}   verified-token cache: {}",
+        args.backend, args.verified_token_cache
     );
     println!(
         "{:<30} {:>10} {:>9} {:>9} {:>7}",
@@ -628,6 +636,7 @@ async fn main() -> anyhow::Result<()> {
 
     let report = json!({
         "backend": args.backend, "cores": cores, "concurrency": c, "seconds": s,
+        "verified_token_cache": args.verified_token_cache,
         "scenarios": results,
         "references": {"es256_sign_per_sec": sign_rate, "es256_verify_per_sec": verify_rate,
                        "argon2_verify_ms": argon2_secs * 1000.0, "direct_rotation_per_sec": direct_rotation_rate},

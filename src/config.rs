@@ -129,6 +129,8 @@ pub struct Settings {
     pub db_pool_size: u32,
     /// How long a request waits for a database connection before 503 (`TOKENMINT_DB_TIMEOUT`).
     pub db_timeout: Duration,
+    /// Verified access tokens remembered by digest (`TOKENMINT_VERIFIED_TOKEN_CACHE`, 0: off).
+    pub verified_token_cache: usize,
     /// Argon2 verifications at once; bounds memory (`TOKENMINT_HASH_CONCURRENCY`, default: cores).
     pub hash_concurrency: usize,
     /// HTTP worker threads (`TOKENMINT_WORKERS`, default: cores).
@@ -303,6 +305,8 @@ impl Settings {
                 as usize,
             db_pool_size: number("TOKENMINT_DB_POOL_SIZE", default_pool_size, 1, 1000)? as u32,
             db_timeout: duration("TOKENMINT_DB_TIMEOUT", Duration::from_secs(5))?,
+            verified_token_cache: number("TOKENMINT_VERIFIED_TOKEN_CACHE", 10_000, 0, 10_000_000)?
+                as usize,
             hash_concurrency: number("TOKENMINT_HASH_CONCURRENCY", cores, 1, 1024)? as usize,
             workers: number("TOKENMINT_WORKERS", cores, 1, 1024)? as usize,
         })

@@ -150,6 +150,7 @@ impl Application {
             settings.audience.clone(),
             settings.access_ttl,
             settings.clock_skew,
+            settings.verified_token_cache,
         );
         let sessions = Sessions::new(
             db.clone(),

@@ -81,23 +81,37 @@ pub struct Grant<'a> {
     pub client_id: Option<&'a str>,
 }
 
+/// A token whose signature and claims were checked once, kept with the key that signed it.
+struct Verified {
+    kid: String,
+    claims: AccessClaims,
+}
+
 /// Issues and verifies access tokens.
+///
+/// Verified tokens are remembered by the SHA-256 of their bytes (never the token itself:
+/// a lookup keyed by attacker-chosen bytes compared against stored tokens could leak them
+/// through timing). A remembered token skips only the signature and claims parsing; its key
+/// must still be published, and time and revocation are checked on every use.
 pub struct TokenService {
     keyring: Arc<Keyring>,
     issuer: String,
     audience: String,
     access_ttl: Duration,
     clock_skew: Duration,
+    verified: Option<quick_cache::sync::Cache<[u8; 32], Arc<Verified>>>,
 }
 
 impl TokenService {
-    /// A token service signing with `keyring`.
+    /// A token service signing with `keyring`, remembering up to `cache_entries` verified
+    /// tokens (0: verify every time).
     pub fn new(
         keyring: Arc<Keyring>,
         issuer: String,
         audience: String,
         access_ttl: Duration,
         clock_skew: Duration,
+        cache_entries: usize,
     ) -> Self {
         Self {
             keyring,
@@ -105,6 +119,7 @@ impl TokenService {
             audience,
             access_ttl,
             clock_skew,
+            verified: (cache_entries > 0).then(|| quick_cache::sync::Cache::new(cache_entries)),
         }
     }
 
@@ -149,6 +164,29 @@ impl TokenService {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Invalid("too long"));
         }
+        let Some(cache) = &self.verified else {
+            return self.check_time(self.verify_signed(token)?.claims, now);
+        };
+        let digest: [u8; 32] = {
+            let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+            let mut out = [0u8; 32];
+            out.copy_from_slice(d.as_ref());
+            out
+        };
+        let verified = match cache.get(&digest) {
+            // A key that is no longer published takes its tokens with it.
+            Some(hit) if self.keyring.publishes(&hit.kid) => hit,
+            _ => {
+                let fresh = Arc::new(self.verify_signed(token)?);
+                cache.insert(digest, fresh.clone());
+                fresh
+            }
+        };
+        self.check_time(verified.claims.clone(), now)
+    }
+
+    /// Signature, type, key, issuer and audience; not time.
+    fn verify_signed(&self, token: &str) -> Result<Verified, TokenError> {
         let header = decode_header(token).map_err(|_| TokenError::Invalid("malformed"))?;
         // RFC 9068 section 4: the type tells access tokens apart from other JWTs we might sign.
         let typ_ok = header.typ.as_deref().is_some_and(|t| {
@@ -176,7 +214,18 @@ impl TokenService {
         let claims = decode::<AccessClaims>(token, &key.key, &validation)
             .map_err(|_| TokenError::Invalid("signature or claims rejected"))?
             .claims;
+        Ok(Verified {
+            kid: kid.to_owned(),
+            claims,
+        })
+    }
 
+    /// `nbf` and `iat` with the clock-skew tolerance, `exp` without any.
+    fn check_time(
+        &self,
+        claims: AccessClaims,
+        now: DateTime<Utc>,
+    ) -> Result<AccessClaims, TokenError> {
         let now = now.timestamp();
         let skew = i64::try_from(self.clock_skew.as_secs()).unwrap_or(i64::MAX);
         if claims.nbf > now.saturating_add(skew) || claims.iat > now.saturating_add(skew) {

@@ -378,6 +378,11 @@ impl Keyring {
         self.snapshot.load().verifying.get(kid).cloned()
     }
 
+    /// Whether the key with this kid is published (its tokens may be accepted).
+    pub fn publishes(&self, kid: &str) -> bool {
+        self.snapshot.load().verifying.contains_key(kid)
+    }
+
     /// The JWKS document.
     pub fn jwks(&self) -> JwksDocument {
         self.snapshot.load().jwks.clone()

@@ -193,6 +193,29 @@ async fn a_retiring_key_leaves_jwks_once_its_tokens_have_expired() {
 }
 
 #[tokio::test]
+async fn a_token_already_verified_is_refused_once_its_key_is_withdrawn() {
+    let app = spawn_app().await;
+    let token = app.admin_token().await;
+    assert_eq!(app.get_me(&token).await.status(), 200);
+    assert_eq!(app.get_me(&token).await.status(), 200);
+
+    let kid = app.current_kid();
+    let now = app.clock_now().naive_utc();
+    let withdrawn = app
+        .state
+        .db
+        .run(move |conn| {
+            tokenmint::store::signing_keys::transition(conn, &kid, "current", "retired", now)
+        })
+        .await
+        .unwrap();
+    assert!(withdrawn);
+    app.state.keyring.reload().await.unwrap();
+
+    assert_error(app.get_me(&token).await, 401, "AUTHENTICATION_FAILED").await;
+}
+
+#[tokio::test]
 async fn jwks_revalidation_sees_a_rotation() {
     let app = spawn_app().await;
     let etag = app

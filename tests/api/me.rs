@@ -72,6 +72,11 @@ async fn garbage_authorization_headers_are_refused_as_invalid_tokens() {
 async fn an_expired_token_is_token_expired_with_no_skew_on_exp() {
     let app = spawn_app().await;
     let token = app.admin_token().await;
+    assert_eq!(
+        app.get_me(&token).await.status(),
+        200,
+        "verified once, and remembered"
+    );
 
     app.clock.advance(Duration::from_secs(900));
     let response = app.get_me(&token).await;
@@ -147,6 +152,20 @@ async fn nbf_and_iat_tolerate_the_clock_skew_and_no_more() {
         )
         .await;
     }
+}
+
+#[tokio::test]
+async fn a_token_refused_as_not_yet_valid_is_accepted_once_its_time_comes() {
+    let app = spawn_app().await;
+    let mut claims = claims_now(&app);
+    let now = claims["iat"].as_i64().unwrap();
+    claims["nbf"] = json!(now + 120);
+    let token = app.sign(&claims);
+    assert_error(app.get_me(&token).await, 401, "AUTHENTICATION_FAILED").await;
+    assert_error(app.get_me(&token).await, 401, "AUTHENTICATION_FAILED").await;
+
+    app.clock.advance(Duration::from_secs(61));
+    assert_eq!(app.get_me(&token).await.status(), 200);
 }
 
 #[tokio::test]
