@@ -25,6 +25,9 @@ pub enum JobError {
 
 /// `size` threads named `<name>-<i>`, taking jobs in arrival order. The threads end when
 /// the last clone of the pool is dropped.
+///
+/// A positive `niceness` lowers their CPU priority by that much (Linux): argon2 runs at 10, so that a
+/// login flood takes the CPU only when JWKS, refresh and token checks leave it idle.
 #[derive(Clone)]
 pub struct Threads {
     jobs: mpsc::Sender<Job>,
@@ -32,7 +35,7 @@ pub struct Threads {
 
 impl Threads {
     /// Starts the threads.
-    pub fn new(name: &str, size: usize) -> std::io::Result<Self> {
+    pub fn new(name: &str, size: usize, niceness: i32) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         for i in 0..size.max(1) {
@@ -40,6 +43,7 @@ impl Threads {
             std::thread::Builder::new()
                 .name(format!("{name}-{i}"))
                 .spawn(move || {
+                    set_niceness(niceness);
                     loop {
                         // The lock is held only while waiting; a job runs without it.
                         let job = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
@@ -74,13 +78,33 @@ impl Threads {
     }
 }
 
+/// Raises the calling thread's nice value by `niceness` (at most to 19). On Linux it is a
+/// per-thread attribute, set through `setpriority(PRIO_PROCESS, tid)`; lowering priority
+/// needs no privilege.
+#[cfg(target_os = "linux")]
+fn set_niceness(niceness: i32) {
+    if niceness == 0 {
+        return;
+    }
+    let tid = rustix::thread::gettid();
+    let result = rustix::process::getpriority_process(Some(tid)).and_then(|current| {
+        rustix::process::setpriority_process(Some(tid), (current + niceness).min(19))
+    });
+    if let Err(e) = result {
+        tracing::warn!(error = %e, niceness, "could not set the priority of a worker thread");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_niceness(_niceness: i32) {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test]
     async fn jobs_run_on_the_named_threads_and_a_panic_spares_the_thread() {
-        let threads = Threads::new("test-pool", 1).unwrap();
+        let threads = Threads::new("test-pool", 1, 0).unwrap();
         let name = threads
             .run(|| std::thread::current().name().map(str::to_owned))
             .await
@@ -96,7 +120,7 @@ mod tests {
     #[allow(clippy::disallowed_methods)] // the sleep runs on a pool thread, not an async worker
     async fn at_most_size_jobs_run_at_once() {
         use std::sync::atomic::{AtomicUsize, Ordering};
-        let threads = Threads::new("test-bound", 2).unwrap();
+        let threads = Threads::new("test-bound", 2, 0).unwrap();
         let (running, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let jobs = (0..8).map(|_| {
             let (running, peak) = (running.clone(), peak.clone());
@@ -111,5 +135,18 @@ mod tests {
             result.unwrap();
         }
         assert_eq!(peak.load(Ordering::SeqCst), 2);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn the_threads_run_at_the_requested_niceness() {
+        let niced = Threads::new("test-nice", 1, 10).unwrap();
+        let niceness = niced
+            .run(|| rustix::process::getpriority_process(Some(rustix::thread::gettid())))
+            .await
+            .unwrap()
+            .unwrap();
+        let ours = rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
+        assert_eq!(niceness, (ours + 10).min(19));
     }
 }

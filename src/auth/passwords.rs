@@ -10,6 +10,8 @@ use crate::threads::Threads;
 const MEMORY_KIB: u32 = 19_456;
 const ITERATIONS: u32 = 2;
 const LANES: u32 = 1;
+/// Nice value of the hashing threads: logins yield the CPU to cheaper requests.
+const ARGON2_NICENESS: i32 = 10;
 /// Longer inputs are refused before hashing: they cost time and prove nothing.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 /// Shortest password accepted when one is set.
@@ -117,7 +119,8 @@ impl PasswordHasher {
     /// that unknown users are checked against, so they cost what a real user costs.
     pub fn new(concurrency: usize) -> Result<Self, PasswordError> {
         let dummy_hash = hash_blocking(b"tokenmint dummy password, never matched")?;
-        let threads = Threads::new("argon2", concurrency).map_err(|_| PasswordError::Task)?;
+        let threads = Threads::new("argon2", concurrency, ARGON2_NICENESS)
+            .map_err(|_| PasswordError::Task)?;
         Ok(Self {
             threads,
             dummy_hash,

@@ -103,7 +103,7 @@ impl Db {
         Ok(Self {
             pool,
             permits: Arc::new(Semaphore::new(size as usize)),
-            threads: Threads::new("db", size as usize)
+            threads: Threads::new("db", size as usize, 0)
                 .map_err(|e| StoreError::Other(Box::new(e)))?,
             timeout,
             backend: url.backend(),
