@@ -26,8 +26,9 @@ pub enum JobError {
 /// `size` threads named `<name>-<i>`, taking jobs in arrival order. The threads end when
 /// the last clone of the pool is dropped.
 ///
-/// A positive `niceness` lowers their CPU priority by that much (Linux): argon2 runs at 10, so that a
-/// login flood takes the CPU only when JWKS, refresh and token checks leave it idle.
+/// A positive `niceness` lowers their CPU priority by that much (Linux): argon2 runs at
+/// +10, so that a login flood takes the CPU only when JWKS, refresh and token checks
+/// leave it idle.
 #[derive(Clone)]
 pub struct Threads {
     jobs: mpsc::Sender<Job>,

@@ -76,7 +76,7 @@ pub enum Verified {
 
 /// Hashes and verifies passwords on `concurrency` dedicated threads (each hash takes
 /// 19 MiB), so that memory is bounded by `concurrency` and a login flood never occupies
-/// the blocking pool the database needs. (The binary uses jemalloc, which returns each
+/// the threads the database needs. (The binary uses jemalloc, which returns each
 /// freed block to the system; glibc's per-thread arenas kept them.)
 pub struct PasswordHasher {
     threads: Threads,

@@ -167,12 +167,10 @@ impl TokenService {
         let Some(cache) = &self.verified else {
             return self.check_time(self.verify_signed(token)?.claims, now);
         };
-        let digest: [u8; 32] = {
-            let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-            let mut out = [0u8; 32];
-            out.copy_from_slice(d.as_ref());
-            out
-        };
+        let digest: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
+            .as_ref()
+            .try_into()
+            .map_err(|_| TokenError::Invalid("digest"))?;
         let verified = match cache.get(&digest) {
             // A key that is no longer published takes its tokens with it.
             Some(hit) if self.keyring.publishes(&hit.kid) => hit,
