@@ -148,7 +148,7 @@ async fn post_json(
 
 /// Single-thread references through the same crypto code the server uses.
 fn crypto_references() -> anyhow::Result<(f64, f64, f64)> {
-    use tokenmint::auth::passwords::{Password, PasswordHasher};
+    use tokenmint::identity::passwords::{Password, PasswordHasher};
     use tokenmint::keys::SigningAlg;
     use tokenmint::keys::material::KeyPair;
     tokenmint::keys::crypto_provider::install();
@@ -312,58 +312,59 @@ async fn main() -> anyhow::Result<()> {
 
     // Direct rotation reference: the rotation transaction through the same pool, no HTTP.
     let direct_rotation_rate = {
-        use tokenmint::auth::sessions::{SessionPolicy, Sessions};
+        use tokenmint::clock::Clock as _;
+        use tokenmint::identity::LoginAttempt;
+        use tokenmint::identity::passwords::Password;
         let settings = tokenmint::config::Settings::from_lookup(|k| match k {
             "TOKENMINT_DATABASE_URL" => Some(database_url.clone()),
             "TOKENMINT_KEY_ENCRYPTION_KEY" => {
                 Some("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into())
             }
+            "TOKENMINT_LOGIN_MAX_FAILURES" => Some("1000000".into()),
             _ => None,
         })?;
-        let db = tokenmint::store::Db::new(
-            &settings.database_url,
-            settings.db_pool_size,
-            settings.db_timeout,
-        )?;
-        let sessions = Arc::new(Sessions::new(
-            db.clone(),
-            Arc::new(tokenmint::revocation::Revocations::memory(db.clone())),
-            SessionPolicy {
-                refresh_ttl: settings.refresh_ttl,
-                session_ttl: settings.session_ttl,
-                reuse_leeway: settings.refresh_reuse_leeway,
-                access_ttl: settings.access_ttl,
-                clock_skew: settings.clock_skew,
-            },
-        ));
-        let admin_user = {
-            let key = "admin".to_owned();
-            let row = db
-                .run(move |c| tokenmint::store::users::find_by_username_key(c, &key))
-                .await?
-                .context("admin row")?;
-            tokenmint::auth::users::User::from_row(row)?.0
+        let services =
+            tokenmint::startup::Services::build(settings, Arc::new(tokenmint::clock::SystemClock))
+                .await?;
+        let login = |services: tokenmint::startup::Services| async move {
+            let attempt = LoginAttempt {
+                username: "admin".to_owned(),
+                password: Password::parse_presented("loadtest-admin-password".to_owned().into())?,
+                client_id: None,
+                scopes: None,
+                ip: None,
+            };
+            anyhow::Ok(
+                services
+                    .identity
+                    .login(attempt, tokenmint::clock::SystemClock.now())
+                    .await?,
+            )
         };
+        let mut firsts = Vec::new();
+        for _ in 0..args.concurrency {
+            let Ok(first) = login(services.clone()).await else {
+                bail!("direct rotation reference: login failed");
+            };
+            firsts.push(first);
+        }
         let deadline = Instant::now() + Duration::from_secs(args.seconds);
         let started = Instant::now();
         let mut tasks = Vec::new();
-        for _ in 0..args.concurrency {
-            let (sessions, user) = (sessions.clone(), admin_user.clone());
+        for first in firsts {
+            let services = services.clone();
             tasks.push(tokio::spawn(async move {
-                use tokenmint::clock::Clock as _;
                 let clock = tokenmint::clock::SystemClock;
-                let Ok(mut grant) = sessions.start(user, Vec::new(), None, clock.now()).await
-                else {
-                    return 0u64;
-                };
-                let mut n = 0;
+                let mut pair = first;
+                let mut n = 0u64;
                 while Instant::now() < deadline {
-                    match sessions
-                        .refresh(grant.refresh_token.clone(), clock.now())
+                    match services
+                        .sessions
+                        .refresh(pair.refresh_token.clone(), None, clock.now())
                         .await
                     {
                         Ok(next) => {
-                            grant = next;
+                            pair = next;
                             n += 1;
                         }
                         Err(_) => break,

@@ -6,10 +6,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use base64::Engine as _;
-use secrecy::{ExposeSecret, SecretBox, SecretString};
+use secrecy::{SecretBox, SecretString};
 
+use crate::identity::rate_limit::LoginLimits;
 use crate::keys::SigningAlg;
+use crate::keys::kek::{KeyEncryptionKey, parse_kek};
+use crate::lifetimes::Lifetimes;
+pub use crate::store::DatabaseUrl;
 
 /// A setting that could not be used, with the variable that holds it.
 #[derive(Debug, thiserror::Error)]
@@ -20,57 +23,6 @@ pub struct ConfigError {
     /// Why its value was refused (never the value itself: it may be a secret).
     pub reason: String,
 }
-
-/// Where durable state lives, chosen by the URL scheme.
-#[derive(Clone)]
-pub enum DatabaseUrl {
-    /// An embedded SQLite file.
-    Sqlite(PathBuf),
-    /// A PostgreSQL connection URL (may carry a password, hence secret).
-    Postgres(SecretString),
-}
-
-impl std::fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
-            Self::Postgres(_) => f.write_str("postgres://[redacted]"),
-        }
-    }
-}
-
-impl DatabaseUrl {
-    /// Parses `sqlite://PATH` or `postgres://...` / `postgresql://...`.
-    pub fn parse(url: &str) -> Result<Self, String> {
-        if let Some(path) = url.strip_prefix("sqlite://") {
-            if path.is_empty() {
-                return Err("sqlite:// needs a file path".into());
-            }
-            if path == ":memory:" || path.contains("mode=memory") {
-                // Every pooled connection would open its own empty database.
-                return Err(
-                    "an in-memory SQLite database cannot be pooled; give a file path".into(),
-                );
-            }
-            Ok(Self::Sqlite(PathBuf::from(path)))
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Self::Postgres(SecretString::from(url.to_owned())))
-        } else {
-            Err("expected sqlite://PATH or postgres://...".into())
-        }
-    }
-
-    /// The backend's name, for logs.
-    pub fn backend(&self) -> &'static str {
-        match self {
-            Self::Sqlite(_) => "sqlite",
-            Self::Postgres(_) => "postgres",
-        }
-    }
-}
-
-/// 32 bytes that encrypt signing keys at rest (AES-256-GCM).
-pub type KeyEncryptionKey = SecretBox<[u8; 32]>;
 
 /// Every setting of the service, typed and checked.
 #[derive(Debug)]
@@ -343,9 +295,24 @@ impl Settings {
         }
     }
 
-    /// The Redis URL, for connecting.
-    pub fn redis_url_exposed(&self) -> Option<&str> {
-        self.redis_url.as_ref().map(|s| s.expose_secret())
+    /// The token and session lifetimes.
+    pub fn lifetimes(&self) -> Lifetimes {
+        Lifetimes {
+            access_ttl: self.access_ttl,
+            refresh_ttl: self.refresh_ttl,
+            session_ttl: self.session_ttl,
+            reuse_leeway: self.refresh_reuse_leeway,
+            clock_skew: self.clock_skew,
+        }
+    }
+
+    /// The login brute-force limits.
+    pub fn login_limits(&self) -> LoginLimits {
+        LoginLimits {
+            per_user: self.login_max_failures,
+            per_ip: self.login_max_failures_per_ip,
+            window: self.login_window,
+        }
     }
 }
 
@@ -364,17 +331,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
     humantime::parse_duration(s)
         .map_err(|_| "expected a duration such as 15m, 7d or 900 (seconds)".to_owned())
-}
-
-/// Parses base64 of exactly 32 bytes.
-pub fn parse_kek(b64: &str) -> Result<KeyEncryptionKey, String> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .map_err(|_| "expected base64".to_owned())?;
-    let key: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| "expected base64 of exactly 32 bytes".to_owned())?;
-    Ok(SecretBox::new(Box::new(key)))
 }
 
 fn parse_proxies(raw: Option<&str>) -> Result<Vec<ipnet::IpNet>, String> {
@@ -496,6 +452,7 @@ mod tests {
         let err =
             settings(&[("TOKENMINT_DATABASE_URL", "postgres://u:secretpw@h/db")]).unwrap_err();
         assert_eq!(err.var, "TOKENMINT_KEY_ENCRYPTION_KEY");
+        use base64::Engine as _;
         let kek = base64::engine::general_purpose::STANDARD.encode([1u8; 32]);
         let s = settings(&[
             ("TOKENMINT_DATABASE_URL", "postgres://u:secretpw@h/db"),

@@ -1,7 +1,8 @@
-//! The HTTP error type: the only place that knows API.md's codes and statuses.
-//!
-//! Domain errors convert into `ApiError` through one `From` impl each; internal
-//! causes are logged here (5xx only) and answered as `INTERNAL` with no detail.
+//! Errors. Domain code returns [`Error`], one enum for every use case; it knows
+//! nothing of HTTP. [`ApiError`] is what a client sees; `From<Error> for ApiError` at
+//! the end of this file is the only place that gives a domain error an API.md code,
+//! a status, a message and headers. Internal causes are logged there (5xx only) and
+//! answered as `INTERNAL` with no detail.
 
 use std::borrow::Cow;
 
@@ -76,7 +77,156 @@ pub struct ErrorBody {
     pub message: String,
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+/// A boxed cause, kept for the log.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The credential a refusal is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// A username and password.
+    Password,
+    /// A bearer access token.
+    AccessToken,
+    /// A refresh token.
+    RefreshToken,
+    /// An API key.
+    ApiKey,
+    /// Either a bearer token or an API key (what a caller of an admin endpoint presents).
+    Caller,
+}
+
+/// Why a credential was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Absent.
+    Missing,
+    /// More than one credential was presented: which one acts would be a guess.
+    Ambiguous,
+    /// Unknown, malformed, badly signed, disabled, or not (or no longer) matching.
+    Invalid,
+    /// Valid once, past its lifetime now.
+    Expired,
+    /// On the revocation list, or its session was ended.
+    Revoked,
+    /// A spent refresh token presented again outside the leeway: its session is now revoked.
+    Reused,
+}
+
+/// A backing service a use case needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dependency {
+    /// The database.
+    Database,
+    /// The revocation list (Redis or memory).
+    RevocationList,
+}
+
+impl std::fmt::Display for Dependency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Database => "the database",
+            Self::RevocationList => "the revocation list",
+        })
+    }
+}
+
+/// The one error of every use case.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The input breaks a rule; the message says which, without echoing secrets.
+    #[error("invalid request: {0}")]
+    Invalid(Cow<'static, str>),
+    /// A credential was missing or refused.
+    #[error("{credential:?} refused: {refusal:?}")]
+    Unauthenticated {
+        /// Which credential.
+        credential: Credential,
+        /// Why.
+        refusal: Refusal,
+    },
+    /// Authenticated, but not allowed to do this.
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    /// The named thing does not exist (or is not visible to the caller).
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    /// The change conflicts with the current state.
+    #[error("conflict: {message}")]
+    Conflict {
+        /// For a person.
+        message: Cow<'static, str>,
+        /// When trying again may succeed.
+        retry_after_secs: Option<u64>,
+    },
+    /// Too many attempts.
+    #[error("rate limited for {retry_after_secs} s")]
+    RateLimited {
+        /// When the window ends.
+        retry_after_secs: u64,
+    },
+    /// A backing service cannot be reached; nothing was half-done.
+    #[error("{dependency} is unavailable: {source}")]
+    Unavailable {
+        /// Which one.
+        dependency: Dependency,
+        /// Why, for the log.
+        #[source]
+        source: BoxError,
+    },
+    /// A bug or corrupt data.
+    #[error("internal error: {0}")]
+    Internal(#[source] BoxError),
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Self::internal(e)
+    }
+}
+
+impl Error {
+    /// A refused credential.
+    pub fn refused(credential: Credential, refusal: Refusal) -> Self {
+        Self::Unauthenticated {
+            credential,
+            refusal,
+        }
+    }
+
+    /// Invalid input.
+    pub fn invalid(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::Invalid(message.into())
+    }
+
+    /// A conflict with the current state.
+    pub fn conflict(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::Conflict {
+            message: message.into(),
+            retry_after_secs: None,
+        }
+    }
+
+    /// A bug or corrupt data.
+    pub fn internal(source: impl Into<BoxError>) -> Self {
+        Self::Internal(source.into())
+    }
+
+    /// The database cannot be reached.
+    pub fn database(source: impl Into<BoxError>) -> Self {
+        Self::Unavailable {
+            dependency: Dependency::Database,
+            source: source.into(),
+        }
+    }
+
+    /// The revocation list cannot be reached.
+    pub fn revocation_list(source: impl Into<BoxError>) -> Self {
+        Self::Unavailable {
+            dependency: Dependency::RevocationList,
+            source: source.into(),
+        }
+    }
+}
 
 /// How a 401 challenges the client (RFC 6750 section 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,15 +276,6 @@ impl ApiError {
     /// 500 `INTERNAL`; the cause is logged, never answered.
     pub fn internal(source: impl Into<BoxError>) -> Self {
         Self::new(ErrorCode::Internal, "internal error").with_source(source)
-    }
-
-    /// 503 `UNAVAILABLE`; the cause is logged.
-    pub fn unavailable(what: &'static str, source: impl Into<BoxError>) -> Self {
-        Self::new(
-            ErrorCode::Unavailable,
-            format!("{what} is unavailable; try again shortly"),
-        )
-        .with_source(source)
     }
 
     /// Attaches the underlying cause, for the log.
@@ -237,32 +378,79 @@ impl std::fmt::Display for ErrorChain<'_> {
     }
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
-        use crate::store::StoreError;
-        match e {
-            StoreError::NotFound => Self::new(ErrorCode::NotFound, "not found"),
-            StoreError::Conflict => {
-                Self::new(ErrorCode::Conflict, "conflicts with an existing resource")
-            }
-            StoreError::Unavailable(_) => Self::unavailable("the database", e),
-            StoreError::Other(_) => Self::internal(e),
+/// What a person reads for a refused credential.
+fn refusal_message(credential: Credential, refusal: Refusal) -> &'static str {
+    use Credential as C;
+    use Refusal as R;
+    match (credential, refusal) {
+        (_, R::Ambiguous) => "send one credential: either an API key or a bearer token",
+        (C::Password, _) => "invalid username or password",
+        (C::AccessToken, R::Missing) => "missing bearer token",
+        (C::AccessToken, R::Expired) => "the access token has expired",
+        (C::AccessToken, R::Revoked) => "the access token has been revoked",
+        (C::AccessToken, _) => "the access token is invalid",
+        (C::RefreshToken, R::Missing) => "missing refresh token",
+        (C::RefreshToken, R::Expired) => "the refresh token has expired",
+        (C::RefreshToken, R::Revoked) => "the session has been revoked",
+        (C::RefreshToken, R::Reused) => {
+            "this refresh token was already used; the session has been revoked"
         }
+        (C::RefreshToken, _) => "invalid refresh token",
+        (C::ApiKey, R::Missing) => "missing API key",
+        (C::ApiKey, _) => "invalid, disabled or expired API key",
+        (C::Caller, _) => "missing credential: a bearer token or an API key",
     }
 }
 
-impl From<crate::auth::tokens::TokenError> for ApiError {
-    fn from(e: crate::auth::tokens::TokenError) -> Self {
-        use crate::auth::tokens::TokenError;
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
         match e {
-            TokenError::Expired => {
-                Self::new(ErrorCode::TokenExpired, "the access token has expired")
+            Error::Invalid(message) => Self::new(ErrorCode::InvalidRequest, message),
+            Error::Unauthenticated {
+                credential,
+                refusal,
+            } => {
+                let code = match refusal {
+                    Refusal::Expired => ErrorCode::TokenExpired,
+                    Refusal::Revoked => ErrorCode::TokenRevoked,
+                    Refusal::Reused => ErrorCode::RefreshTokenReused,
+                    Refusal::Missing | Refusal::Ambiguous | Refusal::Invalid => {
+                        ErrorCode::AuthenticationFailed
+                    }
+                };
+                let error = Self::new(code, refusal_message(credential, refusal));
+                // RFC 6750 section 3: challenge for a bearer credential, and say when a
+                // presented one was refused.
+                match (credential, refusal) {
+                    (Credential::AccessToken | Credential::Caller, Refusal::Missing) => {
+                        error.bearer_required()
+                    }
+                    (Credential::AccessToken, _) => error.invalid_token(),
+                    _ => error,
+                }
             }
-            TokenError::Invalid(_) => Self::new(
-                ErrorCode::AuthenticationFailed,
-                "the access token is invalid",
-            ),
+            Error::Forbidden(message) => Self::new(ErrorCode::InsufficientPermissions, message),
+            Error::NotFound(what) => Self::new(ErrorCode::NotFound, format!("no such {what}")),
+            Error::Conflict {
+                message,
+                retry_after_secs,
+            } => {
+                let error = Self::new(ErrorCode::Conflict, message);
+                match retry_after_secs {
+                    Some(secs) => error.retry_after(secs),
+                    None => error,
+                }
+            }
+            Error::RateLimited { retry_after_secs } => {
+                Self::new(ErrorCode::RateLimited, "too many attempts; try again later")
+                    .retry_after(retry_after_secs)
+            }
+            Error::Unavailable { dependency, source } => Self::new(
+                ErrorCode::Unavailable,
+                format!("{dependency} is unavailable; try again shortly"),
+            )
+            .with_source(source),
+            Error::Internal(source) => Self::internal(source),
         }
-        .invalid_token()
     }
 }

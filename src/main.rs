@@ -6,11 +6,13 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use secrecy::SecretString;
-use tokenmint::auth::passwords::{Password, PasswordHasher};
-use tokenmint::auth::users::{NewUser, Username, create_user, parse_names};
+use tokenmint::actor::Admin;
 use tokenmint::clock::{Clock as _, SystemClock};
 use tokenmint::config::Settings;
-use tokenmint::startup::{Application, open_database};
+use tokenmint::identity::NewUser;
+use tokenmint::identity::passwords::Password;
+use tokenmint::startup::{Application, Services, open_database};
+use tokenmint::user::{Claims, Role, Scope, Username};
 
 // jemalloc returns freed argon2 blocks (19 MiB each) to the system at once; glibc kept
 // them in per-thread arenas and the process grew to hundreds of MiB under a login flood.
@@ -63,14 +65,15 @@ enum UserCommand {
         /// Username.
         #[arg(long)]
         username: String,
-        /// A role (repeatable), e.g. admin.
+        /// A role (repeatable), e.g. admin. An admin also gets the admin scope.
         #[arg(long = "role")]
         roles: Vec<String>,
         /// A scope (repeatable).
         #[arg(long = "scope")]
         scopes: Vec<String>,
-        /// Read the password from the first line of standard input.
-        #[arg(long, required = true)]
+        /// Read the password from the first line of standard input (the only way to
+        /// give it: a password on the command line would land in shell history).
+        #[arg(long)]
         password_stdin: bool,
     },
 }
@@ -109,12 +112,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     username,
                     roles,
                     scopes,
-                    password_stdin: _,
+                    password_stdin,
                 },
         }) => {
-            let username = Username::parse(&username).map_err(anyhow::Error::msg)?;
-            let roles = parse_names("role", &roles).map_err(anyhow::Error::msg)?;
-            let scopes = parse_names("scope", &scopes).map_err(anyhow::Error::msg)?;
+            if !password_stdin {
+                bail!("pass --password-stdin and the password on standard input");
+            }
+            let username = Username::parse(&username)?;
+            let roles = Role::parse_list(&roles)?;
+            let mut scopes = Scope::parse_list(&scopes)?;
+            // Administration needs the admin role and the admin scope.
+            if roles.contains(&Role::admin()) && !scopes.contains(&Scope::admin()) {
+                scopes.push(Scope::admin());
+            }
             let mut line = String::new();
             std::io::stdin()
                 .lock()
@@ -124,23 +134,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if line.is_empty() {
                 bail!("no password on standard input");
             }
-            let password =
-                Password::parse_new(SecretString::from(line)).map_err(anyhow::Error::msg)?;
-            let db = open_database(&settings).await?;
-            let hasher = PasswordHasher::new(1)?;
-            let user = create_user(
-                &db,
-                &hasher,
-                NewUser {
-                    username,
-                    password,
-                    roles,
-                    scopes,
-                    claims: serde_json::Map::new(),
-                },
-                SystemClock.now(),
-            )
-            .await?;
+            let password = Password::parse_new(SecretString::from(line))?;
+            let services = Services::build(settings, Arc::new(SystemClock)).await?;
+            let new = NewUser {
+                username,
+                password,
+                roles,
+                scopes,
+                claims: Claims::default(),
+            };
+            let user = services
+                .identity
+                .create_user(&Admin::operator(), new, SystemClock.now())
+                .await?;
             println!("{}", user.id);
         }
         Some(Command::Keys {
@@ -150,20 +156,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map(|a| a.parse::<tokenmint::keys::SigningAlg>())
                 .transpose()
                 .map_err(anyhow::Error::msg)?;
-            tokenmint::keys::crypto_provider::install();
-            let db = open_database(&settings).await?;
-            let kek = tokenmint::keys::kek::Kek::from_settings(&settings)?;
-            let now = SystemClock.now();
-            let keyring = tokenmint::keys::Keyring::load_or_init(
-                db,
-                kek,
-                settings.signing_alg,
-                tokenmint::startup::key_timing(&settings),
-                now,
-            )
-            .await?;
-            keyring.rotate(alg, now, false).await?;
-            for key in keyring.list().await? {
+            let services = Services::build(settings, Arc::new(SystemClock)).await?;
+            let keys = services
+                .signing_keys
+                .rotate(&Admin::operator(), alg, SystemClock.now())
+                .await?;
+            for key in keys {
                 println!("{}\t{}\t{}", key.kid, key.alg, key.status.as_str());
             }
         }

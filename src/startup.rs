@@ -1,4 +1,5 @@
-//! Wiring: pools, keyring, revocation list, the HTTP server.
+//! Wiring: the use-case services over the pools, keyring and revocation list (also what
+//! the command line uses), the background work, and the HTTP server.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -11,22 +12,26 @@ use secrecy::ExposeSecret;
 use utoipa_actix_web::service_config::ServiceConfig;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use crate::auth::api_keys::ApiKeys;
-use crate::auth::audit::{Audit, AuditEvent};
-use crate::auth::passwords::{PasswordError, PasswordHasher};
-use crate::auth::rate_limit::{LoginLimiter, LoginLimits};
-use crate::auth::sessions::{SessionPolicy, Sessions};
-use crate::auth::tokens::TokenService;
-use crate::auth::users::{Bootstrap, BootstrapError, ensure_bootstrap_admin};
+use crate::api_keys::ApiKeys;
+use crate::audit::Audit;
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::error::Error;
+use crate::health::Health;
 use crate::http::{self, AppState, KnownRoutes};
-use crate::keys::kek::Kek;
+use crate::identity::Identity;
+use crate::identity::bootstrap::Bootstrap;
+use crate::identity::passwords::{PasswordError, PasswordHasher};
+use crate::identity::rate_limit::LoginLimiter;
+use crate::keys::kek::{Kek, kek_path};
 use crate::keys::lifecycle::Timing;
-use crate::keys::{KeyError, Keyring, crypto_provider};
+use crate::keys::{KeyError, Keyring, SigningKeys, crypto_provider};
+use crate::principal::Authenticator;
 use crate::redis_conn::LazyRedis;
 use crate::revocation::{RevocationError, Revocations};
-use crate::store::{Db, StoreError};
+use crate::sessions::Sessions;
+use crate::store::{DatabaseUrl, Db, StoreError};
+use crate::tokens::TokenService;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -43,22 +48,15 @@ pub enum StartupError {
     /// The password hasher could not start.
     #[error("password hasher: {0}")]
     Password(#[from] PasswordError),
-    /// The bootstrap admin could not be created.
-    #[error(transparent)]
-    Bootstrap(#[from] BootstrapError),
+    /// The first admin could not be created.
+    #[error("bootstrap admin: {0}")]
+    Bootstrap(#[from] Error),
     /// The listener could not bind.
     #[error("TOKENMINT_BIND: {0}")]
     Bind(#[from] std::io::Error),
     /// The OpenAPI document could not be serialized.
     #[error("OpenAPI document: {0}")]
     OpenApi(#[from] serde_json::Error),
-}
-
-/// A built, bound, not yet running service.
-pub struct Application {
-    port: u16,
-    server: Server,
-    state: web::Data<AppState>,
 }
 
 /// Opens the database and applies migrations (also `tokenmint migrate`).
@@ -79,17 +77,71 @@ pub async fn open_database(settings: &Settings) -> Result<Db, StoreError> {
     Ok(db)
 }
 
-impl Application {
-    /// Connects to every dependency, prepares keys and the bootstrap admin, and binds.
+/// The key-encryption key: the configured one; for the embedded backend without one, the
+/// one kept beside the database (generated on first start).
+fn key_encryption_key(settings: &Settings) -> Result<Kek, KeyError> {
+    match (&settings.key_encryption_key, &settings.database_url) {
+        (Some(secret), _) => Kek::new(secret),
+        (None, DatabaseUrl::Sqlite(db)) => Kek::from_file(&kek_path(db)),
+        // Settings refuse PostgreSQL without a KEK; this is a second line.
+        (None, DatabaseUrl::Postgres(_)) => Err(KeyError::Unsupported(
+            "PostgreSQL without TOKENMINT_KEY_ENCRYPTION_KEY".into(),
+        )),
+    }
+}
+
+/// The key lifecycle's timing: a retiring key stays published as long as a token it
+/// signed can be alive.
+fn key_timing(settings: &Settings) -> Timing {
+    Timing {
+        publish_lead: settings.jwks_max_age,
+        retire_after: settings
+            .lifetimes()
+            .access_horizon()
+            .to_std()
+            .unwrap_or_default(),
+        rotation_interval: settings.key_rotation_interval,
+    }
+}
+
+/// Every use case, wired. The HTTP server and the command line are built on this.
+#[derive(Clone)]
+pub struct Services {
+    /// Settings.
+    pub settings: Arc<Settings>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// The database (for background work and tests; use cases hold their own handle).
+    pub db: Db,
+    /// Signing keys in memory.
+    pub keyring: Arc<Keyring>,
+    /// Access tokens.
+    pub tokens: Arc<TokenService>,
+    /// The revocation list.
+    pub revocations: Arc<Revocations>,
+    /// The audit log.
+    pub audit: Arc<Audit>,
+    /// API keys.
+    pub api_keys: Arc<ApiKeys>,
+    /// Refresh, logout, revocation.
+    pub sessions: Arc<Sessions>,
+    /// Logins and users.
+    pub identity: Arc<Identity>,
+    /// Callers, `/api/me`, introspection.
+    pub authenticator: Arc<Authenticator>,
+    /// Signing keys, for admins and the scheduler.
+    pub signing_keys: Arc<SigningKeys>,
+}
+
+impl Services {
+    /// Connects to the database (migrating it), loads or creates the signing keys, and
+    /// wires the use cases. Redis is connected lazily: an unreachable Redis does not stop
+    /// the start, it makes revocation checks answer 503 until it is back.
     pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
         crypto_provider::install();
         let settings = Arc::new(settings);
         let db = open_database(&settings).await?;
-        let limits = LoginLimits {
-            per_user: settings.login_max_failures,
-            per_ip: settings.login_max_failures_per_ip,
-            window: settings.login_window,
-        };
+        let limits = settings.login_limits();
         let (revocations, login_limiter) = match settings.redis_url.as_ref() {
             Some(url) => {
                 let redis =
@@ -108,11 +160,10 @@ impl Application {
         if let Err(error) = revocations.refill(clock.now()).await {
             tracing::warn!(%error, "revocation list not reachable at start; checks answer 503 until it is");
         }
-        let kek = Kek::from_settings(&settings)?;
         let keyring = Arc::new(
             Keyring::load_or_init(
                 db.clone(),
-                kek,
+                key_encryption_key(&settings)?,
                 settings.signing_alg,
                 key_timing(&settings),
                 clock.now(),
@@ -127,7 +178,61 @@ impl Application {
             .await
             .map_err(|_| PasswordError::Task)??,
         );
-        match ensure_bootstrap_admin(&db, &hasher, settings.bootstrap_admin.as_ref(), clock.now())
+        let lifetimes = settings.lifetimes();
+        let tokens = Arc::new(TokenService::new(
+            keyring.clone(),
+            settings.issuer.clone(),
+            settings.audience.clone(),
+            settings.access_ttl,
+            settings.clock_skew,
+            settings.verified_token_cache,
+        ));
+        let audit = Arc::new(Audit::new(db.clone()));
+        let api_keys = Arc::new(ApiKeys::new(db.clone(), audit.clone()));
+        let sessions = Arc::new(Sessions::new(
+            db.clone(),
+            revocations.clone(),
+            tokens.clone(),
+            audit.clone(),
+            lifetimes,
+        ));
+        let identity = Arc::new(Identity::new(
+            db.clone(),
+            hasher,
+            login_limiter,
+            sessions.clone(),
+            revocations.clone(),
+            audit.clone(),
+            lifetimes,
+        ));
+        let authenticator = Arc::new(Authenticator::new(
+            tokens.clone(),
+            revocations.clone(),
+            api_keys.clone(),
+        ));
+        let signing_keys = Arc::new(SigningKeys::new(keyring.clone(), audit.clone()));
+        Ok(Self {
+            settings,
+            clock,
+            db,
+            keyring,
+            tokens,
+            revocations,
+            audit,
+            api_keys,
+            sessions,
+            identity,
+            authenticator,
+            signing_keys,
+        })
+    }
+
+    /// Creates the first admin if there is none yet (see [`Identity::bootstrap`]).
+    pub async fn bootstrap_admin(&self) -> Result<(), StartupError> {
+        let now = self.clock.now();
+        match self
+            .identity
+            .bootstrap(self.settings.bootstrap_admin.as_ref(), now)
             .await?
         {
             Bootstrap::Nothing => {}
@@ -141,57 +246,50 @@ impl Application {
                 );
             }
         }
+        Ok(())
+    }
+}
+
+/// A built, bound, not yet running service.
+pub struct Application {
+    port: u16,
+    server: Server,
+    services: Services,
+}
+
+impl Application {
+    /// Builds the services, prepares the first admin, starts the background work and binds.
+    pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
+        let services = Services::build(settings, clock).await?;
+        services.bootstrap_admin().await?;
+        let settings = services.settings.clone();
 
         let doc = crate::openapi::document();
-        let openapi_json = web::Bytes::from(doc.to_json()?);
-        let tokens = TokenService::new(
-            keyring.clone(),
-            settings.issuer.clone(),
-            settings.audience.clone(),
-            settings.access_ttl,
-            settings.clock_skew,
-            settings.verified_token_cache,
-        );
-        let sessions = Sessions::new(
-            db.clone(),
-            revocations.clone(),
-            SessionPolicy {
-                refresh_ttl: settings.refresh_ttl,
-                session_ttl: settings.session_ttl,
-                reuse_leeway: settings.refresh_reuse_leeway,
-                access_ttl: settings.access_ttl,
-                clock_skew: settings.clock_skew,
-            },
-        );
-        let api_keys = ApiKeys::new(db.clone());
-        let audit = Audit::new(db.clone());
         let state = web::Data::new(AppState {
             settings: settings.clone(),
-            db,
-            keyring,
-            tokens,
-            hasher,
-            revocations,
-            sessions,
-            api_keys,
-            audit,
-            login_limiter,
-            clock,
+            clock: services.clock.clone(),
+            identity: services.identity.clone(),
+            sessions: services.sessions.clone(),
+            authenticator: services.authenticator.clone(),
+            api_keys: services.api_keys.clone(),
+            signing_keys: services.signing_keys.clone(),
+            keyring: services.keyring.clone(),
+            audit: services.audit.clone(),
+            health: Health::new(services.db.clone(), services.revocations.clone()),
             routes: KnownRoutes::from_openapi(&doc),
-            openapi_json,
+            openapi_json: web::Bytes::from(doc.to_json()?),
         });
 
-        spawn_housekeeping(state.clone());
-        spawn_key_maintenance(state.clone());
+        spawn_housekeeping(services.clone());
+        spawn_key_maintenance(services.clone());
 
         let listener = TcpListener::bind(settings.bind)?;
         let port = listener.local_addr()?.port();
         let body_limit = settings.body_limit_bytes;
-        let app_state = state.clone();
         let cors_origins = settings.cors_origins.clone();
         let server = HttpServer::new(move || {
             App::new()
-                .app_data(app_state.clone())
+                .app_data(state.clone())
                 .configure(|cfg| http::extractor_configs(cfg, body_limit))
                 .configure(|cfg| http::routes(&mut ServiceConfig::new(cfg)))
                 .service(
@@ -219,15 +317,15 @@ impl Application {
         tracing::info!(
             address = %settings.bind,
             port,
-            database = state.db.backend(),
-            revocation_list = state.revocations.backend(),
+            database = services.db.backend(),
+            revocation_list = services.revocations.backend(),
             issuer = %settings.issuer,
             "tokenmint is serving"
         );
         Ok(Self {
             port,
             server,
-            state,
+            services,
         })
     }
 
@@ -236,9 +334,9 @@ impl Application {
         self.port
     }
 
-    /// The shared state, for tests that look inside.
-    pub fn state(&self) -> web::Data<AppState> {
-        self.state.clone()
+    /// The services, for tests that look inside.
+    pub fn services(&self) -> Services {
+        self.services.clone()
     }
 
     /// Serves until SIGTERM or SIGINT, then drains in-flight requests.
@@ -267,30 +365,21 @@ fn cors(origins: &[String]) -> Cors {
     )
 }
 
-/// The key lifecycle's timing from the settings.
-pub fn key_timing(settings: &Settings) -> Timing {
-    Timing {
-        publish_lead: settings.jwks_max_age,
-        retire_after: settings.access_ttl + settings.clock_skew,
-        rotation_interval: settings.key_rotation_interval,
-    }
-}
-
 /// Every minute: drop expired revocations, ended sessions and sealed successors past the
-/// leeway. Every instance may run it; the statements are idempotent.
-fn spawn_housekeeping(state: web::Data<AppState>) {
+/// leeway, and write API keys' last use. Every instance may run it; it is idempotent.
+fn spawn_housekeeping(services: Services) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
         loop {
             tick.tick().await;
-            let now = state.clock.now();
-            if let Err(error) = state.sessions.sweep(now).await {
+            let now = services.clock.now();
+            if let Err(error) = services.sessions.sweep(now).await {
                 tracing::warn!(%error, "housekeeping: sessions");
             }
-            if let Err(error) = state.revocations.purge(now).await {
+            if let Err(error) = services.revocations.purge(now).await {
                 tracing::warn!(%error, "housekeeping: revocations");
             }
-            if let Err(error) = state.api_keys.flush_usage().await {
+            if let Err(error) = services.api_keys.flush_usage().await {
                 tracing::warn!(%error, "housekeeping: API key last use");
             }
         }
@@ -300,27 +389,14 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
 /// Every few seconds: the key lifecycle (scheduled rotation, retirement) and picking up
 /// key changes made by other instances, so every instance signs with the new key and
 /// serves the new JWKS within seconds.
-fn spawn_key_maintenance(state: web::Data<AppState>) {
+fn spawn_key_maintenance(services: Services) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let now = state.clock.now();
-            match state.keyring.maintain(now).await {
-                Ok(true) => {
-                    let target = state.keyring.current_kid().map(|k| format!("kid:{k}"));
-                    let event = AuditEvent {
-                        actor: "system".to_owned(),
-                        action: "signing_key.rotate".to_owned(),
-                        target,
-                        ip: None,
-                        outcome: "success".to_owned(),
-                    };
-                    state.audit.record(event, now).await;
-                }
-                Ok(false) => {}
-                Err(error) => tracing::warn!(%error, "key maintenance"),
+            if let Err(error) = services.signing_keys.maintain(services.clock.now()).await {
+                tracing::warn!(%error, "key maintenance");
             }
         }
     });

@@ -9,10 +9,9 @@ use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
-use crate::auth::api_keys::{ApiKey, ApiKeySecret};
-use crate::auth::tokens::AccessClaims;
-use crate::error::{ApiError, ErrorCode};
-use crate::revocation::{Revoked, TokenIds};
+use crate::actor::Admin;
+use crate::error::{ApiError, Credential, Error, ErrorCode, Refusal};
+use crate::principal::{Caller, Presented};
 
 /// The token of an `Authorization: Bearer <token>` header (RFC 6750 section 2.1).
 pub struct BearerToken(pub String);
@@ -39,16 +38,12 @@ pub fn parse_bearer(value: &[u8]) -> Option<&str> {
 impl BearerToken {
     /// The bearer token of a request: `Ok(None)` without an Authorization header,
     /// an error when the header is there but is no bearer credential.
-    pub fn optional(req: &HttpRequest) -> Result<Option<Self>, ApiError> {
+    pub fn optional(req: &HttpRequest) -> Result<Option<Self>, Error> {
         match req.headers().get(header::AUTHORIZATION) {
             None => Ok(None),
             Some(value) => match parse_bearer(value.as_bytes()) {
                 Some(token) => Ok(Some(Self(token.to_owned()))),
-                None => Err(ApiError::new(
-                    ErrorCode::AuthenticationFailed,
-                    "Authorization header is not a bearer token",
-                )
-                .invalid_token()),
+                None => Err(Error::refused(Credential::AccessToken, Refusal::Invalid)),
             },
         }
     }
@@ -59,71 +54,13 @@ impl FromRequest for BearerToken {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(Self::optional(req).and_then(|token| {
-            token.ok_or_else(|| {
-                ApiError::new(ErrorCode::AuthenticationFailed, "missing bearer token")
-                    .bearer_required()
-            })
-        }))
-    }
-}
-
-/// Verifies an access token and checks the revocation list (fail closed).
-pub async fn verify_access_token(state: &AppState, token: &str) -> Result<AccessClaims, ApiError> {
-    let now = state.clock.now();
-    let claims = state.tokens.verify(token, now)?;
-    let ids = TokenIds {
-        jti: &claims.jti,
-        sid: &claims.sid,
-        sub: &claims.sub,
-        iat: claims.iat,
-    };
-    match state.revocations.check(ids, now).await {
-        Ok(Revoked::No) => Ok(claims),
-        Ok(Revoked::Yes) => Err(ApiError::new(
-            ErrorCode::TokenRevoked,
-            "the access token has been revoked",
+        ready(
+            Self::optional(req)
+                .and_then(|token| {
+                    token.ok_or(Error::refused(Credential::AccessToken, Refusal::Missing))
+                })
+                .map_err(ApiError::from),
         )
-        .invalid_token()),
-        Err(e) => Err(ApiError::unavailable("the revocation list", e)),
-    }
-}
-
-/// Who calls: a user through a bearer access token, or an API key.
-#[derive(Debug)]
-pub enum Caller {
-    /// A user.
-    User {
-        /// User id.
-        id: String,
-        /// Roles.
-        roles: Vec<String>,
-    },
-    /// An API key.
-    ApiKey(Box<ApiKey>),
-}
-
-impl Caller {
-    /// For the audit log: `user:<id>` or `api_key:<id>`.
-    pub fn actor(&self) -> String {
-        match self {
-            Self::User { id, .. } => format!("user:{id}"),
-            Self::ApiKey(key) => format!("api_key:{}", key.id),
-        }
-    }
-
-    /// A user with role `admin`, or a key with scope `admin`.
-    pub fn is_admin(&self) -> bool {
-        match self {
-            Self::User { roles, .. } => roles.iter().any(|r| r == "admin"),
-            Self::ApiKey(key) => key.scopes.iter().any(|s| s == "admin"),
-        }
-    }
-
-    /// An admin, or a key with scope `introspect`.
-    pub fn may_introspect(&self) -> bool {
-        self.is_admin()
-            || matches!(self, Self::ApiKey(key) if key.scopes.iter().any(|s| s == "introspect"))
     }
 }
 
@@ -176,86 +113,64 @@ struct KeyParam {
     key: Option<String>,
 }
 
-/// The presented API key: `X-API-Key`, or `?key=` where headers cannot be set.
-fn presented_api_key(req: &HttpRequest) -> Option<String> {
-    if let Some(value) = req.headers().get("x-api-key") {
-        return Some(value.to_str().unwrap_or_default().to_owned());
-    }
-    web::Query::<KeyParam>::from_query(req.query_string())
-        .ok()
-        .and_then(|q| q.into_inner().key)
-}
-
-/// Authenticates the caller by API key or bearer access token (revocation checked).
-pub async fn authenticate_caller(state: &AppState, req: &HttpRequest) -> Result<Caller, ApiError> {
-    if let Some(presented) = presented_api_key(req) {
-        // One credential per request: with two, which one acts would be a guess.
-        if req.headers().contains_key(header::AUTHORIZATION) {
-            return Err(ApiError::new(
-                ErrorCode::AuthenticationFailed,
-                "send either an API key or a bearer token, not both",
-            ));
-        }
-        let refused = || {
-            ApiError::new(
-                ErrorCode::AuthenticationFailed,
-                "invalid, disabled or expired API key",
-            )
-        };
-        // Shape and checksum first: a made-up key costs no lookup.
-        let secret = ApiKeySecret::parse(&presented).ok_or_else(refused)?;
-        let now = state.clock.now();
-        let key = state
-            .api_keys
-            .authenticate(&secret, client_ip(req), now)
-            .await?
-            .ok_or_else(refused)?;
-        return Ok(Caller::ApiKey(Box::new(key)));
-    }
-    let Some(bearer) = BearerToken::optional(req)? else {
-        return Err(ApiError::new(
-            ErrorCode::AuthenticationFailed,
-            "missing credential: a bearer token or X-API-Key",
-        )
-        .bearer_required());
+/// The credentials a request presents: `Authorization: Bearer`, and `X-API-Key` (or
+/// `?key=` where headers cannot be set). An Authorization header that is not a bearer
+/// credential is refused here.
+pub fn presented(req: &HttpRequest) -> Result<Presented, Error> {
+    let api_key = match req.headers().get("x-api-key") {
+        Some(value) => Some(value.to_str().unwrap_or_default().to_owned()),
+        None => web::Query::<KeyParam>::from_query(req.query_string())
+            .ok()
+            .and_then(|q| q.into_inner().key),
     };
-    let claims = verify_access_token(state, &bearer.0).await?;
-    Ok(Caller::User {
-        id: claims.sub,
-        roles: claims.roles,
-    })
+    let bearer = match req.headers().get(header::AUTHORIZATION) {
+        None => None,
+        Some(value) => match parse_bearer(value.as_bytes()) {
+            Some(token) => Some(token.to_owned()),
+            // With an API key too, the request has two credentials, whatever this one is.
+            None if api_key.is_some() => Some(String::new()),
+            None => return Err(Error::refused(Credential::AccessToken, Refusal::Invalid)),
+        },
+    };
+    Ok(Presented { bearer, api_key })
 }
 
-/// Authenticates an admin: a user with role `admin` or an API key with scope `admin`.
-pub async fn authenticate_admin(state: &AppState, req: &HttpRequest) -> Result<Caller, ApiError> {
-    let caller = authenticate_caller(state, req).await?;
-    if !caller.is_admin() {
-        return Err(ApiError::new(
-            ErrorCode::InsufficientPermissions,
-            "this endpoint needs the admin role or scope",
-        ));
-    }
-    Ok(caller)
+fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal("application state is not registered"))
 }
 
-/// An authenticated admin, as a handler argument. List it before any body argument:
-/// actix extracts arguments in order, so a caller who is not an admin gets 401/403
-/// before the body is even read.
-pub struct Admin(pub Caller);
-
-impl FromRequest for Admin {
+/// The authenticated caller, as a handler argument. List it before any body argument:
+/// actix extracts arguments in order, so an unauthenticated caller gets 401 before the
+/// body is even read.
+impl FromRequest for Caller {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let state = req
-                .app_data::<web::Data<AppState>>()
-                .cloned()
-                .ok_or_else(|| ApiError::internal("application state is not registered"))?;
-            authenticate_admin(&state, &req).await.map(Admin)
+            let state = state(&req)?;
+            let presented = presented(&req)?;
+            let now = state.clock.now();
+            Ok(state
+                .authenticator
+                .authenticate(presented, client_ip(&req), now)
+                .await?)
         })
+    }
+}
+
+/// An authenticated admin, as a handler argument (before any body argument, so that a
+/// caller who is not an admin gets 401/403 before the body is read).
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let caller = Caller::from_request(req, payload);
+        Box::pin(async move { Ok(caller.await?.admin()?) })
     }
 }
 

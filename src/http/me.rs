@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::extract::{BearerToken, verify_access_token};
+use super::extract::BearerToken;
 use crate::error::{ApiError, ErrorBody};
 
 /// Who the bearer of an access token is.
@@ -42,7 +42,10 @@ pub async fn me(
     state: web::Data<AppState>,
     bearer: BearerToken,
 ) -> Result<web::Json<MeResponse>, ApiError> {
-    let claims = verify_access_token(&state, &bearer.0).await?;
+    let claims = state
+        .authenticator
+        .access_token(&bearer.0, state.clock.now())
+        .await?;
     Ok(web::Json(MeResponse {
         sub: claims.sub,
         username: claims.username,

@@ -15,74 +15,50 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ResourceDef, ServiceRequest, ServiceResponse};
-use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError, UrlencodedError};
+use actix_web::error::{PathError, UrlencodedError};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{HttpRequest, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use crate::auth::api_keys::ApiKeys;
-use crate::auth::audit::{Audit, AuditEvent};
-use crate::auth::passwords::PasswordHasher;
-use crate::auth::rate_limit::LoginLimiter;
-use crate::auth::sessions::Sessions;
-use crate::auth::tokens::TokenService;
+use crate::api_keys::ApiKeys;
+use crate::audit::Audit;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::error::{ApiError, ErrorCode};
-use crate::keys::Keyring;
-use crate::revocation::Revocations;
-use crate::store::Db;
+use crate::health::Health;
+use crate::identity::Identity;
+use crate::keys::{Keyring, SigningKeys};
+use crate::principal::Authenticator;
+use crate::sessions::Sessions;
 
-/// Everything a handler may use, built once at start and shared by all workers.
+/// What handlers use, built once at start and shared by all workers: the use cases
+/// (never the store or the revocation list), the settings and time.
 pub struct AppState {
     /// Settings.
     pub settings: Arc<Settings>,
-    /// Database.
-    pub db: Db,
-    /// Signing keys.
-    pub keyring: Arc<Keyring>,
-    /// Access tokens.
-    pub tokens: TokenService,
-    /// Password hashing.
-    pub hasher: Arc<PasswordHasher>,
-    /// Revocation list.
-    pub revocations: Arc<Revocations>,
-    /// Sessions and refresh tokens.
-    pub sessions: Sessions,
-    /// API keys.
-    pub api_keys: ApiKeys,
-    /// The audit log.
-    pub audit: Audit,
-    /// Login brute-force limits.
-    pub login_limiter: LoginLimiter,
     /// Time.
     pub clock: Arc<dyn Clock>,
+    /// Logins and users.
+    pub identity: Arc<Identity>,
+    /// Refresh, logout, revocation.
+    pub sessions: Arc<Sessions>,
+    /// Callers, `/api/me`, introspection.
+    pub authenticator: Arc<Authenticator>,
+    /// API keys.
+    pub api_keys: Arc<ApiKeys>,
+    /// Signing keys, for admins.
+    pub signing_keys: Arc<SigningKeys>,
+    /// The published keys (JWKS, discovery), read from memory.
+    pub keyring: Arc<Keyring>,
+    /// The audit log, for admins.
+    pub audit: Arc<Audit>,
+    /// Readiness.
+    pub health: Health,
     /// The documented routes, to tell 404 from 405.
     pub routes: KnownRoutes,
     /// The OpenAPI document, serialized once.
     pub openapi_json: web::Bytes,
-}
-
-impl AppState {
-    /// Records an audit event for a request.
-    pub async fn audit(
-        &self,
-        req: &HttpRequest,
-        actor: String,
-        action: &str,
-        target: Option<String>,
-        ok: bool,
-    ) {
-        let event = AuditEvent {
-            actor,
-            action: action.to_owned(),
-            target,
-            ip: extract::client_ip(req),
-            outcome: if ok { "success" } else { "failure" }.to_owned(),
-        };
-        self.audit.record(event, self.clock.now()).await;
-    }
 }
 
 /// Registers every documented endpoint. Only `.service()`: utoipa-actix-web leaves
@@ -118,39 +94,17 @@ pub fn routes(cfg: &mut ServiceConfig<'_>) {
         .service(ops::docs);
 }
 
-/// Body and parameter extractors that answer in API.md's format.
+/// Body and parameter extractors that answer in API.md's format. Handlers read JSON
+/// bodies as bytes (see `extract::json_body`) and query strings after authentication
+/// (`extract::query_params`); forms and paths go through these configurations.
 pub fn extractor_configs(cfg: &mut web::ServiceConfig, body_limit_bytes: usize) {
     cfg.app_data(
-        web::JsonConfig::default()
-            .limit(body_limit_bytes)
-            .error_handler(json_error),
-    )
-    .app_data(
         web::FormConfig::default()
             .limit(body_limit_bytes)
             .error_handler(form_error),
     )
     .app_data(web::PayloadConfig::default().limit(body_limit_bytes))
-    .app_data(web::QueryConfig::default().error_handler(query_error))
     .app_data(web::PathConfig::default().error_handler(path_error));
-}
-
-fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
-    let api = match err {
-        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
-            ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large")
-        }
-        JsonPayloadError::ContentType => ApiError::new(
-            ErrorCode::UnsupportedMediaType,
-            "expected Content-Type: application/json",
-        ),
-        JsonPayloadError::Deserialize(e) => ApiError::invalid_request(describe_json_error(&e)),
-        JsonPayloadError::Payload(actix_web::error::PayloadError::Overflow) => {
-            ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large")
-        }
-        _ => ApiError::invalid_request("the request body could not be read"),
-    };
-    api.into()
 }
 
 fn form_error(err: UrlencodedError, _req: &HttpRequest) -> actix_web::Error {
@@ -168,10 +122,6 @@ fn form_error(err: UrlencodedError, _req: &HttpRequest) -> actix_web::Error {
         _ => ApiError::invalid_request("the form body could not be read"),
     };
     api.into()
-}
-
-fn query_error(_err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
-    ApiError::invalid_request("invalid query parameters").into()
 }
 
 fn path_error(_err: PathError, _req: &HttpRequest) -> actix_web::Error {

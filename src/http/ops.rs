@@ -43,21 +43,14 @@ pub struct Readiness {
 )]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let (db, revocation) = tokio::join!(state.db.ping(), state.revocations.ping());
-    if let Err(error) = &db {
-        tracing::warn!(%error, "readiness: database");
-    }
-    if let Err(error) = &revocation {
-        tracing::warn!(%error, "readiness: revocation list");
-    }
+    let readiness = state.health.readiness().await;
     let word = |ok: bool| if ok { "ok" } else { "unavailable" }.to_owned();
-    let ready = db.is_ok() && revocation.is_ok();
     let body = Readiness {
-        status: word(ready),
-        database: word(db.is_ok()),
-        revocation_list: word(revocation.is_ok()),
+        status: word(readiness.ready()),
+        database: word(readiness.database),
+        revocation_list: word(readiness.revocation_list),
     };
-    if ready {
+    if readiness.ready() {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

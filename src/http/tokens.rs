@@ -1,17 +1,15 @@
 //! `POST /api/token/revoke` (RFC 7009) and `POST /api/token/introspect` (RFC 7662).
 
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, post, web};
-use chrono::{DateTime, Utc};
+use actix_web::{HttpResponse, post, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::extract::{JsonOrForm, authenticate_caller, verify_access_token};
-use crate::auth::api_keys::ApiKeySecret;
-use crate::auth::refresh_token::RefreshToken;
-use crate::error::{ApiError, ErrorBody, ErrorCode};
-use crate::revocation::Revocation;
+use super::extract::JsonOrForm;
+use crate::error::{ApiError, ErrorBody};
+use crate::principal::{Caller, Introspection};
+use crate::user::Scope;
 
 /// Which kind of token the client believes it sends (RFC 7009 section 2.1).
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
@@ -43,7 +41,7 @@ pub struct TokenRequest {
         (status = 200, description = "Revoked, or nothing to revoke"),
         (status = 400, description = "No token, or a malformed body", body = ErrorBody),
         (status = 415, description = "Neither JSON nor a form", body = ErrorBody),
-        (status = 503, description = "The revocation could not be published (it is recorded and will be)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable; nothing was revoked", body = ErrorBody),
     )
 )]
 #[post("/api/token/revoke")]
@@ -51,26 +49,10 @@ pub async fn revoke(
     state: web::Data<AppState>,
     body: JsonOrForm<TokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let TokenRequest {
-        token,
-        token_type_hint: _,
-    } = body.0;
-    let now = state.clock.now();
-    // The two forms cannot be confused: refresh tokens are 43 base64url characters, access
-    // tokens are JWTs with dots. The hint (RFC 7009 section 2.1) only orders lookups.
-    if let Some(refresh) = RefreshToken::parse(&token) {
-        state
-            .sessions
-            .revoke_by_refresh_token(&refresh, "revoke", now)
-            .await?;
-    } else if let Ok(claims) = state.tokens.verify(&token, now) {
-        let exp = DateTime::<Utc>::from_timestamp(claims.exp, 0).unwrap_or(now);
-        state
-            .revocations
-            .revoke(Revocation::Token { jti: claims.jti }, exp, now)
-            .await
-            .map_err(|e| ApiError::unavailable("the revocation list", e))?;
-    }
+    state
+        .sessions
+        .revoke_token(&body.0.token, state.clock.now())
+        .await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .finish())
@@ -137,37 +119,25 @@ pub struct IntrospectionResponse {
 #[post("/api/token/introspect")]
 pub async fn introspect(
     state: web::Data<AppState>,
-    req: HttpRequest,
+    caller: Caller,
     body: JsonOrForm<TokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = authenticate_caller(&state, &req).await?;
-    if !caller.may_introspect() {
-        return Err(ApiError::new(
-            ErrorCode::InsufficientPermissions,
-            "introspection needs an admin or the introspect scope",
-        ));
-    }
-    let token = body.0.token;
-    if let Some(secret) = ApiKeySecret::parse(&token) {
-        let now = state.clock.now();
-        let answer = match state.api_keys.authenticate(&secret, None, now).await? {
-            Some(key) => IntrospectionResponse {
-                active: true,
-                token_type: Some("api_key".to_owned()),
-                key_id: Some(key.id.to_string()),
-                sub: key.owner_id.map(|o| o.to_string()),
-                scope: Some(key.scopes.join(" ")),
-                exp: key.expires_at.map(|t| t.timestamp()),
-                ..IntrospectionResponse::default()
-            },
-            None => IntrospectionResponse::default(),
-        };
-        return Ok(HttpResponse::Ok()
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(answer));
-    }
-    let answer = match verify_access_token(&state, &token).await {
-        Ok(claims) => IntrospectionResponse {
+    let introspection = state
+        .authenticator
+        .introspect(&caller, &body.0.token, state.clock.now())
+        .await?;
+    let answer = match introspection {
+        Introspection::Inactive => IntrospectionResponse::default(),
+        Introspection::ApiKey(found) => IntrospectionResponse {
+            active: true,
+            token_type: Some("api_key".to_owned()),
+            key_id: Some(found.key.id.to_string()),
+            sub: Some(found.key.owner_id.to_string()),
+            scope: Some(Scope::join(&found.key.scopes)),
+            exp: found.key.expires_at.map(|t| t.timestamp()),
+            ..IntrospectionResponse::default()
+        },
+        Introspection::AccessToken(claims) => IntrospectionResponse {
             active: true,
             token_type: Some("access_token".to_owned()),
             sub: Some(claims.sub),
@@ -182,8 +152,6 @@ pub async fn introspect(
             username: Some(claims.username),
             key_id: None,
         },
-        Err(e) if e.code() == ErrorCode::Unavailable => return Err(e),
-        Err(_) => IntrospectionResponse::default(),
     };
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))

@@ -9,7 +9,21 @@ use secrecy::ExposeSecret;
 use zeroize::Zeroizing;
 
 use super::KeyError;
-use crate::config::{DatabaseUrl, KeyEncryptionKey, Settings};
+use secrecy::SecretBox;
+
+/// 32 bytes that encrypt signing keys at rest (AES-256-GCM).
+pub type KeyEncryptionKey = SecretBox<[u8; 32]>;
+
+/// Parses base64 of exactly 32 bytes.
+pub fn parse_kek(b64: &str) -> Result<KeyEncryptionKey, String> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|_| "expected base64".to_owned())?;
+    let key: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| "expected base64 of exactly 32 bytes".to_owned())?;
+    Ok(SecretBox::new(Box::new(key)))
+}
 
 /// Encrypts and decrypts private keys. The ciphertext is bound to the key id (AAD), so
 /// a stored key cannot be swapped onto another row.
@@ -32,19 +46,10 @@ impl Kek {
         })
     }
 
-    /// The configured KEK; for the embedded backend without one, the KEK in `<db>.kek`,
-    /// generated on first start (with a warning: it sits next to the data it protects).
-    pub fn from_settings(settings: &Settings) -> Result<Self, KeyError> {
-        if let Some(secret) = &settings.key_encryption_key {
-            return Self::new(secret);
-        }
-        match &settings.database_url {
-            DatabaseUrl::Sqlite(db) => Self::new(&load_or_generate(&kek_path(db))?),
-            // Settings refuse PostgreSQL without a KEK; this is a second line.
-            DatabaseUrl::Postgres(_) => Err(KeyError::Unsupported(
-                "PostgreSQL without TOKENMINT_KEY_ENCRYPTION_KEY".into(),
-            )),
-        }
+    /// The KEK kept in `path`, generated there on first use (with a warning: a file
+    /// beside the database it protects is for the embedded default only).
+    pub fn from_file(path: &Path) -> Result<Self, KeyError> {
+        Self::new(&load_or_generate(path)?)
     }
 
     /// `nonce || ciphertext || tag`.
@@ -93,7 +98,7 @@ fn load_or_generate(path: &Path) -> Result<KeyEncryptionKey, KeyError> {
         source,
     };
     match std::fs::read_to_string(path) {
-        Ok(b64) => crate::config::parse_kek(&b64).map_err(|reason| {
+        Ok(b64) => parse_kek(&b64).map_err(|reason| {
             file_err(std::io::Error::new(std::io::ErrorKind::InvalidData, reason))
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -14,47 +14,11 @@ use serde::Serialize;
 
 use super::crypto_provider::RingSigner;
 use super::kek::Kek;
-use super::lifecycle::{KeyState, NotYet, Timing, keys_to_retire, plan_rotation};
+use super::lifecycle::{KeyState, KeyStatus, NotYet, Timing, keys_to_retire, plan_rotation};
 use super::material::KeyPair;
 use super::{KeyError, SigningAlg};
 use crate::store::signing_keys::{self, SigningKeyRow};
 use crate::store::{Db, DbConnection, StoreError, write_transaction};
-
-/// Lifecycle state of a signing key (DESIGN.md, "Keys").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyStatus {
-    /// Published, not signing yet.
-    Next,
-    /// Signs new tokens.
-    Current,
-    /// Published, no longer signing, until its tokens have expired.
-    Retiring,
-    /// Gone from JWKS; private part wiped.
-    Retired,
-}
-
-impl KeyStatus {
-    /// Parses the stored name.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "next" => Some(Self::Next),
-            "current" => Some(Self::Current),
-            "retiring" => Some(Self::Retiring),
-            "retired" => Some(Self::Retired),
-            _ => None,
-        }
-    }
-
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Next => "next",
-            Self::Current => "current",
-            Self::Retiring => "retiring",
-            Self::Retired => "retired",
-        }
-    }
-}
 
 /// A key that verifies tokens.
 #[derive(Clone)]
@@ -104,7 +68,7 @@ pub struct KeyInfo {
     /// Key id.
     pub kid: String,
     /// Algorithm.
-    pub alg: String,
+    pub alg: SigningAlg,
     /// Lifecycle state.
     pub status: KeyStatus,
     /// Creation (publication) time.
@@ -296,19 +260,14 @@ impl Keyring {
             .filter_map(|row| {
                 Some(KeyInfo {
                     status: KeyStatus::parse(&row.status)?,
+                    alg: row.alg.parse().ok()?,
                     kid: row.kid,
-                    alg: row.alg,
                     created_at: row.created_at.and_utc(),
                     activated_at: row.activated_at.map(|t| t.and_utc()),
                     retired_at: row.retired_at.map(|t| t.and_utc()),
                 })
             })
             .collect())
-    }
-
-    /// The lifecycle timing in force.
-    pub fn timing(&self) -> Timing {
-        self.timing
     }
 
     /// Generates a key in `status`, encrypted, as a row to insert.

@@ -6,7 +6,41 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::keyring::KeyStatus;
+/// Lifecycle state of a signing key (DESIGN.md, "Keys").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    /// Published, not signing yet.
+    Next,
+    /// Signs new tokens.
+    Current,
+    /// Published, no longer signing, until its tokens have expired.
+    Retiring,
+    /// Gone from JWKS; private part wiped.
+    Retired,
+}
+
+impl KeyStatus {
+    /// Parses the stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "next" => Some(Self::Next),
+            "current" => Some(Self::Current),
+            "retiring" => Some(Self::Retiring),
+            "retired" => Some(Self::Retired),
+            _ => None,
+        }
+    }
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Next => "next",
+            Self::Current => "current",
+            Self::Retiring => "retiring",
+            Self::Retired => "retired",
+        }
+    }
+}
 
 /// The timing rules.
 #[derive(Debug, Clone, Copy)]

@@ -1,12 +1,14 @@
 //! Signing keys: generation (ring), encryption at rest, the in-memory keyring that
 //! signs and verifies, and the ring-backed `CryptoProvider` for jsonwebtoken.
 
+pub mod admin;
 pub mod crypto_provider;
 pub mod kek;
 pub mod keyring;
 pub mod lifecycle;
 pub mod material;
 
+pub use admin::SigningKeys;
 pub use keyring::Keyring;
 
 /// The JWS algorithms Tokenmint signs with.
@@ -91,6 +93,15 @@ pub enum KeyError {
     /// A stored JWK is not valid JSON.
     #[error("stored public key is corrupt: {0}")]
     Corrupt(#[from] serde_json::Error),
+}
+
+impl From<KeyError> for crate::error::Error {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::Store(e) => e.into(),
+            other => Self::internal(other),
+        }
+    }
 }
 
 impl From<ring::error::Unspecified> for KeyError {

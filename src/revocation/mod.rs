@@ -13,13 +13,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 
 pub use self::memory::MemoryList;
 pub use self::redis::RedisList;
+use crate::error::Error;
 use crate::redis_conn::LazyRedis;
 use crate::store::revocations::{self as store, RevocationRow};
-use crate::store::{Db, DbConnection, StoreError, write_transaction};
+use crate::store::{Db, DbConnection, StoreError};
 
 /// Errors of the revocation list.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,15 @@ pub enum RevocationError {
     /// The durable record could not be read or written.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<RevocationError> for Error {
+    fn from(e: RevocationError) -> Self {
+        match e {
+            RevocationError::Store(e) => e.into(),
+            RevocationError::Unavailable(_) => Self::revocation_list(e),
+        }
+    }
 }
 
 /// One revocation.
@@ -184,21 +194,6 @@ impl Revocations {
         Ok(())
     }
 
-    /// Records and publishes one revocation.
-    pub async fn revoke(
-        &self,
-        entry: Revocation,
-        expires_at: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<(), RevocationError> {
-        let record = vec![(entry, expires_at)];
-        let published = record.clone();
-        self.db
-            .run(move |conn| write_transaction(conn, |conn| Self::record(conn, &record)))
-            .await?;
-        self.publish(&published, now).await
-    }
-
     /// Writes already-recorded revocations to the list. On failure the database still
     /// holds them and the list is refilled as soon as it answers again.
     pub async fn publish(
@@ -304,9 +299,4 @@ impl Revocations {
             .run(move |conn| store::purge_expired(conn, naive))
             .await?)
     }
-}
-
-/// The time a user cut-off must stay listed: every token issued before it has expired by then.
-pub fn cutoff_lifetime(access_ttl: Duration, clock_skew: Duration) -> TimeDelta {
-    TimeDelta::from_std(access_ttl + clock_skew).unwrap_or(TimeDelta::MAX) + TimeDelta::seconds(1)
 }

@@ -19,7 +19,7 @@ pub struct ApiKeyRow {
     /// A name for people.
     pub name: String,
     /// The user the key acts for, if any.
-    pub owner_id: Option<String>,
+    pub owner_id: String,
     /// JSON array of scopes.
     pub scopes: String,
     /// Whether it authenticates.

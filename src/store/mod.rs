@@ -10,6 +10,7 @@ pub mod sessions;
 pub mod signing_keys;
 pub mod users;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,10 +18,60 @@ use diesel::r2d2::{Pool, R2D2Connection};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use tokio::sync::Semaphore;
 
+use secrecy::SecretString;
+
 pub use conn::{ConnectionManager, DbConnection};
 
-use crate::config::DatabaseUrl;
+use crate::error::{Dependency, Error};
 use crate::threads::{JobError, Threads};
+
+/// Where durable state lives, chosen by the URL scheme.
+#[derive(Clone)]
+pub enum DatabaseUrl {
+    /// An embedded SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection URL (may carry a password, hence secret).
+    Postgres(SecretString),
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            Self::Postgres(_) => f.write_str("postgres://[redacted]"),
+        }
+    }
+}
+
+impl DatabaseUrl {
+    /// Parses `sqlite://PATH` or `postgres://...` / `postgresql://...`.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err("sqlite:// needs a file path".into());
+            }
+            if path == ":memory:" || path.contains("mode=memory") {
+                // Every pooled connection would open its own empty database.
+                return Err(
+                    "an in-memory SQLite database cannot be pooled; give a file path".into(),
+                );
+            }
+            Ok(Self::Sqlite(PathBuf::from(path)))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres(SecretString::from(url.to_owned())))
+        } else {
+            Err("expected sqlite://PATH or postgres://...".into())
+        }
+    }
+
+    /// The backend's name, for logs.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+}
 
 /// Errors of the store layer.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +122,47 @@ fn is_connection_loss(message: &str) -> bool {
     MARKERS.iter().any(|m| message.contains(m))
 }
 
+/// Errors that can tell a lost database connection, so the pool discards it.
+pub trait LostConnection {
+    /// Whether the connection that produced this error is gone.
+    fn is_lost_connection(&self) -> bool;
+}
+
+impl LostConnection for StoreError {
+    fn is_lost_connection(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => Self::NotFound("record"),
+            StoreError::Conflict => Self::conflict("conflicts with an existing resource"),
+            StoreError::Unavailable(_) => Self::database(e),
+            StoreError::Other(_) => Self::internal(e),
+        }
+    }
+}
+
+impl From<DieselError> for Error {
+    fn from(e: DieselError) -> Self {
+        StoreError::from(e).into()
+    }
+}
+
+impl LostConnection for Error {
+    fn is_lost_connection(&self) -> bool {
+        matches!(
+            self,
+            Self::Unavailable {
+                dependency: Dependency::Database,
+                ..
+            }
+        )
+    }
+}
+
 impl From<serde_json::Error> for StoreError {
     fn from(e: serde_json::Error) -> Self {
         Self::Other(Box::new(e))
@@ -115,11 +207,14 @@ impl Db {
         self.backend
     }
 
-    /// Runs `f` on a pooled connection on a database thread. A whole transaction goes inside `f`.
-    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// Runs `f` on a pooled connection on a database thread. A whole transaction goes
+    /// inside `f`. `f` may fail with the store's error or with a caller's error type that
+    /// converts from it (a domain refusal that rolls a transaction back, say).
+    pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
-        F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+        E: From<StoreError> + LostConnection + Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
     {
         let permit = tokio::time::timeout(self.timeout, self.permits.clone().acquire_owned())
             .await
@@ -136,7 +231,10 @@ impl Db {
                     .get()
                     .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
                 let result = f(&mut pooled.conn);
-                if matches!(result, Err(StoreError::Unavailable(_))) {
+                if result
+                    .as_ref()
+                    .is_err_and(LostConnection::is_lost_connection)
+                {
                     // Discarded on return to the pool instead of handed to the next request.
                     pooled.lost = true;
                 }
@@ -146,7 +244,9 @@ impl Db {
         match answer {
             Ok(result) => result,
             Err(JobError::Panicked(panic)) => std::panic::resume_unwind(panic),
-            Err(JobError::Gone) => Err(StoreError::Other("the database threads are gone".into())),
+            Err(JobError::Gone) => {
+                Err(StoreError::Other("the database threads are gone".into()).into())
+            }
         }
     }
 

@@ -73,7 +73,7 @@ diesel::table! {
         key_hash -> Text,
         prefix -> Text,
         name -> Text,
-        owner_id -> Nullable<Text>,
+        owner_id -> Text,
         scopes -> Text,
         enabled -> Bool,
         created_at -> Timestamp,

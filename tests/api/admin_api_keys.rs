@@ -30,7 +30,15 @@ async fn a_created_key_is_shown_once_and_authenticates_as_x_api_key() {
     assert_eq!(created["enabled"], true);
     assert_eq!(created["scopes"], json!(["admin"]));
     assert!(created["last_used_at"].is_null() && created["last_used_ip"].is_null());
-    assert!(created["expires_at"].is_null() && created["owner_id"].is_null());
+    assert!(created["expires_at"].is_null());
+    let admin_id = app.login("admin", ADMIN_PASSWORD).await["access_token"]
+        .as_str()
+        .map(|t| crate::helpers::jwt_part(t, 1)["sub"].clone())
+        .unwrap();
+    assert_eq!(
+        created["owner_id"], admin_id,
+        "a key without a named owner acts for the admin who made it"
+    );
 
     let listed = app.call(Method::GET, "/api/admin/users", &key, None).await;
     assert_eq!(
@@ -296,11 +304,22 @@ async fn keys_with_scope_introspect_may_introspect_tokens_and_keys() {
 async fn a_key_of_a_disabled_owner_acts_for_nobody() {
     let app = spawn_app().await;
     let admin = app.admin_token().await;
-    let owner = app.create_user("uma", "uma-password", &[], json!({})).await;
+    let owner: Value = app
+        .call(
+            Method::POST,
+            "/api/admin/users",
+            &admin,
+            Some(json!({"username": "uma", "password": "uma-password", "roles": ["admin"]})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let owner_id = owner["id"].as_str().unwrap();
     let key = create_key(
         &app,
         &admin,
-        json!({"name": "uma's", "scopes": ["admin"], "owner_id": owner.id}),
+        json!({"name": "uma's", "scopes": ["admin"], "owner_id": owner_id}),
     )
     .await;
     let key = key["key"].as_str().unwrap();
@@ -313,7 +332,7 @@ async fn a_key_of_a_disabled_owner_acts_for_nobody() {
 
     app.call(
         Method::PATCH,
-        &format!("/api/admin/users/{}", owner.id),
+        &format!("/api/admin/users/{owner_id}"),
         &admin,
         Some(json!({"enabled": false})),
     )
@@ -419,8 +438,8 @@ async fn the_list_filters_by_owner_and_state_and_refuses_bad_input() {
 async fn a_disable_on_one_instance_holds_on_another_at_once() {
     let a = spawn_app().await;
     let (database_url, prefix) = (
-        a.state.settings.database_url.clone(),
-        a.state.settings.redis_prefix.clone(),
+        a.services.settings.database_url.clone(),
+        a.services.settings.redis_prefix.clone(),
     );
     let b = spawn_app_with(|s| {
         s.database_url = database_url;

@@ -98,13 +98,13 @@ async fn an_admin_creates_gets_and_changes_a_user() {
         .unwrap();
     assert_eq!(me["claims"], json!({"tier": "gold"}));
     assert_eq!(me["scope"], "read");
-    // A scope change needs no revocation: the old session keeps working.
-    assert_eq!(
-        app.get_me(login["access_token"].as_str().unwrap())
-            .await
-            .status(),
-        200
-    );
+    // A scope change ends the sessions that were granted the old scopes.
+    assert_error(
+        app.get_me(login["access_token"].as_str().unwrap()).await,
+        401,
+        "TOKEN_REVOKED",
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -111,7 +111,7 @@ fn keys_rotate_refuses_to_skip_pre_publication() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("next key has not been published long enough"),
+        stderr.contains("next key has been published for less than the JWKS max-age"),
         "{stderr}"
     );
 }

@@ -19,7 +19,7 @@ async fn the_verifier_refuses_arbitrary_and_forged_tokens_without_panicking() {
     let kid = app.current_kid();
     let real = app.admin_token().await;
     let now = app.clock_now();
-    let tokens = &app.state.tokens;
+    let tokens = &app.services.tokens;
     let mut runner = TestRunner::default();
 
     runner

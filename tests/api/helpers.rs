@@ -6,20 +6,19 @@
 
 use std::sync::{Arc, Once};
 
-use actix_web::web;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use diesel::{Connection as _, PgConnection, RunQueryDsl as _};
 use reqwest::Url;
 use secrecy::SecretString;
 use serde_json::{Map, Value, json};
-use tokenmint::auth::passwords::Password;
-use tokenmint::auth::users::{NewUser, User, Username, create_user};
+use tokenmint::actor::Admin;
 use tokenmint::clock::ShiftedClock;
-
 use tokenmint::config::{DatabaseUrl, Settings};
-use tokenmint::http::AppState;
-use tokenmint::startup::Application;
+use tokenmint::identity::NewUser;
+use tokenmint::identity::passwords::Password;
+use tokenmint::startup::{Application, Services};
+use tokenmint::user::{Claims, Role, Scope, User, Username};
 use uuid::Uuid;
 
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
@@ -30,7 +29,7 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub clock: Arc<ShiftedClock>,
-    pub state: web::Data<AppState>,
+    pub services: Services,
     _dir: tempfile::TempDir,
     pg_database: Option<(String, String)>,
 }
@@ -53,6 +52,16 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_seeded(customize, |_| async {}).await
+}
+
+/// Like [`spawn_app_with`], with `seed` run on the test's database before the server
+/// starts (to build the database an older release left, say).
+pub async fn spawn_app_seeded<F, Fut>(customize: impl FnOnce(&mut Settings), seed: F) -> TestApp
+where
+    F: FnOnce(DatabaseUrl) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     TRACING.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
             tokenmint::telemetry::init("info").expect("log filter");
@@ -78,13 +87,14 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
         settings.redis_prefix = format!("tokenmint-test:{}:", Uuid::new_v4().simple());
     }
     customize(&mut settings);
+    seed(settings.database_url.clone()).await;
 
     let clock = Arc::new(ShiftedClock::new());
     let app = Application::build(settings, clock.clone())
         .await
         .expect("the app starts");
     let address = format!("http://127.0.0.1:{}", app.port());
-    let state = app.state();
+    let services = app.services();
     tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -94,7 +104,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
         address,
         client,
         clock,
-        state,
+        services,
         _dir: dir,
         pg_database,
     }
@@ -200,7 +210,7 @@ impl TestApp {
             .expect("request")
     }
 
-    /// Creates a user directly through the domain (the admin API comes later).
+    /// Creates a user through the domain, as the command line does.
     pub async fn create_user(
         &self,
         username: &str,
@@ -215,31 +225,28 @@ impl TestApp {
             username: Username::parse(username).expect("username"),
             password: Password::parse_new(SecretString::from(password.to_owned()))
                 .expect("password"),
-            roles: vec!["user".to_owned()],
-            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
-            claims,
+            roles: vec![Role::parse("user").unwrap()],
+            scopes: scopes.iter().map(|s| Scope::parse(s).unwrap()).collect(),
+            claims: Claims::parse(claims).expect("claims"),
         };
-        create_user(
-            &self.state.db,
-            &self.state.hasher,
-            new,
-            self.state.clock.now(),
-        )
-        .await
-        .expect("user created")
+        self.services
+            .identity
+            .create_user(&Admin::operator(), new, self.services.clock.now())
+            .await
+            .expect("user created")
     }
 
     /// Signs arbitrary claims with the server's current key, header typ `at+jwt`.
     pub fn sign(&self, claims: &Value) -> String {
-        self.state.keyring.sign(claims).expect("sign").0
+        self.services.keyring.sign(claims).expect("sign").0
     }
 
     pub fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
-        self.state.clock.now()
+        self.services.clock.now()
     }
 
     pub fn current_kid(&self) -> String {
-        self.state.keyring.current_kid().expect("a current key")
+        self.services.keyring.current_kid().expect("a current key")
     }
 }
 

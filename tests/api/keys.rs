@@ -145,7 +145,11 @@ async fn a_retiring_key_leaves_jwks_once_its_tokens_have_expired() {
     assert_eq!(rotate(&app, None).await.status(), 200);
 
     app.clock.advance(Duration::from_secs(15 * 60 + 59));
-    app.state.keyring.maintain(app.clock_now()).await.unwrap();
+    app.services
+        .keyring
+        .maintain(app.clock_now())
+        .await
+        .unwrap();
     let jwks = fetch_jwks(&app).await;
     assert!(
         jwks["keys"]
@@ -157,7 +161,11 @@ async fn a_retiring_key_leaves_jwks_once_its_tokens_have_expired() {
     );
 
     app.clock.advance(Duration::from_secs(2));
-    app.state.keyring.maintain(app.clock_now()).await.unwrap();
+    app.services
+        .keyring
+        .maintain(app.clock_now())
+        .await
+        .unwrap();
     let jwks = fetch_jwks(&app).await;
     assert!(
         !jwks["keys"]
@@ -176,9 +184,9 @@ async fn a_retiring_key_leaves_jwks_once_its_tokens_have_expired() {
     use tokenmint::store::schema::signing_keys;
     let kid = old_kid.clone();
     let private: Option<Vec<u8>> = app
-        .state
+        .services
         .db
-        .run(move |conn| {
+        .run(move |conn| -> Result<_, tokenmint::store::StoreError> {
             Ok(signing_keys::table
                 .find(kid)
                 .select(signing_keys::private_key)
@@ -202,15 +210,15 @@ async fn a_token_already_verified_is_refused_once_its_key_is_withdrawn() {
     let kid = app.current_kid();
     let now = app.clock_now().naive_utc();
     let withdrawn = app
-        .state
+        .services
         .db
-        .run(move |conn| {
+        .run(move |conn| -> Result<_, tokenmint::store::StoreError> {
             tokenmint::store::signing_keys::transition(conn, &kid, "current", "retired", now)
         })
         .await
         .unwrap();
     assert!(withdrawn);
-    app.state.keyring.reload().await.unwrap();
+    app.services.keyring.reload().await.unwrap();
 
     assert_error(app.get_me(&token).await, 401, "AUTHENTICATION_FAILED").await;
 }
@@ -277,8 +285,8 @@ async fn two_instances_rotating_at_once_end_with_one_current_key_and_the_same_jw
     let interval = Duration::from_secs(600);
     let a = spawn_app_with(|s| s.key_rotation_interval = interval).await;
     let (database_url, prefix) = (
-        a.state.settings.database_url.clone(),
-        a.state.settings.redis_prefix.clone(),
+        a.services.settings.database_url.clone(),
+        a.services.settings.redis_prefix.clone(),
     );
     let b = spawn_app_with(|s| {
         s.key_rotation_interval = interval;
@@ -293,8 +301,8 @@ async fn two_instances_rotating_at_once_end_with_one_current_key_and_the_same_jw
     b.clock.advance(interval + Duration::from_secs(1));
     for _ in 0..3 {
         let (ra, rb) = tokio::join!(
-            a.state.keyring.maintain(a.clock_now()),
-            b.state.keyring.maintain(b.clock_now())
+            a.services.keyring.maintain(a.clock_now()),
+            b.services.keyring.maintain(b.clock_now())
         );
         ra.unwrap();
         rb.unwrap();

@@ -18,7 +18,10 @@ async fn login_returns_a_bearer_token_under_both_names() {
     assert_eq!(body["token"], token);
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["expires_in"], 900);
-    assert_eq!(body["scope"], "");
+    assert_eq!(
+        body["scope"], "admin",
+        "the bootstrap admin holds the admin scope"
+    );
     assert!(Uuid::parse_str(body["session_id"].as_str().unwrap()).is_ok());
     assert_eq!(token.split('.').count(), 3);
 }
@@ -31,9 +34,24 @@ async fn the_access_token_follows_rfc_9068_with_custom_claims_merged() {
             "Carol",
             "carol-password",
             &["read", "write"],
-            json!({"haip": {"channels": ["USER", "AGENT"], "max_runs": 10}, "sub": "forged", "iss": "evil"}),
+            json!({"haip": {"channels": ["USER", "AGENT"], "max_runs": 10}}),
         )
         .await;
+    // The admin API refuses registered names among custom claims; a row written some other
+    // way (an older release, a hand edit) must still never override them in a token.
+    let id = user.id.to_string();
+    app.services
+        .db
+        .run(move |c| -> Result<_, tokenmint::store::StoreError> {
+            use diesel::prelude::*;
+            use tokenmint::store::schema::users;
+            let claims = r#"{"haip":{"channels":["USER","AGENT"],"max_runs":10},"sub":"forged","iss":"evil"}"#;
+            Ok(diesel::update(users::table.find(id))
+                .set(users::claims.eq(claims))
+                .execute(c)?)
+        })
+        .await
+        .unwrap();
 
     let body = app
         .post_login(
@@ -130,9 +148,9 @@ async fn wrong_password_unknown_user_and_disabled_user_get_the_same_answer() {
         .create_user("frank", "frank-password", &[], json!({}))
         .await;
     let id = user.id.to_string();
-    app.state
+    app.services
         .db
-        .run(move |c| {
+        .run(move |c| -> Result<_, tokenmint::store::StoreError> {
             tokenmint::store::users::set_enabled(c, &id, false, chrono::NaiveDateTime::default())
         })
         .await

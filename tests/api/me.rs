@@ -97,7 +97,7 @@ async fn a_token_is_good_until_its_last_second() {
 }
 
 fn claims_now(app: &crate::helpers::TestApp) -> Value {
-    let now = app.state.clock.now().timestamp();
+    let now = app.services.clock.now().timestamp();
     json!({
         "iss": "http://tokenmint.test", "sub": "00000000-0000-0000-0000-000000000001", "aud": "tokenmint",
         "exp": now + 600, "iat": now, "nbf": now, "jti": "j", "sid": "s", "scope": "",

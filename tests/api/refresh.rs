@@ -402,9 +402,9 @@ async fn housekeeping_forgets_sealed_successors_after_the_leeway_and_ended_sessi
     let first = refresh_of(&app.login("admin", ADMIN_PASSWORD).await);
     app.refresh(&first).await;
     let sealed = || async {
-        app.state
+        app.services
             .db
-            .run(|conn| {
+            .run(|conn| -> Result<_, tokenmint::store::StoreError> {
                 Ok(refresh_tokens::table
                     .filter(refresh_tokens::successor_sealed.is_not_null())
                     .count()
@@ -416,12 +416,12 @@ async fn housekeeping_forgets_sealed_successors_after_the_leeway_and_ended_sessi
     assert_eq!(sealed().await, 1, "kept during the leeway");
 
     app.clock.advance(Duration::from_secs(6));
-    app.state.sessions.sweep(app.clock_now()).await.unwrap();
+    app.services.sessions.sweep(app.clock_now()).await.unwrap();
     assert_eq!(sealed().await, 0, "gone after it");
 
     app.clock.advance(Duration::from_secs(31 * 24 * 3600));
     assert_eq!(
-        app.state.sessions.sweep(app.clock_now()).await.unwrap(),
+        app.services.sessions.sweep(app.clock_now()).await.unwrap(),
         1,
         "the ended session is deleted"
     );

@@ -33,8 +33,8 @@ async fn revocations_survive_a_restart_on_the_same_database() {
     assert_error(first.get_me(access).await, 401, "TOKEN_REVOKED").await;
 
     // A second instance on the same database (and Redis prefix): a restarted process.
-    let database_url = first.state.settings.database_url.clone();
-    let prefix = first.state.settings.redis_prefix.clone();
+    let database_url = first.services.settings.database_url.clone();
+    let prefix = first.services.settings.redis_prefix.clone();
     let second = spawn_app_with(|s| {
         s.database_url = database_url;
         s.redis_prefix = prefix;
@@ -134,7 +134,8 @@ async fn an_unreachable_revocation_list_fails_closed_and_recovers() {
         ready.json::<Value>().await.unwrap()["revocation_list"],
         "unavailable"
     );
-    // A revocation that cannot be published is a 503, but it is recorded...
+    // A revocation that cannot be published yet is recorded in the database and
+    // answered 200 (503 would claim that nothing was done)...
     let revoke = app
         .client
         .post(app.url("/api/token/revoke"))
@@ -142,7 +143,7 @@ async fn an_unreachable_revocation_list_fails_closed_and_recovers() {
         .send()
         .await
         .unwrap();
-    assert_error(revoke, 503, "UNAVAILABLE").await;
+    assert_eq!(revoke.status(), 200);
 
     let redis = start_redis(port).await;
     // ...and holds once Redis is back, without a restart.

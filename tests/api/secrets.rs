@@ -164,11 +164,13 @@ async fn no_secret_reaches_the_logs_even_at_debug() {
         _ => None,
     })
     .unwrap();
-    let kek = tokenmint::keys::kek::Kek::from_settings(&settings).unwrap();
+    let kek =
+        tokenmint::keys::kek::Kek::from_file(&tokenmint::keys::kek::kek_path(&db_path)).unwrap();
     let db = tokenmint::store::Db::new(&settings.database_url, 1, Duration::from_secs(5)).unwrap();
     let rows = db
         .run(tokenmint::store::signing_keys::list_all)
         .await
+        .map_err(|e: tokenmint::store::StoreError| e)
         .unwrap();
     assert!(rows.len() >= 3, "the scenario made keys");
     for row in rows {

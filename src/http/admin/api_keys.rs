@@ -6,12 +6,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::auth::api_keys::{ApiKey, ApiKeyError, NewApiKey};
-use crate::auth::users::parse_names;
-use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::actor::Admin;
+use crate::api_keys::{ApiKey, ApiKeyName, KeyFilter, NewApiKey};
+use crate::error::{ApiError, Error, ErrorBody};
 use crate::http::AppState;
-use crate::http::extract::{Admin, Caller, json_body, query_params};
+use crate::http::extract::{json_body, query_params};
 use crate::http::pagination::{PageQuery, split_page};
+use crate::user::Scope;
 
 /// An API key, without its secret.
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -22,8 +23,8 @@ pub struct ApiKeyView {
     pub prefix: String,
     /// Name.
     pub name: String,
-    /// The user it acts for.
-    pub owner_id: Option<Uuid>,
+    /// The user it acts for: disabling or deleting that user stops the key.
+    pub owner_id: Uuid,
     /// Scopes (`admin`, `introspect`, ...).
     pub scopes: Vec<String>,
     /// Whether it authenticates.
@@ -45,7 +46,7 @@ impl From<ApiKey> for ApiKeyView {
             prefix: k.prefix,
             name: k.name,
             owner_id: k.owner_id,
-            scopes: k.scopes,
+            scopes: k.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
             enabled: k.enabled,
             created_at: k.created_at,
             expires_at: k.expires_at,
@@ -81,7 +82,8 @@ pub struct CreateApiKeyRequest {
     /// A name for people, 1 to 100 characters.
     #[schema(min_length = 1, max_length = 100)]
     pub name: String,
-    /// The user the key acts for.
+    /// The user the key acts for (default: the calling admin, or the owner of the
+    /// calling key). Scope `admin` needs an owner with role `admin`.
     #[serde(default)]
     pub owner_id: Option<Uuid>,
     /// Scopes, e.g. `["introspect"]`.
@@ -106,12 +108,8 @@ pub struct ApiKeyListQuery {
     pub enabled: Option<bool>,
 }
 
-fn not_found() -> ApiError {
-    ApiError::new(ErrorCode::NotFound, "no such API key")
-}
-
-fn parse_id(id: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(id).map_err(|_| not_found())
+fn parse_id(id: &str) -> Result<Uuid, Error> {
+    Uuid::parse_str(id).map_err(|_| Error::NotFound("API key"))
 }
 
 /// Create an API key; the response carries its secret, once.
@@ -121,7 +119,7 @@ fn parse_id(id: &str) -> Result<Uuid, ApiError> {
     request_body = CreateApiKeyRequest,
     responses(
         (status = 201, description = "Created; `key` is shown only here", body = CreatedApiKey),
-        (status = 400, description = "Invalid field, unknown owner or past expiry", body = ErrorBody),
+        (status = 400, description = "Invalid field, unknown owner, an admin key for an owner who is not an admin, or a past expiry", body = ErrorBody),
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
     )
@@ -130,47 +128,20 @@ fn parse_id(id: &str) -> Result<Uuid, ApiError> {
 pub async fn create_api_key(
     state: web::Data<AppState>,
     req: HttpRequest,
-    Admin(caller): Admin,
+    admin: Admin,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let body: CreateApiKeyRequest = json_body(&req, &body)?;
-    let now = state.clock.now();
-    let name = body.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(ApiError::invalid_request(
-            "name must be 1 to 100 printable characters",
-        ));
-    }
-    if body.expires_at.is_some_and(|exp| exp <= now) {
-        return Err(ApiError::invalid_request(
-            "expires_at must be in the future",
-        ));
-    }
     let new = NewApiKey {
-        name,
+        name: ApiKeyName::parse(&body.name)?,
         owner_id: body.owner_id,
-        scopes: parse_names("scope", &body.scopes).map_err(ApiError::invalid_request)?,
+        scopes: Scope::parse_list(&body.scopes)?,
         expires_at: body.expires_at,
     };
-    let result = state.api_keys.create(new, now).await;
-    let target = result
-        .as_ref()
-        .ok()
-        .map(|(k, _)| format!("api_key:{}", k.id));
-    state
-        .audit(
-            &req,
-            caller.actor(),
-            "api_key.create",
-            target,
-            result.is_ok(),
-        )
-        .await;
-    let (key, secret) = result.map_err(|e| match e {
-        ApiKeyError::UnknownOwner => ApiError::invalid_request("owner_id names no user"),
-        ApiKeyError::Store(e) => e.into(),
-        ApiKeyError::Random => ApiError::internal(e),
-    })?;
+    let (key, secret) = state
+        .api_keys
+        .create(&admin, new, state.clock.now())
+        .await?;
     Ok(HttpResponse::Created()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .json(CreatedApiKey {
@@ -195,7 +166,7 @@ pub async fn create_api_key(
 pub async fn list_api_keys(
     state: web::Data<AppState>,
     req: HttpRequest,
-    Admin(caller): Admin,
+    admin: Admin,
 ) -> Result<web::Json<ApiKeyPage>, ApiError> {
     let query = query_params::<ApiKeyListQuery>(&req)?;
     let page = PageQuery {
@@ -203,13 +174,20 @@ pub async fn list_api_keys(
         cursor: query.cursor,
     }
     .parse()?;
+    let filter = KeyFilter {
+        owner_id: query.owner_id,
+        enabled: query.enabled,
+    };
     let found = state
         .api_keys
-        .page(page.after, page.limit + 1, query.owner_id, query.enabled)
+        .list(
+            &admin,
+            page.after,
+            page.limit + 1,
+            filter,
+            state.clock.now(),
+        )
         .await?;
-    state
-        .audit(&req, caller.actor(), "api_key.list", None, true)
-        .await;
     let (items, next_cursor) = split_page(found, page.limit, |k| k.id);
     Ok(web::Json(ApiKeyPage {
         items: items.into_iter().map(ApiKeyView::from).collect(),
@@ -231,51 +209,27 @@ pub async fn list_api_keys(
 #[get("/api/admin/api-keys/{id}")]
 pub async fn get_api_key(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    Admin(caller): Admin,
+    admin: Admin,
     id: web::Path<String>,
 ) -> Result<web::Json<ApiKeyView>, ApiError> {
-    let id = parse_id(&id)?;
-    let key = state.api_keys.get(id).await?;
-    state
-        .audit(
-            &req,
-            caller.actor(),
-            "api_key.get",
-            Some(format!("api_key:{id}")),
-            key.is_some(),
-        )
-        .await;
-    Ok(web::Json(key.ok_or_else(not_found)?.into()))
+    let key = state
+        .api_keys
+        .get(&admin, parse_id(&id)?, state.clock.now())
+        .await?;
+    Ok(web::Json(key.into()))
 }
 
 async fn set_enabled(
     state: &AppState,
-    req: &HttpRequest,
-    caller: &Caller,
+    admin: &Admin,
     id: &str,
     enabled: bool,
 ) -> Result<web::Json<ApiKeyView>, ApiError> {
-    let id = parse_id(id)?;
     let key = state
         .api_keys
-        .set_enabled(id, enabled, state.clock.now())
+        .set_enabled(admin, parse_id(id)?, enabled, state.clock.now())
         .await?;
-    let action = if enabled {
-        "api_key.enable"
-    } else {
-        "api_key.disable"
-    };
-    state
-        .audit(
-            req,
-            caller.actor(),
-            action,
-            Some(format!("api_key:{id}")),
-            key.is_some(),
-        )
-        .await;
-    Ok(web::Json(key.ok_or_else(not_found)?.into()))
+    Ok(web::Json(key.into()))
 }
 
 /// Disable an API key: refused everywhere from the moment this answers. Idempotent.
@@ -292,11 +246,10 @@ async fn set_enabled(
 #[post("/api/admin/api-keys/{id}/disable")]
 pub async fn disable_api_key(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    Admin(caller): Admin,
+    admin: Admin,
     id: web::Path<String>,
 ) -> Result<web::Json<ApiKeyView>, ApiError> {
-    set_enabled(&state, &req, &caller, &id, false).await
+    set_enabled(&state, &admin, &id, false).await
 }
 
 /// Enable an API key again. Idempotent.
@@ -313,11 +266,10 @@ pub async fn disable_api_key(
 #[post("/api/admin/api-keys/{id}/enable")]
 pub async fn enable_api_key(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    Admin(caller): Admin,
+    admin: Admin,
     id: web::Path<String>,
 ) -> Result<web::Json<ApiKeyView>, ApiError> {
-    set_enabled(&state, &req, &caller, &id, true).await
+    set_enabled(&state, &admin, &id, true).await
 }
 
 /// Delete an API key: refused everywhere from the moment this answers.
@@ -334,23 +286,12 @@ pub async fn enable_api_key(
 #[delete("/api/admin/api-keys/{id}")]
 pub async fn delete_api_key(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    Admin(caller): Admin,
+    admin: Admin,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&id)?;
-    let deleted = state.api_keys.delete(id).await?;
     state
-        .audit(
-            &req,
-            caller.actor(),
-            "api_key.delete",
-            Some(format!("api_key:{id}")),
-            deleted,
-        )
-        .await;
-    if !deleted {
-        return Err(not_found());
-    }
+        .api_keys
+        .delete(&admin, parse_id(&id)?, state.clock.now())
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -6,10 +6,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::audit::AuditEntry;
+use crate::actor::Admin;
+use crate::audit::AuditEntry;
 use crate::error::{ApiError, ErrorBody};
 use crate::http::AppState;
-use crate::http::extract::{Admin, query_params};
+use crate::http::extract::query_params;
 use crate::http::pagination::{PageQuery, split_page};
 
 /// An audit event.
@@ -36,11 +37,11 @@ impl From<AuditEntry> for AuditView {
         Self {
             id: e.id,
             at: e.at,
-            actor: e.event.actor,
-            action: e.event.action,
-            target: e.event.target,
-            ip: e.event.ip,
-            outcome: e.event.outcome,
+            actor: e.actor,
+            action: e.action.as_str().to_owned(),
+            target: e.target,
+            ip: e.ip,
+            outcome: e.outcome.as_str().to_owned(),
         }
     }
 }
@@ -70,14 +71,13 @@ pub struct AuditPage {
 pub async fn list_audit(
     state: web::Data<AppState>,
     req: HttpRequest,
-    Admin(caller): Admin,
+    admin: Admin,
 ) -> Result<web::Json<AuditPage>, ApiError> {
-    let query = query_params::<PageQuery>(&req)?;
-    let page = query.parse()?;
-    state
-        .audit(&req, caller.actor(), "audit.list", None, true)
-        .await;
-    let found = state.audit.page(page.after, page.limit + 1).await?;
+    let page = query_params::<PageQuery>(&req)?.parse()?;
+    let found = state
+        .audit
+        .list(&admin, page.after, page.limit + 1, state.clock.now())
+        .await?;
     let (items, next_cursor) = split_page(found, page.limit, |e| e.id);
     Ok(web::Json(AuditPage {
         items: items.into_iter().map(AuditView::from).collect(),

@@ -1,15 +1,16 @@
 //! `GET /api/admin/signing-keys`, `POST /api/admin/signing-keys/rotate`.
 
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpRequest, get, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::actor::Admin;
+use crate::error::{ApiError, Error, ErrorBody};
 use crate::http::AppState;
-use crate::http::extract::{Admin, optional_json};
+use crate::http::extract::optional_json;
 use crate::keys::SigningAlg;
-use crate::keys::keyring::{KeyInfo, RotateError};
+use crate::keys::keyring::KeyInfo;
 
 /// A signing key, without any key material.
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -32,7 +33,7 @@ impl From<KeyInfo> for SigningKeyView {
     fn from(k: KeyInfo) -> Self {
         Self {
             kid: k.kid,
-            alg: k.alg,
+            alg: k.alg.as_str().to_owned(),
             status: k.status.as_str().to_owned(),
             created_at: k.created_at,
             activated_at: k.activated_at,
@@ -50,20 +51,8 @@ pub struct RotateRequest {
     pub alg: Option<String>,
 }
 
-async fn list(state: &AppState) -> Result<HttpResponse, ApiError> {
-    let keys = state.keyring.list().await.map_err(key_error)?;
-    Ok(HttpResponse::Ok().json(
-        keys.into_iter()
-            .map(SigningKeyView::from)
-            .collect::<Vec<_>>(),
-    ))
-}
-
-fn key_error(e: crate::keys::KeyError) -> ApiError {
-    match e {
-        crate::keys::KeyError::Store(e) => e.into(),
-        other => ApiError::internal(other),
-    }
+fn views(keys: Vec<KeyInfo>) -> web::Json<Vec<SigningKeyView>> {
+    web::Json(keys.into_iter().map(SigningKeyView::from).collect())
 }
 
 /// List every signing key with its state and times (a bare array: it is small).
@@ -79,13 +68,10 @@ fn key_error(e: crate::keys::KeyError) -> ApiError {
 #[get("/api/admin/signing-keys")]
 pub async fn list_signing_keys(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    Admin(caller): Admin,
-) -> Result<HttpResponse, ApiError> {
-    state
-        .audit(&req, caller.actor(), "signing_key.list", None, true)
-        .await;
-    list(&state).await
+    admin: Admin,
+) -> Result<web::Json<Vec<SigningKeyView>>, ApiError> {
+    let keys = state.signing_keys.list(&admin, state.clock.now()).await?;
+    Ok(views(keys))
 }
 
 /// Rotate now: the `next` key becomes `current` (a new `next` is published), the old
@@ -107,37 +93,19 @@ pub async fn list_signing_keys(
 pub async fn rotate_signing_keys(
     state: web::Data<AppState>,
     req: HttpRequest,
-    Admin(caller): Admin,
+    admin: Admin,
     body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
-    let alg = match optional_json::<RotateRequest>(&req, &body)?.and_then(|r| r.alg) {
-        Some(name) => Some(
+) -> Result<web::Json<Vec<SigningKeyView>>, ApiError> {
+    let alg = optional_json::<RotateRequest>(&req, &body)?
+        .and_then(|r| r.alg)
+        .map(|name| {
             name.parse::<SigningAlg>()
-                .map_err(|_| ApiError::invalid_request("alg must be ES256, EdDSA or RS256"))?,
-        ),
-        None => None,
-    };
-    let now = state.clock.now();
-    let result = state.keyring.rotate(alg, now, false).await;
-    state
-        .audit(
-            &req,
-            caller.actor(),
-            "signing_key.rotate",
-            state.keyring.current_kid().map(|k| format!("kid:{k}")),
-            result.is_ok(),
-        )
-        .await;
-    match result {
-        Ok(_) => list(&state).await,
-        Err(RotateError::NotReady(at)) => {
-            let wait = (at - now).num_seconds().max(1).unsigned_abs();
-            Err(ApiError::new(
-                ErrorCode::Conflict,
-                format!("the next key has been published for less than the JWKS max-age; retry in {wait} s"),
-            )
-            .retry_after(wait))
-        }
-        Err(RotateError::Key(e)) => Err(key_error(e)),
-    }
+                .map_err(|_| Error::invalid("alg must be ES256, EdDSA or RS256"))
+        })
+        .transpose()?;
+    let keys = state
+        .signing_keys
+        .rotate(&admin, alg, state.clock.now())
+        .await?;
+    Ok(views(keys))
 }

@@ -8,14 +8,14 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::passwords::Password;
-use crate::auth::users::{
-    self, NewUser, User, UserError, UserPatch, Username, parse_claims, parse_names,
-};
-use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::actor::Admin;
+use crate::error::{ApiError, Error, ErrorBody};
 use crate::http::AppState;
-use crate::http::extract::{Admin, json_body, query_params};
+use crate::http::extract::{json_body, query_params};
 use crate::http::pagination::{PageQuery, split_page};
+use crate::identity::passwords::Password;
+use crate::identity::{NewUser, UserPatch};
+use crate::user::{Claims, Role, Scope, User, Username};
 
 /// A user; never a password hash.
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -44,9 +44,9 @@ impl From<User> for UserView {
         Self {
             id: u.id,
             username: u.username,
-            roles: u.roles,
-            scopes: u.scopes,
-            claims: u.claims,
+            roles: u.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+            scopes: u.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
+            claims: u.claims.into_map(),
             enabled: u.enabled,
             created_at: u.created_at,
             updated_at: u.updated_at,
@@ -93,10 +93,10 @@ pub struct PatchUserRequest {
     #[serde(default)]
     #[schema(value_type = Option<String>, format = Password, min_length = 8, max_length = 1024)]
     pub password: Option<SecretString>,
-    /// New roles.
+    /// New roles; a change revokes all sessions.
     #[serde(default)]
     pub roles: Option<Vec<String>>,
-    /// New scopes.
+    /// New scopes; a change revokes all sessions.
     #[serde(default)]
     pub scopes: Option<Vec<String>>,
     /// New custom claims.
@@ -108,21 +108,9 @@ pub struct PatchUserRequest {
     pub enabled: Option<bool>,
 }
 
-fn not_found() -> ApiError {
-    ApiError::new(ErrorCode::NotFound, "no such user")
-}
-
 /// Path ids that are not UUIDs name no user.
-pub fn parse_id(id: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(id).map_err(|_| not_found())
-}
-
-fn user_error(e: UserError) -> ApiError {
-    match e {
-        UserError::UsernameTaken => ApiError::new(ErrorCode::Conflict, "username is taken"),
-        UserError::Store(e) => e.into(),
-        UserError::Password(e) => ApiError::internal(e),
-    }
+fn parse_id(id: &str) -> Result<Uuid, Error> {
+    Uuid::parse_str(id).map_err(|_| Error::NotFound("user"))
 }
 
 /// Create a user.
@@ -142,27 +130,21 @@ fn user_error(e: UserError) -> ApiError {
 pub async fn create_user(
     state: web::Data<AppState>,
     req: HttpRequest,
-    Admin(caller): Admin,
+    admin: Admin,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let body: CreateUserRequest = json_body(&req, &body)?;
     let new = NewUser {
-        username: Username::parse(&body.username).map_err(ApiError::invalid_request)?,
-        password: Password::parse_new(body.password).map_err(ApiError::invalid_request)?,
-        roles: parse_names("role", &body.roles).map_err(ApiError::invalid_request)?,
-        scopes: parse_names("scope", &body.scopes).map_err(ApiError::invalid_request)?,
-        claims: parse_claims(body.claims).map_err(ApiError::invalid_request)?,
+        username: Username::parse(&body.username)?,
+        password: Password::parse_new(body.password)?,
+        roles: Role::parse_list(&body.roles)?,
+        scopes: Scope::parse_list(&body.scopes)?,
+        claims: Claims::parse(body.claims)?,
     };
-    let result = users::create_user(&state.db, &state.hasher, new, state.clock.now()).await;
-    let target = result
-        .as_ref()
-        .ok()
-        .map(|u| format!("user:{}", u.id))
-        .or(Some(body.username));
-    state
-        .audit(&req, caller.actor(), "user.create", target, result.is_ok())
-        .await;
-    let user = result.map_err(user_error)?;
+    let user = state
+        .identity
+        .create_user(&admin, new, state.clock.now())
+        .await?;
     Ok(HttpResponse::Created().json(UserView::from(user)))
 }
 
@@ -182,14 +164,13 @@ pub async fn create_user(
 pub async fn list_users(
     state: web::Data<AppState>,
     req: HttpRequest,
-    Admin(caller): Admin,
+    admin: Admin,
 ) -> Result<web::Json<UserPage>, ApiError> {
-    let query = query_params::<PageQuery>(&req)?;
-    let page = query.parse()?;
-    let found = users::list_users(&state.db, page.after, page.limit + 1).await?;
-    state
-        .audit(&req, caller.actor(), "user.list", None, true)
-        .await;
+    let page = query_params::<PageQuery>(&req)?.parse()?;
+    let found = state
+        .identity
+        .list_users(&admin, page.after, page.limit + 1, state.clock.now())
+        .await?;
     let (items, next_cursor) = split_page(found, page.limit, |u| u.id);
     Ok(web::Json(UserPage {
         items: items.into_iter().map(UserView::from).collect(),
@@ -211,25 +192,20 @@ pub async fn list_users(
 #[get("/api/admin/users/{id}")]
 pub async fn get_user(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    Admin(caller): Admin,
+    admin: Admin,
     id: web::Path<String>,
 ) -> Result<web::Json<UserView>, ApiError> {
-    let id = parse_id(&id)?;
-    let user = users::find_user(&state.db, id).await?;
-    state
-        .audit(
-            &req,
-            caller.actor(),
-            "user.get",
-            Some(format!("user:{id}")),
-            user.is_some(),
-        )
-        .await;
-    Ok(web::Json(user.ok_or_else(not_found)?.into()))
+    let user = state
+        .identity
+        .get_user(&admin, parse_id(&id)?, state.clock.now())
+        .await?;
+    Ok(web::Json(user.into()))
 }
 
-/// Change a user. A new password or `enabled: false` revokes all their sessions.
+/// Change a user.
+///
+/// A new password, other roles or scopes, or `enabled: false` revoke all their sessions
+/// and cut off their access tokens.
 #[utoipa::path(
     tag = "admin",
     security(("bearer" = []), ("api_key" = [])),
@@ -246,51 +222,23 @@ pub async fn get_user(
 pub async fn patch_user(
     state: web::Data<AppState>,
     req: HttpRequest,
-    Admin(caller): Admin,
+    admin: Admin,
     id: web::Path<String>,
     body: web::Bytes,
 ) -> Result<web::Json<UserView>, ApiError> {
     let id = parse_id(&id)?;
     let body: PatchUserRequest = json_body(&req, &body)?;
     let patch = UserPatch {
-        password: body
-            .password
-            .map(Password::parse_new)
-            .transpose()
-            .map_err(ApiError::invalid_request)?,
-        roles: body
-            .roles
-            .map(|r| parse_names("role", &r))
-            .transpose()
-            .map_err(ApiError::invalid_request)?,
-        scopes: body
-            .scopes
-            .map(|s| parse_names("scope", &s))
-            .transpose()
-            .map_err(ApiError::invalid_request)?,
-        claims: body
-            .claims
-            .map(parse_claims)
-            .transpose()
-            .map_err(ApiError::invalid_request)?,
+        password: body.password.map(Password::parse_new).transpose()?,
+        roles: body.roles.as_deref().map(Role::parse_list).transpose()?,
+        scopes: body.scopes.as_deref().map(Scope::parse_list).transpose()?,
+        claims: body.claims.map(Claims::parse).transpose()?,
         enabled: body.enabled,
     };
-    let now = state.clock.now();
-    let result = users::update_user(&state.db, &state.hasher, id, patch, now).await;
-    let ok = matches!(result, Ok(Some(_)));
-    state
-        .audit(
-            &req,
-            caller.actor(),
-            "user.update",
-            Some(format!("user:{id}")),
-            ok,
-        )
-        .await;
-    let (user, revoke) = result.map_err(user_error)?.ok_or_else(not_found)?;
-    if revoke {
-        state.sessions.revoke_user(id, "user changed", now).await?;
-    }
+    let user = state
+        .identity
+        .update_user(&admin, id, patch, state.clock.now())
+        .await?;
     Ok(web::Json(user.into()))
 }
 
@@ -308,41 +256,13 @@ pub async fn patch_user(
 #[delete("/api/admin/users/{id}")]
 pub async fn delete_user(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    Admin(caller): Admin,
+    admin: Admin,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&id)?;
-    if users::find_user(&state.db, id).await?.is_none() {
-        state
-            .audit(
-                &req,
-                caller.actor(),
-                "user.delete",
-                Some(format!("user:{id}")),
-                false,
-            )
-            .await;
-        return Err(not_found());
-    }
-    // Cut off the tokens first: if that fails, the user still exists and the call can be retried.
     state
-        .sessions
-        .revoke_user(id, "user deleted", state.clock.now())
+        .identity
+        .delete_user(&admin, parse_id(&id)?, state.clock.now())
         .await?;
-    let deleted = users::delete_user(&state.db, id).await?;
-    state
-        .audit(
-            &req,
-            caller.actor(),
-            "user.delete",
-            Some(format!("user:{id}")),
-            deleted,
-        )
-        .await;
-    if !deleted {
-        return Err(not_found());
-    }
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -356,33 +276,18 @@ pub async fn delete_user(
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
-        (status = 503, description = "The revocation could not be published (it is recorded and will be)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable; nothing was revoked", body = ErrorBody),
     )
 )]
 #[post("/api/admin/users/{id}/revoke-sessions")]
 pub async fn revoke_sessions(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    Admin(caller): Admin,
+    admin: Admin,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&id)?;
-    let exists = users::find_user(&state.db, id).await?.is_some();
     state
-        .audit(
-            &req,
-            caller.actor(),
-            "user.revoke_sessions",
-            Some(format!("user:{id}")),
-            exists,
-        )
-        .await;
-    if !exists {
-        return Err(not_found());
-    }
-    state
-        .sessions
-        .revoke_user(id, "revoke-sessions", state.clock.now())
+        .identity
+        .revoke_sessions(&admin, parse_id(&id)?, state.clock.now())
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -4,7 +4,7 @@
 //! Only a SHA-256 of the key is stored; the secret is shown once, at creation.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -13,8 +13,13 @@ use ring::rand::{SecureRandom, SystemRandom};
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
+use crate::actor::Admin;
+use crate::audit::{Action, Audit};
+use crate::error::Error;
 use crate::store::api_keys::{self as store, ApiKeyRow};
-use crate::store::{Db, StoreError};
+use crate::store::users::{self, Lock};
+use crate::store::{Db, write_transaction};
+use crate::user::{Scope, User, has_admin_scope};
 
 const PREFIX: &str = "tmk_";
 const RANDOM_CHARS: usize = 43;
@@ -108,10 +113,10 @@ pub struct ApiKey {
     pub prefix: String,
     /// Name.
     pub name: String,
-    /// Owner.
-    pub owner_id: Option<Uuid>,
+    /// The user it acts for: disabling or deleting that user stops the key.
+    pub owner_id: Uuid,
     /// Scopes.
-    pub scopes: Vec<String>,
+    pub scopes: Vec<Scope>,
     /// Enabled.
     pub enabled: bool,
     /// Creation.
@@ -125,13 +130,13 @@ pub struct ApiKey {
 }
 
 impl ApiKey {
-    fn from_row(row: ApiKeyRow) -> Result<Self, StoreError> {
-        let parse_id = |s: &str| Uuid::parse_str(s).map_err(|e| StoreError::Other(Box::new(e)));
+    fn from_row(row: ApiKeyRow) -> Result<Self, Error> {
+        let parse_id = |s: &str| Uuid::parse_str(s).map_err(Error::internal);
         Ok(Self {
             id: parse_id(&row.id)?,
             prefix: row.prefix,
             name: row.name,
-            owner_id: row.owner_id.as_deref().map(parse_id).transpose()?,
+            owner_id: parse_id(&row.owner_id)?,
             scopes: serde_json::from_str(&row.scopes)?,
             enabled: row.enabled,
             created_at: row.created_at.and_utc(),
@@ -141,37 +146,56 @@ impl ApiKey {
         })
     }
 
-    /// Whether the key authenticates at `now`.
+    /// Whether the key authenticates at `now` (its owner aside).
     pub fn is_usable(&self, now: DateTime<Utc>) -> bool {
         self.enabled && self.expires_at.is_none_or(|exp| now < exp)
+    }
+}
+
+/// A key that authenticated: the key, and what its owner allows it.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedKey {
+    /// The key.
+    pub key: ApiKey,
+    /// The owner holds the `admin` role: only then does the key's `admin` scope count.
+    pub owner_is_admin: bool,
+}
+
+/// A key's name: 1 to 100 printable characters, trimmed.
+#[derive(Debug, Clone)]
+pub struct ApiKeyName(String);
+
+impl ApiKeyName {
+    /// Parses a name.
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        let name = s.trim();
+        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+            return Err(Error::invalid("name must be 1 to 100 printable characters"));
+        }
+        Ok(Self(name.to_owned()))
     }
 }
 
 /// What a new key is made of, parsed.
 #[derive(Debug)]
 pub struct NewApiKey {
-    /// Name (1 to 100 characters).
-    pub name: String,
-    /// Owner.
+    /// Name.
+    pub name: ApiKeyName,
+    /// Owner; `None`: the admin who creates it (the owner of a creating key).
     pub owner_id: Option<Uuid>,
     /// Scopes.
-    pub scopes: Vec<String>,
-    /// Expiry.
+    pub scopes: Vec<Scope>,
+    /// Expiry, in the future.
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-/// Errors of API-key management.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiKeyError {
-    /// The owner does not exist.
-    #[error("owner not found")]
-    UnknownOwner,
-    /// Storage failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The random generator failed.
-    #[error("random generator failed")]
-    Random,
+/// Filters of the key list.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeyFilter {
+    /// Only this owner's keys.
+    pub owner_id: Option<Uuid>,
+    /// Only enabled or only disabled keys.
+    pub enabled: Option<bool>,
 }
 
 /// The last use of a key: when, and from which address.
@@ -180,6 +204,7 @@ type LastUse = (DateTime<Utc>, Option<String>);
 /// API keys, with last-use times kept in memory and written in batches.
 pub struct ApiKeys {
     db: Db,
+    audit: Arc<Audit>,
     // key id -> (last use, address): written by `flush_usage`, so that a busy key
     // costs no database write per request.
     pending_usage: Mutex<HashMap<Uuid, LastUse>>,
@@ -187,27 +212,55 @@ pub struct ApiKeys {
 
 impl ApiKeys {
     /// The service.
-    pub fn new(db: Db) -> Self {
+    pub fn new(db: Db, audit: Arc<Audit>) -> Self {
         Self {
             db,
+            audit,
             pending_usage: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Creates a key; returns it with its secret (to be shown once).
+    /// Creates a key; returns it with its secret (to be shown once). A key with scope
+    /// `admin` needs an owner with role `admin`.
     pub async fn create(
         &self,
+        admin: &Admin,
         new: NewApiKey,
         now: DateTime<Utc>,
-    ) -> Result<(ApiKey, ApiKeySecret), ApiKeyError> {
-        let secret = ApiKeySecret::generate().map_err(|_| ApiKeyError::Random)?;
+    ) -> Result<(ApiKey, ApiKeySecret), Error> {
+        let result = self.insert(admin, new, now).await;
+        let target = result
+            .as_ref()
+            .ok()
+            .map(|(k, _)| format!("api_key:{}", k.id));
+        self.audit
+            .admin_call(admin, Action::ApiKeyCreate, target, result.is_ok(), now)
+            .await;
+        result
+    }
+
+    async fn insert(
+        &self,
+        admin: &Admin,
+        new: NewApiKey,
+        now: DateTime<Utc>,
+    ) -> Result<(ApiKey, ApiKeySecret), Error> {
+        if new.expires_at.is_some_and(|exp| exp <= now) {
+            return Err(Error::invalid("expires_at must be in the future"));
+        }
+        let owner = new.owner_id.or(admin.user_id()).ok_or_else(|| {
+            Error::invalid("owner_id is required: an API key always acts for a user")
+        })?;
+        let secret =
+            ApiKeySecret::generate().map_err(|_| Error::internal("random generator failed"))?;
+        let wants_admin = has_admin_scope(&new.scopes);
         let row = ApiKeyRow {
             id: Uuid::now_v7().to_string(),
             key_hash: secret.hash(),
             prefix: secret.display_prefix(),
-            name: new.name,
-            owner_id: new.owner_id.map(|id| id.to_string()),
-            scopes: serde_json::to_string(&new.scopes).map_err(StoreError::from)?,
+            name: new.name.0,
+            owner_id: owner.to_string(),
+            scopes: serde_json::to_string(&new.scopes)?,
             enabled: true,
             created_at: now.naive_utc(),
             updated_at: now.naive_utc(),
@@ -218,61 +271,74 @@ impl ApiKeys {
         let stored = row.clone();
         self.db
             .run(move |conn| {
-                if let Some(owner) = &row.owner_id
-                    && crate::store::users::find_by_id(conn, owner)?.is_none()
-                {
-                    return Ok(false);
-                }
-                store::insert(conn, &row)?;
-                Ok(true)
+                write_transaction(conn, |conn| {
+                    let owner = users::lock(conn, &row.owner_id, Lock::Share)?
+                        .ok_or_else(|| Error::invalid("owner_id names no user"))?;
+                    if wants_admin && !User::from_row(&owner)?.is_admin() {
+                        return Err(Error::invalid(
+                            "a key with scope admin needs an owner with role admin",
+                        ));
+                    }
+                    store::insert(conn, &row)?;
+                    Ok(())
+                })
             })
-            .await?
-            .then_some(())
-            .ok_or(ApiKeyError::UnknownOwner)?;
+            .await?;
         Ok((ApiKey::from_row(stored)?, secret))
     }
 
-    /// The key a presented secret belongs to, if it authenticates now. Every call reads
-    /// the database, so a disable or delete holds on every instance the moment it commits.
+    /// The key a presented secret belongs to, if it authenticates now, with its use
+    /// recorded. Every call reads the database, so a disable or delete holds on every
+    /// instance the moment it commits. A key acts only for an enabled owner.
     pub async fn authenticate(
         &self,
         secret: &ApiKeySecret,
         ip: Option<String>,
         now: DateTime<Utc>,
-    ) -> Result<Option<ApiKey>, StoreError> {
+    ) -> Result<Option<AuthenticatedKey>, Error> {
+        let found = self.inspect(secret, now).await?;
+        if let Some(found) = &found {
+            self.pending_usage
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(found.key.id, (now, ip));
+        }
+        Ok(found)
+    }
+
+    /// Like [`ApiKeys::authenticate`], but being looked at is no use: nothing is recorded.
+    pub async fn inspect(
+        &self,
+        secret: &ApiKeySecret,
+        now: DateTime<Utc>,
+    ) -> Result<Option<AuthenticatedKey>, Error> {
         let hash = secret.hash();
-        let row = self
+        let found = self
             .db
             .run(move |conn| {
                 let Some(row) = store::find_by_hash(conn, &hash)? else {
                     return Ok(None);
                 };
-                // A key acting for a disabled user acts for nobody.
-                if let Some(owner) = &row.owner_id {
-                    let owner_enabled =
-                        crate::store::users::find_by_id(conn, owner)?.is_some_and(|u| u.enabled);
-                    if !owner_enabled {
-                        return Ok(None);
-                    }
-                }
-                Ok(Some(row))
+                let owner = users::find_by_id(conn, &row.owner_id)?;
+                Ok::<_, Error>(Some((row, owner)))
             })
             .await?;
-        let Some(key) = row.map(ApiKey::from_row).transpose()? else {
+        let Some((row, Some(owner))) = found else {
             return Ok(None);
         };
-        if !key.is_usable(now) {
+        let owner = User::from_row(&owner)?;
+        let key = ApiKey::from_row(row)?;
+        if !owner.enabled || !key.is_usable(now) {
             return Ok(None);
         }
-        self.pending_usage
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.id, (now, ip));
-        Ok(Some(key))
+        Ok(Some(AuthenticatedKey {
+            key,
+            owner_is_admin: owner.is_admin(),
+        }))
     }
 
     /// Writes the coalesced last-use times.
-    pub async fn flush_usage(&self) -> Result<(), StoreError> {
+    pub async fn flush_usage(&self) -> Result<(), Error> {
         let pending: Vec<(Uuid, LastUse)> =
             std::mem::take(&mut *self.pending_usage.lock().unwrap_or_else(|p| p.into_inner()))
                 .into_iter()
@@ -290,8 +356,22 @@ impl ApiKeys {
             .await
     }
 
-    /// One key.
-    pub async fn get(&self, id: Uuid) -> Result<Option<ApiKey>, StoreError> {
+    /// One key (never its secret).
+    pub async fn get(&self, admin: &Admin, id: Uuid, now: DateTime<Utc>) -> Result<ApiKey, Error> {
+        let found = self.find(id).await;
+        self.audit
+            .admin_call(
+                admin,
+                Action::ApiKeyGet,
+                Some(format!("api_key:{id}")),
+                matches!(found, Ok(Some(_))),
+                now,
+            )
+            .await;
+        found?.ok_or(Error::NotFound("API key"))
+    }
+
+    async fn find(&self, id: Uuid) -> Result<Option<ApiKey>, Error> {
         self.flush_usage().await?;
         let row = self
             .db
@@ -300,52 +380,95 @@ impl ApiKeys {
         row.map(ApiKey::from_row).transpose()
     }
 
-    /// A page of keys after `after`, with filters.
-    pub async fn page(
+    /// A page of keys after `after`, oldest first, filtered.
+    pub async fn list(
         &self,
+        admin: &Admin,
         after: Option<Uuid>,
         limit: i64,
-        owner_id: Option<Uuid>,
-        enabled: Option<bool>,
-    ) -> Result<Vec<ApiKey>, StoreError> {
-        self.flush_usage().await?;
-        let rows = self
-            .db
-            .run(move |conn| {
-                store::page(
-                    conn,
-                    after.map(|a| a.to_string()).as_deref(),
-                    limit,
-                    owner_id.map(|o| o.to_string()).as_deref(),
-                    enabled,
-                )
-            })
-            .await?;
-        rows.into_iter().map(ApiKey::from_row).collect()
+        filter: KeyFilter,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ApiKey>, Error> {
+        let result = async {
+            self.flush_usage().await?;
+            self.db
+                .run(move |conn| {
+                    store::page(
+                        conn,
+                        after.map(|a| a.to_string()).as_deref(),
+                        limit,
+                        filter.owner_id.map(|o| o.to_string()).as_deref(),
+                        filter.enabled,
+                    )
+                })
+                .await
+                .map_err(Error::from)
+        }
+        .await;
+        self.audit
+            .admin_call(admin, Action::ApiKeyList, None, result.is_ok(), now)
+            .await;
+        result?.into_iter().map(ApiKey::from_row).collect()
     }
 
-    /// Enables or disables a key (idempotent); `None` if there is no such key.
+    /// Enables or disables a key (idempotent). A disable holds everywhere once this answers.
     pub async fn set_enabled(
         &self,
+        admin: &Admin,
         id: Uuid,
         enabled: bool,
         now: DateTime<Utc>,
-    ) -> Result<Option<ApiKey>, StoreError> {
-        let found = self
-            .db
-            .run(move |conn| store::set_enabled(conn, &id.to_string(), enabled, now.naive_utc()))
-            .await?;
-        if !found {
-            return Ok(None);
+    ) -> Result<ApiKey, Error> {
+        let result = async {
+            let found = self
+                .db
+                .run(move |conn| {
+                    store::set_enabled(conn, &id.to_string(), enabled, now.naive_utc())
+                })
+                .await?;
+            if !found {
+                return Err(Error::NotFound("API key"));
+            }
+            self.find(id).await?.ok_or(Error::NotFound("API key"))
         }
-        self.get(id).await
+        .await;
+        let action = if enabled {
+            Action::ApiKeyEnable
+        } else {
+            Action::ApiKeyDisable
+        };
+        self.audit
+            .admin_call(
+                admin,
+                action,
+                Some(format!("api_key:{id}")),
+                result.is_ok(),
+                now,
+            )
+            .await;
+        result
     }
 
-    /// Deletes a key; `false` if there was none.
-    pub async fn delete(&self, id: Uuid) -> Result<bool, StoreError> {
-        self.db
+    /// Deletes a key; it is refused everywhere once this answers.
+    pub async fn delete(&self, admin: &Admin, id: Uuid, now: DateTime<Utc>) -> Result<(), Error> {
+        let deleted = self
+            .db
             .run(move |conn| store::delete(conn, &id.to_string()))
-            .await
+            .await;
+        self.audit
+            .admin_call(
+                admin,
+                Action::ApiKeyDelete,
+                Some(format!("api_key:{id}")),
+                matches!(deleted, Ok(true)),
+                now,
+            )
+            .await;
+        if deleted? {
+            Ok(())
+        } else {
+            Err(Error::NotFound("API key"))
+        }
     }
 }
 

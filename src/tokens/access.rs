@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::users::{REGISTERED_CLAIMS, User};
+use crate::error::{Credential, Error, Refusal};
 use crate::keys::{KeyError, Keyring};
+use crate::user::{REGISTERED_CLAIMS, Scope, User};
 
 /// Longest token accepted for verification; anything longer is refused unparsed.
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -59,6 +60,16 @@ pub enum TokenError {
     Expired,
 }
 
+impl From<TokenError> for Error {
+    fn from(e: TokenError) -> Self {
+        let refusal = match e {
+            TokenError::Invalid(_) => Refusal::Invalid,
+            TokenError::Expired => Refusal::Expired,
+        };
+        Error::refused(Credential::AccessToken, refusal)
+    }
+}
+
 /// An issued access token.
 #[derive(Debug)]
 pub struct IssuedToken {
@@ -74,7 +85,7 @@ pub struct Grant<'a> {
     /// The user.
     pub user: &'a User,
     /// Granted scopes (already narrowed).
-    pub scopes: &'a [String],
+    pub scopes: &'a [Scope],
     /// Session id.
     pub sid: Uuid,
     /// OAuth client id.
@@ -123,11 +134,6 @@ impl TokenService {
         }
     }
 
-    /// Access token lifetime.
-    pub fn access_ttl(&self) -> Duration {
-        self.access_ttl
-    }
-
     /// Builds and signs an access token for `grant` at `now`.
     pub fn issue(&self, grant: &Grant<'_>, now: DateTime<Utc>) -> Result<IssuedToken, KeyError> {
         let iat = now.timestamp();
@@ -135,6 +141,7 @@ impl TokenService {
         let custom = grant
             .user
             .claims
+            .as_map()
             .iter()
             .filter(|(k, _)| !REGISTERED_CLAIMS.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -148,8 +155,13 @@ impl TokenService {
             nbf: iat,
             jti: Uuid::new_v4().to_string(),
             sid: grant.sid.to_string(),
-            scope: grant.scopes.join(" "),
-            roles: grant.user.roles.clone(),
+            scope: Scope::join(grant.scopes),
+            roles: grant
+                .user
+                .roles
+                .iter()
+                .map(|r| r.as_str().to_owned())
+                .collect(),
             client_id: grant.client_id.map(str::to_owned),
             username: grant.user.username.clone(),
             custom,

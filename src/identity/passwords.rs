@@ -4,6 +4,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier 
 use argon2::{Algorithm, Argon2, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::error::Error;
 use crate::threads::Threads;
 
 /// OWASP's argon2id recommendation: 19 MiB, 2 passes, 1 lane.
@@ -29,19 +30,21 @@ impl std::fmt::Debug for Password {
 
 impl Password {
     /// A password presented at login: anything from 1 to 1024 bytes.
-    pub fn parse_presented(secret: SecretString) -> Result<Self, &'static str> {
+    pub fn parse_presented(secret: SecretString) -> Result<Self, Error> {
         let len = secret.expose_secret().len();
         if len == 0 || len > MAX_PASSWORD_BYTES {
-            return Err("password must be 1 to 1024 bytes");
+            return Err(Error::invalid("password must be 1 to 1024 bytes"));
         }
         Ok(Self(secret))
     }
 
     /// A new password: at least 8 characters, at most 1024 bytes.
-    pub fn parse_new(secret: SecretString) -> Result<Self, &'static str> {
+    pub fn parse_new(secret: SecretString) -> Result<Self, Error> {
         let s = secret.expose_secret();
         if s.chars().count() < MIN_NEW_PASSWORD_CHARS || s.len() > MAX_PASSWORD_BYTES {
-            return Err("password must be at least 8 characters and at most 1024 bytes");
+            return Err(Error::invalid(
+                "password must be at least 8 characters and at most 1024 bytes",
+            ));
         }
         Ok(Self(secret))
     }
@@ -60,6 +63,12 @@ pub enum PasswordError {
     /// The hashing job panicked or its thread is gone.
     #[error("password hashing task failed")]
     Task,
+}
+
+impl From<PasswordError> for Error {
+    fn from(e: PasswordError) -> Self {
+        Self::internal(e)
+    }
 }
 
 /// Outcome of a verification.

@@ -1,0 +1,1 @@
+ALTER TABLE api_keys ALTER COLUMN owner_id DROP NOT NULL;

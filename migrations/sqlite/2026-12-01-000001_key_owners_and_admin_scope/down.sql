@@ -1,0 +1,2 @@
+-- Owners stay required: going back keeps the data valid for the older release too.
+SELECT 1;

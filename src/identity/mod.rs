@@ -1,0 +1,551 @@
+//! Identity: users, passwords, login and the brute-force limits, and the admin use cases
+//! that change users. Each use case is one function that does the whole thing:
+//!
+//! - a login reserves its rate-limit attempt before hashing, and opens its session in the
+//!   transaction that re-reads (and locks) the user, so a login in flight never survives
+//!   a password change, a disable or a delete that commits before it;
+//! - a change of password, roles, scopes or `enabled`, a delete and a "log out everywhere"
+//!   commit together with the revocations they imply.
+
+pub mod bootstrap;
+pub mod passwords;
+pub mod rate_limit;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use self::passwords::{Password, PasswordHasher, Verified};
+use self::rate_limit::{Limit, LoginLimiter};
+use crate::actor::Admin;
+use crate::audit::{Action, Actor, Audit, AuditEvent, Outcome};
+use crate::error::{Credential, Error, Refusal};
+use crate::lifetimes::Lifetimes;
+use crate::revocation::Revocations;
+use crate::sessions::{self, Listed, Sessions, TokenPair};
+use crate::store::users::{self as store, Lock, UserRow};
+use crate::store::{Db, StoreError, write_transaction};
+use crate::user::{Claims, Role, Scope, User, Username};
+
+/// What a new user is made of, parsed.
+#[derive(Debug)]
+pub struct NewUser {
+    /// Name.
+    pub username: Username,
+    /// Password.
+    pub password: Password,
+    /// Roles.
+    pub roles: Vec<Role>,
+    /// Scopes.
+    pub scopes: Vec<Scope>,
+    /// Custom claims.
+    pub claims: Claims,
+}
+
+/// Changes to a user, parsed; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct UserPatch {
+    /// New password.
+    pub password: Option<Password>,
+    /// New roles.
+    pub roles: Option<Vec<Role>>,
+    /// New scopes.
+    pub scopes: Option<Vec<Scope>>,
+    /// New custom claims.
+    pub claims: Option<Claims>,
+    /// Enable or disable.
+    pub enabled: Option<bool>,
+}
+
+/// A login attempt, parsed.
+#[derive(Debug)]
+pub struct LoginAttempt {
+    /// The username as typed (an invalid one simply matches nobody).
+    pub username: String,
+    /// The password.
+    pub password: Password,
+    /// The OAuth client the token is for, copied into `client_id`.
+    pub client_id: Option<String>,
+    /// Narrow the token to these scopes (all of them must be the user's); `None`: all.
+    pub scopes: Option<Vec<Scope>>,
+    /// The client address, for the limits and the audit log.
+    pub ip: Option<String>,
+}
+
+/// Users and logins.
+pub struct Identity {
+    db: Db,
+    hasher: Arc<PasswordHasher>,
+    limiter: LoginLimiter,
+    sessions: Arc<Sessions>,
+    revocations: Arc<Revocations>,
+    audit: Arc<Audit>,
+    lifetimes: Lifetimes,
+}
+
+/// A change that must end every session of the user.
+fn ends_sessions(patch: &UserPatch, before: &User) -> bool {
+    patch.password.is_some()
+        || patch.roles.as_ref().is_some_and(|r| *r != before.roles)
+        || patch.scopes.as_ref().is_some_and(|s| *s != before.scopes)
+        || (before.enabled && patch.enabled == Some(false))
+}
+
+impl Identity {
+    /// The service.
+    pub fn new(
+        db: Db,
+        hasher: Arc<PasswordHasher>,
+        limiter: LoginLimiter,
+        sessions: Arc<Sessions>,
+        revocations: Arc<Revocations>,
+        audit: Arc<Audit>,
+        lifetimes: Lifetimes,
+    ) -> Self {
+        Self {
+            db,
+            hasher,
+            limiter,
+            sessions,
+            revocations,
+            audit,
+            lifetimes,
+        }
+    }
+
+    /// The use case of `POST /api/login`. Unknown user, wrong password and disabled user
+    /// answer alike and cost one argon2 verification each.
+    pub async fn login(
+        &self,
+        attempt: LoginAttempt,
+        now: DateTime<Utc>,
+    ) -> Result<TokenPair, Error> {
+        let name = Username::parse(&attempt.username).ok();
+        let user_key = name.as_ref().map(Username::key);
+        // The username only if it is a valid one: the audit target is not a place for arbitrary input.
+        let target = name.as_ref().map(|u| format!("username:{}", u.as_str()));
+        let audit = |actor: Actor, action: Action, outcome: Outcome| AuditEvent {
+            actor,
+            action,
+            target: target.clone(),
+            ip: attempt.ip.clone(),
+            outcome,
+        };
+
+        if let Limit::Limited { retry_after_secs } = self
+            .limiter
+            .reserve(user_key.as_deref(), attempt.ip.as_deref(), now)
+            .await
+        {
+            self.audit
+                .record(
+                    audit(Actor::Anonymous, Action::LoginRateLimited, Outcome::Failure),
+                    now,
+                )
+                .await;
+            return Err(Error::RateLimited { retry_after_secs });
+        }
+
+        let row = match user_key.clone() {
+            Some(key) => {
+                self.db
+                    .run(move |conn| store::find_by_username_key(conn, &key))
+                    .await?
+            }
+            None => None,
+        };
+        let stored_hash = row.as_ref().map(|r| r.password_hash.clone());
+        // Verify even when the user is unknown, so that timing tells nothing.
+        let verified = self
+            .hasher
+            .verify(attempt.password.clone(), stored_hash)
+            .await?;
+        let checked = match (row, verified) {
+            (Some(row), Verified::Match { needs_rehash }) if row.enabled => {
+                Some((row, needs_rehash))
+            }
+            _ => None,
+        };
+        let Some((row, needs_rehash)) = checked else {
+            self.audit
+                .record(
+                    audit(Actor::Anonymous, Action::Login, Outcome::Failure),
+                    now,
+                )
+                .await;
+            return Err(Error::refused(Credential::Password, Refusal::Invalid));
+        };
+
+        let lifetimes = self.lifetimes;
+        let requested = attempt.scopes.clone();
+        let client_id = attempt.client_id.clone();
+        let verified_hash = row.password_hash.clone();
+        let user_id = row.id.clone();
+        let opened = self
+            .db
+            .run(move |conn| {
+                write_transaction(conn, |conn| {
+                    // The user as it is now, locked until the session exists: a change that
+                    // committed while the password was being checked wins.
+                    let current = match store::lock(conn, &user_id, Lock::Share)? {
+                        Some(row) if row.enabled && row.password_hash == verified_hash => {
+                            User::from_row(&row)?
+                        }
+                        _ => return Ok(None),
+                    };
+                    let scopes = narrow(&current, requested.as_deref())?;
+                    let opened = sessions::open(
+                        conn,
+                        current.id,
+                        &scopes,
+                        client_id.as_deref(),
+                        &lifetimes,
+                        now,
+                    )?;
+                    Ok::<_, Error>(Some((current, scopes, opened)))
+                })
+            })
+            .await?;
+        let Some((user, scopes, opened)) = opened else {
+            self.audit
+                .record(
+                    audit(Actor::Anonymous, Action::Login, Outcome::Failure),
+                    now,
+                )
+                .await;
+            return Err(Error::refused(Credential::Password, Refusal::Invalid));
+        };
+        self.limiter
+            .succeeded(user_key.as_deref(), attempt.ip.as_deref())
+            .await;
+        if needs_rehash {
+            self.spawn_rehash(&row, attempt.password, now);
+        }
+        self.audit
+            .record(
+                audit(Actor::User(user.id), Action::Login, Outcome::Success),
+                now,
+            )
+            .await;
+        self.sessions
+            .pair(&user, &scopes, attempt.client_id.as_deref(), opened, now)
+    }
+
+    /// Upgrades a hash made with older parameters, after the answer is sent; a password
+    /// changed in the meantime wins.
+    fn spawn_rehash(&self, row: &UserRow, password: Password, now: DateTime<Utc>) {
+        let (db, hasher) = (self.db.clone(), self.hasher.clone());
+        let (id, old) = (row.id.clone(), row.password_hash.clone());
+        tokio::spawn(async move {
+            let result: Result<bool, Error> = async {
+                let new = hasher.hash(password).await?;
+                Ok(db
+                    .run(move |c| store::replace_password_hash(c, &id, &old, &new, now.naive_utc()))
+                    .await?)
+            }
+            .await;
+            if let Err(error) = result {
+                tracing::warn!(%error, "password rehash failed; will retry at the next login");
+            }
+        });
+    }
+
+    /// Creates a user (admin API, CLI, bootstrap).
+    pub async fn create_user(
+        &self,
+        admin: &Admin,
+        new: NewUser,
+        now: DateTime<Utc>,
+    ) -> Result<User, Error> {
+        let username = new.username.as_str().to_owned();
+        let result = self.insert_user(new, now).await;
+        let target = match &result {
+            Ok(user) => format!("user:{}", user.id),
+            Err(_) => format!("username:{username}"),
+        };
+        self.audit
+            .admin_call(admin, Action::UserCreate, Some(target), result.is_ok(), now)
+            .await;
+        result
+    }
+
+    async fn insert_user(&self, new: NewUser, now: DateTime<Utc>) -> Result<User, Error> {
+        let password_hash = self.hasher.hash(new.password).await?;
+        let row = UserRow {
+            id: Uuid::now_v7().to_string(),
+            username_key: new.username.key(),
+            username: new.username.as_str().to_owned(),
+            password_hash,
+            roles: serde_json::to_string(&new.roles)?,
+            scopes: serde_json::to_string(&new.scopes)?,
+            claims: serde_json::to_string(new.claims.as_map())?,
+            enabled: true,
+            created_at: now.naive_utc(),
+            updated_at: now.naive_utc(),
+        };
+        let user = User::from_row(&row)?;
+        match self.db.run(move |conn| store::insert(conn, &row)).await {
+            Ok(()) => Ok(user),
+            Err(StoreError::Conflict) => Err(Error::conflict("username is taken")),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A page of users after `after`, oldest first.
+    pub async fn list_users(
+        &self,
+        admin: &Admin,
+        after: Option<Uuid>,
+        limit: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<User>, Error> {
+        let rows = self
+            .db
+            .run(move |conn| store::page(conn, after.map(|a| a.to_string()).as_deref(), limit))
+            .await;
+        self.audit
+            .admin_call(admin, Action::UserList, None, rows.is_ok(), now)
+            .await;
+        rows?.iter().map(User::from_row).collect()
+    }
+
+    /// One user.
+    pub async fn get_user(
+        &self,
+        admin: &Admin,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<User, Error> {
+        let row = self
+            .db
+            .run(move |conn| store::find_by_id(conn, &id.to_string()))
+            .await;
+        let found = matches!(row, Ok(Some(_)));
+        self.audit
+            .admin_call(
+                admin,
+                Action::UserGet,
+                Some(format!("user:{id}")),
+                found,
+                now,
+            )
+            .await;
+        User::from_row(&row?.ok_or(Error::NotFound("user"))?)
+    }
+
+    /// Changes a user. A new password, other roles or scopes, or a disable end every
+    /// session of the user in the same transaction.
+    pub async fn update_user(
+        &self,
+        admin: &Admin,
+        id: Uuid,
+        patch: UserPatch,
+        now: DateTime<Utc>,
+    ) -> Result<User, Error> {
+        let result = self.apply_patch(id, patch, now).await;
+        self.audit
+            .admin_call(
+                admin,
+                Action::UserUpdate,
+                Some(format!("user:{id}")),
+                result.is_ok(),
+                now,
+            )
+            .await;
+        let (user, entries) = result?;
+        self.publish(&entries, now).await;
+        Ok(user)
+    }
+
+    async fn apply_patch(
+        &self,
+        id: Uuid,
+        mut patch: UserPatch,
+        now: DateTime<Utc>,
+    ) -> Result<(User, Vec<Listed>), Error> {
+        // Hashing is slow: done before the transaction, which only swaps the hash in.
+        let new_hash = match patch.password.take() {
+            Some(password) => Some(self.hasher.hash(password).await?),
+            None => None,
+        };
+        let lifetimes = self.lifetimes;
+        self.db
+            .run(move |conn| {
+                write_transaction(conn, |conn| {
+                    let mut row = store::lock(conn, &id.to_string(), Lock::Update)?
+                        .ok_or(Error::NotFound("user"))?;
+                    let before = User::from_row(&row)?;
+                    let revoke = new_hash.is_some() || ends_sessions(&patch, &before);
+                    if let Some(hash) = new_hash {
+                        row.password_hash = hash;
+                    }
+                    if let Some(roles) = &patch.roles {
+                        row.roles = serde_json::to_string(roles)?;
+                    }
+                    if let Some(scopes) = &patch.scopes {
+                        row.scopes = serde_json::to_string(scopes)?;
+                    }
+                    if let Some(claims) = &patch.claims {
+                        row.claims = serde_json::to_string(claims.as_map())?;
+                    }
+                    if let Some(enabled) = patch.enabled {
+                        row.enabled = enabled;
+                    }
+                    row.updated_at = now.naive_utc();
+                    store::update(conn, &row)?;
+                    let entries = if revoke {
+                        sessions::revoke_user_in(conn, id, "user changed", &lifetimes, now)?
+                    } else {
+                        Vec::new()
+                    };
+                    Ok((User::from_row(&row)?, entries))
+                })
+            })
+            .await
+    }
+
+    /// Deletes a user: every session is revoked and every access token cut off in the
+    /// same transaction; the user's API keys go with it.
+    pub async fn delete_user(
+        &self,
+        admin: &Admin,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        self.end_sessions(admin, id, Action::UserDelete, now).await
+    }
+
+    /// Logs a user out everywhere: every session revoked, every access token issued
+    /// before now refused.
+    pub async fn revoke_sessions(
+        &self,
+        admin: &Admin,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        self.end_sessions(admin, id, Action::UserRevokeSessions, now)
+            .await
+    }
+
+    /// Ends every session of a user in one transaction with the user row locked, and,
+    /// for a delete, deletes the user in it too.
+    async fn end_sessions(
+        &self,
+        admin: &Admin,
+        id: Uuid,
+        action: Action,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let lifetimes = self.lifetimes;
+        let delete = action == Action::UserDelete;
+        let reason = if delete {
+            "user deleted"
+        } else {
+            "revoke-sessions"
+        };
+        let result: Result<Vec<Listed>, Error> = self
+            .db
+            .run(move |conn| {
+                write_transaction(conn, |conn| {
+                    store::lock(conn, &id.to_string(), Lock::Update)?
+                        .ok_or(Error::NotFound("user"))?;
+                    let entries = sessions::revoke_user_in(conn, id, reason, &lifetimes, now)?;
+                    if delete {
+                        store::delete(conn, &id.to_string())?;
+                    }
+                    Ok(entries)
+                })
+            })
+            .await;
+        self.audit
+            .admin_call(
+                admin,
+                action,
+                Some(format!("user:{id}")),
+                result.is_ok(),
+                now,
+            )
+            .await;
+        self.publish(&result?, now).await;
+        Ok(())
+    }
+
+    /// Publishes committed revocations. If the list cannot take them now, it is refilled
+    /// from the database before its next answer, so the change holds either way.
+    async fn publish(&self, entries: &[Listed], now: DateTime<Utc>) {
+        if let Err(error) = self.revocations.publish(entries, now).await {
+            tracing::warn!(%error, "revocations recorded but not yet published; the list will be refilled");
+        }
+    }
+}
+
+/// The scopes a login asks for, all of which must be the user's; none asked: all of them.
+fn narrow(user: &User, requested: Option<&[Scope]>) -> Result<Vec<Scope>, Error> {
+    let Some(requested) = requested else {
+        return Ok(user.scopes.clone());
+    };
+    if requested.iter().any(|s| !user.scopes.contains(s)) {
+        return Err(Error::invalid(
+            "a requested scope is not granted to this user",
+        ));
+    }
+    Ok(requested.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(scopes: &[&str]) -> User {
+        User {
+            id: Uuid::now_v7(),
+            username: "u".into(),
+            roles: vec![Role::admin()],
+            scopes: scopes.iter().map(|s| Scope::parse(s).unwrap()).collect(),
+            claims: Claims::default(),
+            enabled: true,
+            created_at: DateTime::default(),
+            updated_at: DateTime::default(),
+        }
+    }
+
+    #[test]
+    fn a_login_narrows_to_held_scopes_only() {
+        let u = user(&["read", "admin"]);
+        let read = vec![Scope::parse("read").unwrap()];
+        assert_eq!(narrow(&u, Some(&read)).unwrap(), read);
+        assert_eq!(narrow(&u, None).unwrap(), u.scopes);
+        assert!(narrow(&u, Some(&[Scope::parse("write").unwrap()])).is_err());
+    }
+
+    #[test]
+    fn authority_changes_end_sessions_other_changes_do_not() {
+        let before = user(&["read"]);
+        let roles = UserPatch {
+            roles: Some(vec![Role::parse("user").unwrap()]),
+            ..UserPatch::default()
+        };
+        assert!(ends_sessions(&roles, &before));
+        let same_roles = UserPatch {
+            roles: Some(before.roles.clone()),
+            ..UserPatch::default()
+        };
+        assert!(!ends_sessions(&same_roles, &before));
+        let scopes = UserPatch {
+            scopes: Some(vec![]),
+            ..UserPatch::default()
+        };
+        assert!(ends_sessions(&scopes, &before));
+        let disable = UserPatch {
+            enabled: Some(false),
+            ..UserPatch::default()
+        };
+        assert!(ends_sessions(&disable, &before));
+        let claims = UserPatch {
+            claims: Some(Claims::default()),
+            ..UserPatch::default()
+        };
+        assert!(!ends_sessions(&claims, &before));
+    }
+}

@@ -1,0 +1,232 @@
+//! Who calls: authentication of a presented credential (a bearer access token or an API
+//! key) into a [`Caller`], the authorization rules, and RFC 7662 introspection.
+//!
+//! Administration needs, by bearer token, the `admin` role *and* the `admin` scope in the
+//! token (a token narrowed at login to `read` does not administer); by API key, the `admin`
+//! scope on a key whose owner holds the `admin` role (demoting the owner demotes the key).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::actor::{Actor, Admin};
+use crate::api_keys::{ApiKeySecret, ApiKeys, AuthenticatedKey};
+use crate::error::{Credential, Error, Refusal};
+use crate::revocation::{Revocations, Revoked, TokenIds};
+use crate::tokens::access::{AccessClaims, TokenService};
+use crate::user::{Role, Scope, has_admin_role, has_admin_scope};
+
+/// A credential as presented, before anything is checked.
+#[derive(Default)]
+pub struct Presented {
+    /// `Authorization: Bearer ...`.
+    pub bearer: Option<String>,
+    /// `X-API-Key` (or `?key=`).
+    pub api_key: Option<String>,
+}
+
+impl std::fmt::Debug for Presented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Presented")
+            .field("bearer", &self.bearer.as_ref().map(|_| "[redacted]"))
+            .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
+}
+
+/// An authenticated principal.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    /// A user, by a verified, unrevoked access token.
+    User {
+        /// User id.
+        id: Uuid,
+        /// Roles, as the token states them (role changes end sessions).
+        roles: Vec<Role>,
+        /// The token's scopes.
+        scopes: Vec<Scope>,
+    },
+    /// An API key.
+    ApiKey(Box<AuthenticatedKey>),
+}
+
+/// A principal and the address it calls from.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Who.
+    pub principal: Principal,
+    /// From where.
+    pub ip: Option<String>,
+}
+
+impl Caller {
+    /// For the audit log.
+    pub fn actor(&self) -> Actor {
+        match &self.principal {
+            Principal::User { id, .. } => Actor::User(*id),
+            Principal::ApiKey(key) => Actor::ApiKey(key.key.id),
+        }
+    }
+
+    /// Whether this caller may administer (see the module doc).
+    pub fn is_admin(&self) -> bool {
+        match &self.principal {
+            Principal::User { roles, scopes, .. } => {
+                has_admin_role(roles) && has_admin_scope(scopes)
+            }
+            Principal::ApiKey(key) => key.owner_is_admin && has_admin_scope(&key.key.scopes),
+        }
+    }
+
+    /// Whether this caller may introspect: an admin, or a key with scope `introspect`.
+    pub fn may_introspect(&self) -> bool {
+        self.is_admin()
+            || matches!(&self.principal, Principal::ApiKey(key)
+                if key.key.scopes.iter().any(|s| s.as_str() == "introspect"))
+    }
+
+    /// The caller as an admin, or `INSUFFICIENT_PERMISSIONS`.
+    pub fn admin(&self) -> Result<Admin, Error> {
+        if !self.is_admin() {
+            return Err(Error::Forbidden(
+                "this endpoint needs the admin role and the admin scope",
+            ));
+        }
+        let user_id = match &self.principal {
+            Principal::User { id, .. } => *id,
+            Principal::ApiKey(key) => key.key.owner_id,
+        };
+        Ok(Admin::new(self.actor(), self.ip.clone(), Some(user_id)))
+    }
+}
+
+/// What introspection tells of a token (RFC 7662 section 2.2).
+#[derive(Debug, Default)]
+pub enum Introspection {
+    /// Expired, revoked, disabled, unknown, forged, or not a kind introspection describes.
+    #[default]
+    Inactive,
+    /// A valid access token.
+    AccessToken(Box<AccessClaims>),
+    /// A usable API key.
+    ApiKey(Box<AuthenticatedKey>),
+}
+
+/// Authenticates callers and checks tokens.
+pub struct Authenticator {
+    tokens: Arc<TokenService>,
+    revocations: Arc<Revocations>,
+    api_keys: Arc<ApiKeys>,
+}
+
+impl Authenticator {
+    /// The service.
+    pub fn new(
+        tokens: Arc<TokenService>,
+        revocations: Arc<Revocations>,
+        api_keys: Arc<ApiKeys>,
+    ) -> Self {
+        Self {
+            tokens,
+            revocations,
+            api_keys,
+        }
+    }
+
+    /// The use case of `GET /api/me`: a verified access token that is not revoked. If the
+    /// revocation list cannot be read, the answer is `UNAVAILABLE`: never a guess.
+    pub async fn access_token(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<AccessClaims, Error> {
+        let claims = self.tokens.verify(token, now)?;
+        let ids = TokenIds {
+            jti: &claims.jti,
+            sid: &claims.sid,
+            sub: &claims.sub,
+            iat: claims.iat,
+        };
+        match self.revocations.check(ids, now).await? {
+            Revoked::No => Ok(claims),
+            Revoked::Yes => Err(Error::refused(Credential::AccessToken, Refusal::Revoked)),
+        }
+    }
+
+    /// Authenticates the one credential of a request: an API key or a bearer token.
+    pub async fn authenticate(
+        &self,
+        presented: Presented,
+        ip: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Caller, Error> {
+        let principal = match presented {
+            // One credential per request: with two, which one acts would be a guess.
+            Presented {
+                bearer: Some(_),
+                api_key: Some(_),
+            } => return Err(Error::refused(Credential::Caller, Refusal::Ambiguous)),
+            Presented {
+                api_key: Some(key), ..
+            } => {
+                let refused = || Error::refused(Credential::ApiKey, Refusal::Invalid);
+                // Shape and checksum first: a made-up key costs no lookup.
+                let secret = ApiKeySecret::parse(&key).ok_or_else(refused)?;
+                let key = self
+                    .api_keys
+                    .authenticate(&secret, ip.clone(), now)
+                    .await?
+                    .ok_or_else(refused)?;
+                Principal::ApiKey(Box::new(key))
+            }
+            Presented {
+                bearer: Some(token),
+                ..
+            } => {
+                let claims = self.access_token(&token, now).await?;
+                Principal::User {
+                    id: Uuid::parse_str(&claims.sub)
+                        .map_err(|_| Error::refused(Credential::AccessToken, Refusal::Invalid))?,
+                    roles: claims
+                        .roles
+                        .iter()
+                        .filter_map(|r| Role::parse(r).ok())
+                        .collect(),
+                    scopes: Scope::parse_space_separated(&claims.scope).unwrap_or_default(),
+                }
+            }
+            Presented {
+                bearer: None,
+                api_key: None,
+            } => return Err(Error::refused(Credential::Caller, Refusal::Missing)),
+        };
+        Ok(Caller { principal, ip })
+    }
+
+    /// The use case of RFC 7662 introspection. Being introspected is no use of a key:
+    /// its last use is left as it was.
+    pub async fn introspect(
+        &self,
+        caller: &Caller,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Introspection, Error> {
+        if !caller.may_introspect() {
+            return Err(Error::Forbidden(
+                "introspection needs an admin or the introspect scope",
+            ));
+        }
+        if let Some(secret) = ApiKeySecret::parse(token) {
+            return Ok(match self.api_keys.inspect(&secret, now).await? {
+                Some(key) => Introspection::ApiKey(Box::new(key)),
+                None => Introspection::Inactive,
+            });
+        }
+        match self.access_token(token, now).await {
+            Ok(claims) => Ok(Introspection::AccessToken(Box::new(claims))),
+            Err(e @ Error::Unavailable { .. }) => Err(e),
+            Err(_) => Ok(Introspection::Inactive),
+        }
+    }
+}

@@ -1,0 +1,478 @@
+//! Sessions: a login opens one with a refresh token; every refresh rotates the token in
+//! one transaction, with reuse detection; logout and revocation end it.
+//!
+//! Rotation rules (`/api/refresh-token`):
+//! - the live token is spent and a successor issued, once, however many requests race;
+//! - the immediate predecessor presented again within the leeway gets the same successor;
+//! - any other spent token is reuse: the whole session is revoked.
+
+pub mod refresh_token;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use uuid::Uuid;
+
+pub use self::refresh_token::RefreshToken;
+use crate::audit::{Action, Actor, Audit, AuditEvent, Outcome};
+use crate::error::{Credential, Error, Refusal};
+use crate::lifetimes::{Lifetimes, delta};
+use crate::revocation::{Revocation, Revocations};
+use crate::store::sessions::{self as store, RefreshRow, SessionRow};
+use crate::store::users::{self as user_store};
+use crate::store::{Db, DbConnection, write_transaction};
+use crate::tokens::access::{Grant, IssuedToken, TokenService};
+use crate::user::{Scope, User};
+
+/// A revocation with the time until which it must stay listed.
+pub type Listed = (Revocation, DateTime<Utc>);
+
+/// What login and refresh answer: a fresh access token and the refresh token that goes with it.
+#[derive(Debug)]
+pub struct TokenPair {
+    /// The access token and its claims.
+    pub access: IssuedToken,
+    /// The refresh token to hand out.
+    pub refresh_token: RefreshToken,
+    /// When that refresh token expires.
+    pub refresh_expires_at: DateTime<Utc>,
+    /// Session id (`sid`).
+    pub session_id: Uuid,
+}
+
+/// A session opened inside a transaction, to be turned into a [`TokenPair`] after commit.
+#[derive(Debug)]
+pub struct Opened {
+    /// Session id.
+    pub session_id: Uuid,
+    /// Its first refresh token.
+    pub refresh_token: RefreshToken,
+    /// When that token expires.
+    pub refresh_expires_at: DateTime<Utc>,
+}
+
+/// Opens a session inside the caller's transaction. Login does it in the transaction
+/// that re-reads (and locks) the user, so no session outlives a change that ended them.
+pub fn open(
+    conn: &mut DbConnection,
+    user_id: Uuid,
+    scopes: &[Scope],
+    client_id: Option<&str>,
+    lifetimes: &Lifetimes,
+    now: DateTime<Utc>,
+) -> Result<Opened, Error> {
+    let session_id = Uuid::new_v4();
+    let token = RefreshToken::generate().map_err(|_| Error::internal("random generator failed"))?;
+    let session_end = lifetimes.session_end(now);
+    let refresh_expires_at = lifetimes.refresh_end(now, session_end);
+    store::insert_session(
+        conn,
+        &SessionRow {
+            id: session_id.to_string(),
+            user_id: user_id.to_string(),
+            client_id: client_id.map(str::to_owned),
+            scope: Scope::join(scopes),
+            created_at: now.naive_utc(),
+            expires_at: session_end.naive_utc(),
+            revoked_at: None,
+            revoked_reason: None,
+        },
+    )?;
+    store::insert_refresh(
+        conn,
+        &RefreshRow {
+            token_hash: token.hash(),
+            session_id: session_id.to_string(),
+            generation: 0,
+            created_at: now.naive_utc(),
+            expires_at: refresh_expires_at.naive_utc(),
+            spent_at: None,
+            successor_sealed: None,
+        },
+    )?;
+    Ok(Opened {
+        session_id,
+        refresh_token: token,
+        refresh_expires_at,
+    })
+}
+
+/// Revokes every live session of a user and cuts off every access token issued to them
+/// up to now, inside the caller's transaction (so a change of the user and the end of
+/// its sessions commit together). Returns what to publish on the list after commit.
+pub fn revoke_user_in(
+    conn: &mut DbConnection,
+    user_id: Uuid,
+    reason: &'static str,
+    lifetimes: &Lifetimes,
+    now: DateTime<Utc>,
+) -> Result<Vec<Listed>, Error> {
+    let revoked = store::revoke_user_sessions(conn, &user_id.to_string(), now.naive_utc(), reason)?;
+    let mut entries: Vec<Listed> = revoked
+        .iter()
+        .map(|s| session_entry(s, lifetimes, now))
+        .collect();
+    // Tokens with iat before this second are cut off; one issued earlier in this same
+    // second is caught by its session's entry above.
+    entries.push((
+        Revocation::User {
+            sub: user_id.to_string(),
+            cutoff: now.timestamp(),
+        },
+        lifetimes.revocation_end(now),
+    ));
+    Revocations::record(conn, &entries)?;
+    Ok(entries)
+}
+
+fn session_entry(session: &SessionRow, lifetimes: &Lifetimes, now: DateTime<Utc>) -> Listed {
+    (
+        Revocation::Session {
+            sid: session.id.clone(),
+        },
+        lifetimes.session_revocation_end(session.expires_at.and_utc(), now),
+    )
+}
+
+/// Refresh rotation, logout and token revocation.
+pub struct Sessions {
+    db: Db,
+    revocations: Arc<Revocations>,
+    tokens: Arc<TokenService>,
+    audit: Arc<Audit>,
+    lifetimes: Lifetimes,
+}
+
+enum Rotation {
+    Rotated {
+        session: SessionRow,
+        user: User,
+        token: RefreshToken,
+        expires_at: NaiveDateTime,
+    },
+    Reused {
+        session: SessionRow,
+        entry: Listed,
+    },
+}
+
+impl Sessions {
+    /// The service.
+    pub fn new(
+        db: Db,
+        revocations: Arc<Revocations>,
+        tokens: Arc<TokenService>,
+        audit: Arc<Audit>,
+        lifetimes: Lifetimes,
+    ) -> Self {
+        Self {
+            db,
+            revocations,
+            tokens,
+            audit,
+            lifetimes,
+        }
+    }
+
+    /// Signs the access token for an opened or rotated session.
+    pub fn pair(
+        &self,
+        user: &User,
+        scopes: &[Scope],
+        client_id: Option<&str>,
+        opened: Opened,
+        now: DateTime<Utc>,
+    ) -> Result<TokenPair, Error> {
+        let access = self.tokens.issue(
+            &Grant {
+                user,
+                scopes,
+                sid: opened.session_id,
+                client_id,
+            },
+            now,
+        )?;
+        Ok(TokenPair {
+            access,
+            refresh_token: opened.refresh_token,
+            refresh_expires_at: opened.refresh_expires_at,
+            session_id: opened.session_id,
+        })
+    }
+
+    /// The use case of `/api/refresh-token`: rotates a refresh token (see the module doc).
+    /// A reuse revokes the session, is audited and answers `REFRESH_TOKEN_REUSED`.
+    pub async fn refresh(
+        &self,
+        presented: RefreshToken,
+        ip: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<TokenPair, Error> {
+        let successor =
+            RefreshToken::generate().map_err(|_| Error::internal("random generator failed"))?;
+        let sealed = presented
+            .seal_successor(&successor)
+            .map_err(|_| Error::internal("sealing the successor failed"))?;
+        let lifetimes = self.lifetimes;
+        let rotation = self
+            .db
+            .run(move |conn| {
+                write_transaction(conn, |conn| {
+                    rotate(conn, &presented, successor, &sealed, now, &lifetimes)
+                })
+            })
+            .await?;
+        match rotation {
+            Rotation::Rotated {
+                session,
+                user,
+                token,
+                expires_at,
+            } => {
+                // Refreshes never widen a session: scopes the user lost since login are dropped.
+                let scopes: Vec<Scope> = Scope::parse_space_separated(&session.scope)?
+                    .into_iter()
+                    .filter(|s| user.scopes.contains(s))
+                    .collect();
+                let opened = Opened {
+                    session_id: Uuid::parse_str(&session.id).map_err(Error::internal)?,
+                    refresh_token: token,
+                    refresh_expires_at: expires_at.and_utc(),
+                };
+                self.pair(&user, &scopes, session.client_id.as_deref(), opened, now)
+            }
+            Rotation::Reused { session, entry } => {
+                tracing::warn!(session_id = %session.id, user_id = %session.user_id, "refresh token reuse: session revoked");
+                let actor = Uuid::parse_str(&session.user_id).map_or(Actor::Anonymous, Actor::User);
+                let event = AuditEvent {
+                    actor,
+                    action: Action::RefreshReuse,
+                    target: Some(format!("session:{}", session.id)),
+                    ip,
+                    outcome: Outcome::Failure,
+                };
+                self.audit.record(event, now).await;
+                self.publish(&[entry], now).await;
+                Err(Error::refused(Credential::RefreshToken, Refusal::Reused))
+            }
+        }
+    }
+
+    /// The use case of `/api/logout`: ends the session of the refresh token and the
+    /// presented access token (and its session). Unknown or invalid tokens are no error.
+    pub async fn logout(
+        &self,
+        refresh: Option<RefreshToken>,
+        access: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let mut entries = Vec::new();
+        if let Some(token) = refresh {
+            entries.extend(self.revoke_refresh_in_db(&token, "logout", now).await?);
+        }
+        if let Some(claims) = access.and_then(|t| self.tokens.verify(t, now).ok()) {
+            entries.extend(
+                self.revoke_access_in_db(&claims.jti, claims.exp, Some(&claims.sid), now)
+                    .await?,
+            );
+        }
+        self.revocations.publish(&entries, now).await?;
+        Ok(())
+    }
+
+    /// The use case of RFC 7009 revocation: an access token is listed until its `exp`, a
+    /// refresh token ends its session. Unknown tokens are no error.
+    pub async fn revoke_token(&self, token: &str, now: DateTime<Utc>) -> Result<(), Error> {
+        // The two forms cannot be confused: refresh tokens are 43 base64url characters,
+        // access tokens are JWTs with dots. A hint (RFC 7009 section 2.1) is not needed.
+        let entries = if let Some(refresh) = RefreshToken::parse(token) {
+            self.revoke_refresh_in_db(&refresh, "revoke", now).await?
+        } else if let Ok(claims) = self.tokens.verify(token, now) {
+            self.revoke_access_in_db(&claims.jti, claims.exp, None, now)
+                .await?
+        } else {
+            Vec::new()
+        };
+        self.publish(&entries, now).await;
+        Ok(())
+    }
+
+    /// Publishes revocations that are committed in the database. If the list cannot take
+    /// them now, it is refilled from the database before its next answer: the revocation
+    /// holds either way, so the caller is not told otherwise.
+    async fn publish(&self, entries: &[Listed], now: DateTime<Utc>) {
+        if let Err(error) = self.revocations.publish(entries, now).await {
+            tracing::warn!(%error, "revocations recorded but not yet published; the list will be refilled");
+        }
+    }
+
+    async fn revoke_refresh_in_db(
+        &self,
+        token: &RefreshToken,
+        reason: &'static str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Listed>, Error> {
+        let hash = token.hash();
+        let lifetimes = self.lifetimes;
+        self.db
+            .run(move |conn| {
+                write_transaction(conn, |conn| {
+                    let Some((_, session)) = store::find_refresh(conn, &hash)? else {
+                        return Ok(Vec::new());
+                    };
+                    revoke_session_in(conn, &session.id, reason, &lifetimes, now)
+                })
+            })
+            .await
+    }
+
+    async fn revoke_access_in_db(
+        &self,
+        jti: &str,
+        exp: i64,
+        sid: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Listed>, Error> {
+        let token_entry = (
+            Revocation::Token {
+                jti: jti.to_owned(),
+            },
+            self.lifetimes.token_revocation_end(exp, now),
+        );
+        let sid = sid.map(str::to_owned);
+        let lifetimes = self.lifetimes;
+        self.db
+            .run(move |conn| {
+                write_transaction(conn, |conn| {
+                    Revocations::record(conn, std::slice::from_ref(&token_entry))?;
+                    let mut entries = vec![token_entry];
+                    if let Some(sid) = &sid {
+                        entries.extend(revoke_session_in(conn, sid, "logout", &lifetimes, now)?);
+                    }
+                    Ok(entries)
+                })
+            })
+            .await
+    }
+
+    /// Housekeeping: forgets sealed successors past the leeway and deletes ended sessions
+    /// (their refresh tokens go with them). Returns the number of sessions deleted.
+    pub async fn sweep(&self, now: DateTime<Utc>) -> Result<usize, Error> {
+        let leeway_start = (now - delta(self.lifetimes.reuse_leeway)).naive_utc();
+        let naive_now = now.naive_utc();
+        self.db
+            .run(move |conn| {
+                store::wipe_sealed_spent_before(conn, leeway_start)?;
+                Ok(store::purge_ended(conn, naive_now)?)
+            })
+            .await
+    }
+}
+
+/// Revokes one session inside the caller's transaction; nothing if it is unknown or
+/// already revoked.
+fn revoke_session_in(
+    conn: &mut DbConnection,
+    session_id: &str,
+    reason: &'static str,
+    lifetimes: &Lifetimes,
+    now: DateTime<Utc>,
+) -> Result<Vec<Listed>, Error> {
+    let Some(session) = store::revoke_session(conn, session_id, now.naive_utc(), reason)? else {
+        return Ok(Vec::new());
+    };
+    let entry = session_entry(&session, lifetimes, now);
+    Revocations::record(conn, std::slice::from_ref(&entry))?;
+    Ok(vec![entry])
+}
+
+/// The rotation transaction. A refusal is an `Err`, which rolls it back (a won update
+/// with it); a detected reuse is an `Ok`, so that the revocation commits.
+fn rotate(
+    conn: &mut DbConnection,
+    presented: &RefreshToken,
+    successor: RefreshToken,
+    sealed: &[u8],
+    now: DateTime<Utc>,
+    lifetimes: &Lifetimes,
+) -> Result<Rotation, Error> {
+    let naive_now = now.naive_utc();
+    let hash = presented.hash();
+    let refused = |refusal| Err(Error::refused(Credential::RefreshToken, refusal));
+    // First statement: the conditional update decides which racer rotates.
+    let won = store::spend_refresh(conn, &hash, naive_now, sealed)?;
+    let Some((row, session)) = store::find_refresh(conn, &hash)? else {
+        return refused(Refusal::Invalid);
+    };
+    if session.revoked_at.is_some() {
+        return refused(Refusal::Revoked);
+    }
+    if session.expires_at <= naive_now {
+        return refused(Refusal::Expired);
+    }
+    let user = match user_store::find_by_id(conn, &session.user_id)? {
+        Some(row) if row.enabled => User::from_row(&row)?,
+        _ => return refused(Refusal::Invalid),
+    };
+
+    if won {
+        let expires_at = lifetimes
+            .refresh_end(now, session.expires_at.and_utc())
+            .naive_utc();
+        store::insert_refresh(
+            conn,
+            &RefreshRow {
+                token_hash: successor.hash(),
+                session_id: session.id.clone(),
+                generation: row.generation + 1,
+                created_at: naive_now,
+                expires_at,
+                spent_at: None,
+                successor_sealed: None,
+            },
+        )?;
+        store::wipe_sealed_below(conn, &session.id, row.generation)?;
+        return Ok(Rotation::Rotated {
+            session,
+            user,
+            token: successor,
+            expires_at,
+        });
+    }
+
+    let Some(spent_at) = row.spent_at else {
+        // Not spent, yet the update missed it: it is past its idle lifetime.
+        return refused(Refusal::Expired);
+    };
+    let within_leeway = naive_now - spent_at <= delta(lifetimes.reuse_leeway);
+    if within_leeway {
+        let next = store::find_generation(conn, &session.id, row.generation + 1)?;
+        let converged = next
+            .filter(|next| next.spent_at.is_none())
+            .and_then(|next| {
+                let token = row
+                    .successor_sealed
+                    .as_deref()
+                    .and_then(|s| presented.open_successor(s))?;
+                (token.hash() == next.token_hash).then_some((token, next.expires_at))
+            });
+        if let Some((token, expires_at)) = converged {
+            return Ok(Rotation::Rotated {
+                session,
+                user,
+                token,
+                expires_at,
+            });
+        }
+    }
+    // Reuse: revoke the whole session, and commit that.
+    let Some(revoked) = store::revoke_session(conn, &session.id, naive_now, "reuse")? else {
+        return refused(Refusal::Revoked);
+    };
+    let entry = session_entry(&revoked, lifetimes, now);
+    Revocations::record(conn, std::slice::from_ref(&entry))?;
+    Ok(Rotation::Reused {
+        session: revoked,
+        entry,
+    })
+}

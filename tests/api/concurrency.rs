@@ -1,0 +1,441 @@
+//! Guarantees under concurrency: bursts of requests against one use case, and admin
+//! changes racing logins. Each guarantee is one domain function doing the whole thing.
+
+use futures_util::future::join_all;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{ADMIN_PASSWORD, TestApp, assert_error, spawn_app, spawn_app_with};
+
+const BURST: usize = 40;
+
+/// Sends `bodies` to `/api/login` all at once; returns each status and body.
+async fn login_burst(app: &TestApp, bodies: Vec<Value>) -> Vec<(u16, Value)> {
+    let requests = bodies.into_iter().map(|body| {
+        let (client, url) = (app.client.clone(), app.url("/api/login"));
+        tokio::spawn(async move {
+            let response = client.post(url).json(&body).send().await.unwrap();
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        })
+    });
+    join_all(requests)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn count(answers: &[(u16, Value)], status: u16) -> usize {
+    answers.iter().filter(|(s, _)| *s == status).count()
+}
+
+/// Creates a user through the admin API and returns its id.
+async fn create_user(app: &TestApp, admin: &str, body: Value) -> String {
+    let response = app
+        .call(Method::POST, "/api/admin/users", admin, Some(body))
+        .await;
+    assert_eq!(response.status(), 201);
+    response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Every session that a burst of logins opened is dead: its access token fails
+/// `/api/me` and its refresh token fails to rotate.
+async fn assert_no_session_survives(app: &TestApp, answers: &[(u16, Value)]) {
+    for (status, body) in answers {
+        if *status != 200 {
+            continue;
+        }
+        let session = &body["session_id"];
+        let access = body["access_token"].as_str().unwrap();
+        assert_eq!(app.get_me(access).await.status(), 401, "session {session}");
+        let refresh = body["refresh_token"].as_str().unwrap();
+        assert_eq!(
+            app.post_refresh(refresh).await.status(),
+            401,
+            "session {session}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_burst_of_wrong_passwords_gets_no_more_attempts_than_the_limit() {
+    let app = spawn_app().await;
+    let limit = app.services.settings.login_max_failures as usize;
+    let mut bodies = vec![json!({"username": "admin", "password": "wrong-password"}); BURST - 1];
+    // The right password hidden in the burst is one more attempt, nothing more.
+    bodies.insert(
+        BURST / 2,
+        json!({"username": "admin", "password": ADMIN_PASSWORD}),
+    );
+
+    let answers = login_burst(&app, bodies).await;
+
+    let admitted = answers.len() - count(&answers, 429);
+    assert!(
+        (1..=limit).contains(&admitted),
+        "{admitted} of {BURST} attempts reached the password check; the limit is {limit}"
+    );
+    for (status, body) in &answers {
+        assert!(matches!(status, 200 | 401 | 429), "{status} {body}");
+    }
+    if count(&answers, 200) == 0 {
+        let after = app
+            .post_login(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
+            .await;
+        let headers = assert_error(after, 429, "RATE_LIMITED").await;
+        assert!(headers.contains_key("retry-after"));
+    }
+}
+
+#[tokio::test]
+async fn a_burst_from_one_address_gets_no_more_attempts_than_its_limit() {
+    let app = spawn_app().await;
+    let limit = app.services.settings.login_max_failures_per_ip as usize;
+    // Each username is tried once: only the address's counter can stop them.
+    let bodies = (0..BURST)
+        .map(|i| json!({"username": format!("guess{i}"), "password": "wrong-password"}))
+        .collect();
+
+    let answers = login_burst(&app, bodies).await;
+
+    let admitted = answers.len() - count(&answers, 429);
+    assert!(
+        admitted <= limit && count(&answers, 401) == admitted,
+        "{admitted} of {BURST} attempts from one address got through; the limit is {limit}"
+    );
+    assert!(count(&answers, 429) >= BURST - limit);
+}
+
+async fn roomy_limits() -> TestApp {
+    spawn_app_with(|s| {
+        s.login_max_failures = 10_000;
+        s.login_max_failures_per_ip = 10_000;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn no_login_in_flight_survives_a_password_change() {
+    let app = roomy_limits().await;
+    let admin = app.admin_token().await;
+    let id = create_user(
+        &app,
+        &admin,
+        json!({"username": "pia", "password": "old-password"}),
+    )
+    .await;
+    let logins = vec![json!({"username": "pia", "password": "old-password"}); BURST];
+
+    let change = {
+        let (client, url, admin) = (
+            app.client.clone(),
+            app.url(&format!("/api/admin/users/{id}")),
+            admin.clone(),
+        );
+        tokio::spawn(async move {
+            client
+                .patch(url)
+                .bearer_auth(admin)
+                .json(&json!({"password": "new-password"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    let answers = login_burst(&app, logins).await;
+    assert_eq!(change.await.unwrap(), 200);
+
+    for (status, body) in &answers {
+        assert!(matches!(status, 200 | 401), "{status} {body}");
+    }
+    assert_no_session_survives(&app, &answers).await;
+    app.login("pia", "new-password").await;
+}
+
+#[tokio::test]
+async fn no_login_in_flight_survives_a_disable() {
+    let app = roomy_limits().await;
+    let admin = app.admin_token().await;
+    let id = create_user(
+        &app,
+        &admin,
+        json!({"username": "quinn", "password": "quinn-password"}),
+    )
+    .await;
+    let logins = vec![json!({"username": "quinn", "password": "quinn-password"}); BURST];
+
+    let burst = {
+        let app_logins = login_burst(&app, logins);
+        let disable = async {
+            // The logins have read the user and wait for the hasher when this commits.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            app.call(
+                Method::PATCH,
+                &format!("/api/admin/users/{id}"),
+                &admin,
+                Some(json!({"enabled": false})),
+            )
+            .await
+            .status()
+        };
+        let (answers, disabled) = tokio::join!(app_logins, disable);
+        assert_eq!(disabled, 200);
+        answers
+    };
+
+    for (status, body) in &burst {
+        assert!(matches!(status, 200 | 401), "{status} {body}");
+    }
+    assert_no_session_survives(&app, &burst).await;
+}
+
+#[tokio::test]
+async fn no_login_in_flight_survives_a_delete_and_none_fails_with_500() {
+    let app = roomy_limits().await;
+    let admin = app.admin_token().await;
+    let id = create_user(
+        &app,
+        &admin,
+        json!({"username": "rory", "password": "rory-password"}),
+    )
+    .await;
+    let logins = vec![json!({"username": "rory", "password": "rory-password"}); BURST];
+
+    let (answers, deleted) = tokio::join!(login_burst(&app, logins), async {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        app.call(
+            Method::DELETE,
+            &format!("/api/admin/users/{id}"),
+            &admin,
+            None,
+        )
+        .await
+        .status()
+    });
+    assert_eq!(deleted, 204);
+
+    for (status, body) in &answers {
+        assert!(
+            matches!(status, 200 | 401),
+            "a login racing a delete answers like an unknown user, not {status} {body}"
+        );
+    }
+    assert_no_session_survives(&app, &answers).await;
+}
+
+#[tokio::test]
+async fn a_demoted_admin_loses_admin_power_at_once() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let id = create_user(
+        &app,
+        &admin,
+        json!({"username": "sam", "password": "sam-password", "roles": ["admin"], "scopes": ["admin"]}),
+    )
+    .await;
+    let sam = app.login("sam", "sam-password").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let list = |token: String| {
+        let app = &app;
+        async move {
+            app.call(Method::GET, "/api/admin/users", &token, None)
+                .await
+        }
+    };
+    assert_eq!(list(sam.clone()).await.status(), 200);
+
+    let demoted = app
+        .call(
+            Method::PATCH,
+            &format!("/api/admin/users/{id}"),
+            &admin,
+            Some(json!({"roles": ["user"]})),
+        )
+        .await;
+    assert_eq!(demoted.status(), 200);
+
+    assert_error(list(sam.clone()).await, 401, "TOKEN_REVOKED").await;
+    let minted = app
+        .call(
+            Method::POST,
+            "/api/admin/api-keys",
+            &sam,
+            Some(json!({"name": "escape hatch", "scopes": ["admin"]})),
+        )
+        .await;
+    assert_error(minted, 401, "TOKEN_REVOKED").await;
+    let relogin = app.login("sam", "sam-password").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_error(list(relogin).await, 403, "INSUFFICIENT_PERMISSIONS").await;
+}
+
+#[tokio::test]
+async fn an_admin_key_stops_when_its_owner_is_disabled_or_demoted() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let mut keys = Vec::new();
+    for name in ["tess", "uri"] {
+        let id = create_user(
+            &app,
+            &admin,
+            json!({"username": name, "password": "long-password", "roles": ["admin"], "scopes": ["admin"]}),
+        )
+        .await;
+        let token = app.login(name, "long-password").await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        // No owner named: the key acts for the admin who makes it.
+        let created: Value = app
+            .call(
+                Method::POST,
+                "/api/admin/api-keys",
+                &token,
+                Some(json!({"name": "bot", "scopes": ["admin"]})),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(created["owner_id"], id.as_str());
+        let key = created["key"].as_str().unwrap().to_owned();
+        assert_eq!(
+            app.call(Method::GET, "/api/admin/users", &key, None)
+                .await
+                .status(),
+            200
+        );
+        keys.push((id, key));
+    }
+    let patch = |id: &str, body: Value| {
+        let (app, admin, path) = (&app, admin.clone(), format!("/api/admin/users/{id}"));
+        async move {
+            app.call(Method::PATCH, &path, &admin, Some(body))
+                .await
+                .status()
+        }
+    };
+
+    assert_eq!(patch(&keys[0].0, json!({"enabled": false})).await, 200);
+    assert_eq!(patch(&keys[1].0, json!({"roles": ["user"]})).await, 200);
+
+    assert_error(
+        app.call(Method::GET, "/api/admin/users", &keys[0].1, None)
+            .await,
+        401,
+        "AUTHENTICATION_FAILED",
+    )
+    .await;
+    assert_error(
+        app.call(Method::GET, "/api/admin/users", &keys[1].1, None)
+            .await,
+        403,
+        "INSUFFICIENT_PERMISSIONS",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_admin_key_needs_an_owner_who_is_an_admin() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let id = create_user(
+        &app,
+        &admin,
+        json!({"username": "vic", "password": "vic-password"}),
+    )
+    .await;
+
+    let refused = app
+        .call(
+            Method::POST,
+            "/api/admin/api-keys",
+            &admin,
+            Some(json!({"name": "vic's", "scopes": ["admin"], "owner_id": id})),
+        )
+        .await;
+    assert_error(refused, 400, "INVALID_REQUEST").await;
+    let listed: Value = app
+        .call(
+            Method::GET,
+            &format!("/api/admin/api-keys?owner_id={id}"),
+            &admin,
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"], json!([]), "nothing was created");
+}
+
+#[tokio::test]
+async fn administration_needs_the_admin_scope_in_the_token() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    create_user(
+        &app,
+        &admin,
+        json!({"username": "wes", "password": "wes-password", "roles": ["admin"], "scopes": ["admin", "read"]}),
+    )
+    .await;
+    create_user(
+        &app,
+        &admin,
+        json!({"username": "xan", "password": "xan-password", "roles": ["admin"], "scopes": ["read"]}),
+    )
+    .await;
+
+    let narrowed = app
+        .post_login(&json!({"username": "wes", "password": "wes-password", "scope": "read"}))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(narrowed["scope"], "read");
+    let token = narrowed["access_token"].as_str().unwrap();
+    assert_error(
+        app.call(Method::GET, "/api/admin/users", token, None).await,
+        403,
+        "INSUFFICIENT_PERMISSIONS",
+    )
+    .await;
+    let full = app.login("wes", "wes-password").await;
+    assert_eq!(
+        app.call(
+            Method::GET,
+            "/api/admin/users",
+            full["access_token"].as_str().unwrap(),
+            None
+        )
+        .await
+        .status(),
+        200
+    );
+
+    let role_without_scope = app.login("xan", "xan-password").await;
+    assert_error(
+        app.call(
+            Method::GET,
+            "/api/admin/users",
+            role_without_scope["access_token"].as_str().unwrap(),
+            None,
+        )
+        .await,
+        403,
+        "INSUFFICIENT_PERMISSIONS",
+    )
+    .await;
+}
