@@ -157,12 +157,33 @@ impl Settings {
             },
         };
 
-        let duration = |var: &'static str, default: Duration| -> Result<Duration, ConfigError> {
-            match get(var) {
-                None => Ok(default),
-                Some(s) => parse_duration(&s).map_err(|r| invalid(var, r)),
+        // Every duration has bounds: a huge one once passed validation and then overflowed
+        // date arithmetic at every login.
+        let duration = |var: &'static str,
+                        default: Duration,
+                        min: Duration,
+                        max: Duration|
+         -> Result<Duration, ConfigError> {
+            let value = match get(var) {
+                None => default,
+                Some(s) => parse_duration(&s).map_err(|r| invalid(var, r))?,
+            };
+            if value < min || value > max {
+                return Err(invalid(
+                    var,
+                    format!(
+                        "must be from {} to {}",
+                        humantime::format_duration(min),
+                        humantime::format_duration(max)
+                    ),
+                ));
             }
+            Ok(value)
         };
+        const SECOND: Duration = Duration::from_secs(1);
+        const MINUTE: Duration = Duration::from_secs(60);
+        const HOUR: Duration = Duration::from_secs(3600);
+        const DAY: Duration = Duration::from_secs(24 * 3600);
         let number =
             |var: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
                 match get(var) {
@@ -178,24 +199,16 @@ impl Settings {
             };
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
 
-        let access_ttl = duration("TOKENMINT_ACCESS_TTL", Duration::from_secs(15 * 60))?;
-        let refresh_ttl = duration("TOKENMINT_REFRESH_TTL", Duration::from_secs(7 * 24 * 3600))?;
-        let session_ttl = duration("TOKENMINT_SESSION_TTL", Duration::from_secs(30 * 24 * 3600))?;
-        for (var, d) in [
-            ("TOKENMINT_ACCESS_TTL", access_ttl),
-            ("TOKENMINT_REFRESH_TTL", refresh_ttl),
-            ("TOKENMINT_SESSION_TTL", session_ttl),
-        ] {
-            if d.is_zero() {
-                return Err(invalid(var, "must be longer than zero"));
-            }
-        }
-
+        let access_ttl = duration("TOKENMINT_ACCESS_TTL", 15 * MINUTE, SECOND, DAY)?;
+        let refresh_ttl = duration("TOKENMINT_REFRESH_TTL", 7 * DAY, SECOND, 400 * DAY)?;
+        let session_ttl = duration("TOKENMINT_SESSION_TTL", 30 * DAY, SECOND, 3650 * DAY)?;
         let key_rotation_interval = duration(
             "TOKENMINT_KEY_ROTATION_INTERVAL",
-            Duration::from_secs(30 * 24 * 3600),
+            30 * DAY,
+            MINUTE,
+            3650 * DAY,
         )?;
-        let jwks_max_age = duration("TOKENMINT_JWKS_MAX_AGE", Duration::from_secs(300))?;
+        let jwks_max_age = duration("TOKENMINT_JWKS_MAX_AGE", 5 * MINUTE, SECOND, DAY)?;
         if key_rotation_interval <= jwks_max_age {
             return Err(invalid(
                 "TOKENMINT_KEY_ROTATION_INTERVAL",
@@ -223,9 +236,11 @@ impl Settings {
             session_ttl,
             refresh_reuse_leeway: duration(
                 "TOKENMINT_REFRESH_REUSE_LEEWAY",
-                Duration::from_secs(5),
+                5 * SECOND,
+                Duration::ZERO,
+                5 * MINUTE,
             )?,
-            clock_skew: duration("TOKENMINT_CLOCK_SKEW", Duration::from_secs(60))?,
+            clock_skew: duration("TOKENMINT_CLOCK_SKEW", MINUTE, Duration::ZERO, HOUR)?,
             key_rotation_interval,
             jwks_max_age,
             cookie_secure: match get("TOKENMINT_COOKIE_SECURE").as_deref() {
@@ -244,7 +259,7 @@ impl Settings {
             bootstrap_admin,
             log: get("TOKENMINT_LOG").unwrap_or_else(|| "info".into()),
             login_max_failures: number("TOKENMINT_LOGIN_MAX_FAILURES", 5, 1, 1_000_000)? as u32,
-            login_window: duration("TOKENMINT_LOGIN_WINDOW", Duration::from_secs(15 * 60))?,
+            login_window: duration("TOKENMINT_LOGIN_WINDOW", 15 * MINUTE, SECOND, DAY)?,
             login_max_failures_per_ip: number(
                 "TOKENMINT_LOGIN_MAX_FAILURES_PER_IP",
                 20,
@@ -256,7 +271,12 @@ impl Settings {
             body_limit_bytes: number("TOKENMINT_BODY_LIMIT", 64 * 1024, 1024, 16 * 1024 * 1024)?
                 as usize,
             db_pool_size: number("TOKENMINT_DB_POOL_SIZE", default_pool_size, 1, 1000)? as u32,
-            db_timeout: duration("TOKENMINT_DB_TIMEOUT", Duration::from_secs(5))?,
+            db_timeout: duration(
+                "TOKENMINT_DB_TIMEOUT",
+                5 * SECOND,
+                Duration::from_millis(10),
+                10 * MINUTE,
+            )?,
             verified_token_cache: number("TOKENMINT_VERIFIED_TOKEN_CACHE", 10_000, 0, 10_000_000)?
                 as usize,
             hash_concurrency: number("TOKENMINT_HASH_CONCURRENCY", cores, 1, 1024)? as usize,
@@ -441,6 +461,16 @@ mod tests {
             ("TOKENMINT_REDIS_URL", "http://x"),
             ("TOKENMINT_LOGIN_MAX_FAILURES", "-1"),
             ("TOKENMINT_TRUSTED_PROXIES", "10.0.0.0/33"),
+            // Bounded: a huge lifetime overflowed date arithmetic at every login.
+            ("TOKENMINT_SESSION_TTL", "300000y"),
+            ("TOKENMINT_ACCESS_TTL", "2d"),
+            ("TOKENMINT_REFRESH_TTL", "100y"),
+            ("TOKENMINT_REFRESH_REUSE_LEEWAY", "1h"),
+            ("TOKENMINT_CLOCK_SKEW", "2h"),
+            ("TOKENMINT_JWKS_MAX_AGE", "30d"),
+            ("TOKENMINT_KEY_ROTATION_INTERVAL", "300000y"),
+            ("TOKENMINT_LOGIN_WINDOW", "0s"),
+            ("TOKENMINT_DB_TIMEOUT", "1d"),
         ] {
             let err = settings(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var, "{value}");

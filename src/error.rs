@@ -383,6 +383,7 @@ fn refusal_message(credential: Credential, refusal: Refusal) -> &'static str {
     use Credential as C;
     use Refusal as R;
     match (credential, refusal) {
+        (C::RefreshToken, R::Ambiguous) => "the request carries two refresh cookies",
         (_, R::Ambiguous) => "send one credential: either an API key or a bearer token",
         (C::Password, _) => "invalid username or password",
         (C::AccessToken, R::Missing) => "missing bearer token",

@@ -3,6 +3,7 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_cors::Cors;
 use actix_web::dev::Server;
@@ -19,10 +20,10 @@ use crate::config::Settings;
 use crate::error::Error;
 use crate::health::Health;
 use crate::http::{self, AppState, KnownRoutes};
-use crate::identity::Identity;
 use crate::identity::bootstrap::Bootstrap;
 use crate::identity::passwords::{PasswordError, PasswordHasher};
 use crate::identity::rate_limit::LoginLimiter;
+use crate::identity::{Identity, IdentityParts};
 use crate::keys::kek::{Kek, kek_path};
 use crate::keys::lifecycle::Timing;
 use crate::keys::{KeyError, Keyring, SigningKeys, crypto_provider};
@@ -30,6 +31,7 @@ use crate::principal::Authenticator;
 use crate::redis_conn::LazyRedis;
 use crate::revocation::{RevocationError, Revocations};
 use crate::sessions::Sessions;
+use crate::store::startup_lock::StartupLock;
 use crate::store::{DatabaseUrl, Db, StoreError};
 use crate::tokens::TokenService;
 
@@ -138,6 +140,35 @@ impl Services {
     /// wires the use cases. Redis is connected lazily: an unreachable Redis does not stop
     /// the start, it makes revocation checks answer 503 until it is back.
     pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
+        Self::start(settings, clock, false).await
+    }
+
+    /// [`Services::build`], then the first admin if the database never had one
+    /// ([`Identity::bootstrap`]): what a starting server does.
+    pub async fn build_and_bootstrap(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartupError> {
+        Self::start(settings, clock, true).await
+    }
+
+    async fn start(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+        bootstrap: bool,
+    ) -> Result<Self, StartupError> {
+        // Replicas started together take turns through migrations, the first keys and the
+        // bootstrap admin (a minute is far more than that takes).
+        let lock = StartupLock::acquire(&settings.database_url, Duration::from_secs(60)).await?;
+        let services = Self::wire(settings, clock).await?;
+        if bootstrap {
+            services.bootstrap_admin().await?;
+        }
+        drop(lock);
+        Ok(services)
+    }
+
+    async fn wire(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
         crypto_provider::install();
         let settings = Arc::new(settings);
         let db = open_database(&settings).await?;
@@ -196,15 +227,16 @@ impl Services {
             audit.clone(),
             lifetimes,
         ));
-        let identity = Arc::new(Identity::new(
-            db.clone(),
+        let identity = Arc::new(Identity::new(IdentityParts {
+            db: db.clone(),
             hasher,
-            login_limiter,
-            sessions.clone(),
-            revocations.clone(),
-            audit.clone(),
+            limiter: login_limiter,
+            sessions: sessions.clone(),
+            tokens: tokens.clone(),
+            revocations: revocations.clone(),
+            audit: audit.clone(),
             lifetimes,
-        ));
+        }));
         let authenticator = Arc::new(Authenticator::new(
             tokens.clone(),
             revocations.clone(),
@@ -228,7 +260,7 @@ impl Services {
     }
 
     /// Creates the first admin if there is none yet (see [`Identity::bootstrap`]).
-    pub async fn bootstrap_admin(&self) -> Result<(), StartupError> {
+    async fn bootstrap_admin(&self) -> Result<(), StartupError> {
         let now = self.clock.now();
         match self
             .identity
@@ -237,6 +269,11 @@ impl Services {
         {
             Bootstrap::Nothing => {}
             Bootstrap::Created => tracing::info!("created the bootstrap admin"),
+            Bootstrap::Refused(username) => tracing::warn!(
+                %username,
+                "TOKENMINT_BOOTSTRAP_ADMIN names a user who does not exist, but this database has had an admin: \
+                 not creating it (create the user through an admin, or unset the variable)"
+            ),
             Bootstrap::Generated(password) => {
                 // Shown once, on purpose: the operator needs it to log in the first time.
                 eprintln!(
@@ -260,8 +297,7 @@ pub struct Application {
 impl Application {
     /// Builds the services, prepares the first admin, starts the background work and binds.
     pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
-        let services = Services::build(settings, clock).await?;
-        services.bootstrap_admin().await?;
+        let services = Services::build_and_bootstrap(settings, clock).await?;
         let settings = services.settings.clone();
 
         let doc = crate::openapi::document();
@@ -298,7 +334,7 @@ impl Application {
                 .default_service(web::to(http::not_matched))
                 .wrap(ErrorHandlers::new().default_handler(http::error_body_for_foreign_errors))
                 .wrap(from_fn(http::log_request))
-                .wrap(from_fn(http::content_security_policy))
+                .wrap(from_fn(http::shared_rules))
                 .wrap(Condition::new(
                     !cors_origins.is_empty(),
                     cors(&cors_origins),

@@ -14,10 +14,16 @@ use crate::error::{ApiError, Credential, Error, ErrorBody, Refusal};
 use crate::identity::LoginAttempt;
 use crate::identity::passwords::Password;
 use crate::sessions::{RefreshToken, TokenPair};
+use crate::tokens::access::MAX_CLIENT_ID_BYTES;
 use crate::user::Scope;
 
-/// Name of the HttpOnly cookie that carries the refresh token in cookie mode.
-pub const REFRESH_COOKIE: &str = "tokenmint_refresh";
+/// Name of the HttpOnly cookie that carries the refresh token in cookie mode, when it is
+/// `Secure`: with the `__Host-` prefix a browser takes it only from this host, with
+/// `Path=/` and no `Domain`, so a sibling subdomain cannot plant (toss) its own.
+pub const REFRESH_COOKIE: &str = "__Host-tokenmint_refresh";
+/// The name over plain HTTP (`TOKENMINT_COOKIE_SECURE=false`, development only), and
+/// the name earlier releases used; still read for one release.
+pub const LEGACY_REFRESH_COOKIE: &str = "tokenmint_refresh";
 
 /// Credentials for a login.
 #[derive(Deserialize, ToSchema)]
@@ -50,7 +56,7 @@ pub struct TokenResponse {
     pub token_type: String,
     /// Seconds until the access token expires.
     pub expires_in: u64,
-    /// The refresh token; absent in cookie mode (it is in the `tokenmint_refresh` cookie).
+    /// The refresh token; absent in cookie mode (it is in the `__Host-tokenmint_refresh` cookie).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
     /// Seconds until the refresh token expires.
@@ -65,7 +71,7 @@ pub struct TokenResponse {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
-    /// The refresh token (else the `tokenmint_refresh` cookie is used).
+    /// The refresh token (else the `__Host-tokenmint_refresh` cookie is used).
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub refresh_token: Option<SecretString>,
@@ -120,7 +126,7 @@ pub async fn login(
 /// same successor; later, or any older token, revokes the whole session.
 #[utoipa::path(
     tag = "auth",
-    request_body(content = Option<RefreshRequest>, description = "Omit to use the `tokenmint_refresh` cookie"),
+    request_body(content = Option<RefreshRequest>, description = "Omit to use the `__Host-tokenmint_refresh` cookie"),
     responses(
         (status = 200, description = "A fresh pair", body = TokenResponse),
         (status = 401, description = "`AUTHENTICATION_FAILED` (unknown or malformed), `TOKEN_EXPIRED`, `TOKEN_REVOKED` or `REFRESH_TOKEN_REUSED`", body = ErrorBody),
@@ -138,22 +144,20 @@ pub async fn refresh(
     let from_body = optional_json::<RefreshRequest>(&req, &body)?.and_then(|b| b.refresh_token);
     let (presented, cookie_mode) = match from_body {
         Some(token) => (Some(token), state.settings.cookie_mode),
-        None => {
-            require_trusted_origin(&state, &req)?;
-            (cookie_token(&req), true)
-        }
+        None => (trusted_cookie(&state, &req)?, true),
     };
     rotate(&state, &req, presented, cookie_mode).await
 }
 
-/// Rotate the refresh token of the `tokenmint_refresh` cookie (never from the query string),
+/// Rotate the refresh token of the `__Host-tokenmint_refresh` cookie (never from the query string),
 /// so that a browser's plain `fetch('/api/refresh-token')` works.
 #[utoipa::path(
     tag = "auth",
     operation_id = "refresh_with_cookie",
     responses(
         (status = 200, description = "A fresh pair; the new refresh token is in `Set-Cookie`", body = TokenResponse),
-        (status = 401, description = "No cookie, or the same refusals as POST", body = ErrorBody),
+        (status = 401, description = "No cookie, two refresh cookies, or the same refusals as POST", body = ErrorBody),
+        (status = 403, description = "A cookie sent from an origin that is not allowed", body = ErrorBody),
         (status = 503, description = "Database or revocation list unavailable", body = ErrorBody),
     )
 )]
@@ -162,7 +166,8 @@ pub async fn refresh_with_cookie(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    rotate(&state, &req, cookie_token(&req), true).await
+    let presented = trusted_cookie(&state, &req)?;
+    rotate(&state, &req, presented, true).await
 }
 
 async fn rotate(
@@ -176,14 +181,18 @@ async fn rotate(
         .ok_or(Error::refused(Credential::RefreshToken, Refusal::Invalid))?;
     let now = state.clock.now();
     let pair = state.sessions.refresh(token, client_ip(req), now).await?;
-    Ok(token_response(state, pair, cookie_mode, now))
+    let mut response = token_response(state, pair, cookie_mode, now);
+    if cookie_mode {
+        forget_legacy_cookie(state, req, &mut response);
+    }
+    Ok(response)
 }
 
 /// Log out: revoke the session of the refresh token (body or cookie) and the presented
 /// access token, and clear the cookie. 204 also for tokens that are already unknown.
 #[utoipa::path(
     tag = "auth",
-    request_body(content = Option<RefreshRequest>, description = "Omit to use the `tokenmint_refresh` cookie"),
+    request_body(content = Option<RefreshRequest>, description = "Omit to use the `__Host-tokenmint_refresh` cookie"),
     security((), ("bearer" = [])),
     responses(
         (status = 204, description = "Logged out; the cookie is cleared"),
@@ -201,10 +210,7 @@ pub async fn logout(
     let from_body = optional_json::<RefreshRequest>(&req, &body)?.and_then(|b| b.refresh_token);
     let presented = match from_body {
         Some(token) => Some(token),
-        None => {
-            require_trusted_origin(&state, &req)?;
-            cookie_token(&req)
-        }
+        None => trusted_cookie(&state, &req)?,
     };
     let refresh_token = presented.and_then(|t| RefreshToken::parse(t.expose_secret()));
     // A malformed or foreign Authorization header does not stop a logout.
@@ -217,39 +223,76 @@ pub async fn logout(
             state.clock.now(),
         )
         .await?;
-    Ok(HttpResponse::NoContent()
+    let mut response = HttpResponse::NoContent()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .cookie(removal_cookie(&state))
-        .finish())
+        .cookie(refresh_cookie(&state, String::new(), 0))
+        .finish();
+    forget_legacy_cookie(&state, &req, &mut response);
+    Ok(response)
 }
 
-fn require_trusted_origin(state: &AppState, req: &HttpRequest) -> Result<(), Error> {
-    if req.cookie(REFRESH_COOKIE).is_some() && !super::origin_allowed(req, &state.settings) {
+/// The refresh token of the request's cookie, if any, once the request is known to come
+/// from a page we trust. The `__Host-` cookie wins over the old name; two cookies of one
+/// name (one of them planted by a sibling subdomain) are refused.
+fn trusted_cookie(state: &AppState, req: &HttpRequest) -> Result<Option<SecretString>, Error> {
+    let cookies = req
+        .cookies()
+        .map_err(|_| Error::refused(Credential::RefreshToken, Refusal::Invalid))?;
+    let mut presented = None;
+    for name in [REFRESH_COOKIE, LEGACY_REFRESH_COOKIE] {
+        let mut named = cookies.iter().filter(|c| c.name() == name);
+        match (named.next(), named.next()) {
+            (Some(_), Some(_)) => {
+                return Err(Error::refused(Credential::RefreshToken, Refusal::Ambiguous));
+            }
+            (Some(cookie), None) if presented.is_none() && !cookie.value().is_empty() => {
+                presented = Some(SecretString::from(cookie.value().to_owned()));
+            }
+            _ => {}
+        }
+    }
+    // SameSite=Strict already keeps the cookie off cross-site requests; this is the
+    // second lock, for browsers that do not honour it.
+    if presented.is_some() && !super::origin_allowed(req, &state.settings) {
         return Err(Error::Forbidden(
             "cross-site request refused: Origin is not an allowed origin",
         ));
     }
-    Ok(())
+    Ok(presented)
 }
 
-fn cookie_token(req: &HttpRequest) -> Option<SecretString> {
-    req.cookie(REFRESH_COOKIE)
-        .map(|c| SecretString::from(c.value().to_owned()))
-        .filter(|s| !s.expose_secret().is_empty())
-}
-
+/// The refresh cookie: `__Host-` prefixed with `Path=/` when `Secure`; over plain HTTP
+/// (development) the old name with `Path=/api`.
 fn refresh_cookie(state: &AppState, value: String, max_age_secs: i64) -> Cookie<'static> {
-    Cookie::build(REFRESH_COOKIE, value)
+    let (name, path) = if state.settings.cookie_secure {
+        (REFRESH_COOKIE, "/")
+    } else {
+        (LEGACY_REFRESH_COOKIE, "/api")
+    };
+    Cookie::build(name, value)
         .http_only(true)
         .secure(state.settings.cookie_secure)
         .same_site(SameSite::Strict)
-        .path("/api")
+        .path(path)
         .max_age(time::Duration::seconds(max_age_secs))
         .finish()
 }
 
-fn removal_cookie(state: &AppState) -> Cookie<'static> {
-    refresh_cookie(state, String::new(), 0)
+/// Clears a cookie of the old name that a browser still holds from an earlier release,
+/// so that it cannot be read back once the `__Host-` cookie replaced it.
+fn forget_legacy_cookie(state: &AppState, req: &HttpRequest, response: &mut HttpResponse) {
+    if state.settings.cookie_secure && req.cookie(LEGACY_REFRESH_COOKIE).is_some() {
+        let removal = Cookie::build(LEGACY_REFRESH_COOKIE, "")
+            .http_only(true)
+            .secure(true)
+            .same_site(SameSite::Strict)
+            .path("/api")
+            .max_age(time::Duration::seconds(0))
+            .finish();
+        if let Err(error) = response.add_cookie(&removal) {
+            tracing::warn!(%error, "could not clear the old refresh cookie");
+        }
+    }
 }
 
 /// The login/refresh answer: the access token, and the refresh token in the body or, in
@@ -287,7 +330,9 @@ fn token_response(
 }
 
 fn parse_client_id(id: String) -> Result<String, Error> {
-    let ok = !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_graphic());
+    let ok = !id.is_empty()
+        && id.len() <= MAX_CLIENT_ID_BYTES
+        && id.chars().all(|c| c.is_ascii_graphic());
     ok.then_some(id)
         .ok_or_else(|| Error::invalid("client_id must be 1 to 128 printable ASCII characters"))
 }

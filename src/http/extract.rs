@@ -229,6 +229,8 @@ pub fn optional_json<T: DeserializeOwned>(
             "expected Content-Type: application/json",
         ));
     }
+    serde_json::from_slice::<NoDuplicateKeys>(body)
+        .map_err(|e| ApiError::invalid_request(super::describe_json_error(&e)))?;
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid_request(super::describe_json_error(&e)))?;
     match value {
@@ -237,6 +239,61 @@ pub fn optional_json<T: DeserializeOwned>(
             .map(Some)
             .map_err(|e| ApiError::invalid_request(super::describe_json_error(&e))),
         _ => Err(ApiError::invalid_request("the body must be a JSON object")),
+    }
+}
+
+/// A JSON document in which no object has a key twice. serde_json keeps the last of two
+/// equal keys, so `{"roles":["user"],"roles":["admin"]}` would pass for an admin; a
+/// body whose meaning depends on such a tie-break is refused instead.
+struct NoDuplicateKeys;
+
+impl<'de> serde::Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(NoDuplicateKeys)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys {
+    type Value = NoDuplicateKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
+        Ok(self)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if !seen.insert(key) {
+                // The key itself is not repeated back: it is input, maybe misplaced secret.
+                return Err(serde::de::Error::custom("duplicate key in a JSON object"));
+            }
+            map.next_value::<NoDuplicateKeys>()?;
+        }
+        Ok(self)
     }
 }
 
@@ -259,6 +316,19 @@ mod tests {
             let trusted: Vec<ipnet::IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
             let _ = forwarded_client("127.0.0.1".parse().unwrap(), &trusted, Some(&xff));
         }
+    }
+
+    #[test]
+    fn duplicate_keys_are_found_at_any_depth() {
+        let dup = |s: &str| serde_json::from_slice::<super::NoDuplicateKeys>(s.as_bytes()).is_err();
+        assert!(!dup(r#"{"a":1,"b":{"a":2},"c":[{"a":1},{"a":2}]}"#));
+        assert!(dup(r#"{"a":1,"a":2}"#));
+        assert!(dup(r#"{"b":{"x":1,"x":1}}"#));
+        assert!(dup(r#"[{"x":1,"x":1}]"#));
+        assert!(
+            dup(r#"{"a":1,"\u0061":2}"#),
+            "an escaped twin is the same key"
+        );
     }
 
     #[test]

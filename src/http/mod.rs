@@ -165,6 +165,7 @@ impl KnownRoutes {
                 let mut methods = Vec::new();
                 let ops = [
                     (Method::GET, &item.get),
+                    (Method::HEAD, &item.get),
                     (Method::POST, &item.post),
                     (Method::PUT, &item.put),
                     (Method::PATCH, &item.patch),
@@ -232,13 +233,23 @@ pub async fn log_request(
     response
 }
 
-/// A strict Content-Security-Policy: API answers may load nothing; the documentation UI
-/// (served from the binary) may load only its own scripts and styles.
-pub async fn content_security_policy(
-    req: ServiceRequest,
+/// Request and answer rules every endpoint shares:
+/// - `HEAD` is routed as `GET` (RFC 9110 section 9.3.2); the server then sends the
+///   headers without the body;
+/// - a strict Content-Security-Policy: API answers may load nothing; the documentation
+///   UI (served from the binary) may load only its own scripts and styles;
+/// - `Cache-Control: no-store` on every `/api/` answer that sets no policy of its own:
+///   they describe users, keys and tokens, which no cache should keep.
+pub async fn shared_rules(
+    mut req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    use actix_web::http::header::{self, HeaderValue};
+    if req.method() == Method::HEAD {
+        req.head_mut().method = Method::GET;
+    }
     let docs = req.path() == "/docs" || req.path().starts_with("/docs/");
+    let api = req.path().starts_with("/api/");
     let mut response = next.call(req).await?;
     let policy = if docs {
         "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
@@ -246,10 +257,14 @@ pub async fn content_security_policy(
     } else {
         "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
     };
-    response.headers_mut().insert(
-        actix_web::http::header::CONTENT_SECURITY_POLICY,
-        actix_web::http::header::HeaderValue::from_static(policy),
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(policy),
     );
+    if api && !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     Ok(response)
 }
 

@@ -9,13 +9,17 @@ use super::passwords::Password;
 use super::{Identity, NewUser};
 use crate::actor::Admin;
 use crate::error::Error;
-use crate::store::users;
+use crate::store::{markers, users};
 use crate::user::{Claims, Role, Scope, Username};
 
 /// What a start did about the first admin.
 pub enum Bootstrap {
-    /// Nothing to do: users exist, or the configured admin exists.
+    /// Nothing to do: the configured admin exists, or none is configured and the
+    /// database has had an admin.
     Nothing,
+    /// The configured admin does not exist, but the database has had an admin: it is
+    /// not created (it may have been deleted on purpose).
+    Refused(String),
     /// The configured admin was created.
     Created,
     /// `admin` was created with this generated password, to be shown once.
@@ -23,14 +27,17 @@ pub enum Bootstrap {
 }
 
 impl Identity {
-    /// Creates the configured bootstrap admin if absent; on an empty database with none
-    /// configured, creates `admin` with a random password. The admin gets the `admin`
-    /// role and the `admin` scope, both of which administration needs.
+    /// Creates the first admin, but only on a database that has never had one: the
+    /// configured bootstrap admin, or, with none configured, `admin` with a random
+    /// password. (A bootstrap admin deleted because its password leaked must not come
+    /// back at the next start.) The admin gets the `admin` role and the `admin` scope,
+    /// both of which administration needs.
     pub async fn bootstrap(
         &self,
         configured: Option<&(String, SecretString)>,
         now: DateTime<Utc>,
     ) -> Result<Bootstrap, Error> {
+        let had_admin = self.db.run(|c| markers::get(c, markers::HAD_ADMIN)).await? != 0;
         let (username, password, generated) = match configured {
             Some((name, password)) => {
                 let username = Username::parse(name)
@@ -44,14 +51,13 @@ impl Identity {
                 {
                     return Ok(Bootstrap::Nothing);
                 }
+                if had_admin {
+                    return Ok(Bootstrap::Refused(username.as_str().to_owned()));
+                }
                 (username, password.clone(), false)
             }
-            None => {
-                if self.db.run(users::count).await? > 0 {
-                    return Ok(Bootstrap::Nothing);
-                }
-                (Username::parse("admin")?, random_password()?, true)
-            }
+            None if had_admin => return Ok(Bootstrap::Nothing),
+            None => (Username::parse("admin")?, random_password()?, true),
         };
         let new = NewUser {
             username,

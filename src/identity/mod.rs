@@ -24,8 +24,10 @@ use crate::error::{Credential, Error, Refusal};
 use crate::lifetimes::Lifetimes;
 use crate::revocation::Revocations;
 use crate::sessions::{self, Listed, Sessions, TokenPair};
+use crate::store::markers;
 use crate::store::users::{self as store, Lock, UserRow};
 use crate::store::{Db, StoreError, write_transaction};
+use crate::tokens::TokenService;
 use crate::user::{Claims, Role, Scope, User, Username};
 
 /// What a new user is made of, parsed.
@@ -73,12 +75,33 @@ pub struct LoginAttempt {
     pub ip: Option<String>,
 }
 
+/// What [`Identity`] is built from.
+pub struct IdentityParts {
+    /// The database.
+    pub db: Db,
+    /// Password hashing.
+    pub hasher: Arc<PasswordHasher>,
+    /// Brute-force limits.
+    pub limiter: LoginLimiter,
+    /// Sessions, opened by logins.
+    pub sessions: Arc<Sessions>,
+    /// Access tokens (their size bounds users).
+    pub tokens: Arc<TokenService>,
+    /// The revocation list.
+    pub revocations: Arc<Revocations>,
+    /// The audit log.
+    pub audit: Arc<Audit>,
+    /// Lifetimes.
+    pub lifetimes: Lifetimes,
+}
+
 /// Users and logins.
 pub struct Identity {
     db: Db,
     hasher: Arc<PasswordHasher>,
     limiter: LoginLimiter,
     sessions: Arc<Sessions>,
+    tokens: Arc<TokenService>,
     revocations: Arc<Revocations>,
     audit: Arc<Audit>,
     lifetimes: Lifetimes,
@@ -94,23 +117,16 @@ fn ends_sessions(patch: &UserPatch, before: &User) -> bool {
 
 impl Identity {
     /// The service.
-    pub fn new(
-        db: Db,
-        hasher: Arc<PasswordHasher>,
-        limiter: LoginLimiter,
-        sessions: Arc<Sessions>,
-        revocations: Arc<Revocations>,
-        audit: Arc<Audit>,
-        lifetimes: Lifetimes,
-    ) -> Self {
+    pub fn new(parts: IdentityParts) -> Self {
         Self {
-            db,
-            hasher,
-            limiter,
-            sessions,
-            revocations,
-            audit,
-            lifetimes,
+            db: parts.db,
+            hasher: parts.hasher,
+            limiter: parts.limiter,
+            sessions: parts.sessions,
+            tokens: parts.tokens,
+            revocations: parts.revocations,
+            audit: parts.audit,
+            lifetimes: parts.lifetimes,
         }
     }
 
@@ -285,7 +301,21 @@ impl Identity {
             updated_at: now.naive_utc(),
         };
         let user = User::from_row(&row)?;
-        match self.db.run(move |conn| store::insert(conn, &row)).await {
+        self.tokens.check_fits(&user)?;
+        let admin = user.is_admin();
+        let inserted = self
+            .db
+            .run(move |conn| {
+                write_transaction(conn, |conn| {
+                    store::insert(conn, &row)?;
+                    if admin {
+                        markers::set(conn, markers::HAD_ADMIN, 1)?;
+                    }
+                    Ok::<_, StoreError>(())
+                })
+            })
+            .await;
+        match inserted {
             Ok(()) => Ok(user),
             Err(StoreError::Conflict) => Err(Error::conflict("username is taken")),
             Err(e) => Err(e.into()),
@@ -369,7 +399,7 @@ impl Identity {
             Some(password) => Some(self.hasher.hash(password).await?),
             None => None,
         };
-        let lifetimes = self.lifetimes;
+        let (lifetimes, tokens) = (self.lifetimes, self.tokens.clone());
         self.db
             .run(move |conn| {
                 write_transaction(conn, |conn| {
@@ -393,13 +423,18 @@ impl Identity {
                         row.enabled = enabled;
                     }
                     row.updated_at = now.naive_utc();
+                    let after = User::from_row(&row)?;
+                    tokens.check_fits(&after)?;
                     store::update(conn, &row)?;
+                    if after.is_admin() {
+                        markers::set(conn, markers::HAD_ADMIN, 1)?;
+                    }
                     let entries = if revoke {
                         sessions::revoke_user_in(conn, id, "user changed", &lifetimes, now)?
                     } else {
                         Vec::new()
                     };
-                    Ok((User::from_row(&row)?, entries))
+                    Ok((after, entries))
                 })
             })
             .await

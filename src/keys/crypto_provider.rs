@@ -10,7 +10,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind, EncodingKey};
 use ring::signature as sig;
 
 use super::SigningAlg;
-use super::material::KeyPair;
+use super::material::{KeyPair, low_s};
 
 /// The provider; [`install`] makes it jsonwebtoken's process default.
 pub static RING_PROVIDER: CryptoProvider = CryptoProvider {
@@ -71,6 +71,8 @@ struct RingVerifier {
 impl Verifier<Vec<u8>> for RingVerifier {
     fn verify(&self, msg: &[u8], signature: &Vec<u8>) -> Result<(), signature::Error> {
         let result = match (self.alg, self.key.kind()) {
+            // Only the low-S form: its high-S twin would be a second valid encoding.
+            (SigningAlg::Es256, _) if !low_s::is_low(signature) => Err(ring::error::Unspecified),
             (SigningAlg::Es256, DecodingKeyKind::SecretOrDer(point)) => {
                 sig::UnparsedPublicKey::new(&sig::ECDSA_P256_SHA256_FIXED, point)
                     .verify(msg, signature)

@@ -417,13 +417,17 @@ fn build_snapshot(kek: &Kek, rows: Vec<SigningKeyRow>) -> Result<Snapshot, KeyEr
     let mut verifying = HashMap::new();
     let mut published = Vec::new();
     for row in rows {
-        let alg: SigningAlg = row.alg.parse().map_err(KeyError::Unsupported)?;
-        let jwk: Jwk = serde_json::from_str(&row.public_jwk)?;
+        let (alg, pair, jwk) = match trusted(kek, &row) {
+            Ok(key) => key,
+            Err(reason) => {
+                // Someone with write access to the database but not the KEK could plant a
+                // public key here and have tokens signed with it accepted.
+                tracing::error!(kid = %row.kid, %reason, "a signing key fails its integrity check: it is neither published nor trusted");
+                continue;
+            }
+        };
         let key = DecodingKey::from_jwk(&jwk).map_err(|_| KeyError::Crypto)?;
         if row.status == KeyStatus::Current.as_str() {
-            let sealed = row.private_key.as_deref().ok_or(KeyError::Decrypt)?;
-            let pkcs8 = kek.decrypt(sealed, &row.kid)?;
-            let pair = KeyPair::from_pkcs8(alg, &pkcs8)?;
             let mut header = Header::new(alg.jwt_algorithm());
             header.typ = Some("at+jwt".to_owned());
             header.kid = Some(row.kid.clone());
@@ -442,6 +446,27 @@ fn build_snapshot(kek: &Kek, rows: Vec<SigningKeyRow>) -> Result<Snapshot, KeyEr
         verifying,
         jwks: jwks_document(&JwkSet { keys: published })?,
     })
+}
+
+/// A stored key, if it is one the service made: its private part opens under the KEK
+/// (bound to the kid), and the public key derived from it is the one stored, whose
+/// RFC 7638 thumbprint is the kid. Returns the key pair and the public JWK to publish.
+fn trusted(kek: &Kek, row: &SigningKeyRow) -> Result<(SigningAlg, KeyPair, Jwk), &'static str> {
+    let alg: SigningAlg = row.alg.parse().map_err(|_| "unsupported algorithm")?;
+    let sealed = row.private_key.as_deref().ok_or("no sealed private part")?;
+    let pkcs8 = kek
+        .decrypt(sealed, &row.kid)
+        .map_err(|_| "the private part does not open under the key-encryption key")?;
+    let pair = KeyPair::from_pkcs8(alg, &pkcs8).map_err(|_| "the private part is no key")?;
+    let derived = pair.public_jwk(&row.kid).map_err(|_| "no public key")?;
+    let stored: Jwk = serde_json::from_str(&row.public_jwk).map_err(|_| "corrupt public JWK")?;
+    let thumbprint = |jwk: &Jwk| jwk.thumbprint(ThumbprintHash::SHA256).ok();
+    if thumbprint(&derived).as_deref() != Some(row.kid.as_str())
+        || thumbprint(&stored).as_deref() != Some(row.kid.as_str())
+    {
+        return Err("the public key does not match the private part");
+    }
+    Ok((alg, pair, derived))
 }
 
 fn jwks_document(set: &JwkSet) -> Result<JwksDocument, KeyError> {

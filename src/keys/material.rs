@@ -78,7 +78,11 @@ impl KeyPair {
     /// Signs `msg`, returning the JWS signature bytes.
     pub fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, KeyError> {
         match self {
-            Self::Ecdsa(pair) => Ok(pair.sign(&SystemRandom::new(), msg)?.as_ref().to_vec()),
+            Self::Ecdsa(pair) => {
+                let mut signature = pair.sign(&SystemRandom::new(), msg)?.as_ref().to_vec();
+                low_s::normalize(&mut signature);
+                Ok(signature)
+            }
             Self::Ed25519(pair) => Ok(pair.sign(msg).as_ref().to_vec()),
             Self::Rsa(pair) => {
                 let mut out = vec![0; pair.public().modulus_len()];
@@ -149,6 +153,50 @@ impl KeyPair {
     }
 }
 
+/// ECDSA signatures are malleable: if `(r, s)` verifies, so does `(r, n - s)`. Tokenmint
+/// issues only the "low-S" form (`s <= n/2`, as Bitcoin and RFC 8725's advice to refuse
+/// alternate encodings do) and accepts only it, so a token has exactly one valid encoding.
+pub mod low_s {
+    /// The order of P-256, big-endian.
+    const N: [u8; 32] = [
+        0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63,
+        0x25, 0x51,
+    ];
+    /// floor(N / 2), big-endian.
+    const HALF_N: [u8; 32] = [
+        0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xde, 0x73, 0x7d, 0x56, 0xd3, 0x8b, 0xcf, 0x42, 0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31,
+        0x92, 0xa8,
+    ];
+
+    /// Whether a fixed-length P-256 signature `r || s` has `s <= n/2`. Big-endian byte
+    /// strings of equal length compare as the numbers they encode.
+    pub fn is_low(signature: &[u8]) -> bool {
+        signature.len() == 64 && signature[32..] <= HALF_N[..]
+    }
+
+    /// Turns `r || s` into `r || n - s` when `s > n/2`; both verify, only this one is issued.
+    pub fn normalize(signature: &mut [u8]) {
+        if signature.len() != 64 || is_low(signature) {
+            return;
+        }
+        let s = &mut signature[32..];
+        let mut borrow = 0u16;
+        for i in (0..32).rev() {
+            let subtrahend = u16::from(s[i]) + borrow;
+            let minuend = u16::from(N[i]);
+            let (digit, next) = if minuend >= subtrahend {
+                (minuend - subtrahend, 0)
+            } else {
+                (minuend + 256 - subtrahend, 1)
+            };
+            s[i] = digit.to_be_bytes()[1];
+            borrow = next;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +218,22 @@ mod tests {
                 !jsonwebtoken::crypto::verify(&b64, b"other", &key, alg.jwt_algorithm()).unwrap()
             );
         }
+    }
+
+    #[test]
+    fn es256_signatures_are_issued_low_s_and_their_twin_is_high_s() {
+        let pkcs8 = KeyPair::generate_pkcs8(SigningAlg::Es256).unwrap();
+        let pair = KeyPair::from_pkcs8(SigningAlg::Es256, &pkcs8).unwrap();
+        for i in 0..64u8 {
+            let signature = pair.sign(&[i]).unwrap();
+            assert!(low_s::is_low(&signature));
+        }
+        let low = pair.sign(b"m").unwrap();
+        let mut back = low.clone();
+        low_s::normalize(&mut back);
+        assert_eq!(back, low, "a low s is left alone");
+        assert!(!low_s::is_low(&[0xffu8; 64]));
+        assert!(low_s::is_low(&[0u8; 64]));
     }
 
     #[test]

@@ -4,10 +4,12 @@
 pub mod api_keys;
 pub mod audit;
 pub mod conn;
+pub mod markers;
 pub mod revocations;
 pub mod schema;
 pub mod sessions;
 pub mod signing_keys;
+pub mod startup_lock;
 pub mod users;
 
 use std::path::PathBuf;
@@ -186,6 +188,9 @@ impl Db {
     /// Opens the pool lazily (an unreachable database at start is an error from `migrate`,
     /// not a hang) and remembers the backend.
     pub fn new(url: &DatabaseUrl, size: u32, timeout: Duration) -> Result<Self, StoreError> {
+        if let DatabaseUrl::Sqlite(path) = url {
+            private_sqlite_file(path).map_err(|e| StoreError::Other(Box::new(e)))?;
+        }
         let pool = Pool::builder()
             .max_size(size)
             .min_idle(Some(0))
@@ -261,6 +266,41 @@ impl Db {
         self.run(|conn| conn.ping().map(|_| ()).map_err(StoreError::from))
             .await
     }
+}
+
+/// Makes sure the SQLite file is readable by its owner only (it holds password hashes):
+/// created 0600 before SQLite opens it, which gives its `-wal` and `-shm` files the same
+/// mode; a file an older release left more open is tightened, with a warning.
+fn private_sqlite_file(path: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            let file = std::path::PathBuf::from(name);
+            let Ok(meta) = std::fs::metadata(&file) else {
+                continue;
+            };
+            if meta.permissions().mode() & 0o077 != 0 {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+                tracing::warn!(path = %file.display(), "the database file was readable by others; it is now 0600");
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// Runs `f` in a write transaction, committed on `Ok` and rolled back on `Err`.

@@ -96,6 +96,13 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    markers (name) {
+        name -> Text,
+        value -> BigInt,
+    }
+}
+
 diesel::joinable!(api_keys -> users (owner_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -105,5 +112,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     refresh_tokens,
     revocations,
     api_keys,
-    audit_events
+    audit_events,
+    markers
 );

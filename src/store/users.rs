@@ -110,11 +110,6 @@ pub fn replace_password_hash(
     Ok(changed == 1)
 }
 
-/// Counts users.
-pub fn count(conn: &mut DbConnection) -> Result<i64, StoreError> {
-    Ok(users::table.count().get_result(conn)?)
-}
-
 /// Enables or disables a user.
 pub fn set_enabled(
     conn: &mut DbConnection,

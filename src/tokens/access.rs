@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Validation, decode, decode_header};
 use serde::{Deserialize, Serialize};
@@ -13,8 +15,32 @@ use crate::error::{Credential, Error, Refusal};
 use crate::keys::{KeyError, Keyring};
 use crate::user::{REGISTERED_CLAIMS, Scope, User};
 
-/// Longest token accepted for verification; anything longer is refused unparsed.
-const MAX_TOKEN_BYTES: usize = 16 * 1024;
+/// Longest token accepted for verification; anything longer is refused unparsed. The
+/// admin API refuses users whose tokens would be longer (see [`TokenService::check_fits`]).
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// Room for the JWS header and signature in [`MAX_TOKEN_BYTES`]: a header of about 120
+/// characters and an RS256 signature of 342, with a margin.
+const HEADER_AND_SIGNATURE_BYTES: usize = 1024;
+
+/// Refuses the JWS header parameters that would change how a token must be read:
+/// `crit` (RFC 7515 section 4.1.11: a recipient must refuse extensions it does not
+/// understand, and Tokenmint understands none) and `b64` (RFC 7797 unencoded payloads).
+fn refuse_extensions(token: &str) -> Result<(), TokenError> {
+    let encoded = token
+        .split('.')
+        .next()
+        .ok_or(TokenError::Invalid("malformed"))?;
+    let json = URL_SAFE_NO_PAD
+        .decode(encoded)
+        .map_err(|_| TokenError::Invalid("malformed"))?;
+    let header: Map<String, Value> =
+        serde_json::from_slice(&json).map_err(|_| TokenError::Invalid("malformed"))?;
+    if header.contains_key("crit") || header.contains_key("b64") {
+        return Err(TokenError::Invalid("critical or unencoded-payload header"));
+    }
+    Ok(())
+}
 
 /// The claims of an access token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,6 +74,9 @@ pub struct AccessClaims {
     #[serde(flatten)]
     pub custom: Map<String, Value>,
 }
+
+/// The longest `client_id` a login may name.
+pub const MAX_CLIENT_ID_BYTES: usize = 128;
 
 /// Why a token was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -134,6 +163,34 @@ impl TokenService {
         }
     }
 
+    /// Whether every access token `user` can get fits [`MAX_TOKEN_BYTES`], so that the
+    /// service accepts every token it issues: the user's roles, all their scopes and
+    /// custom claims, with the longest `client_id` a login may name.
+    pub fn check_fits(&self, user: &User) -> Result<(), Error> {
+        let longest = AccessClaims {
+            iss: self.issuer.clone(),
+            sub: user.id.to_string(),
+            aud: self.audience.clone(),
+            exp: i64::MAX,
+            iat: i64::MAX,
+            nbf: i64::MAX,
+            jti: Uuid::nil().to_string(),
+            sid: Uuid::nil().to_string(),
+            scope: Scope::join(&user.scopes),
+            roles: user.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+            client_id: Some("x".repeat(MAX_CLIENT_ID_BYTES)),
+            username: user.username.clone(),
+            custom: user.claims.as_map().clone(),
+        };
+        let payload = serde_json::to_vec(&longest)?.len();
+        if payload.div_ceil(3) * 4 + HEADER_AND_SIGNATURE_BYTES > MAX_TOKEN_BYTES {
+            return Err(Error::invalid(
+                "roles, scopes and custom claims together would make tokens over 16 KiB",
+            ));
+        }
+        Ok(())
+    }
+
     /// Builds and signs an access token for `grant` at `now`.
     pub fn issue(&self, grant: &Grant<'_>, now: DateTime<Utc>) -> Result<IssuedToken, KeyError> {
         let iat = now.timestamp();
@@ -197,6 +254,7 @@ impl TokenService {
 
     /// Signature, type, key, issuer and audience; not time.
     fn verify_signed(&self, token: &str) -> Result<Verified, TokenError> {
+        refuse_extensions(token)?;
         let header = decode_header(token).map_err(|_| TokenError::Invalid("malformed"))?;
         // RFC 9068 section 4: the type tells access tokens apart from other JWTs we might sign.
         let typ_ok = header.typ.as_deref().is_some_and(|t| {
@@ -224,6 +282,12 @@ impl TokenService {
         let claims = decode::<AccessClaims>(token, &key.key, &validation)
             .map_err(|_| TokenError::Invalid("signature or claims rejected"))?
             .claims;
+        // Every token issued lives exactly the access lifetime; one that claims longer was
+        // not issued here (and could outlast any revocation of it).
+        let ttl = i64::try_from(self.access_ttl.as_secs()).unwrap_or(i64::MAX);
+        if claims.exp.saturating_sub(claims.iat) > ttl {
+            return Err(TokenError::Invalid("lifetime longer than any issued"));
+        }
         Ok(Verified {
             kid: kid.to_owned(),
             claims,

@@ -162,3 +162,112 @@ async fn every_oversized_body_is_payload_too_large_in_the_error_format() {
     }
     let _: Option<Value> = None;
 }
+
+#[tokio::test]
+async fn duplicate_json_keys_are_refused_and_change_nothing() {
+    let app = crate::helpers::spawn_app().await;
+    let admin = app.admin_token().await;
+    for body in [
+        r#"{"username":"yael","password":"yael-password","roles":["user"],"roles":["admin"]}"#,
+        r#"{"username":"yael","password":"yael-password","claims":{"tier":"a","tier":"b"}}"#,
+    ] {
+        let response = app
+            .client
+            .post(app.url("/api/admin/users"))
+            .bearer_auth(&admin)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        crate::helpers::assert_error(response, 400, "INVALID_REQUEST").await;
+    }
+    let login = app
+        .client
+        .post(app.url("/api/login"))
+        .header("content-type", "application/json")
+        .body(r#"{"username":"nobody","username":"admin","password":"admin-password-for-tests"}"#)
+        .send()
+        .await
+        .unwrap();
+    crate::helpers::assert_error(login, 400, "INVALID_REQUEST").await;
+    let users: serde_json::Value = app
+        .call(reqwest::Method::GET, "/api/admin/users", &admin, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        users["items"].as_array().unwrap().len(),
+        1,
+        "nobody was created"
+    );
+}
+
+#[tokio::test]
+async fn api_answers_are_never_cached() {
+    let app = crate::helpers::spawn_app().await;
+    let admin = app.admin_token().await;
+    for path in [
+        "/api/me",
+        "/api/admin/users",
+        "/api/admin/audit",
+        "/api/admin/signing-keys",
+    ] {
+        let response = app.call(reqwest::Method::GET, path, &admin, None).await;
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(response.headers()["cache-control"], "no-store", "{path}");
+    }
+    // Public documents keep their own policy.
+    let jwks = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        jwks.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .starts_with("public")
+    );
+}
+
+#[tokio::test]
+async fn head_answers_like_get_without_a_body() {
+    let app = crate::helpers::spawn_app().await;
+    let admin = app.admin_token().await;
+
+    let jwks = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap();
+    let head = app
+        .client
+        .head(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["etag"], jwks.headers()["etag"]);
+    assert_eq!(head.headers()["content-type"], "application/json");
+    assert!(head.bytes().await.unwrap().is_empty());
+
+    let me = app
+        .client
+        .head(app.url("/api/me"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    assert!(me.bytes().await.unwrap().is_empty());
+    let anonymous = app.client.head(app.url("/api/me")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401, "the same refusals as GET");
+
+    let post_only = app.client.head(app.url("/api/login")).send().await.unwrap();
+    assert_eq!(post_only.status(), 405);
+    assert_eq!(post_only.headers()["allow"], "POST");
+}

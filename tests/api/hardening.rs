@@ -191,10 +191,20 @@ async fn a_cookie_refresh_from_a_foreign_origin_is_refused() {
         "INSUFFICIENT_PERMISSIONS",
     )
     .await;
+    // GET rotates the cookie too: the same check, before anything is spent.
+    let get = app
+        .client
+        .get(app.url("/api/refresh-token"))
+        .header("cookie", cookie.clone())
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_error(get, 403, "INSUFFICIENT_PERMISSIONS").await;
     assert_eq!(
         post("https://app.example").await.unwrap().status(),
         200,
-        "an allowed origin"
+        "an allowed origin, with the cookie still unspent"
     );
 }
 

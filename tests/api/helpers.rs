@@ -30,11 +30,51 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub clock: Arc<ShiftedClock>,
     pub services: Services,
-    _dir: tempfile::TempDir,
+    _database: TestDatabase,
+}
+
+/// A database of a test's own: a SQLite file in a temporary directory, or, with
+/// `TOKENMINT_TEST_DATABASE_URL`, a fresh PostgreSQL database dropped afterwards.
+pub struct TestDatabase {
+    /// Where it is.
+    pub url: DatabaseUrl,
+    /// The same, as a `TOKENMINT_DATABASE_URL` value.
+    pub url_string: String,
+    /// The temporary directory (the SQLite file, generated keys, logs).
+    pub dir: tempfile::TempDir,
     pg_database: Option<(String, String)>,
 }
 
-impl Drop for TestApp {
+impl TestDatabase {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let Some(url) = non_empty_env("TOKENMINT_TEST_DATABASE_URL") else {
+            let path = dir.path().join("tokenmint.db");
+            return Self {
+                url_string: format!("sqlite://{}", path.display()),
+                url: DatabaseUrl::Sqlite(path),
+                dir,
+                pg_database: None,
+            };
+        };
+        let name = format!("tokenmint_test_{}", Uuid::new_v4().simple());
+        let mut conn = PgConnection::establish(&url)
+            .unwrap_or_else(|e| panic!("TOKENMINT_TEST_DATABASE_URL is set but unreachable: {e}"));
+        diesel::sql_query(format!(r#"CREATE DATABASE "{name}""#))
+            .execute(&mut conn)
+            .expect("create test database");
+        let mut test_url = Url::parse(&url).expect("TOKENMINT_TEST_DATABASE_URL is a URL");
+        test_url.set_path(&format!("/{name}"));
+        Self {
+            url: DatabaseUrl::Postgres(SecretString::from(test_url.to_string())),
+            url_string: test_url.to_string(),
+            dir,
+            pg_database: Some((url, name)),
+        }
+    }
+}
+
+impl Drop for TestDatabase {
     fn drop(&mut self) {
         if let Some((admin_url, name)) = self.pg_database.take() {
             // Best effort: leave the machine's PostgreSQL as we found it.
@@ -67,21 +107,9 @@ where
             tokenmint::telemetry::init("info").expect("log filter");
         }
     });
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut settings = Settings::for_tests(dir.path(), ADMIN_PASSWORD);
-    let mut pg_database = None;
-    if let Some(url) = non_empty_env("TOKENMINT_TEST_DATABASE_URL") {
-        let name = format!("tokenmint_test_{}", Uuid::new_v4().simple());
-        let mut conn = PgConnection::establish(&url)
-            .unwrap_or_else(|e| panic!("TOKENMINT_TEST_DATABASE_URL is set but unreachable: {e}"));
-        diesel::sql_query(format!(r#"CREATE DATABASE "{name}""#))
-            .execute(&mut conn)
-            .expect("create test database");
-        let mut test_url = Url::parse(&url).expect("TOKENMINT_TEST_DATABASE_URL is a URL");
-        test_url.set_path(&format!("/{name}"));
-        settings.database_url = DatabaseUrl::Postgres(SecretString::from(test_url.to_string()));
-        pg_database = Some((url, name));
-    }
+    let database = TestDatabase::new();
+    let mut settings = Settings::for_tests(database.dir.path(), ADMIN_PASSWORD);
+    settings.database_url = database.url.clone();
     if let Some(url) = non_empty_env("TOKENMINT_TEST_REDIS_URL") {
         settings.redis_url = Some(SecretString::from(url));
         settings.redis_prefix = format!("tokenmint-test:{}:", Uuid::new_v4().simple());
@@ -105,12 +133,11 @@ where
         client,
         clock,
         services,
-        _dir: dir,
-        pg_database,
+        _database: database,
     }
 }
 
-fn non_empty_env(name: &str) -> Option<String> {
+pub fn non_empty_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
@@ -298,4 +325,94 @@ pub async fn wait_until_serving(client: &reqwest::Client, base: &str) {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// How a signing-key row planted by [`TestApp::plant_key`] carries its private part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Planted {
+    /// Sealed under the service's key-encryption key, matching the public key.
+    Sealed,
+    /// No private part at all: only a public key.
+    Unsealed,
+    /// The sealed private part of another key.
+    SealedOtherKey,
+    /// Sealed under another key-encryption key.
+    SealedOtherKek,
+}
+
+/// The key-encryption key of `Settings::for_tests`.
+pub const TEST_KEK: [u8; 32] = [7u8; 32];
+
+impl TestApp {
+    /// Inserts a `next` ES256 signing key as someone with write access to the database
+    /// would, and reloads the keyring. Returns its kid and private key.
+    pub async fn plant_key(&self, how: Planted) -> (String, tokenmint::keys::material::KeyPair) {
+        use jsonwebtoken::jwk::ThumbprintHash;
+        use tokenmint::keys::SigningAlg;
+        use tokenmint::keys::kek::{Kek, KeyEncryptionKey};
+        use tokenmint::keys::material::KeyPair;
+        let pkcs8 = KeyPair::generate_pkcs8(SigningAlg::Es256).unwrap();
+        let pair = KeyPair::from_pkcs8(SigningAlg::Es256, &pkcs8).unwrap();
+        let mut jwk = pair.public_jwk("").unwrap();
+        let kid = jwk.thumbprint(ThumbprintHash::SHA256).unwrap();
+        jwk.common.key_id = Some(kid.clone());
+        let kek = Kek::new(&KeyEncryptionKey::new(Box::new(TEST_KEK))).unwrap();
+        let private_key = match how {
+            Planted::Sealed => Some(kek.encrypt(&pkcs8, &kid).unwrap()),
+            Planted::Unsealed => None,
+            Planted::SealedOtherKey => {
+                let other = KeyPair::generate_pkcs8(SigningAlg::Es256).unwrap();
+                Some(kek.encrypt(&other, &kid).unwrap())
+            }
+            Planted::SealedOtherKek => {
+                let other = Kek::new(&KeyEncryptionKey::new(Box::new([9u8; 32]))).unwrap();
+                Some(other.encrypt(&pkcs8, &kid).unwrap())
+            }
+        };
+        let row = tokenmint::store::signing_keys::SigningKeyRow {
+            kid: kid.clone(),
+            alg: "ES256".to_owned(),
+            status: "next".to_owned(),
+            public_jwk: serde_json::to_string(&jwk).unwrap(),
+            private_key,
+            created_at: self.clock_now().naive_utc(),
+            activated_at: None,
+            retired_at: None,
+            deactivated_at: None,
+        };
+        self.services
+            .db
+            .run(move |conn| -> Result<(), tokenmint::store::StoreError> {
+                tokenmint::store::signing_keys::insert(conn, &row)
+            })
+            .await
+            .unwrap();
+        // Whatever the row holds, reloading must not fail the service.
+        self.services.keyring.reload().await.unwrap();
+        (kid, pair)
+    }
+
+    /// Valid access-token claims for `sub`, issued now for `lifetime_secs`.
+    pub fn claims(&self, sub: &str, lifetime_secs: i64) -> Value {
+        let now = self.clock_now().timestamp();
+        json!({
+            "iss": "http://tokenmint.test", "sub": sub, "aud": "tokenmint",
+            "iat": now, "nbf": now, "exp": now.saturating_add(lifetime_secs),
+            "jti": Uuid::new_v4().to_string(), "sid": Uuid::new_v4().to_string(),
+            "scope": "", "roles": [], "username": "someone"
+        })
+    }
+}
+
+/// A compact JWS of `claims` under `header`, signed by `pair`.
+pub fn sign_jws(
+    pair: &tokenmint::keys::material::KeyPair,
+    header: &Value,
+    claims: &Value,
+) -> String {
+    let h = URL_SAFE_NO_PAD.encode(serde_json::to_vec(header).unwrap());
+    let c = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap());
+    let input = format!("{h}.{c}");
+    let signature = pair.sign(input.as_bytes()).unwrap();
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
 }

@@ -115,15 +115,22 @@ async fn admins_and_ownerless_keys_of_the_previous_release_keep_working() {
     assert_eq!(introspected.status(), 200);
     assert_eq!(introspected.json::<Value>().await.unwrap()["active"], true);
 
-    // The owner now matters: disabling the legacy admin stops the key.
-    let admin = app.admin_token().await;
-    app.call(
-        Method::PATCH,
-        &format!("/api/admin/users/{admin_id}"),
-        &admin,
-        Some(json!({"enabled": false})),
-    )
-    .await;
+    // The database had an admin: the bootstrap admin was not added to it.
+    let bootstrap = app
+        .post_login(&json!({"username": "admin", "password": crate::helpers::ADMIN_PASSWORD}))
+        .await;
+    assert_error(bootstrap, 401, "AUTHENTICATION_FAILED").await;
+
+    // The owner now matters: disabling the legacy admin stops the key (its last call).
+    let disabled = app
+        .call(
+            Method::PATCH,
+            &format!("/api/admin/users/{admin_id}"),
+            ownerless.expose(),
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(disabled.status(), 200);
     assert_error(
         app.call(Method::GET, "/api/admin/users", ownerless.expose(), None)
             .await,

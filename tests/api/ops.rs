@@ -48,3 +48,23 @@ async fn docs_render_the_served_document() {
         "the UI loads our document"
     );
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_sqlite_files_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let app = crate::helpers::spawn_app().await;
+    let tokenmint::config::DatabaseUrl::Sqlite(db) = app.services.settings.database_url.clone()
+    else {
+        return; // PostgreSQL keeps its own files.
+    };
+    // A write, so that the write-ahead log and its index exist.
+    app.login("admin", crate::helpers::ADMIN_PASSWORD).await;
+
+    // (The generated .kek is 0600 too: a unit test of keys::kek shows it.)
+    for suffix in ["", "-wal", "-shm"] {
+        let path = format!("{}{suffix}", db.display());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{path} holds password hashes: {mode:o}");
+    }
+}

@@ -211,19 +211,32 @@ async fn unknown_malformed_and_missing_refresh_tokens_fail_authentication() {
     assert_error(unknown_field, 400, "INVALID_REQUEST").await;
 }
 
+/// The refresh cookie a response sets: its value and its whole `Set-Cookie` header.
 fn cookie_value(response: &reqwest::Response) -> (String, String) {
-    let header = response.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let header = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|h| h.to_str().unwrap().to_owned())
+        .find(|h| h.starts_with("__Host-tokenmint_refresh=") || h.starts_with("tokenmint_refresh="))
+        .expect("a refresh cookie");
     let value = header
         .split(';')
         .next()
         .unwrap()
-        .strip_prefix("tokenmint_refresh=")
+        .split_once('=')
         .unwrap()
+        .1
         .to_owned();
     (value, header)
+}
+
+fn attributes(header: &str) -> Vec<String> {
+    header
+        .split(';')
+        .skip(1)
+        .map(|a| a.trim().to_owned())
+        .collect()
 }
 
 #[tokio::test]
@@ -234,15 +247,26 @@ async fn cookie_mode_keeps_the_refresh_token_out_of_bodies() {
         .await;
     assert_eq!(response.status(), 200);
     let (cookie, header) = cookie_value(&response);
+    // __Host-: only this host may set it (Secure, Path=/, no Domain), so a sibling
+    // subdomain cannot plant one.
+    assert!(header.starts_with("__Host-tokenmint_refresh="), "{header}");
+    let attributes = attributes(&header);
     for attribute in [
         "HttpOnly",
         "Secure",
         "SameSite=Strict",
-        "Path=/api",
+        "Path=/",
         "Max-Age=604800",
     ] {
-        assert!(header.contains(attribute), "{attribute} in {header}");
+        assert!(
+            attributes.iter().any(|a| a == attribute),
+            "{attribute} in {header}"
+        );
     }
+    assert!(
+        !attributes.iter().any(|a| a.starts_with("Domain")),
+        "{header}"
+    );
     let body: Value = response.json().await.unwrap();
     assert!(body.get("refresh_token").is_none(), "{body}");
     assert_eq!(cookie.len(), 43);
@@ -250,7 +274,7 @@ async fn cookie_mode_keeps_the_refresh_token_out_of_bodies() {
     let post = app
         .client
         .post(app.url("/api/refresh-token"))
-        .header("cookie", format!("tokenmint_refresh={cookie}"))
+        .header("cookie", format!("__Host-tokenmint_refresh={cookie}"))
         .send()
         .await
         .unwrap();
@@ -268,7 +292,7 @@ async fn cookie_mode_keeps_the_refresh_token_out_of_bodies() {
     let get = app
         .client
         .get(app.url("/api/refresh-token"))
-        .header("cookie", format!("tokenmint_refresh={rotated}"))
+        .header("cookie", format!("__Host-tokenmint_refresh={rotated}"))
         .send()
         .await
         .unwrap();
@@ -309,9 +333,93 @@ async fn the_cookie_is_not_secure_only_when_configured_for_plain_http() {
     let response = app
         .post_login(&json!({"username": "admin", "password": ADMIN_PASSWORD, "cookie": true}))
         .await;
-    let (_, header) = cookie_value(&response);
+    let (cookie, header) = cookie_value(&response);
+    // Browsers refuse a __Host- cookie without Secure: over plain HTTP the plain name.
+    assert!(header.starts_with("tokenmint_refresh="), "{header}");
     assert!(!header.contains("Secure"), "{header}");
+    assert!(attributes(&header).iter().any(|a| a == "Path=/api"));
     assert!(header.contains("HttpOnly"));
+    let refreshed = app
+        .client
+        .post(app.url("/api/refresh-token"))
+        .header("cookie", format!("tokenmint_refresh={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), 200);
+}
+
+#[tokio::test]
+async fn the_old_cookie_name_is_still_read_and_then_cleared() {
+    let app = spawn_app().await;
+    let response = app
+        .post_login(&json!({"username": "admin", "password": ADMIN_PASSWORD, "cookie": true}))
+        .await;
+    let (cookie, _) = cookie_value(&response);
+
+    // A browser that still holds the cookie an earlier release set.
+    let refreshed = app
+        .client
+        .post(app.url("/api/refresh-token"))
+        .header("cookie", format!("tokenmint_refresh={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), 200);
+    let set: Vec<String> = refreshed
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|h| h.to_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        set.iter()
+            .any(|h| h.starts_with("__Host-tokenmint_refresh=") && !h.contains("Max-Age=0")),
+        "{set:?}"
+    );
+    assert!(
+        set.iter().any(|h| h.starts_with("tokenmint_refresh=;")
+            && h.contains("Max-Age=0")
+            && h.contains("Path=/api")),
+        "the old cookie is cleared: {set:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_request_with_two_refresh_cookies_is_refused_and_spends_nothing() {
+    let app = spawn_app().await;
+    let response = app
+        .post_login(&json!({"username": "admin", "password": ADMIN_PASSWORD, "cookie": true}))
+        .await;
+    let (cookie, _) = cookie_value(&response);
+    let planted = "A".repeat(43);
+
+    for name in ["__Host-tokenmint_refresh", "tokenmint_refresh"] {
+        let tossed = app
+            .client
+            .post(app.url("/api/refresh-token"))
+            .header("cookie", format!("{name}={planted}; {name}={cookie}"))
+            .send()
+            .await
+            .unwrap();
+        assert_error(tossed, 401, "AUTHENTICATION_FAILED").await;
+    }
+    // A planted cookie of the old name does not shadow the __Host- one.
+    let shadowed = app
+        .client
+        .post(app.url("/api/refresh-token"))
+        .header(
+            "cookie",
+            format!("tokenmint_refresh={planted}; __Host-tokenmint_refresh={cookie}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        shadowed.status(),
+        200,
+        "the __Host- cookie wins, and was unspent"
+    );
 }
 
 #[tokio::test]
@@ -384,7 +492,7 @@ async fn logout_through_the_cookie() {
     let logout = app
         .client
         .post(app.url("/api/logout"))
-        .header("cookie", format!("tokenmint_refresh={cookie}"))
+        .header("cookie", format!("__Host-tokenmint_refresh={cookie}"))
         .send()
         .await
         .unwrap();
