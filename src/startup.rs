@@ -318,6 +318,7 @@ impl Application {
 
         spawn_housekeeping(services.clone());
         spawn_key_maintenance(services.clone());
+        spawn_revocation_sync(services.clone());
 
         let listener = TcpListener::bind(settings.bind)?;
         let port = listener.local_addr()?.port();
@@ -417,6 +418,22 @@ fn spawn_housekeeping(services: Services) {
             }
             if let Err(error) = services.api_keys.flush_usage().await {
                 tracing::warn!(%error, "housekeeping: API key last use");
+            }
+        }
+    });
+}
+
+/// Every second: learn the database's revocation generation, so that a revocation another
+/// instance committed but could not publish is refilled into this instance's list (and
+/// trusted lists are never behind the database by more than a second).
+fn spawn_revocation_sync(services: Services) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(error) = services.revocations.sync().await {
+                tracing::warn!(%error, "revocation generation not read");
             }
         }
     });

@@ -22,8 +22,8 @@ use crate::actor::Admin;
 use crate::audit::{Action, Actor, Audit, AuditEvent, Outcome};
 use crate::error::{Credential, Error, Refusal};
 use crate::lifetimes::Lifetimes;
-use crate::revocation::Revocations;
-use crate::sessions::{self, Listed, Sessions, TokenPair};
+use crate::revocation::{Recorded, Revocations};
+use crate::sessions::{self, Sessions, TokenPair};
 use crate::store::markers;
 use crate::store::users::{self as store, Lock, UserRow};
 use crate::store::{Db, StoreError, write_transaction};
@@ -383,8 +383,8 @@ impl Identity {
                 now,
             )
             .await;
-        let (user, entries) = result?;
-        self.publish(&entries, now).await;
+        let (user, recorded) = result?;
+        self.publish(&recorded, now).await;
         Ok(user)
     }
 
@@ -393,7 +393,7 @@ impl Identity {
         id: Uuid,
         mut patch: UserPatch,
         now: DateTime<Utc>,
-    ) -> Result<(User, Vec<Listed>), Error> {
+    ) -> Result<(User, Recorded), Error> {
         // Hashing is slow: done before the transaction, which only swaps the hash in.
         let new_hash = match patch.password.take() {
             Some(password) => Some(self.hasher.hash(password).await?),
@@ -434,7 +434,7 @@ impl Identity {
                     } else {
                         Vec::new()
                     };
-                    Ok((after, entries))
+                    Ok((after, Revocations::record(conn, entries)?))
                 })
             })
             .await
@@ -479,17 +479,18 @@ impl Identity {
         } else {
             "revoke-sessions"
         };
-        let result: Result<Vec<Listed>, Error> = self
+        let result: Result<Recorded, Error> = self
             .db
             .run(move |conn| {
                 write_transaction(conn, |conn| {
                     store::lock(conn, &id.to_string(), Lock::Update)?
                         .ok_or(Error::NotFound("user"))?;
                     let entries = sessions::revoke_user_in(conn, id, reason, &lifetimes, now)?;
+                    let recorded = Revocations::record(conn, entries)?;
                     if delete {
                         store::delete(conn, &id.to_string())?;
                     }
-                    Ok(entries)
+                    Ok(recorded)
                 })
             })
             .await;
@@ -508,8 +509,8 @@ impl Identity {
 
     /// Publishes committed revocations. If the list cannot take them now, it is refilled
     /// from the database before its next answer, so the change holds either way.
-    async fn publish(&self, entries: &[Listed], now: DateTime<Utc>) {
-        if let Err(error) = self.revocations.publish(entries, now).await {
+    async fn publish(&self, recorded: &Recorded, now: DateTime<Utc>) {
+        if let Err(error) = self.revocations.publish(recorded, now).await {
             tracing::warn!(%error, "revocations recorded but not yet published; the list will be refilled");
         }
     }

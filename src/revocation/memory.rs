@@ -1,64 +1,102 @@
 //! The in-memory revocation list (one process; the database keeps the durable record).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
-use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use super::Held;
 
-use super::{Revocation, Revoked, TokenIds};
-
-/// Entries keyed like the Redis keys, with their expiry and (for users) the cut-off.
 #[derive(Default)]
-pub struct MemoryList {
-    entries: Mutex<HashMap<String, (i64, DateTime<Utc>)>>,
+struct State {
+    entries: HashMap<String, Held>,
+    /// Every generation up to this one is here; `None` until the first fill.
+    watermark: Option<i64>,
+    /// Generations above the watermark that arrived before the ones below them.
+    pending: BTreeSet<i64>,
 }
 
-fn key(kind: &str, subject: &str) -> String {
-    format!("{kind}:{subject}")
-}
-
-impl MemoryList {
-    pub(super) fn insert(&self, entries: &[(Revocation, Duration)], now: DateTime<Utc>) {
-        let mut map = self
-            .entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for (entry, ttl) in entries {
-            let expires_at = now + TimeDelta::from_std(*ttl).unwrap_or(TimeDelta::MAX);
-            let k = key(entry.kind(), entry.subject());
-            let cutoff = entry.cutoff();
-            // A later cut-off wins over an earlier one.
-            let keep_existing = map
-                .get(&k)
-                .is_some_and(|(c, exp)| *c > cutoff && *exp > now);
-            if !keep_existing {
-                map.insert(k, (cutoff, expires_at));
-            }
+impl State {
+    fn merge(&mut self, fields: &[(String, Held)]) {
+        for (field, held) in fields {
+            let merged = self.entries.get(field).map_or(*held, |h| h.merge(*held));
+            self.entries.insert(field.clone(), merged);
         }
     }
 
-    pub(super) fn check(&self, ids: TokenIds<'_>, now: DateTime<Utc>) -> Revoked {
-        let map = self
-            .entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let live = |k: String| {
-            map.get(&k)
-                .filter(|(_, exp)| *exp > now)
-                .map(|(cutoff, _)| *cutoff)
+    fn advance(&mut self) {
+        let Some(mut watermark) = self.watermark else {
+            return;
         };
-        let revoked = live(key("jti", ids.jti)).is_some()
-            || live(key("sid", ids.sid)).is_some()
-            || live(key("sub", ids.sub)).is_some_and(|cutoff| ids.iat < cutoff);
-        if revoked { Revoked::Yes } else { Revoked::No }
+        self.pending.retain(|g| *g > watermark);
+        while self.pending.remove(&(watermark + 1)) {
+            watermark += 1;
+        }
+        self.watermark = Some(watermark);
+    }
+}
+
+/// Entries by field (`jti:<id>`, `sid:<id>`, `sub:<id>`) with the list's watermark.
+#[derive(Default)]
+pub struct MemoryList {
+    state: Mutex<State>,
+}
+
+impl MemoryList {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(super) fn purge(&self, now: DateTime<Utc>) {
-        let mut map = self
-            .entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        map.retain(|_, (_, exp)| *exp > now);
+    pub(super) fn publish(&self, fields: &[(String, Held)], generation: i64) {
+        let mut state = self.state();
+        state.merge(fields);
+        state.pending.insert(generation);
+        state.advance();
+    }
+
+    pub(super) fn fill(&self, fields: &[(String, Held)], generation: i64) {
+        let mut state = self.state();
+        state.merge(fields);
+        state.watermark = Some(state.watermark.map_or(generation, |w| w.max(generation)));
+        state.advance();
+    }
+
+    pub(super) fn read(&self, fields: &[String; 3]) -> (Option<i64>, [Option<Held>; 3]) {
+        let state = self.state();
+        let get = |f: &String| state.entries.get(f).copied();
+        (
+            state.watermark,
+            [get(&fields[0]), get(&fields[1]), get(&fields[2])],
+        )
+    }
+
+    pub(super) fn purge(&self, now: i64) {
+        self.state().entries.retain(|_, h| h.expires_at > now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(expires_at: i64) -> Held {
+        Held {
+            expires_at,
+            cutoff: 0,
+        }
+    }
+
+    #[test]
+    fn the_watermark_waits_for_a_generation_that_arrives_late() {
+        let list = MemoryList::default();
+        let f = |n: &str| [format!("jti:{n}"), "sid:x".to_owned(), "sub:x".to_owned()];
+        assert_eq!(list.read(&f("a")).0, None, "never filled");
+        list.fill(&[], 5);
+        list.publish(&[("jti:b".into(), held(10))], 7);
+        assert_eq!(list.read(&f("b")).0, Some(5), "6 has not arrived");
+        list.publish(&[("jti:a".into(), held(10))], 6);
+        assert_eq!(list.read(&f("a")).0, Some(7));
+        list.fill(&[], 9);
+        assert_eq!(list.read(&f("a")).0, Some(9));
+        list.purge(10);
+        assert_eq!(list.read(&f("a")).1[0], None);
     }
 }

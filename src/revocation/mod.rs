@@ -1,17 +1,25 @@
 //! The revocation list: which access tokens, sessions and users are cut off.
 //!
-//! Every revocation is written to the database first (`revocations` table), then to
-//! the list: Redis in production, process memory for the embedded default. Redis
-//! holds only what expires; if it loses its data (flush, restart) or misses a write,
-//! it is refilled from the database, so a revoked session never comes back. Reads
-//! fail closed: when the list cannot be read, callers answer 503, never "active".
+//! Every revocation is written to the database first (`revocations` table), in the
+//! transaction that decides it, which also adds one to the database's revocation
+//! *generation* (`markers.revocations`). After commit it is published to the list: Redis
+//! in production, process memory for the embedded default.
+//!
+//! The list knows up to which generation it is complete (a watermark: every generation up
+//! to it has arrived). Each instance knows the database's generation: its own commits,
+//! and a poll every second ([`Revocations::sync`]). A check that finds the list behind
+//! the database, or with no watermark at all (flushed, evicted, never filled), refills the
+//! list from the database before answering. So a revocation lost on the way to Redis, a
+//! Redis restored from an older snapshot or an evicted list never brings a revoked token
+//! back, and an instance learns within a second of a revocation that another instance
+//! could not publish. Reads fail closed: when the list cannot be read, callers answer
+//! 503, never "active".
 
 mod memory;
 mod redis;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{DateTime, Utc};
 
@@ -20,7 +28,7 @@ pub use self::redis::RedisList;
 use crate::error::Error;
 use crate::redis_conn::LazyRedis;
 use crate::store::revocations::{self as store, RevocationRow};
-use crate::store::{Db, DbConnection, StoreError};
+use crate::store::{Db, DbConnection, StoreError, markers};
 
 /// Errors of the revocation list.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +96,11 @@ impl Revocation {
         }
     }
 
+    /// The list's name for this entry: `jti:<id>`, `sid:<id>` or `sub:<id>`.
+    fn field(&self) -> String {
+        format!("{}:{}", self.kind(), self.subject())
+    }
+
     /// The row that records this revocation until `expires_at`.
     pub fn to_row(&self, expires_at: DateTime<Utc>) -> RevocationRow {
         RevocationRow {
@@ -112,6 +125,18 @@ impl Revocation {
     }
 }
 
+/// A revocation with the time until which it must stay listed.
+pub type Listed = (Revocation, DateTime<Utc>);
+
+/// Revocations committed by one transaction, with the generation it gave them.
+#[derive(Debug, Clone, Default)]
+pub struct Recorded {
+    /// What was revoked, and until when.
+    pub entries: Vec<Listed>,
+    /// The database's revocation generation after the transaction (0: nothing recorded).
+    pub generation: i64,
+}
+
 /// What identifies an access token for the revocation check.
 #[derive(Debug, Clone, Copy)]
 pub struct TokenIds<'a> {
@@ -125,7 +150,7 @@ pub struct TokenIds<'a> {
     pub iat: i64,
 }
 
-/// Why a token is revoked.
+/// Whether a token is revoked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Revoked {
     /// Not revoked.
@@ -134,12 +159,55 @@ pub enum Revoked {
     Yes,
 }
 
-/// Remaining time-to-live of an entry, at least one second.
-fn ttl(expires_at: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
-    (expires_at - now)
-        .to_std()
-        .unwrap_or_default()
-        .max(Duration::from_secs(1))
+/// An entry as the lists keep it: until when it holds, and (for users) the cut-off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Held {
+    expires_at: i64,
+    cutoff: i64,
+}
+
+impl Held {
+    /// Two records of one subject: the later expiry and the later cut-off win.
+    fn merge(self, other: Held) -> Held {
+        Held {
+            expires_at: self.expires_at.max(other.expires_at),
+            cutoff: self.cutoff.max(other.cutoff),
+        }
+    }
+}
+
+/// The fields a check reads, in order: the token, its session, its user.
+fn check_fields(ids: TokenIds<'_>) -> [String; 3] {
+    [
+        format!("jti:{}", ids.jti),
+        format!("sid:{}", ids.sid),
+        format!("sub:{}", ids.sub),
+    ]
+}
+
+/// The answer for a token from what the list holds for its three fields.
+fn decide(held: [Option<Held>; 3], iat: i64, now: DateTime<Utc>) -> Revoked {
+    let now = now.timestamp();
+    let live = |h: &Option<Held>| h.filter(|h| h.expires_at > now);
+    let revoked = live(&held[0]).is_some()
+        || live(&held[1]).is_some()
+        || live(&held[2]).is_some_and(|h| iat < h.cutoff);
+    if revoked { Revoked::Yes } else { Revoked::No }
+}
+
+fn held(entries: &[Listed]) -> Vec<(String, Held)> {
+    entries
+        .iter()
+        .map(|(entry, until)| {
+            (
+                entry.field(),
+                Held {
+                    expires_at: until.timestamp(),
+                    cutoff: entry.cutoff(),
+                },
+            )
+        })
+        .collect()
 }
 
 enum Backend {
@@ -151,27 +219,29 @@ enum Backend {
 pub struct Revocations {
     backend: Backend,
     db: Db,
-    // Set when a write to Redis failed: the next chance refills Redis from the database.
-    needs_refill: AtomicBool,
+    /// The highest generation this instance knows the database has reached.
+    known: AtomicI64,
+    refilling: tokio::sync::Mutex<()>,
 }
 
 impl Revocations {
     /// The in-memory list (embedded default), filled from the database.
     pub fn memory(db: Db) -> Self {
-        Self {
-            backend: Backend::Memory(MemoryList::default()),
-            db,
-            needs_refill: AtomicBool::new(true),
-        }
+        Self::with(Backend::Memory(MemoryList::default()), db)
     }
 
     /// The Redis list. Connects lazily: an unreachable Redis does not stop the start,
     /// it makes checks answer 503 until it is back.
     pub fn redis(db: Db, redis: Arc<LazyRedis>, prefix: String) -> Self {
+        Self::with(Backend::Redis(Box::new(RedisList::new(redis, prefix))), db)
+    }
+
+    fn with(backend: Backend, db: Db) -> Self {
         Self {
-            backend: Backend::Redis(Box::new(RedisList::new(redis, prefix))),
+            backend,
             db,
-            needs_refill: AtomicBool::new(false),
+            known: AtomicI64::new(0),
+            refilling: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -183,101 +253,115 @@ impl Revocations {
         }
     }
 
-    /// Records revocations inside a caller's transaction; [`Revocations::publish`] them after commit.
-    pub fn record(
-        conn: &mut DbConnection,
-        entries: &[(Revocation, DateTime<Utc>)],
-    ) -> Result<(), StoreError> {
-        for (entry, expires_at) in entries {
+    /// Records revocations inside a caller's transaction, and gives them the next
+    /// generation; [`Revocations::publish`] them after commit. Call it once per transaction.
+    pub fn record(conn: &mut DbConnection, entries: Vec<Listed>) -> Result<Recorded, StoreError> {
+        if entries.is_empty() {
+            return Ok(Recorded::default());
+        }
+        for (entry, expires_at) in &entries {
             store::record(conn, &entry.to_row(*expires_at))?;
         }
-        Ok(())
+        let generation = markers::increment(conn, markers::REVOCATIONS)?;
+        Ok(Recorded {
+            entries,
+            generation,
+        })
     }
 
-    /// Writes already-recorded revocations to the list. On failure the database still
-    /// holds them and the list is refilled as soon as it answers again.
+    /// Writes committed revocations to the list. On failure the database still holds
+    /// them, and every instance refills its list before trusting it again.
     pub async fn publish(
         &self,
-        entries: &[(Revocation, DateTime<Utc>)],
+        recorded: &Recorded,
         now: DateTime<Utc>,
     ) -> Result<(), RevocationError> {
-        let with_ttl: Vec<(Revocation, Duration)> = entries
+        if recorded.entries.is_empty() {
+            return Ok(());
+        }
+        self.known.fetch_max(recorded.generation, Ordering::SeqCst);
+        let live: Vec<Listed> = recorded
+            .entries
             .iter()
-            .filter(|(_, exp)| *exp > now)
-            .map(|(e, exp)| (e.clone(), ttl(*exp, now)))
+            .filter(|(_, until)| *until > now)
+            .cloned()
             .collect();
-        let result = match &self.backend {
+        let fields = held(&live);
+        match &self.backend {
             Backend::Memory(list) => {
-                list.insert(&with_ttl, now);
+                list.publish(&fields, recorded.generation);
                 Ok(())
             }
-            Backend::Redis(list) => list.insert(&with_ttl).await,
-        };
-        if result.is_err() {
-            self.needs_refill.store(true, Ordering::SeqCst);
+            Backend::Redis(list) => list.publish(&fields, recorded.generation).await,
         }
-        result
     }
 
-    /// Whether a token is revoked: one round trip to the list.
+    /// Whether a token is revoked: one round trip to the list, after a refill if the list
+    /// is behind the database.
     pub async fn check(
         &self,
         ids: TokenIds<'_>,
         now: DateTime<Utc>,
     ) -> Result<Revoked, RevocationError> {
-        if self.needs_refill.load(Ordering::SeqCst) {
-            self.refill(now).await?;
+        let fields = check_fields(ids);
+        for attempt in 0..2 {
+            let known = self.known.load(Ordering::SeqCst);
+            let (watermark, held) = match &self.backend {
+                Backend::Memory(list) => list.read(&fields),
+                Backend::Redis(list) => list.read(&fields).await?,
+            };
+            if watermark.is_some_and(|w| w >= known) {
+                return Ok(decide(held, ids.iat, now));
+            }
+            if attempt == 0 {
+                self.refill(now).await?;
+            }
         }
-        match &self.backend {
-            Backend::Memory(list) => Ok(list.check(ids, now)),
-            Backend::Redis(list) => match list.check(ids).await? {
-                Some(answer) => Ok(answer),
-                None => {
-                    // The list lost its data (FLUSHALL, restart without persistence).
-                    self.refill(now).await?;
-                    list.check(ids).await?.ok_or_else(|| {
-                        RevocationError::Unavailable(::redis::RedisError::from((
-                            ::redis::ErrorKind::Io,
-                            "revocation list emptied again during refill",
-                        )))
-                    })
-                }
-            },
-        }
+        Err(RevocationError::Unavailable(::redis::RedisError::from((
+            ::redis::ErrorKind::Io,
+            "the revocation list fell behind the database again during a refill",
+        ))))
     }
 
-    /// Copies every live revocation from the database into the list.
+    /// Learns the database's generation (every instance polls it every second).
+    pub async fn sync(&self) -> Result<(), RevocationError> {
+        let generation = self
+            .db
+            .run(|conn| markers::get(conn, markers::REVOCATIONS))
+            .await?;
+        self.known.fetch_max(generation, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Copies every live revocation from the database into the list and raises its
+    /// watermark to the generation read before them.
     pub async fn refill(&self, now: DateTime<Utc>) -> Result<usize, RevocationError> {
-        // Clear first: a write that fails during the refill sets it again.
-        self.needs_refill.store(false, Ordering::SeqCst);
-        let result = self.refill_inner(now).await;
-        if result.is_err() {
-            self.needs_refill.store(true, Ordering::SeqCst);
-        }
-        result
-    }
-
-    async fn refill_inner(&self, now: DateTime<Utc>) -> Result<usize, RevocationError> {
+        let _one_at_a_time = self.refilling.lock().await;
         let naive = now.naive_utc();
-        let rows = self.db.run(move |conn| store::live(conn, naive)).await?;
-        let entries: Vec<(Revocation, Duration)> = rows
-            .into_iter()
-            .filter_map(Revocation::from_row)
-            .map(|(entry, exp)| (entry, ttl(exp, now)))
-            .collect();
-        let count = entries.len();
+        // The generation first: rows read after it include every generation up to it.
+        let (generation, rows) = self
+            .db
+            .run(move |conn| {
+                let generation = markers::get(conn, markers::REVOCATIONS)?;
+                Ok::<_, StoreError>((generation, store::live(conn, naive)?))
+            })
+            .await?;
+        let entries: Vec<Listed> = rows.into_iter().filter_map(Revocation::from_row).collect();
+        let fields = held(&entries);
         match &self.backend {
-            Backend::Memory(list) => list.insert(&entries, now),
-            Backend::Redis(list) => list.refill(&entries).await?,
+            Backend::Memory(list) => list.fill(&fields, generation),
+            Backend::Redis(list) => list.fill(&fields, generation).await?,
         }
-        if count > 0 {
+        self.known.fetch_max(generation, Ordering::SeqCst);
+        if !fields.is_empty() {
             tracing::info!(
-                entries = count,
+                entries = fields.len(),
+                generation,
                 backend = self.backend(),
                 "revocation list refilled from the database"
             );
         }
-        Ok(count)
+        Ok(fields.len())
     }
 
     /// Answers whether the list can be read.
@@ -288,15 +372,51 @@ impl Revocations {
         }
     }
 
-    /// Drops expired entries from the database (and memory).
+    /// Drops expired entries from the list and the database.
     pub async fn purge(&self, now: DateTime<Utc>) -> Result<usize, RevocationError> {
-        if let Backend::Memory(list) = &self.backend {
-            list.purge(now);
+        match &self.backend {
+            Backend::Memory(list) => list.purge(now.timestamp()),
+            Backend::Redis(list) => list.purge(now.timestamp()).await?,
         }
         let naive = now.naive_utc();
         Ok(self
             .db
             .run(move |conn| store::purge_expired(conn, naive))
             .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_revoked_by_its_jti_its_session_or_a_later_cut_off() {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let live = |cutoff| {
+            Some(Held {
+                expires_at: 1_800_000_100,
+                cutoff,
+            })
+        };
+        let gone = Some(Held {
+            expires_at: 1_800_000_000,
+            cutoff: 0,
+        });
+        let iat = 1_799_999_990;
+        assert_eq!(decide([None, None, None], iat, now), Revoked::No);
+        assert_eq!(decide([live(0), None, None], iat, now), Revoked::Yes);
+        assert_eq!(decide([None, live(0), None], iat, now), Revoked::Yes);
+        assert_eq!(decide([None, None, live(iat + 1)], iat, now), Revoked::Yes);
+        assert_eq!(
+            decide([None, None, live(iat)], iat, now),
+            Revoked::No,
+            "issued at the cut-off"
+        );
+        assert_eq!(
+            decide([gone, gone, None], iat, now),
+            Revoked::No,
+            "expired entries"
+        );
     }
 }

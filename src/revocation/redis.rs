@@ -1,28 +1,108 @@
-//! The Redis revocation list: `revoked:{jti,sid,sub}:<id>` keys with TTLs, and a
-//! sentinel key that tells whether Redis still holds what the database says.
+//! The Redis revocation list: one hash holding every entry (`jti:<id>`, `sid:<id>`,
+//! `sub:<id>` -> `<expires_at>:<cutoff>`) and the watermark `gen`.
+//!
+//! One key, on purpose: whatever takes entries away (an eviction, a `DEL`, a restart from
+//! an older snapshot) takes or rewinds the watermark with them, so the loss is noticed.
+//! The price is that the whole list lives on one Redis node (one slot in a cluster).
+//! Entries carry their own expiry and are purged by housekeeping, since Redis before 7.4
+//! cannot expire fields of a hash.
 
-use std::time::Duration;
-
+use redis::RedisError;
 use redis::aio::ConnectionManager;
-use redis::{AsyncCommands as _, RedisError};
 
+use super::{Held, RevocationError};
 use crate::redis_conn::LazyRedis;
 
-use super::{Revocation, RevocationError, Revoked, TokenIds};
+/// Merges entries (the later expiry and cut-off win), then moves the watermark: with
+/// `publish`, generation `g` joins the pending ones and the watermark climbs while the
+/// next generation is there (a list with no watermark stays so: only a fill sets one);
+/// with `fill`, the watermark becomes at least `g`.
+/// KEYS[1]: the hash. ARGV: mode, g, then (field, expires_at, cutoff) triples.
+const MERGE: &str = r"
+local key = KEYS[1]
+for i = 3, #ARGV, 3 do
+  local expires_at, cutoff = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  local old = redis.call('HGET', key, ARGV[i])
+  if old then
+    local e, c = string.match(old, '^(%d+):(%d+)$')
+    if e then
+      expires_at = math.max(expires_at, tonumber(e))
+      cutoff = math.max(cutoff, tonumber(c))
+    end
+  end
+  redis.call('HSET', key, ARGV[i], string.format('%d:%d', expires_at, cutoff))
+end
+local mode, g = ARGV[1], tonumber(ARGV[2])
+local gen = tonumber(redis.call('HGET', key, 'gen') or '-1')
+if mode == 'publish' and gen < 0 then
+  return gen
+end
+local pending = {}
+for n in string.gmatch(redis.call('HGET', key, 'pending') or '', '%d+') do
+  pending[tonumber(n)] = true
+end
+if mode == 'fill' then
+  gen = math.max(gen, g)
+else
+  pending[g] = true
+end
+while pending[gen + 1] do
+  pending[gen + 1] = nil
+  gen = gen + 1
+end
+local rest = {}
+for n, _ in pairs(pending) do
+  if n > gen then table.insert(rest, string.format('%d', n)) end
+end
+if #rest > 0 then
+  redis.call('HSET', key, 'pending', table.concat(rest, ','))
+else
+  redis.call('HDEL', key, 'pending')
+end
+redis.call('HSET', key, 'gen', string.format('%d', gen))
+return gen
+";
+
+/// Deletes the given fields that are still expired at `now` (a publish may have extended
+/// one since it was scanned). KEYS[1]: the hash. ARGV: now, then fields.
+const PURGE: &str = r"
+local now, gone = tonumber(ARGV[1]), 0
+for i = 2, #ARGV do
+  local value = redis.call('HGET', KEYS[1], ARGV[i])
+  local e = value and tonumber(string.match(value, '^(%d+):'))
+  if e and e <= now then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+    gone = gone + 1
+  end
+end
+return gone
+";
 
 /// The Redis list.
 pub struct RedisList {
     redis: std::sync::Arc<LazyRedis>,
-    refilling: tokio::sync::Mutex<()>,
-    prefix: String,
+    key: String,
+    merge: redis::Script,
+    purge: redis::Script,
+}
+
+fn parse(value: Option<String>) -> Option<Held> {
+    let (expires_at, cutoff) = value?
+        .split_once(':')
+        .map(|(e, c)| (e.parse(), c.parse()))?;
+    Some(Held {
+        expires_at: expires_at.ok()?,
+        cutoff: cutoff.ok()?,
+    })
 }
 
 impl RedisList {
     pub(super) fn new(redis: std::sync::Arc<LazyRedis>, prefix: String) -> Self {
         Self {
             redis,
-            refilling: tokio::sync::Mutex::new(()),
-            prefix,
+            key: format!("{prefix}revocation-list"),
+            merge: redis::Script::new(MERGE),
+            purge: redis::Script::new(PURGE),
         }
     }
 
@@ -30,94 +110,104 @@ impl RedisList {
         self.redis.conn().await
     }
 
-    fn key(&self, entry: &Revocation) -> String {
-        format!(
-            "{}revoked:{}:{}",
-            self.prefix,
-            entry.kind(),
-            entry.subject()
-        )
-    }
-
-    fn sentinel(&self) -> String {
-        format!("{}revocations:filled", self.prefix)
-    }
-
-    fn set_all(&self, pipe: &mut redis::Pipeline, entries: &[(Revocation, Duration)]) {
-        for (entry, ttl) in entries {
-            let key = self.key(entry);
-            let secs = ttl.as_secs().max(1);
-            match entry {
-                // Each cut-off is the time it was set, so the last write is the latest.
-                Revocation::User { cutoff, .. } => pipe.set_ex(key, *cutoff, secs).ignore(),
-                _ => pipe.set_ex(key, 1, secs).ignore(),
-            };
-        }
-    }
-
-    pub(super) async fn insert(
+    async fn merge(
         &self,
-        entries: &[(Revocation, Duration)],
+        mode: &str,
+        fields: &[(String, Held)],
+        generation: i64,
     ) -> Result<(), RevocationError> {
-        if entries.is_empty() {
-            return Ok(());
+        let mut invocation = self.merge.key(&self.key);
+        invocation.arg(mode).arg(generation);
+        for (field, held) in fields {
+            invocation.arg(field).arg(held.expires_at).arg(held.cutoff);
         }
-        let mut pipe = redis::pipe();
-        self.set_all(&mut pipe, entries);
         let mut conn = self.conn().await?;
-        pipe.query_async::<()>(&mut conn).await?;
+        invocation.invoke_async::<i64>(&mut conn).await?;
         Ok(())
     }
 
-    /// `None` when the sentinel is gone: Redis lost its data and must be refilled.
-    pub(super) async fn check(
+    pub(super) async fn publish(
         &self,
-        ids: TokenIds<'_>,
-    ) -> Result<Option<Revoked>, RevocationError> {
-        let keys = [
-            self.sentinel(),
-            self.key(&Revocation::Token {
-                jti: ids.jti.to_owned(),
-            }),
-            self.key(&Revocation::Session {
-                sid: ids.sid.to_owned(),
-            }),
-            self.key(&Revocation::User {
-                sub: ids.sub.to_owned(),
-                cutoff: 0,
-            }),
-        ];
-        let mut conn = self.conn().await?;
-        let values: Vec<Option<i64>> = conn.mget(&keys).await?;
-        let [sentinel, jti, sid, sub] = values.as_slice() else {
-            return Err(RedisError::from((
-                redis::ErrorKind::Parse,
-                "MGET answered the wrong number of values",
-            ))
-            .into());
-        };
-        if sentinel.is_none() {
-            return Ok(None);
-        }
-        let revoked = jti.is_some() || sid.is_some() || sub.is_some_and(|cutoff| ids.iat < cutoff);
-        Ok(Some(if revoked { Revoked::Yes } else { Revoked::No }))
+        fields: &[(String, Held)],
+        generation: i64,
+    ) -> Result<(), RevocationError> {
+        self.merge("publish", fields, generation).await
     }
 
-    /// Writes every entry, then the sentinel, in one transaction.
-    pub(super) async fn refill(
+    /// Writes every entry, in chunks, and only then raises the watermark.
+    pub(super) async fn fill(
         &self,
-        entries: &[(Revocation, Duration)],
+        fields: &[(String, Held)],
+        generation: i64,
     ) -> Result<(), RevocationError> {
-        let _guard = self.refilling.lock().await;
-        let mut conn = self.conn().await?;
-        for chunk in entries.chunks(1000) {
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            self.set_all(&mut pipe, chunk);
-            pipe.query_async::<()>(&mut conn).await?;
+        for chunk in fields.chunks(500) {
+            // Entries only: no generation moves until all of them are in.
+            let mut invocation = self.merge.key(&self.key);
+            invocation.arg("entries").arg(0);
+            for (field, held) in chunk {
+                invocation.arg(field).arg(held.expires_at).arg(held.cutoff);
+            }
+            let mut conn = self.conn().await?;
+            invocation.invoke_async::<i64>(&mut conn).await?;
         }
-        let _: () = conn.set(self.sentinel(), 1).await?;
-        Ok(())
+        self.merge("fill", &[], generation).await
+    }
+
+    /// The watermark and the three fields of a check, in one round trip.
+    pub(super) async fn read(
+        &self,
+        fields: &[String; 3],
+    ) -> Result<(Option<i64>, [Option<Held>; 3]), RevocationError> {
+        let mut conn = self.conn().await?;
+        let values: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(&self.key)
+            .arg("gen")
+            .arg(&fields[..])
+            .query_async(&mut conn)
+            .await?;
+        let [generation, jti, sid, sub] =
+            <[Option<String>; 4]>::try_from(values).map_err(|_| {
+                RedisError::from((
+                    redis::ErrorKind::Parse,
+                    "HMGET answered the wrong number of values",
+                ))
+            })?;
+        let watermark = generation.and_then(|g| g.parse().ok());
+        Ok((watermark, [parse(jti), parse(sid), parse(sub)]))
+    }
+
+    pub(super) async fn purge(&self, now: i64) -> Result<(), RevocationError> {
+        let mut conn = self.conn().await?;
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, page): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
+                .arg(&self.key)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut conn)
+                .await?;
+            let expired: Vec<&String> = page
+                .iter()
+                .filter(|(field, value)| {
+                    field.contains(':')
+                        && parse(Some(value.clone())).is_some_and(|h| h.expires_at <= now)
+                })
+                .map(|(field, _)| field)
+                .collect();
+            if !expired.is_empty() {
+                let mut invocation = self.purge.key(&self.key);
+                invocation.arg(now);
+                for field in expired {
+                    invocation.arg(field);
+                }
+                invocation.invoke_async::<i64>(&mut conn).await?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
     }
 
     pub(super) async fn ping(&self) -> Result<(), RevocationError> {

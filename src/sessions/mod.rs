@@ -17,15 +17,14 @@ pub use self::refresh_token::RefreshToken;
 use crate::audit::{Action, Actor, Audit, AuditEvent, Outcome};
 use crate::error::{Credential, Error, Refusal};
 use crate::lifetimes::{Lifetimes, delta};
-use crate::revocation::{Revocation, Revocations};
+use crate::revocation::{Recorded, Revocation, Revocations};
 use crate::store::sessions::{self as store, RefreshRow, SessionRow};
 use crate::store::users::{self as user_store};
 use crate::store::{Db, DbConnection, write_transaction};
 use crate::tokens::access::{Grant, IssuedToken, TokenService};
 use crate::user::{Scope, User};
 
-/// A revocation with the time until which it must stay listed.
-pub type Listed = (Revocation, DateTime<Utc>);
+pub use crate::revocation::Listed;
 
 /// What login and refresh answer: a fresh access token and the refresh token that goes with it.
 #[derive(Debug)]
@@ -99,7 +98,8 @@ pub fn open(
 
 /// Revokes every live session of a user and cuts off every access token issued to them
 /// up to now, inside the caller's transaction (so a change of the user and the end of
-/// its sessions commit together). Returns what to publish on the list after commit.
+/// its sessions commit together). Returns the entries for the caller to record
+/// ([`Revocations::record`], once per transaction).
 pub fn revoke_user_in(
     conn: &mut DbConnection,
     user_id: Uuid,
@@ -121,7 +121,6 @@ pub fn revoke_user_in(
         },
         lifetimes.revocation_end(now),
     ));
-    Revocations::record(conn, &entries)?;
     Ok(entries)
 }
 
@@ -152,7 +151,7 @@ enum Rotation {
     },
     Reused {
         session: SessionRow,
-        entry: Listed,
+        recorded: Recorded,
     },
 }
 
@@ -241,7 +240,7 @@ impl Sessions {
                 };
                 self.pair(&user, &scopes, session.client_id.as_deref(), opened, now)
             }
-            Rotation::Reused { session, entry } => {
+            Rotation::Reused { session, recorded } => {
                 tracing::warn!(session_id = %session.id, user_id = %session.user_id, "refresh token reuse: session revoked");
                 let actor = Uuid::parse_str(&session.user_id).map_or(Actor::Anonymous, Actor::User);
                 let event = AuditEvent {
@@ -252,7 +251,7 @@ impl Sessions {
                     outcome: Outcome::Failure,
                 };
                 self.audit.record(event, now).await;
-                self.publish(&[entry], now).await;
+                self.publish(&recorded, now).await;
                 Err(Error::refused(Credential::RefreshToken, Refusal::Reused))
             }
         }
@@ -266,17 +265,16 @@ impl Sessions {
         access: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
-        let mut entries = Vec::new();
         if let Some(token) = refresh {
-            entries.extend(self.revoke_refresh_in_db(&token, "logout", now).await?);
+            let recorded = self.revoke_refresh_in_db(&token, "logout", now).await?;
+            self.publish(&recorded, now).await;
         }
         if let Some(claims) = access.and_then(|t| self.tokens.verify(t, now).ok()) {
-            entries.extend(
-                self.revoke_access_in_db(&claims.jti, claims.exp, Some(&claims.sid), now)
-                    .await?,
-            );
+            let recorded = self
+                .revoke_access_in_db(&claims.jti, claims.exp, Some(&claims.sid), now)
+                .await?;
+            self.publish(&recorded, now).await;
         }
-        self.revocations.publish(&entries, now).await?;
         Ok(())
     }
 
@@ -285,23 +283,23 @@ impl Sessions {
     pub async fn revoke_token(&self, token: &str, now: DateTime<Utc>) -> Result<(), Error> {
         // The two forms cannot be confused: refresh tokens are 43 base64url characters,
         // access tokens are JWTs with dots. A hint (RFC 7009 section 2.1) is not needed.
-        let entries = if let Some(refresh) = RefreshToken::parse(token) {
+        let recorded = if let Some(refresh) = RefreshToken::parse(token) {
             self.revoke_refresh_in_db(&refresh, "revoke", now).await?
         } else if let Ok(claims) = self.tokens.verify(token, now) {
             self.revoke_access_in_db(&claims.jti, claims.exp, None, now)
                 .await?
         } else {
-            Vec::new()
+            Recorded::default()
         };
-        self.publish(&entries, now).await;
+        self.publish(&recorded, now).await;
         Ok(())
     }
 
     /// Publishes revocations that are committed in the database. If the list cannot take
     /// them now, it is refilled from the database before its next answer: the revocation
     /// holds either way, so the caller is not told otherwise.
-    async fn publish(&self, entries: &[Listed], now: DateTime<Utc>) {
-        if let Err(error) = self.revocations.publish(entries, now).await {
+    async fn publish(&self, recorded: &Recorded, now: DateTime<Utc>) {
+        if let Err(error) = self.revocations.publish(recorded, now).await {
             tracing::warn!(%error, "revocations recorded but not yet published; the list will be refilled");
         }
     }
@@ -311,16 +309,17 @@ impl Sessions {
         token: &RefreshToken,
         reason: &'static str,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Listed>, Error> {
+    ) -> Result<Recorded, Error> {
         let hash = token.hash();
         let lifetimes = self.lifetimes;
         self.db
             .run(move |conn| {
                 write_transaction(conn, |conn| {
                     let Some((_, session)) = store::find_refresh(conn, &hash)? else {
-                        return Ok(Vec::new());
+                        return Ok(Recorded::default());
                     };
-                    revoke_session_in(conn, &session.id, reason, &lifetimes, now)
+                    let entries = revoke_session_in(conn, &session.id, reason, &lifetimes, now)?;
+                    Ok(Revocations::record(conn, entries)?)
                 })
             })
             .await
@@ -332,7 +331,7 @@ impl Sessions {
         exp: i64,
         sid: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Listed>, Error> {
+    ) -> Result<Recorded, Error> {
         let token_entry = (
             Revocation::Token {
                 jti: jti.to_owned(),
@@ -344,12 +343,11 @@ impl Sessions {
         self.db
             .run(move |conn| {
                 write_transaction(conn, |conn| {
-                    Revocations::record(conn, std::slice::from_ref(&token_entry))?;
                     let mut entries = vec![token_entry];
                     if let Some(sid) = &sid {
                         entries.extend(revoke_session_in(conn, sid, "logout", &lifetimes, now)?);
                     }
-                    Ok(entries)
+                    Ok(Revocations::record(conn, entries)?)
                 })
             })
             .await
@@ -370,7 +368,7 @@ impl Sessions {
 }
 
 /// Revokes one session inside the caller's transaction; nothing if it is unknown or
-/// already revoked.
+/// already revoked. Returns the entry for the caller to record.
 fn revoke_session_in(
     conn: &mut DbConnection,
     session_id: &str,
@@ -381,9 +379,7 @@ fn revoke_session_in(
     let Some(session) = store::revoke_session(conn, session_id, now.naive_utc(), reason)? else {
         return Ok(Vec::new());
     };
-    let entry = session_entry(&session, lifetimes, now);
-    Revocations::record(conn, std::slice::from_ref(&entry))?;
-    Ok(vec![entry])
+    Ok(vec![session_entry(&session, lifetimes, now)])
 }
 
 /// The rotation transaction. A refusal is an `Err`, which rolls it back (a won update
@@ -469,10 +465,9 @@ fn rotate(
     let Some(revoked) = store::revoke_session(conn, &session.id, naive_now, "reuse")? else {
         return refused(Refusal::Revoked);
     };
-    let entry = session_entry(&revoked, lifetimes, now);
-    Revocations::record(conn, std::slice::from_ref(&entry))?;
+    let recorded = Revocations::record(conn, vec![session_entry(&revoked, lifetimes, now)])?;
     Ok(Rotation::Reused {
         session: revoked,
-        entry,
+        recorded,
     })
 }

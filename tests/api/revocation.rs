@@ -173,3 +173,151 @@ async fn an_unreachable_revocation_list_fails_closed_and_recovers() {
     )
     .await;
 }
+
+/// Every key of an app's Redis prefix, with its DUMP.
+async fn snapshot(
+    conn: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+) -> Vec<(String, Vec<u8>)> {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(conn)
+        .await
+        .unwrap();
+    let mut dumped = Vec::new();
+    for key in keys {
+        let dump: Vec<u8> = redis::cmd("DUMP")
+            .arg(&key)
+            .query_async(conn)
+            .await
+            .unwrap();
+        dumped.push((key, dump));
+    }
+    dumped
+}
+
+async fn restore(
+    conn: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+    dumped: &[(String, Vec<u8>)],
+) {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(conn)
+        .await
+        .unwrap();
+    for key in keys {
+        let _: () = redis::cmd("DEL").arg(&key).query_async(conn).await.unwrap();
+    }
+    for (key, dump) in dumped {
+        let _: () = redis::cmd("RESTORE")
+            .arg(key)
+            .arg(0)
+            .arg(dump.as_slice())
+            .query_async(conn)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_redis_restored_from_an_older_snapshot_does_not_resurrect_a_revocation() {
+    let Some(url) = redis_url() else { return };
+    let app = spawn_app().await;
+    let prefix = app.services.settings.redis_prefix.clone();
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let login = app.login("admin", ADMIN_PASSWORD).await;
+    let access = login["access_token"].as_str().unwrap();
+    assert_eq!(app.get_me(access).await.status(), 200);
+
+    // Redis as it was before the logout: every key it held, marker included.
+    let before = snapshot(&mut conn, &prefix).await;
+    let logout = app
+        .client
+        .post(app.url("/api/logout"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), 204);
+    assert_error(app.get_me(access).await, 401, "TOKEN_REVOKED").await;
+
+    restore(&mut conn, &prefix, &before).await;
+
+    assert_error(app.get_me(access).await, 401, "TOKEN_REVOKED").await;
+    assert!(!app.is_active(access).await);
+}
+
+#[tokio::test]
+async fn revocation_entries_lost_without_their_marker_are_noticed() {
+    let Some(url) = redis_url() else { return };
+    let app = spawn_app().await;
+    let prefix = app.services.settings.redis_prefix.clone();
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let login = revoked_session(&app).await;
+    let access = login["access_token"].as_str().unwrap();
+    assert_error(app.get_me(access).await, 401, "TOKEN_REVOKED").await;
+
+    // Whatever holds the entries goes (an eviction, a partial restore); whatever holds
+    // the "filled" marker alone, if it is a separate key, stays.
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let marker = |k: &str| k.ends_with("revocations:filled");
+    for key in keys.iter().filter(|k| !marker(k)) {
+        let _: () = redis::cmd("DEL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    assert_error(app.get_me(access).await, 401, "TOKEN_REVOKED").await;
+}
+
+#[tokio::test]
+async fn an_instance_learns_within_seconds_of_a_revocation_that_missed_redis_elsewhere() {
+    if redis_url().is_none() {
+        return;
+    }
+    // Instance A cannot reach Redis; B can. Both share the database.
+    let b = spawn_app().await;
+    let database_url = b.services.settings.database_url.clone();
+    let dead_redis = format!("redis://127.0.0.1:{}", free_port());
+    let a = spawn_app_with(|s| {
+        s.database_url = database_url;
+        s.redis_url = Some(dead_redis.into());
+    })
+    .await;
+    let login = b.login("admin", ADMIN_PASSWORD).await;
+    let access = login["access_token"].as_str().unwrap();
+    assert_eq!(b.get_me(access).await.status(), 200);
+
+    // A records the logout in the database; its Redis write fails.
+    let logout = a
+        .client
+        .post(a.url("/api/logout"))
+        .bearer_auth(access)
+        .json(&json!({"refresh_token": login["refresh_token"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), 204);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        if b.get_me(access).await.status() == 401 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "instance B still accepts a token revoked 3 s ago"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_error(b.get_me(access).await, 401, "TOKEN_REVOKED").await;
+}
