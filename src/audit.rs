@@ -1,6 +1,9 @@
 //! The audit log: who did what to what, from where, with what outcome. Append-only;
 //! use cases record their own events.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -56,6 +59,7 @@ actions! {
     SigningKeyList => "signing_key.list", "An admin listed the signing keys.";
     SigningKeyRotate => "signing_key.rotate", "The signing keys were rotated.";
     AuditList => "audit.list", "An admin read the audit log.";
+    AdminRefused => "admin.refused", "An admin endpoint refused its caller (401 or 403).";
 }
 
 impl std::fmt::Display for Action {
@@ -110,6 +114,8 @@ pub struct AuditEvent {
     pub ip: Option<String>,
     /// How it went.
     pub outcome: Outcome,
+    /// More about it: the fields a change touched, or how many events a row stands for.
+    pub detail: Option<String>,
 }
 
 /// A recorded event, as read back.
@@ -129,17 +135,91 @@ pub struct AuditEntry {
     pub ip: Option<String>,
     /// How it went.
     pub outcome: Outcome,
+    /// More about it.
+    pub detail: Option<String>,
+}
+
+/// Most throttle windows kept in memory at once.
+const MAX_FOLDED_WINDOWS: usize = 100_000;
+
+/// Events folded into the first one of their window (see [`Audit::record_throttled`]).
+struct Folded {
+    event: AuditEvent,
+    until: DateTime<Utc>,
+    more: u64,
 }
 
 /// The audit log.
 pub struct Audit {
     db: Db,
+    // Throttle key -> the window's first event and how many more came.
+    folded: Mutex<HashMap<String, Folded>>,
 }
 
 impl Audit {
     /// The log over `db`.
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self {
+            db,
+            folded: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records an event that can come in floods (refused logins, refused admin calls):
+    /// the first one of `key` until `until` is written, later ones are counted, and
+    /// [`Audit::flush`] writes one summary row once the window has ended. So one client
+    /// cannot fill the log, and the log still says how much was refused.
+    pub async fn record_throttled(
+        &self,
+        event: AuditEvent,
+        key: String,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) {
+        {
+            let mut folded = self.folded.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(window) = folded.get_mut(&key).filter(|w| w.until > now) {
+                window.more += 1;
+                return;
+            }
+            if folded.len() >= MAX_FOLDED_WINDOWS {
+                // Bounded memory: a flood of distinct keys still gets one row each.
+                folded.retain(|_, w| w.until > now);
+            }
+            folded.insert(
+                key,
+                Folded {
+                    event: event.clone(),
+                    until,
+                    more: 0,
+                },
+            );
+        }
+        self.record(event, now).await;
+    }
+
+    /// Writes a summary row for each throttled window that has ended with events folded
+    /// into it (housekeeping calls this every minute).
+    pub async fn flush(&self, now: DateTime<Utc>) {
+        let ended: Vec<Folded> = {
+            let mut folded = self.folded.lock().unwrap_or_else(|p| p.into_inner());
+            let keys: Vec<String> = folded
+                .iter()
+                .filter(|(_, w)| w.until <= now)
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.into_iter()
+                .filter_map(|k| folded.remove(&k))
+                .filter(|w| w.more > 0)
+                .collect()
+        };
+        for window in ended {
+            let event = AuditEvent {
+                detail: Some(format!("{} more like it in this window", window.more)),
+                ..window.event
+            };
+            self.record(event, now).await;
+        }
     }
 
     /// Appends an event. A failure to write is logged, not raised: the audited action
@@ -154,6 +234,7 @@ impl Audit {
             target: event.target,
             ip: event.ip,
             outcome: event.outcome.as_str().to_owned(),
+            detail: event.detail,
         };
         if let Err(error) = self.db.run(move |conn| store::insert(conn, &row)).await {
             tracing::error!(%error, %action, "audit event could not be written");
@@ -169,12 +250,27 @@ impl Audit {
         ok: bool,
         now: DateTime<Utc>,
     ) {
+        self.admin_call_with(admin, action, target, ok, None, now)
+            .await;
+    }
+
+    /// Records an admin's call, with a detail.
+    pub async fn admin_call_with(
+        &self,
+        admin: &Admin,
+        action: Action,
+        target: Option<String>,
+        ok: bool,
+        detail: Option<String>,
+        now: DateTime<Utc>,
+    ) {
         let event = AuditEvent {
             actor: admin.actor().clone(),
             action,
             target,
             ip: admin.ip().map(str::to_owned),
             outcome: Outcome::of(ok),
+            detail,
         };
         self.record(event, now).await;
     }
@@ -208,6 +304,7 @@ fn entry(row: AuditRow) -> Result<AuditEntry, Error> {
         actor: row.actor,
         target: row.target,
         ip: row.ip,
+        detail: row.detail,
     })
 }
 

@@ -241,6 +241,7 @@ impl Services {
             tokens.clone(),
             revocations.clone(),
             api_keys.clone(),
+            audit.clone(),
         ));
         let signing_keys = Arc::new(SigningKeys::new(keyring.clone(), audit.clone()));
         Ok(Self {
@@ -419,6 +420,7 @@ fn spawn_housekeeping(services: Services) {
             if let Err(error) = services.api_keys.flush_usage().await {
                 tracing::warn!(%error, "housekeeping: API key last use");
             }
+            services.audit.flush(now).await;
         }
     });
 }

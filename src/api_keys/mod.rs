@@ -161,6 +161,18 @@ pub struct AuthenticatedKey {
     pub owner_is_admin: bool,
 }
 
+/// What a presented key turned out to be.
+#[derive(Debug)]
+pub enum KeyCheck {
+    /// A key that authenticates now.
+    Usable(AuthenticatedKey),
+    /// A real key that does not authenticate now: disabled, expired, or its owner
+    /// disabled (or gone).
+    Refused(Uuid),
+    /// No such key.
+    Unknown,
+}
+
 /// A key's name: 1 to 100 printable characters, trimmed.
 #[derive(Debug, Clone)]
 pub struct ApiKeyName(String);
@@ -287,23 +299,23 @@ impl ApiKeys {
         Ok((ApiKey::from_row(stored)?, secret))
     }
 
-    /// The key a presented secret belongs to, if it authenticates now, with its use
-    /// recorded. Every call reads the database, so a disable or delete holds on every
-    /// instance the moment it commits. A key acts only for an enabled owner.
+    /// What a presented secret is, and, when it authenticates, its use recorded. Every
+    /// call reads the database, so a disable or delete holds on every instance the moment
+    /// it commits. A key acts only for an enabled owner.
     pub async fn authenticate(
         &self,
         secret: &ApiKeySecret,
         ip: Option<String>,
         now: DateTime<Utc>,
-    ) -> Result<Option<AuthenticatedKey>, Error> {
-        let found = self.inspect(secret, now).await?;
-        if let Some(found) = &found {
+    ) -> Result<KeyCheck, Error> {
+        let check = self.inspect(secret, now).await?;
+        if let KeyCheck::Usable(found) = &check {
             self.pending_usage
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(found.key.id, (now, ip));
         }
-        Ok(found)
+        Ok(check)
     }
 
     /// Like [`ApiKeys::authenticate`], but being looked at is no use: nothing is recorded.
@@ -311,7 +323,7 @@ impl ApiKeys {
         &self,
         secret: &ApiKeySecret,
         now: DateTime<Utc>,
-    ) -> Result<Option<AuthenticatedKey>, Error> {
+    ) -> Result<KeyCheck, Error> {
         let hash = secret.hash();
         let found = self
             .db
@@ -323,18 +335,20 @@ impl ApiKeys {
                 Ok::<_, Error>(Some((row, owner)))
             })
             .await?;
-        let Some((row, Some(owner))) = found else {
-            return Ok(None);
+        let Some((row, owner)) = found else {
+            return Ok(KeyCheck::Unknown);
         };
-        let owner = User::from_row(&owner)?;
         let key = ApiKey::from_row(row)?;
-        if !owner.enabled || !key.is_usable(now) {
-            return Ok(None);
+        let owner = owner.as_ref().map(User::from_row).transpose()?;
+        match owner {
+            Some(owner) if owner.enabled && key.is_usable(now) => {
+                Ok(KeyCheck::Usable(AuthenticatedKey {
+                    key,
+                    owner_is_admin: owner.is_admin(),
+                }))
+            }
+            _ => Ok(KeyCheck::Refused(key.id)),
         }
-        Ok(Some(AuthenticatedKey {
-            key,
-            owner_is_admin: owner.is_admin(),
-        }))
     }
 
     /// Writes the coalesced last-use times.

@@ -168,9 +168,23 @@ impl FromRequest for Admin {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let caller = Caller::from_request(req, payload);
-        Box::pin(async move { Ok(caller.await?.admin()?) })
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = state(&req)?;
+            let presented = presented(&req)?;
+            // The route as documented (`/api/admin/users/{id}`): never an id or a query.
+            let route = format!(
+                "{} {}",
+                req.method(),
+                req.match_pattern().unwrap_or_else(|| req.path().to_owned())
+            );
+            let now = state.clock.now();
+            Ok(state
+                .authenticator
+                .admin(presented, client_ip(&req), route, now)
+                .await?)
+        })
     }
 }
 

@@ -21,7 +21,7 @@ use self::rate_limit::{Limit, LoginLimiter};
 use crate::actor::Admin;
 use crate::audit::{Action, Actor, Audit, AuditEvent, Outcome};
 use crate::error::{Credential, Error, Refusal};
-use crate::lifetimes::Lifetimes;
+use crate::lifetimes::{Lifetimes, delta};
 use crate::revocation::{Recorded, Revocations};
 use crate::sessions::{self, Sessions, TokenPair};
 use crate::store::markers;
@@ -107,6 +107,23 @@ pub struct Identity {
     lifetimes: Lifetimes,
 }
 
+impl UserPatch {
+    /// The names of the fields this patch sets (never their values).
+    pub fn changed_fields(&self) -> Vec<&'static str> {
+        [
+            ("password", self.password.is_some()),
+            ("roles", self.roles.is_some()),
+            ("scopes", self.scopes.is_some()),
+            ("claims", self.claims.is_some()),
+            ("enabled", self.enabled.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| name)
+        .collect()
+    }
+}
+
 /// A change that must end every session of the user.
 fn ends_sessions(patch: &UserPatch, before: &User) -> bool {
     patch.password.is_some()
@@ -147,16 +164,24 @@ impl Identity {
             target: target.clone(),
             ip: attempt.ip.clone(),
             outcome,
+            detail: None,
         };
 
-        if let Limit::Limited { retry_after_secs } = self
+        if let Limit::Limited {
+            retry_after_secs,
+            counter,
+        } = self
             .limiter
             .reserve(user_key.as_deref(), attempt.ip.as_deref(), now)
             .await
         {
+            // One row per full counter per window: a flood of refusals cannot fill the log.
+            let until = now + delta(std::time::Duration::from_secs(retry_after_secs));
             self.audit
-                .record(
+                .record_throttled(
                     audit(Actor::Anonymous, Action::LoginRateLimited, Outcome::Failure),
+                    format!("login.rate_limited|{counter}"),
+                    until,
                     now,
                 )
                 .await;
@@ -373,13 +398,15 @@ impl Identity {
         patch: UserPatch,
         now: DateTime<Utc>,
     ) -> Result<User, Error> {
+        let changed = patch.changed_fields();
         let result = self.apply_patch(id, patch, now).await;
         self.audit
-            .admin_call(
+            .admin_call_with(
                 admin,
                 Action::UserUpdate,
                 Some(format!("user:{id}")),
                 result.is_ok(),
+                Some(format!("changed: {}", changed.join(", "))),
                 now,
             )
             .await;

@@ -32,7 +32,7 @@ pub struct LoginLimits {
 }
 
 /// The answer to a reservation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Limit {
     /// Go ahead: the attempt is counted.
     Allowed,
@@ -40,6 +40,8 @@ pub enum Limit {
     Limited {
         /// Seconds until the fullest counter resets.
         retry_after_secs: u64,
+        /// That counter: `user:<name>` or `ip:<address>`.
+        counter: String,
     },
 }
 
@@ -206,15 +208,21 @@ impl LoginLimiter {
                 }
             }
         };
-        let retry_after_secs = counters
-            .iter()
+        let full: Vec<(Counter, u64)> = counters
+            .into_iter()
             .zip(counts)
             .filter(|(counter, (count, _))| *count > counter.max)
-            .map(|(_, (_, secs))| secs.max(1))
-            .max();
-        match retry_after_secs {
-            Some(retry_after_secs) => Limit::Limited { retry_after_secs },
-            None => Limit::Allowed,
+            .map(|(counter, (_, secs))| (counter, secs.max(1)))
+            .collect();
+        // Refused until every full counter resets; named after the first of them (the
+        // username's when it is full), so a flood is recorded under one name.
+        let retry_after_secs = full.iter().map(|(_, secs)| *secs).max();
+        match (full.into_iter().next(), retry_after_secs) {
+            (Some((counter, _)), Some(retry_after_secs)) => Limit::Limited {
+                retry_after_secs,
+                counter: counter.key,
+            },
+            _ => Limit::Allowed,
         }
     }
 
@@ -289,7 +297,8 @@ mod tests {
         assert_eq!(
             l.reserve(Some("bob"), Some("9.9.9.9"), at(10)).await,
             Limit::Limited {
-                retry_after_secs: 50
+                retry_after_secs: 50,
+                counter: "user:bob".to_owned(),
             }
         );
         assert_eq!(

@@ -73,6 +73,7 @@ impl SigningKeys {
                 target: self.keyring.current_kid().map(|k| format!("kid:{k}")),
                 ip: None,
                 outcome: Outcome::Success,
+                detail: None,
             };
             self.audit.record(event, now).await;
         }

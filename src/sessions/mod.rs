@@ -249,6 +249,7 @@ impl Sessions {
                     target: Some(format!("session:{}", session.id)),
                     ip,
                     outcome: Outcome::Failure,
+                    detail: None,
                 };
                 self.audit.record(event, now).await;
                 self.publish(&recorded, now).await;

@@ -22,8 +22,10 @@ pub struct AuditRow {
     pub target: Option<String>,
     /// Client address.
     pub ip: Option<String>,
-    /// `success` or `failure` (or a reason).
+    /// `success` or `failure`.
     pub outcome: String,
+    /// More about it: fields changed, events folded into this one.
+    pub detail: Option<String>,
 }
 
 /// Appends an event.

@@ -93,6 +93,7 @@ diesel::table! {
         target -> Nullable<Text>,
         ip -> Nullable<Text>,
         outcome -> Text,
+        detail -> Nullable<Text>,
     }
 }
 

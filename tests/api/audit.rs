@@ -121,3 +121,144 @@ async fn the_audit_log_pages_newest_first_without_repeats() {
     );
     let _ = ADMIN_PASSWORD;
 }
+
+#[tokio::test]
+async fn refused_admin_calls_are_audited_and_a_user_update_names_its_fields() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let user: Value = app
+        .call(
+            Method::POST,
+            "/api/admin/users",
+            &admin,
+            Some(json!({"username": "xena", "password": "xena-password"})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let key: Value = app
+        .call(
+            Method::POST,
+            "/api/admin/api-keys",
+            &admin,
+            Some(json!({"name": "soon disabled", "scopes": ["admin"]})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let xena = app.login("xena", "xena-password").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let not_admin = app.call(Method::GET, "/api/admin/users", &xena, None).await;
+    assert_error(not_admin, 403, "INSUFFICIENT_PERMISSIONS").await;
+    app.call(
+        Method::POST,
+        &format!(
+            "/api/admin/api-keys/{}/disable",
+            key["id"].as_str().unwrap()
+        ),
+        &admin,
+        None,
+    )
+    .await;
+    let disabled = app
+        .call(
+            Method::DELETE,
+            &format!("/api/admin/users/{}", user["id"].as_str().unwrap()),
+            key["key"].as_str().unwrap(),
+            None,
+        )
+        .await;
+    assert_error(disabled, 401, "AUTHENTICATION_FAILED").await;
+    let patched = app
+        .call(
+            Method::PATCH,
+            &format!("/api/admin/users/{}", user["id"].as_str().unwrap()),
+            &admin,
+            Some(json!({"password": "new-xena-password", "claims": {"a": 1}})),
+        )
+        .await;
+    assert_eq!(patched.status(), 200);
+
+    let log = events(&app, &admin).await;
+    let refused: Vec<&Value> = log
+        .iter()
+        .filter(|e| e["action"] == "admin.refused")
+        .collect();
+    assert!(
+        refused.iter().any(
+            |e| e["actor"] == format!("user:{}", user["id"].as_str().unwrap())
+                && e["target"] == "GET /api/admin/users"
+                && e["outcome"] == "failure"
+        ),
+        "{refused:?}"
+    );
+    assert!(
+        refused.iter().any(
+            |e| e["actor"] == format!("api_key:{}", key["id"].as_str().unwrap())
+                && e["target"] == "DELETE /api/admin/users/{id}"
+        ),
+        "{refused:?}"
+    );
+    let update = log.iter().find(|e| e["action"] == "user.update").unwrap();
+    assert_eq!(update["detail"], "changed: password, claims");
+}
+
+#[tokio::test]
+async fn a_flood_of_limited_logins_writes_one_row_per_window_and_then_a_summary() {
+    let app = spawn_app().await;
+    for _ in 0..150 {
+        let response = app
+            .post_login(&json!({"username": "admin", "password": "wrong-password"}))
+            .await;
+        assert!(matches!(response.status().as_u16(), 401 | 429));
+    }
+    let admin_key = {
+        // The admin's own login is limited too: act through a key made by the domain.
+        use tokenmint::actor::Admin;
+        use tokenmint::api_keys::{ApiKeyName, NewApiKey};
+        let admin_id = app
+            .services
+            .identity
+            .list_users(&Admin::operator(), None, 10, app.clock_now())
+            .await
+            .unwrap()[0]
+            .id;
+        let (_, secret) = app
+            .services
+            .api_keys
+            .create(
+                &Admin::operator(),
+                NewApiKey {
+                    name: ApiKeyName::parse("auditor").unwrap(),
+                    owner_id: Some(admin_id),
+                    scopes: vec![tokenmint::user::Scope::admin()],
+                    expires_at: None,
+                },
+                app.clock_now(),
+            )
+            .await
+            .unwrap();
+        secret.expose().to_owned()
+    };
+    let limited = |log: &[Value]| {
+        log.iter()
+            .filter(|e| e["action"] == "login.rate_limited")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let during = limited(&events(&app, &admin_key).await);
+    assert_eq!(during.len(), 1, "{during:?}");
+    assert_eq!(during[0]["target"], "username:admin");
+
+    // The window ends; housekeeping writes what it folded.
+    app.clock.advance(Duration::from_secs(16 * 60));
+    app.services.audit.flush(app.clock_now()).await;
+    let after = limited(&events(&app, &admin_key).await);
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert_eq!(after[0]["detail"], "144 more like it in this window");
+}

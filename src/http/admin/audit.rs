@@ -20,7 +20,7 @@ pub struct AuditView {
     pub id: Uuid,
     /// When.
     pub at: DateTime<Utc>,
-    /// `user:<id>`, `api_key:<id>`, `anonymous` or `system`.
+    /// `user:<id>`, `api_key:<id>`, `anonymous`, `system` or `cli`.
     pub actor: String,
     /// What, e.g. `user.create`, `login`, `refresh.reuse`, `signing_key.rotate`.
     pub action: String,
@@ -30,6 +30,9 @@ pub struct AuditView {
     pub ip: Option<String>,
     /// `success` or `failure`.
     pub outcome: String,
+    /// More about it: the fields an update changed (`changed: password, roles`), or how
+    /// many similar events this row stands for (`144 more like it in this window`).
+    pub detail: Option<String>,
 }
 
 impl From<AuditEntry> for AuditView {
@@ -42,6 +45,7 @@ impl From<AuditEntry> for AuditView {
             target: e.target,
             ip: e.ip,
             outcome: e.outcome.as_str().to_owned(),
+            detail: e.detail,
         }
     }
 }
