@@ -120,10 +120,12 @@ pub async fn login(
     ))
 }
 
-/// Rotate a refresh token (body or cookie): a new access token and a new refresh token.
+/// Rotate a refresh token (body or cookie): a new access token and the current refresh token.
 ///
-/// The presented token is spent. Presented again within the reuse leeway it answers the
-/// same successor; later, or any older token, revokes the whole session.
+/// The session's current token is spent and its successor answered. A spent token is
+/// answered with the current token when that was issued within the reuse leeway after
+/// the presented one was spent (so the current token's predecessor works at any time);
+/// any other spent token is reuse and revokes the whole session.
 #[utoipa::path(
     tag = "auth",
     request_body(content = Option<RefreshRequest>, description = "Omit to use the `__Host-tokenmint_refresh` cookie"),

@@ -1,10 +1,22 @@
 //! Sessions: a login opens one with a refresh token; every refresh rotates the token in
 //! one transaction, with reuse detection; logout and revocation end it.
 //!
-//! Rotation rules (`/api/refresh-token`):
-//! - the live token is spent and a successor issued, once, however many requests race;
-//! - the immediate predecessor presented again within the leeway gets the same successor;
-//! - any other spent token is reuse: the whole session is revoked.
+//! Rotation rules (`/api/refresh-token`), for the session's current token (its *head*)
+//! and a spent token P:
+//! - the head is spent and a successor becomes the head, once, however many requests
+//!   race (one conditional update decides);
+//! - P is accepted, and answered with the head, when the head was issued no more than the
+//!   reuse leeway after P was spent. So the head's immediate predecessor is accepted at
+//!   any time (a client that lost a response, or a browser whose cookie jar a late
+//!   response set back one step, recovers), and every token that racing tabs spent within
+//!   the leeway of one another leads to the head, whatever order their responses arrive in;
+//! - any other spent token is reuse: the whole session is revoked. A stolen token is
+//!   therefore detected once the session has rotated past it again more than a leeway
+//!   after it was spent: at most one rotation later than strict rotation would.
+//!
+//! Only hashes of refresh tokens are stored. Each spent token keeps its successor sealed
+//! under a key derived from itself, so only the holder of an accepted token can walk the
+//! chain forward to the head; seals that can no longer be needed are wiped at rotation.
 
 pub mod refresh_token;
 
@@ -354,16 +366,12 @@ impl Sessions {
             .await
     }
 
-    /// Housekeeping: forgets sealed successors past the leeway and deletes ended sessions
-    /// (their refresh tokens go with them). Returns the number of sessions deleted.
+    /// Housekeeping: deletes ended sessions (their refresh tokens and seals go with
+    /// them). Returns the number of sessions deleted.
     pub async fn sweep(&self, now: DateTime<Utc>) -> Result<usize, Error> {
-        let leeway_start = (now - delta(self.lifetimes.reuse_leeway)).naive_utc();
         let naive_now = now.naive_utc();
         self.db
-            .run(move |conn| {
-                store::wipe_sealed_spent_before(conn, leeway_start)?;
-                Ok(store::purge_ended(conn, naive_now)?)
-            })
+            .run(move |conn| Ok(store::purge_ended(conn, naive_now)?))
             .await
     }
 }
@@ -381,6 +389,36 @@ fn revoke_session_in(
         return Ok(Vec::new());
     };
     Ok(vec![session_entry(&session, lifetimes, now)])
+}
+
+/// Opens the sealed successors from `row` (the presented, spent token) up to the head;
+/// `None` if a seal is missing or does not open to the next token of the chain.
+fn walk_to_head(
+    conn: &mut DbConnection,
+    presented: &RefreshToken,
+    mut row: RefreshRow,
+    head: &RefreshRow,
+) -> Result<Option<RefreshToken>, Error> {
+    let mut token = presented.clone();
+    while row.generation < head.generation {
+        let Some(next) = row
+            .successor_sealed
+            .as_deref()
+            .and_then(|sealed| token.open_successor(sealed))
+        else {
+            return Ok(None);
+        };
+        let Some(next_row) = store::find_generation(conn, &row.session_id, row.generation + 1)?
+        else {
+            return Ok(None);
+        };
+        if next.hash() != next_row.token_hash {
+            return Ok(None);
+        }
+        token = next;
+        row = next_row;
+    }
+    Ok(Some(token))
 }
 
 /// The rotation transaction. A refusal is an `Err`, which rolls it back (a won update
@@ -428,7 +466,12 @@ fn rotate(
                 successor_sealed: None,
             },
         )?;
-        store::wipe_sealed_below(conn, &session.id, row.generation)?;
+        // Tokens spent more than the leeway before this new head can never lead to it.
+        store::wipe_sealed_spent_before(
+            conn,
+            &session.id,
+            naive_now - delta(lifetimes.reuse_leeway),
+        )?;
         return Ok(Rotation::Rotated {
             session,
             user,
@@ -441,24 +484,19 @@ fn rotate(
         // Not spent, yet the update missed it: it is past its idle lifetime.
         return refused(Refusal::Expired);
     };
-    let within_leeway = naive_now - spent_at <= delta(lifetimes.reuse_leeway);
-    if within_leeway {
-        let next = store::find_generation(conn, &session.id, row.generation + 1)?;
-        let converged = next
-            .filter(|next| next.spent_at.is_none())
-            .and_then(|next| {
-                let token = row
-                    .successor_sealed
-                    .as_deref()
-                    .and_then(|s| presented.open_successor(s))?;
-                (token.hash() == next.token_hash).then_some((token, next.expires_at))
-            });
-        if let Some((token, expires_at)) = converged {
+    let Some(head) = store::find_head(conn, &session.id)? else {
+        return refused(Refusal::Invalid);
+    };
+    if head.created_at - spent_at <= delta(lifetimes.reuse_leeway) {
+        if head.expires_at <= naive_now {
+            return refused(Refusal::Expired);
+        }
+        if let Some(token) = walk_to_head(conn, presented, row, &head)? {
             return Ok(Rotation::Rotated {
                 session,
                 user,
                 token,
-                expires_at,
+                expires_at: head.expires_at,
             });
         }
     }

@@ -124,31 +124,31 @@ pub fn find_generation(
         .optional()?)
 }
 
-/// Forgets sealed successors below `generation`: only the immediate predecessor may
-/// still converge, and only within the leeway.
-pub fn wipe_sealed_below(
+/// The current refresh token of a session: the one not yet spent (there is one per
+/// live session; every spend inserts the successor in the same transaction).
+pub fn find_head(
     conn: &mut DbConnection,
     session_id: &str,
-    generation: i64,
-) -> Result<(), StoreError> {
-    diesel::update(
-        refresh_tokens::table
-            .filter(refresh_tokens::session_id.eq(session_id))
-            .filter(refresh_tokens::generation.lt(generation))
-            .filter(refresh_tokens::successor_sealed.is_not_null()),
-    )
-    .set(refresh_tokens::successor_sealed.eq(None::<Vec<u8>>))
-    .execute(conn)?;
-    Ok(())
+) -> Result<Option<RefreshRow>, StoreError> {
+    Ok(refresh_tokens::table
+        .filter(refresh_tokens::session_id.eq(session_id))
+        .filter(refresh_tokens::spent_at.is_null())
+        .order(refresh_tokens::generation.desc())
+        .select(RefreshRow::as_select())
+        .first(conn)
+        .optional()?)
 }
 
-/// Forgets sealed successors spent before `before` (past the leeway).
+/// Forgets the sealed successors of a session's tokens spent before `before`: they can
+/// no longer lead anyone to the current token.
 pub fn wipe_sealed_spent_before(
     conn: &mut DbConnection,
+    session_id: &str,
     before: NaiveDateTime,
 ) -> Result<usize, StoreError> {
     Ok(diesel::update(
         refresh_tokens::table
+            .filter(refresh_tokens::session_id.eq(session_id))
             .filter(refresh_tokens::spent_at.lt(before))
             .filter(refresh_tokens::successor_sealed.is_not_null()),
     )

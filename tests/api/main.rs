@@ -8,6 +8,7 @@ mod helpers;
 mod admin_api_keys;
 mod admin_users;
 mod audit;
+mod browser;
 mod cli;
 mod concurrency;
 mod errors;

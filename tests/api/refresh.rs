@@ -76,13 +76,15 @@ async fn the_predecessor_within_the_leeway_gets_the_same_successor() {
 }
 
 #[tokio::test]
-async fn a_spent_token_after_the_leeway_revokes_the_whole_session() {
+async fn a_token_the_session_moved_past_more_than_a_leeway_later_is_reuse() {
     let app = spawn_app().await;
     let login = app.login("admin", ADMIN_PASSWORD).await;
     let first = refresh_of(&login);
-    let pair = app.refresh(&first).await;
-
+    let second = app.refresh(&first).await;
+    // The session moves on again, more than the leeway after `first` was spent.
     app.clock.advance(Duration::from_secs(6));
+    let pair = app.refresh(&refresh_of(&second)).await;
+
     assert_error(app.post_refresh(&first).await, 401, "REFRESH_TOKEN_REUSED").await;
 
     assert_error(
@@ -100,19 +102,71 @@ async fn a_spent_token_after_the_leeway_revokes_the_whole_session() {
 }
 
 #[tokio::test]
-async fn a_token_older_than_the_predecessor_is_reuse_even_within_the_leeway() {
+async fn the_predecessor_of_the_current_token_is_accepted_at_any_time() {
+    let app = spawn_app().await;
+    let first = refresh_of(&app.login("admin", ADMIN_PASSWORD).await);
+    let current = refresh_of(&app.refresh(&first).await);
+
+    // A response that never arrived: the client still holds `first`, days later.
+    app.clock.advance(Duration::from_secs(3 * 24 * 3600));
+    let recovered = app.refresh(&first).await;
+
+    assert_eq!(
+        refresh_of(&recovered),
+        current,
+        "answered with the current token"
+    );
+    assert_eq!(app.get_me(&access_of(&recovered)).await.status(), 200);
+    let next = app.refresh(&current).await;
+    assert_ne!(refresh_of(&next), current, "which still rotates");
+}
+
+#[tokio::test]
+async fn tokens_racing_tabs_spent_within_the_leeway_all_lead_to_the_current_token() {
     let app = spawn_app().await;
     let first = refresh_of(&app.login("admin", ADMIN_PASSWORD).await);
     let second = refresh_of(&app.refresh(&first).await);
-    let third = app.refresh(&second).await;
+    let third = refresh_of(&app.refresh(&second).await);
 
+    // A late response put `first` back into the cookie jar; the next refresh is an hour on.
+    app.clock.advance(Duration::from_secs(3600));
+    for stale in [&first, &second] {
+        let answer = app.refresh(stale).await;
+        assert_eq!(refresh_of(&answer), third, "the current token, not a fork");
+        assert_eq!(app.get_me(&access_of(&answer)).await.status(), 200);
+    }
+
+    // Once the session moves on more than a leeway later, they are theft.
+    let fourth = app.refresh(&third).await;
     assert_error(app.post_refresh(&first).await, 401, "REFRESH_TOKEN_REUSED").await;
     assert_error(
-        app.post_refresh(&refresh_of(&third)).await,
+        app.post_refresh(&refresh_of(&fourth)).await,
         401,
         "TOKEN_REVOKED",
     )
     .await;
+}
+
+#[tokio::test]
+async fn another_instance_answers_a_stale_token_with_the_current_one() {
+    let a = spawn_app().await;
+    let database_url = a.services.settings.database_url.clone();
+    let prefix = a.services.settings.redis_prefix.clone();
+    let b = crate::helpers::spawn_app_with(|s| {
+        s.database_url = database_url;
+        s.redis_prefix = prefix;
+    })
+    .await;
+    let first = refresh_of(&a.login("admin", ADMIN_PASSWORD).await);
+    let second = refresh_of(&a.refresh(&first).await);
+    let third = refresh_of(&b.refresh(&second).await);
+
+    b.clock.advance(Duration::from_secs(600));
+    assert_eq!(refresh_of(&b.refresh(&first).await), third);
+    assert_eq!(refresh_of(&a.refresh(&second).await), third);
+    let fourth = b.refresh(&third).await;
+    assert_ne!(refresh_of(&fourth), third);
+    assert_error(a.post_refresh(&first).await, 401, "REFRESH_TOKEN_REUSED").await;
 }
 
 #[tokio::test]
@@ -502,13 +556,13 @@ async fn logout_through_the_cookie() {
 }
 
 #[tokio::test]
-async fn housekeeping_forgets_sealed_successors_after_the_leeway_and_ended_sessions() {
+async fn sealed_successors_are_kept_while_they_can_be_needed_and_ended_sessions_go() {
     use diesel::prelude::*;
     use tokenmint::store::schema::refresh_tokens;
 
     let app = spawn_app().await;
     let first = refresh_of(&app.login("admin", ADMIN_PASSWORD).await);
-    app.refresh(&first).await;
+    let second = refresh_of(&app.refresh(&first).await);
     let sealed = || async {
         app.services
             .db
@@ -521,11 +575,20 @@ async fn housekeeping_forgets_sealed_successors_after_the_leeway_and_ended_sessi
             .await
             .unwrap()
     };
-    assert_eq!(sealed().await, 1, "kept during the leeway");
+    assert_eq!(sealed().await, 1);
 
+    // The predecessor of the current token may be presented at any time: its seal stays.
     app.clock.advance(Duration::from_secs(6));
     app.services.sessions.sweep(app.clock_now()).await.unwrap();
-    assert_eq!(sealed().await, 0, "gone after it");
+    assert_eq!(
+        sealed().await,
+        1,
+        "kept while it leads to the current token"
+    );
+
+    // A rotation more than a leeway later: `first` can never be accepted again.
+    app.refresh(&second).await;
+    assert_eq!(sealed().await, 1, "only the new predecessor's");
 
     app.clock.advance(Duration::from_secs(31 * 24 * 3600));
     assert_eq!(
@@ -533,4 +596,5 @@ async fn housekeeping_forgets_sealed_successors_after_the_leeway_and_ended_sessi
         1,
         "the ended session is deleted"
     );
+    assert_eq!(sealed().await, 0);
 }

@@ -1,0 +1,175 @@
+//! Tokenmint in a real browser: Debian's Chromium driven by puppeteer-core (tests/browser).
+//!
+//! These run when Chromium and Node are installed, and must run (a missing browser is a
+//! failure) when `TOKENMINT_TEST_BROWSER=1`, as in CI. The driver is installed with
+//! `npm ci` in `tests/browser` on first use; no browser is ever downloaded.
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use serde_json::Value;
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+fn chromium() -> String {
+    std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned())
+}
+
+/// Whether browser tests run here (see the module doc).
+pub fn browser_available() -> bool {
+    let demanded = std::env::var("TOKENMINT_TEST_BROWSER").is_ok_and(|v| v == "1");
+    let node = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let present = node && Path::new(&chromium()).exists();
+    if !present && demanded {
+        panic!(
+            "TOKENMINT_TEST_BROWSER=1, but {} or node is missing",
+            chromium()
+        );
+    }
+    if !present {
+        eprintln!(
+            "skipping a browser test: install chromium and node (TOKENMINT_TEST_BROWSER=1 makes this a failure)"
+        );
+    }
+    present
+}
+
+static NPM_CI: Once = Once::new();
+
+/// Runs a scenario of `tests/browser` with `env`; returns the JSON line it prints.
+pub async fn run_scenario(script: &'static str, env: Vec<(&'static str, String)>) -> Value {
+    tokio::task::spawn_blocking(move || {
+        NPM_CI.call_once(|| {
+            if !browser_dir().join("node_modules/puppeteer-core").exists() {
+                let status = std::process::Command::new("npm")
+                    .args(["ci", "--no-audit", "--no-fund"])
+                    .current_dir(browser_dir())
+                    .status()
+                    .expect("npm runs");
+                assert!(status.success(), "npm ci in tests/browser failed");
+            }
+        });
+        let output = std::process::Command::new("node")
+            .arg(script)
+            .current_dir(browser_dir())
+            .env("CHROMIUM", chromium())
+            .envs(env)
+            .output()
+            .expect("node runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "{script} failed:\n{stderr}\n{stdout}"
+        );
+        let line = stdout.lines().last().unwrap_or_default();
+        serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}):\n{stdout}\n{stderr}"))
+    })
+    .await
+    .unwrap()
+}
+
+/// Serves a blank page on an origin of its own: the app, for cross-origin requests.
+pub async fn serve_app_page(html: &'static str) -> String {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = HttpServer::new(move || {
+        App::new().default_service(web::to(move || async move {
+            HttpResponse::Ok().content_type("text/html").body(html)
+        }))
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+    format!("http://127.0.0.1:{port}")
+}
+
+#[tokio::test]
+async fn five_tabs_sharing_a_cookie_jar_never_revoke_their_session() {
+    if !browser_available() {
+        return;
+    }
+    let page = serve_app_page("<!doctype html><title>app</title><p>app</p>").await;
+    let origin = page.clone();
+    let app = crate::helpers::spawn_app_with(move |s| {
+        s.cors_origins = vec![origin];
+        s.refresh_reuse_leeway = std::time::Duration::from_secs(1);
+    })
+    .await;
+    app.create_user("alice", "alice-password", &[], serde_json::json!({}))
+        .await;
+
+    let summary = run_scenario(
+        "cookie_tabs.mjs",
+        vec![
+            ("ISSUER", app.address.clone()),
+            ("APP", page),
+            ("USERNAME", "alice".to_owned()),
+            ("PASSWORD", "alice-password".to_owned()),
+            ("LEEWAY_MS", "1000".to_owned()),
+            ("REPS", "30".to_owned()),
+        ],
+    )
+    .await;
+    eprintln!("browser summary: {summary}");
+
+    assert_eq!(summary["repetitions"], 30);
+    assert_eq!(
+        summary["failures"],
+        serde_json::json!([]),
+        "every refresh answered 200"
+    );
+    assert_eq!(summary["ok"], summary["answered"]);
+    let count = |k: &str| summary[k].as_u64().unwrap();
+    assert_eq!(
+        count("refreshes"),
+        30 * 16,
+        "three rounds of five tabs, and one after"
+    );
+    assert_eq!(count("answered") + count("lost"), count("refreshes"));
+    // Chromium re-sends most requests whose connection closed unanswered: those are
+    // retries of a refresh the server already rotated.
+    assert!(
+        count("dropped") > count("lost"),
+        "some dropped answers were retried"
+    );
+    assert!(count("delayed") > 0, "some responses were delayed");
+    let theft = &summary["theft"];
+    assert_eq!(theft["cookie_name"], "__Host-tokenmint_refresh");
+    assert_eq!(theft["before"], serde_json::json!([200, 200, 200]));
+    assert_eq!(theft["replay"]["status"], 401);
+    assert_eq!(theft["replay"]["error"], "REFRESH_TOKEN_REUSED");
+    assert_eq!(theft["victim_after"]["error"], "TOKEN_REVOKED");
+
+    // The server's own record: of the 31 sessions, only the stolen one was revoked, and
+    // its theft is in the audit log.
+    let (revoked, reuses) = app
+        .services
+        .db
+        .run(|conn| -> Result<_, tokenmint::store::StoreError> {
+            use diesel::prelude::*;
+            use tokenmint::store::schema::{audit_events, sessions};
+            let revoked: i64 = sessions::table
+                .filter(sessions::revoked_at.is_not_null())
+                .count()
+                .get_result(conn)?;
+            let reuses: i64 = audit_events::table
+                .filter(audit_events::action.eq("refresh.reuse"))
+                .count()
+                .get_result(conn)?;
+            Ok((revoked, reuses))
+        })
+        .await
+        .unwrap();
+    assert_eq!(revoked, 1, "no session revoked but the stolen one");
+    assert_eq!(reuses, 1, "the theft is in the audit log");
+}
