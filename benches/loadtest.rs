@@ -330,6 +330,7 @@ async fn main() -> anyhow::Result<()> {
             let attempt = LoginAttempt {
                 username: "admin".to_owned(),
                 password: Password::parse_presented("loadtest-admin-password".to_owned().into())?,
+                tenant: tokenmint::user::TenantId::default_tenant(),
                 client_id: None,
                 scopes: None,
                 ip: None,
@@ -360,7 +361,13 @@ async fn main() -> anyhow::Result<()> {
                 while Instant::now() < deadline {
                     match services
                         .sessions
-                        .refresh(pair.refresh_token.clone(), None, clock.now())
+                        .refresh(
+                            pair.refresh_token.clone(),
+                            tokenmint::sessions::RefreshClient::FirstParty,
+                            None,
+                            None,
+                            clock.now(),
+                        )
                         .await
                     {
                         Ok(next) => {

@@ -2,6 +2,9 @@
 
 use uuid::Uuid;
 
+use crate::error::Error;
+use crate::user::TenantId;
+
 /// Who acted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Actor {
@@ -9,6 +12,8 @@ pub enum Actor {
     User(Uuid),
     /// An API key, by id.
     ApiKey(Uuid),
+    /// A registered client, by `client_id`.
+    Client(String),
     /// Someone not (yet) authenticated.
     Anonymous,
     /// The service itself (scheduled work).
@@ -22,6 +27,7 @@ impl std::fmt::Display for Actor {
         match self {
             Self::User(id) => write!(f, "user:{id}"),
             Self::ApiKey(id) => write!(f, "api_key:{id}"),
+            Self::Client(id) => write!(f, "client:{id}"),
             Self::Anonymous => f.write_str("anonymous"),
             Self::System => f.write_str("system"),
             Self::Operator => f.write_str("cli"),
@@ -36,20 +42,94 @@ pub struct Admin {
     actor: Actor,
     ip: Option<String>,
     user_id: Option<Uuid>,
+    tenant: TenantId,
+}
+
+/// Which tenants a list covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantScope {
+    /// Every tenant (an admin of `default` who named none).
+    All,
+    /// One tenant.
+    One(TenantId),
+}
+
+impl TenantScope {
+    /// The tenant to filter on, if any.
+    pub fn filter(&self) -> Option<&str> {
+        match self {
+            Self::All => None,
+            Self::One(t) => Some(t.as_str()),
+        }
+    }
 }
 
 impl Admin {
     /// An admin; only `principal::Caller::admin` decides who is one.
-    pub(crate) fn new(actor: Actor, ip: Option<String>, user_id: Option<Uuid>) -> Self {
-        Self { actor, ip, user_id }
+    pub(crate) fn new(
+        actor: Actor,
+        ip: Option<String>,
+        user_id: Option<Uuid>,
+        tenant: TenantId,
+    ) -> Self {
+        Self {
+            actor,
+            ip,
+            user_id,
+            tenant,
+        }
     }
 
-    /// The operator at the command line.
+    /// The operator at the command line: an admin of `default`.
     pub fn operator() -> Self {
         Self {
             actor: Actor::Operator,
             ip: None,
             user_id: None,
+            tenant: TenantId::default_tenant(),
+        }
+    }
+
+    /// The admin's own tenant.
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    /// Admins of `default` administer every tenant (like a master realm); others only
+    /// their own. Whatever an admin may not see answers 404, as if it did not exist.
+    pub fn may_see(&self, tenant: &TenantId) -> bool {
+        self.tenant.is_default() || &self.tenant == tenant
+    }
+
+    /// The tenants a list asked with `?tenant=` covers.
+    pub fn scope(&self, requested: Option<TenantId>) -> Result<TenantScope, Error> {
+        match requested {
+            None if self.tenant.is_default() => Ok(TenantScope::All),
+            None => Ok(TenantScope::One(self.tenant.clone())),
+            Some(t) if self.may_see(&t) => Ok(TenantScope::One(t)),
+            Some(_) => Err(Error::NotFound("tenant")),
+        }
+    }
+
+    /// The tenant a new object goes to: the one named (admins of `default` only may
+    /// name another), else the admin's own.
+    pub fn tenant_for_new(&self, requested: Option<TenantId>) -> Result<TenantId, Error> {
+        match requested {
+            None => Ok(self.tenant.clone()),
+            Some(t) if self.may_see(&t) => Ok(t),
+            Some(_) => Err(Error::NotFound("tenant")),
+        }
+    }
+
+    /// Refuses admins of any tenant but `default` (tenants, signing keys, the audit log
+    /// are the whole deployment's).
+    pub fn require_default(&self) -> Result<(), Error> {
+        if self.tenant.is_default() {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(
+                "only admins of the default tenant may do this",
+            ))
         }
     }
 

@@ -60,6 +60,19 @@ actions! {
     SigningKeyRotate => "signing_key.rotate", "The signing keys were rotated.";
     AuditList => "audit.list", "An admin read the audit log.";
     AdminRefused => "admin.refused", "An admin endpoint refused its caller (401 or 403).";
+    TenantCreate => "tenant.create", "An admin created a tenant.";
+    TenantList => "tenant.list", "An admin listed tenants.";
+    TenantGet => "tenant.get", "An admin read a tenant.";
+    TenantUpdate => "tenant.update", "An admin changed (or disabled) a tenant.";
+    TenantDelete => "tenant.delete", "An admin deleted a tenant.";
+    ClientCreate => "client.create", "An admin registered a client.";
+    ClientList => "client.list", "An admin listed clients.";
+    ClientGet => "client.get", "An admin read a client.";
+    ClientUpdate => "client.update", "An admin changed a client.";
+    ClientEnable => "client.enable", "An admin enabled a client.";
+    ClientDisable => "client.disable", "An admin disabled a client.";
+    ClientRotateSecret => "client.rotate_secret", "An admin gave a client a new secret.";
+    ClientDelete => "client.delete", "An admin deleted a client.";
 }
 
 impl std::fmt::Display for Action {
@@ -276,7 +289,7 @@ impl Audit {
     }
 
     /// The use case of `GET /api/admin/audit`: a page of events, newest first, before
-    /// the event `before`; the read itself is recorded first.
+    /// the event `before`; the read itself is recorded first. Admins of `default` only.
     pub async fn list(
         &self,
         admin: &Admin,
@@ -284,6 +297,8 @@ impl Audit {
         limit: i64,
         now: DateTime<Utc>,
     ) -> Result<Vec<AuditEntry>, Error> {
+        // The log is the whole deployment's (targets name users of every tenant).
+        admin.require_default()?;
         self.admin_call(admin, Action::AuditList, None, true, now)
             .await;
         let rows = self

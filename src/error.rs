@@ -93,6 +93,8 @@ pub enum Credential {
     ApiKey,
     /// Either a bearer token or an API key (what a caller of an admin endpoint presents).
     Caller,
+    /// A registered client's credentials at the token endpoint.
+    Client,
 }
 
 /// Why a credential was refused.
@@ -147,6 +149,15 @@ pub enum Error {
     /// Authenticated, but not allowed to do this.
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
+    /// The client may not use this grant type.
+    #[error("the client may not use this grant")]
+    GrantNotAllowed,
+    /// A requested scope is not one that can be granted here.
+    #[error("a requested scope cannot be granted")]
+    ScopeNotAllowed,
+    /// The audience is not one the client may ask for.
+    #[error("the audience is not one the client may ask for")]
+    AudienceNotAllowed,
     /// The named thing does not exist (or is not visible to the caller).
     #[error("no such {0}")]
     NotFound(&'static str),
@@ -400,6 +411,7 @@ fn refusal_message(credential: Credential, refusal: Refusal) -> &'static str {
         (C::ApiKey, R::Missing) => "missing API key",
         (C::ApiKey, _) => "invalid, disabled or expired API key",
         (C::Caller, _) => "missing credential: a bearer token or an API key",
+        (C::Client, _) => "client authentication failed",
     }
 }
 
@@ -431,6 +443,18 @@ impl From<Error> for ApiError {
                 }
             }
             Error::Forbidden(message) => Self::new(ErrorCode::InsufficientPermissions, message),
+            Error::GrantNotAllowed => Self::new(
+                ErrorCode::InsufficientPermissions,
+                "the client may not use this grant",
+            ),
+            Error::ScopeNotAllowed => Self::new(
+                ErrorCode::InvalidRequest,
+                "a requested scope cannot be granted",
+            ),
+            Error::AudienceNotAllowed => Self::new(
+                ErrorCode::InvalidRequest,
+                "the audience is not one the client may ask for",
+            ),
             Error::NotFound(what) => Self::new(ErrorCode::NotFound, format!("no such {what}")),
             Error::Conflict {
                 message,
@@ -453,5 +477,158 @@ impl From<Error> for ApiError {
             .with_source(source),
             Error::Internal(source) => Self::internal(source),
         }
+    }
+}
+
+/// An error of the OAuth token endpoint, in RFC 6749 section 5.2's format
+/// (`{"error", "error_description"}`), which standard client libraries read.
+#[derive(Debug)]
+pub struct OAuthError {
+    error: &'static str,
+    description: Cow<'static, str>,
+    status: StatusCode,
+    source: Option<BoxError>,
+}
+
+impl std::fmt::Display for OAuthError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.error, self.description)
+    }
+}
+
+/// The body of an OAuth error.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OAuthErrorBody {
+    /// `invalid_request`, `invalid_client`, `invalid_grant`, `unauthorized_client`,
+    /// `unsupported_grant_type`, `invalid_scope`, `invalid_target`,
+    /// `temporarily_unavailable` or `server_error`.
+    pub error: String,
+    /// Text for a person; never a secret.
+    pub error_description: String,
+}
+
+impl OAuthError {
+    /// `invalid_request` (400): a missing, repeated or malformed parameter.
+    pub fn invalid_request(description: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            error: "invalid_request",
+            description: description.into(),
+            status: StatusCode::BAD_REQUEST,
+            source: None,
+        }
+    }
+
+    /// `unsupported_grant_type` (400).
+    pub fn unsupported_grant_type() -> Self {
+        Self {
+            error: "unsupported_grant_type",
+            description: "this grant type is not supported".into(),
+            status: StatusCode::BAD_REQUEST,
+            source: None,
+        }
+    }
+
+    /// The RFC 6749 code.
+    pub fn code(&self) -> &'static str {
+        self.error
+    }
+}
+
+impl From<Error> for OAuthError {
+    fn from(e: Error) -> Self {
+        let plain = |error, description: Cow<'static, str>, status| Self {
+            error,
+            description,
+            status,
+            source: None,
+        };
+        match e {
+            Error::Unauthenticated {
+                credential: Credential::Client,
+                ..
+            } => plain(
+                "invalid_client",
+                "client authentication failed".into(),
+                StatusCode::UNAUTHORIZED,
+            ),
+            Error::Unauthenticated {
+                credential,
+                refusal,
+            } => plain(
+                "invalid_grant",
+                refusal_message(credential, refusal).into(),
+                StatusCode::BAD_REQUEST,
+            ),
+            Error::GrantNotAllowed | Error::Forbidden(_) => plain(
+                "unauthorized_client",
+                "the client may not use this grant".into(),
+                StatusCode::BAD_REQUEST,
+            ),
+            Error::ScopeNotAllowed => plain(
+                "invalid_scope",
+                "a requested scope cannot be granted".into(),
+                StatusCode::BAD_REQUEST,
+            ),
+            Error::AudienceNotAllowed => plain(
+                "invalid_target",
+                "the audience is not one the client may ask for".into(),
+                StatusCode::BAD_REQUEST,
+            ),
+            Error::Invalid(message) => plain("invalid_request", message, StatusCode::BAD_REQUEST),
+            Error::NotFound(what) => plain(
+                "invalid_request",
+                format!("no such {what}").into(),
+                StatusCode::BAD_REQUEST,
+            ),
+            Error::Conflict { message, .. } => {
+                plain("invalid_request", message, StatusCode::BAD_REQUEST)
+            }
+            Error::RateLimited { .. } => plain(
+                "temporarily_unavailable",
+                "too many attempts; try again later".into(),
+                StatusCode::TOO_MANY_REQUESTS,
+            ),
+            Error::Unavailable { dependency, source } => Self {
+                error: "temporarily_unavailable",
+                description: format!("{dependency} is unavailable; try again shortly").into(),
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                source: Some(source),
+            },
+            Error::Internal(source) => Self {
+                error: "server_error",
+                description: "internal error".into(),
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                source: Some(source),
+            },
+        }
+    }
+}
+
+impl ResponseError for OAuthError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if self.status.is_server_error() {
+            match &self.source {
+                Some(source) => {
+                    tracing::error!(code = self.error, error = %ErrorChain(source.as_ref()), "token request failed")
+                }
+                None => tracing::error!(code = self.error, "token request failed"),
+            }
+        }
+        let mut response = HttpResponse::build(self.status);
+        response
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .insert_header((header::PRAGMA, "no-cache"));
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 6749 section 5.2: invalid_client answers 401 with a challenge.
+            response.insert_header((header::WWW_AUTHENTICATE, r#"Basic realm="tokenmint""#));
+        }
+        response.json(OAuthErrorBody {
+            error: self.error.to_owned(),
+            error_description: self.description.to_string(),
+        })
     }
 }

@@ -10,6 +10,7 @@
 pub mod actor;
 pub mod api_keys;
 pub mod audit;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod error;
@@ -26,6 +27,7 @@ pub mod sessions;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod tenancy;
 pub mod threads;
 pub mod tokens;
 pub mod user;

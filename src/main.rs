@@ -12,7 +12,7 @@ use tokenmint::config::Settings;
 use tokenmint::identity::NewUser;
 use tokenmint::identity::passwords::Password;
 use tokenmint::startup::{Application, Services, open_database};
-use tokenmint::user::{Claims, Role, Scope, Username};
+use tokenmint::user::{Claims, Role, Scope, TenantId, Username};
 
 // jemalloc returns freed argon2 blocks (19 MiB each) to the system at once; glibc kept
 // them in per-thread arenas and the process grew to hundreds of MiB under a login flood.
@@ -65,6 +65,9 @@ enum UserCommand {
         /// Username.
         #[arg(long)]
         username: String,
+        /// The tenant (default: `default`).
+        #[arg(long)]
+        tenant: Option<String>,
         /// A role (repeatable), e.g. admin. An admin also gets the admin scope.
         #[arg(long = "role")]
         roles: Vec<String>,
@@ -110,6 +113,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command:
                 UserCommand::Create {
                     username,
+                    tenant,
                     roles,
                     scopes,
                     password_stdin,
@@ -137,6 +141,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let password = Password::parse_new(SecretString::from(line))?;
             let services = Services::build(settings, Arc::new(SystemClock)).await?;
             let new = NewUser {
+                tenant: tenant.as_deref().map(TenantId::parse).transpose()?,
                 username,
                 password,
                 roles,

@@ -19,6 +19,7 @@ use crate::error::{ErrorBody, ErrorCode};
         (name = "auth", description = "Login, refresh-token rotation, logout and the caller's identity"),
         (name = "tokens", description = "RFC 7009 revocation and RFC 7662 introspection"),
         (name = "discovery", description = "Keys and metadata for token consumers"),
+        (name = "oauth", description = "The OAuth 2 token endpoint (RFC 6749, RFC 8693); errors are RFC 6749 section 5.2 JSON"),
         (name = "admin", description = "Administration; callers have role `admin`"),
         (name = "operations", description = "Health, readiness, this document"),
     ),
@@ -42,6 +43,10 @@ impl Modify for SecuritySchemes {
             ),
         );
         components.add_security_scheme(
+            "client_basic",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
+        );
+        components.add_security_scheme(
             "api_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
         );
@@ -60,7 +65,8 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// 400, 413 and 415 wherever a body is read; 400 wherever parameters are parsed.
+/// 400, 413 and 415 wherever a body is read; 400 wherever parameters are parsed. Only
+/// under `/api/`: the OAuth token endpoint documents its own (RFC 6749) errors.
 struct CommonResponses;
 
 impl Modify for CommonResponses {
@@ -77,7 +83,10 @@ impl Modify for CommonResponses {
                 )
                 .build()
         };
-        for item in openapi.paths.paths.values_mut() {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/api/") {
+                continue;
+            }
             let operations = [
                 &mut item.get,
                 &mut item.post,

@@ -16,7 +16,7 @@ use crate::audit::{Action, Audit, AuditEvent, Outcome};
 use crate::error::{Credential, Error, Refusal};
 use crate::revocation::{Revocations, Revoked, TokenIds};
 use crate::tokens::access::{AccessClaims, TokenService};
-use crate::user::{Role, Scope, has_admin_role, has_admin_scope};
+use crate::user::{Role, Scope, TenantId, has_admin_role, has_admin_scope};
 
 /// A credential as presented, before anything is checked.
 #[derive(Default)]
@@ -43,6 +43,8 @@ pub enum Principal {
     User {
         /// User id.
         id: Uuid,
+        /// The user's tenant.
+        tenant: TenantId,
         /// Roles, as the token states them (role changes end sessions).
         roles: Vec<Role>,
         /// The token's scopes.
@@ -50,6 +52,15 @@ pub enum Principal {
     },
     /// An API key.
     ApiKey(Box<AuthenticatedKey>),
+    /// A registered client, by its own access token (client credentials).
+    Client {
+        /// The client.
+        client_id: String,
+        /// Its tenant.
+        tenant: TenantId,
+        /// The token's scopes.
+        scopes: Vec<Scope>,
+    },
 }
 
 /// A principal and the address it calls from.
@@ -67,6 +78,15 @@ impl Caller {
         match &self.principal {
             Principal::User { id, .. } => Actor::User(*id),
             Principal::ApiKey(key) => Actor::ApiKey(key.key.id),
+            Principal::Client { client_id, .. } => Actor::Client(client_id.clone()),
+        }
+    }
+
+    /// The caller's tenant.
+    pub fn tenant(&self) -> &TenantId {
+        match &self.principal {
+            Principal::User { tenant, .. } | Principal::Client { tenant, .. } => tenant,
+            Principal::ApiKey(key) => &key.key.tenant,
         }
     }
 
@@ -77,14 +97,21 @@ impl Caller {
                 has_admin_role(roles) && has_admin_scope(scopes)
             }
             Principal::ApiKey(key) => key.owner_is_admin && has_admin_scope(&key.key.scopes),
+            // A client acts for no person: it never administers.
+            Principal::Client { .. } => false,
         }
     }
 
-    /// Whether this caller may introspect: an admin, or a key with scope `introspect`.
+    /// Whether this caller may introspect: an admin, or a key or client with scope
+    /// `introspect` (a resource server's).
     pub fn may_introspect(&self) -> bool {
+        let introspect = |scopes: &[Scope]| scopes.iter().any(|s| s.as_str() == "introspect");
         self.is_admin()
-            || matches!(&self.principal, Principal::ApiKey(key)
-                if key.key.scopes.iter().any(|s| s.as_str() == "introspect"))
+            || match &self.principal {
+                Principal::ApiKey(key) => introspect(&key.key.scopes),
+                Principal::Client { scopes, .. } => introspect(scopes),
+                Principal::User { .. } => false,
+            }
     }
 
     /// The caller as an admin, or `INSUFFICIENT_PERMISSIONS`.
@@ -95,10 +122,16 @@ impl Caller {
             ));
         }
         let user_id = match &self.principal {
-            Principal::User { id, .. } => *id,
-            Principal::ApiKey(key) => key.key.owner_id,
+            Principal::User { id, .. } => Some(*id),
+            Principal::ApiKey(key) => Some(key.key.owner_id),
+            Principal::Client { .. } => None,
         };
-        Ok(Admin::new(self.actor(), self.ip.clone(), Some(user_id)))
+        Ok(Admin::new(
+            self.actor(),
+            self.ip.clone(),
+            user_id,
+            self.tenant().clone(),
+        ))
     }
 }
 
@@ -148,8 +181,9 @@ impl Authenticator {
         let claims = self.tokens.verify(token, now)?;
         let ids = TokenIds {
             jti: &claims.jti,
-            sid: &claims.sid,
+            sid: claims.sid.as_deref(),
             sub: &claims.sub,
+            tenant: &claims.tenant_id,
             iat: claims.iat,
         };
         match self.revocations.check(ids, now).await? {
@@ -256,16 +290,29 @@ impl Authenticator {
                 ..
             } => {
                 let claims = self.access_token(&token, now).await.map_err(anonymous)?;
-                Principal::User {
-                    id: Uuid::parse_str(&claims.sub).map_err(|_| {
-                        anonymous(Error::refused(Credential::AccessToken, Refusal::Invalid))
-                    })?,
-                    roles: claims
-                        .roles
-                        .iter()
-                        .filter_map(|r| Role::parse(r).ok())
-                        .collect(),
-                    scopes: Scope::parse_space_separated(&claims.scope).unwrap_or_default(),
+                let invalid =
+                    || anonymous(Error::refused(Credential::AccessToken, Refusal::Invalid));
+                let tenant = TenantId::parse(&claims.tenant_id).map_err(|_| invalid())?;
+                let scopes = Scope::parse_space_separated(&claims.scope).unwrap_or_default();
+                match (&claims.sid, &claims.client_id) {
+                    // A session's token: a user's.
+                    (Some(_), _) => Principal::User {
+                        id: Uuid::parse_str(&claims.sub).map_err(|_| invalid())?,
+                        tenant,
+                        roles: claims
+                            .roles
+                            .iter()
+                            .filter_map(|r| Role::parse(r).ok())
+                            .collect(),
+                        scopes,
+                    },
+                    // No session: a client's own token, whose subject is the client.
+                    (None, Some(client_id)) if *client_id == claims.sub => Principal::Client {
+                        client_id: client_id.clone(),
+                        tenant,
+                        scopes,
+                    },
+                    (None, _) => return Err(invalid()),
                 }
             }
             Presented {
@@ -282,7 +329,8 @@ impl Authenticator {
     }
 
     /// The use case of RFC 7662 introspection. Being introspected is no use of a key:
-    /// its last use is left as it was.
+    /// its last use is left as it was. A caller of a tenant other than `default` learns
+    /// only of its own tenant's tokens and keys: others are inactive to it.
     pub async fn introspect(
         &self,
         caller: &Caller,
@@ -294,14 +342,21 @@ impl Authenticator {
                 "introspection needs an admin or the introspect scope",
             ));
         }
+        let visible =
+            |tenant: &str| caller.tenant().is_default() || caller.tenant().as_str() == tenant;
         if let Some(secret) = ApiKeySecret::parse(token) {
             return Ok(match self.api_keys.inspect(&secret, now).await? {
-                KeyCheck::Usable(key) => Introspection::ApiKey(Box::new(key)),
-                KeyCheck::Refused(_) | KeyCheck::Unknown => Introspection::Inactive,
+                KeyCheck::Usable(key) if visible(key.key.tenant.as_str()) => {
+                    Introspection::ApiKey(Box::new(key))
+                }
+                _ => Introspection::Inactive,
             });
         }
         match self.access_token(token, now).await {
-            Ok(claims) => Ok(Introspection::AccessToken(Box::new(claims))),
+            Ok(claims) if visible(&claims.tenant_id) => {
+                Ok(Introspection::AccessToken(Box::new(claims)))
+            }
+            Ok(_) => Ok(Introspection::Inactive),
             Err(e @ Error::Unavailable { .. }) => Err(e),
             Err(_) => Ok(Introspection::Inactive),
         }

@@ -33,6 +33,9 @@ use crate::revocation::{RevocationError, Revocations};
 use crate::sessions::Sessions;
 use crate::store::startup_lock::StartupLock;
 use crate::store::{DatabaseUrl, Db, StoreError};
+use crate::tenancy::clients::Clients;
+use crate::tenancy::oauth::OAuth;
+use crate::tenancy::tenants::Tenants;
 use crate::tokens::TokenService;
 
 /// Why the service could not start.
@@ -133,6 +136,12 @@ pub struct Services {
     pub authenticator: Arc<Authenticator>,
     /// Signing keys, for admins and the scheduler.
     pub signing_keys: Arc<SigningKeys>,
+    /// Tenants.
+    pub tenants: Arc<Tenants>,
+    /// OAuth clients.
+    pub clients: Arc<Clients>,
+    /// The token endpoint's grants.
+    pub oauth: Arc<OAuth>,
 }
 
 impl Services {
@@ -244,6 +253,19 @@ impl Services {
             audit.clone(),
         ));
         let signing_keys = Arc::new(SigningKeys::new(keyring.clone(), audit.clone()));
+        let tenants = Arc::new(Tenants::new(
+            db.clone(),
+            revocations.clone(),
+            audit.clone(),
+            lifetimes,
+        ));
+        let clients = Arc::new(Clients::new(db.clone(), audit.clone()));
+        let oauth = Arc::new(OAuth::new(
+            clients.clone(),
+            sessions.clone(),
+            authenticator.clone(),
+            tokens.clone(),
+        ));
         Ok(Self {
             settings,
             clock,
@@ -257,6 +279,9 @@ impl Services {
             identity,
             authenticator,
             signing_keys,
+            tenants,
+            clients,
+            oauth,
         })
     }
 
@@ -310,6 +335,9 @@ impl Application {
             authenticator: services.authenticator.clone(),
             api_keys: services.api_keys.clone(),
             signing_keys: services.signing_keys.clone(),
+            tenants: services.tenants.clone(),
+            clients: services.clients.clone(),
+            oauth: services.oauth.clone(),
             keyring: services.keyring.clone(),
             audit: services.audit.clone(),
             health: Health::new(services.db.clone(), services.revocations.clone()),

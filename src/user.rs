@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::store::users::UserRow;
 
 /// Claims that Tokenmint sets itself; a user's custom claims may never use these names.
-pub const REGISTERED_CLAIMS: [&str; 15] = [
+pub const REGISTERED_CLAIMS: [&str; 16] = [
     "iss",
     "sub",
     "aud",
@@ -26,6 +26,7 @@ pub const REGISTERED_CLAIMS: [&str; 15] = [
     "typ",
     "azp",
     "tenant_id",
+    "act",
 ];
 
 /// A valid username: 1 to 64 characters of letters, digits and `. _ - @ +`.
@@ -50,9 +51,61 @@ impl Username {
         &self.0
     }
 
-    /// The case-insensitive key: usernames that differ only in case are the same user.
+    /// The case-insensitive name: usernames that differ only in case are the same user.
     pub fn key(&self) -> String {
         self.0.to_ascii_lowercase()
+    }
+
+    /// The unique key of this username in `tenant`: usernames are unique per tenant.
+    pub fn key_in(&self, tenant: &TenantId) -> String {
+        format!("{}:{}", tenant.as_str(), self.key())
+    }
+}
+
+/// A tenant's id: a slug of 1 to 63 of `a-z 0-9 -`, starting with a letter or digit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TenantId(String);
+
+/// The tenant that exists from the start, owns what existed before tenants, and whose
+/// admins administer every tenant.
+pub const DEFAULT_TENANT: &str = "default";
+
+impl TenantId {
+    /// Parses a slug.
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        let mut chars = s.chars();
+        let first_ok = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !first_ok || !rest_ok || s.len() > 63 {
+            return Err(Error::invalid(
+                "a tenant id is 1 to 63 of a-z, 0-9 and -, starting with a letter or digit",
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The `default` tenant.
+    pub fn default_tenant() -> Self {
+        Self(DEFAULT_TENANT.to_owned())
+    }
+
+    /// Whether this is the `default` tenant.
+    pub fn is_default(&self) -> bool {
+        self.0 == DEFAULT_TENANT
+    }
+
+    /// The slug.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for TenantId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -201,6 +254,8 @@ impl Claims {
 pub struct User {
     /// Stable id.
     pub id: Uuid,
+    /// The tenant.
+    pub tenant: TenantId,
     /// Name as given at creation.
     pub username: String,
     /// Roles (`admin`, ...).
@@ -222,6 +277,7 @@ impl User {
     pub fn from_row(row: &UserRow) -> Result<Self, Error> {
         Ok(Self {
             id: Uuid::parse_str(&row.id).map_err(Error::internal)?,
+            tenant: TenantId(row.tenant_id.clone()),
             username: row.username.clone(),
             roles: serde_json::from_str(&row.roles)?,
             scopes: serde_json::from_str(&row.scopes)?,
@@ -264,7 +320,22 @@ mod tests {
     }
 
     #[test]
-    fn usernames_are_case_insensitive_keys() {
+    fn tenant_ids_are_slugs() {
+        for good in ["default", "acme", "a", "0-9", &"a".repeat(63)] {
+            assert!(TenantId::parse(good).is_ok(), "{good}");
+        }
+        for bad in ["", "-acme", "Acme", "a_b", "a:b", &"a".repeat(64), "ü"] {
+            assert!(TenantId::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn usernames_are_case_insensitive_keys_per_tenant() {
+        let acme = TenantId::parse("acme").unwrap();
+        assert_eq!(
+            Username::parse("Alice.B").unwrap().key_in(&acme),
+            "acme:alice.b"
+        );
         assert_eq!(Username::parse("Alice.B").unwrap().key(), "alice.b");
         for bad in ["", "a b", "x".repeat(65).as_str(), "ünï", "a/b", "a\u{0}"] {
             assert!(Username::parse(bad).is_err(), "{bad:?}");

@@ -18,8 +18,8 @@ use crate::audit::{Action, Audit};
 use crate::error::Error;
 use crate::store::api_keys::{self as store, ApiKeyRow};
 use crate::store::users::{self, Lock};
-use crate::store::{Db, write_transaction};
-use crate::user::{Scope, User, has_admin_scope};
+use crate::store::{Db, tenants, write_transaction};
+use crate::user::{Scope, TenantId, User, has_admin_scope};
 
 const PREFIX: &str = "tmk_";
 const RANDOM_CHARS: usize = 43;
@@ -41,6 +41,23 @@ fn checksum(body: &str) -> String {
     digits.iter().map(|&b| char::from(b)).collect()
 }
 
+/// `len` base62 characters from the OS CSPRNG, by rejection sampling (no modulo bias).
+pub fn random_base62(len: usize) -> Result<String, ring::error::Unspecified> {
+    let rng = SystemRandom::new();
+    let mut out = String::with_capacity(len);
+    let mut buf = [0u8; 64];
+    while out.len() < len {
+        rng.fill(&mut buf)?;
+        for &b in &buf {
+            // 248 = 4 * 62: bytes at or above it would favour the first digits.
+            if b < 248 && out.len() < len {
+                out.push(char::from(BASE62[usize::from(b % 62)]));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// An API key secret. `Debug` never shows it.
 #[derive(Clone)]
 pub struct ApiKeySecret(SecretString);
@@ -52,21 +69,11 @@ impl std::fmt::Debug for ApiKeySecret {
 }
 
 impl ApiKeySecret {
-    /// A new key from the OS CSPRNG (base62 by rejection sampling: no modulo bias).
+    /// A new key from the OS CSPRNG.
     pub fn generate() -> Result<Self, ring::error::Unspecified> {
-        let rng = SystemRandom::new();
         let mut body = String::with_capacity(KEY_LEN);
         body.push_str(PREFIX);
-        let mut buf = [0u8; 64];
-        while body.len() < PREFIX.len() + RANDOM_CHARS {
-            rng.fill(&mut buf)?;
-            for &b in &buf {
-                // 248 = 4 * 62: bytes at or above it would favour the first digits.
-                if b < 248 && body.len() < PREFIX.len() + RANDOM_CHARS {
-                    body.push(char::from(BASE62[usize::from(b % 62)]));
-                }
-            }
-        }
+        body.push_str(&random_base62(RANDOM_CHARS)?);
         let sum = checksum(&body);
         body.push_str(&sum);
         Ok(Self(SecretString::from(body)))
@@ -115,6 +122,8 @@ pub struct ApiKey {
     pub name: String,
     /// The user it acts for: disabling or deleting that user stops the key.
     pub owner_id: Uuid,
+    /// Its tenant: its owner's.
+    pub tenant: TenantId,
     /// Scopes.
     pub scopes: Vec<Scope>,
     /// Enabled.
@@ -137,6 +146,7 @@ impl ApiKey {
             prefix: row.prefix,
             name: row.name,
             owner_id: parse_id(&row.owner_id)?,
+            tenant: TenantId::parse(&row.tenant_id).map_err(Error::internal)?,
             scopes: serde_json::from_str(&row.scopes)?,
             enabled: row.enabled,
             created_at: row.created_at.and_utc(),
@@ -195,6 +205,8 @@ pub struct NewApiKey {
     pub name: ApiKeyName,
     /// Owner; `None`: the admin who creates it (the owner of a creating key).
     pub owner_id: Option<Uuid>,
+    /// The tenant, which must be the owner's; `None`: the owner's.
+    pub tenant: Option<TenantId>,
     /// Scopes.
     pub scopes: Vec<Scope>,
     /// Expiry, in the future.
@@ -202,12 +214,14 @@ pub struct NewApiKey {
 }
 
 /// Filters of the key list.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct KeyFilter {
     /// Only this owner's keys.
     pub owner_id: Option<Uuid>,
     /// Only enabled or only disabled keys.
     pub enabled: Option<bool>,
+    /// Only this tenant's keys (admins of `default`; others see only their own).
+    pub tenant: Option<TenantId>,
 }
 
 /// The last use of a key: when, and from which address.
@@ -279,20 +293,34 @@ impl ApiKeys {
             expires_at: new.expires_at.map(|t| t.naive_utc()),
             last_used_at: None,
             last_used_ip: None,
+            tenant_id: String::new(),
         };
-        let stored = row.clone();
-        self.db
+        let (admin, wanted) = (admin.clone(), new.tenant);
+        let stored = self
+            .db
             .run(move |conn| {
                 write_transaction(conn, |conn| {
-                    let owner = users::lock(conn, &row.owner_id, Lock::Share)?
-                        .ok_or_else(|| Error::invalid("owner_id names no user"))?;
-                    if wants_admin && !User::from_row(&owner)?.is_admin() {
+                    let no_owner = || Error::invalid("owner_id names no user");
+                    let owner =
+                        users::lock(conn, &row.owner_id, Lock::Share)?.ok_or_else(no_owner)?;
+                    let owner = User::from_row(&owner)?;
+                    if !admin.may_see(&owner.tenant) {
+                        return Err(no_owner());
+                    }
+                    if wanted.as_ref().is_some_and(|t| t != &owner.tenant) {
+                        return Err(Error::invalid("the owner belongs to another tenant"));
+                    }
+                    if wants_admin && !owner.is_admin() {
                         return Err(Error::invalid(
                             "a key with scope admin needs an owner with role admin",
                         ));
                     }
+                    let row = ApiKeyRow {
+                        tenant_id: owner.tenant.as_str().to_owned(),
+                        ..row
+                    };
                     store::insert(conn, &row)?;
-                    Ok(())
+                    Ok(row)
                 })
             })
             .await?;
@@ -332,16 +360,18 @@ impl ApiKeys {
                     return Ok(None);
                 };
                 let owner = users::find_by_id(conn, &row.owner_id)?;
-                Ok::<_, Error>(Some((row, owner)))
+                let tenant_enabled =
+                    tenants::find(conn, &row.tenant_id)?.is_some_and(|t| t.enabled);
+                Ok::<_, Error>(Some((row, owner, tenant_enabled)))
             })
             .await?;
-        let Some((row, owner)) = found else {
+        let Some((row, owner, tenant_enabled)) = found else {
             return Ok(KeyCheck::Unknown);
         };
         let key = ApiKey::from_row(row)?;
         let owner = owner.as_ref().map(User::from_row).transpose()?;
         match owner {
-            Some(owner) if owner.enabled && key.is_usable(now) => {
+            Some(owner) if owner.enabled && tenant_enabled && key.is_usable(now) => {
                 Ok(KeyCheck::Usable(AuthenticatedKey {
                     key,
                     owner_is_admin: owner.is_admin(),
@@ -372,7 +402,10 @@ impl ApiKeys {
 
     /// One key (never its secret).
     pub async fn get(&self, admin: &Admin, id: Uuid, now: DateTime<Utc>) -> Result<ApiKey, Error> {
-        let found = self.find(id).await;
+        let found = self
+            .find(id)
+            .await
+            .map(|k| k.filter(|k| admin.may_see(&k.tenant)));
         self.audit
             .admin_call(
                 admin,
@@ -404,6 +437,7 @@ impl ApiKeys {
         now: DateTime<Utc>,
     ) -> Result<Vec<ApiKey>, Error> {
         let result = async {
+            let scope = admin.scope(filter.tenant.clone())?;
             self.flush_usage().await?;
             self.db
                 .run(move |conn| {
@@ -413,6 +447,7 @@ impl ApiKeys {
                         limit,
                         filter.owner_id.map(|o| o.to_string()).as_deref(),
                         filter.enabled,
+                        scope.filter(),
                     )
                 })
                 .await
@@ -434,10 +469,17 @@ impl ApiKeys {
         now: DateTime<Utc>,
     ) -> Result<ApiKey, Error> {
         let result = async {
+            let scope = admin.scope(None)?;
             let found = self
                 .db
                 .run(move |conn| {
-                    store::set_enabled(conn, &id.to_string(), enabled, now.naive_utc())
+                    store::set_enabled(
+                        conn,
+                        &id.to_string(),
+                        enabled,
+                        now.naive_utc(),
+                        scope.filter(),
+                    )
                 })
                 .await?;
             if !found {
@@ -465,10 +507,14 @@ impl ApiKeys {
 
     /// Deletes a key; it is refused everywhere once this answers.
     pub async fn delete(&self, admin: &Admin, id: Uuid, now: DateTime<Utc>) -> Result<(), Error> {
-        let deleted = self
-            .db
-            .run(move |conn| store::delete(conn, &id.to_string()))
-            .await;
+        let deleted = async {
+            let scope = admin.scope(None)?;
+            self.db
+                .run(move |conn| store::delete(conn, &id.to_string(), scope.filter()))
+                .await
+                .map_err(Error::from)
+        }
+        .await;
         self.audit
             .admin_call(
                 admin,

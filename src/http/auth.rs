@@ -10,12 +10,12 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::extract::{BearerToken, client_ip, json_body, optional_json};
+use crate::client::ClientId;
 use crate::error::{ApiError, Credential, Error, ErrorBody, Refusal};
 use crate::identity::LoginAttempt;
 use crate::identity::passwords::Password;
-use crate::sessions::{RefreshToken, TokenPair};
-use crate::tokens::access::MAX_CLIENT_ID_BYTES;
-use crate::user::Scope;
+use crate::sessions::{RefreshClient, RefreshToken, TokenPair};
+use crate::user::{Scope, TenantId};
 
 /// Name of the HttpOnly cookie that carries the refresh token in cookie mode, when it is
 /// `Secure`: with the `__Host-` prefix a browser takes it only from this host, with
@@ -34,7 +34,13 @@ pub struct LoginRequest {
     /// Password.
     #[schema(value_type = String, format = Password)]
     pub password: SecretString,
-    /// OAuth client id, copied into the token's `client_id` claim.
+    /// The tenant of the user (default: `default`). A user of another tenant with the same
+    /// name is a different user.
+    #[serde(default)]
+    #[schema(pattern = r"^[a-z0-9][a-z0-9-]{0,62}$")]
+    pub tenant: Option<String>,
+    /// A registered client of that tenant that allows `password`; copied into the token's
+    /// `client_id`, whose scopes also bound the token's.
     #[serde(default)]
     pub client_id: Option<String>,
     /// Space-separated subset of the user's scopes; default: all of them.
@@ -84,7 +90,7 @@ pub struct RefreshRequest {
     responses(
         (status = 200, description = "Logged in; in cookie mode the refresh token is in `Set-Cookie`", body = TokenResponse),
         (status = 400, description = "Malformed request or a scope the user does not have", body = ErrorBody),
-        (status = 401, description = "Unknown user, wrong password or disabled user", body = ErrorBody),
+        (status = 401, description = "Unknown user, wrong password, disabled user or tenant, or a client that may not take logins", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 429, description = "Too many attempts for this username or address; see Retry-After", body = ErrorBody,
@@ -102,7 +108,11 @@ pub async fn login(
     let attempt = LoginAttempt {
         username: body.username,
         password: Password::parse_presented(body.password)?,
-        client_id: body.client_id.map(parse_client_id).transpose()?,
+        tenant: match body.tenant.as_deref() {
+            Some(tenant) => TenantId::parse(tenant)?,
+            None => TenantId::default_tenant(),
+        },
+        client_id: body.client_id.as_deref().map(ClientId::parse).transpose()?,
         scopes: body
             .scope
             .as_deref()
@@ -182,7 +192,10 @@ async fn rotate(
     let token = RefreshToken::parse(presented.expose_secret())
         .ok_or(Error::refused(Credential::RefreshToken, Refusal::Invalid))?;
     let now = state.clock.now();
-    let pair = state.sessions.refresh(token, client_ip(req), now).await?;
+    let pair = state
+        .sessions
+        .refresh(token, RefreshClient::FirstParty, None, client_ip(req), now)
+        .await?;
     let mut response = token_response(state, pair, cookie_mode, now);
     if cookie_mode {
         forget_legacy_cookie(state, req, &mut response);
@@ -329,12 +342,4 @@ fn token_response(
         scope: claims.scope,
         session_id: pair.session_id.to_string(),
     })
-}
-
-fn parse_client_id(id: String) -> Result<String, Error> {
-    let ok = !id.is_empty()
-        && id.len() <= MAX_CLIENT_ID_BYTES
-        && id.chars().all(|c| c.is_ascii_graphic());
-    ok.then_some(id)
-        .ok_or_else(|| Error::invalid("client_id must be 1 to 128 printable ASCII characters"))
 }

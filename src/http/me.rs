@@ -12,16 +12,18 @@ use crate::error::{ApiError, ErrorBody};
 /// Who the bearer of an access token is.
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct MeResponse {
-    /// User id.
+    /// User id (or, for a client's own token, its `client_id`).
     pub sub: String,
-    /// Username.
-    pub username: String,
+    /// Username (none for a client's own token).
+    pub username: Option<String>,
+    /// Tenant.
+    pub tenant_id: String,
     /// Roles.
     pub roles: Vec<String>,
     /// Granted scopes, space-separated.
     pub scope: String,
-    /// Session id.
-    pub session_id: String,
+    /// Session id (none for a client's own token).
+    pub session_id: Option<String>,
     /// The user's custom claims only.
     #[schema(value_type = Object)]
     pub claims: Map<String, Value>,
@@ -49,6 +51,7 @@ pub async fn me(
     Ok(web::Json(MeResponse {
         sub: claims.sub,
         username: claims.username,
+        tenant_id: claims.tenant_id,
         roles: claims.roles,
         scope: claims.scope,
         session_id: claims.sid,

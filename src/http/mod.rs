@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auth;
 pub mod extract;
 pub mod me;
+pub mod oauth;
 pub mod ops;
 pub mod pagination;
 pub mod tokens;
@@ -31,6 +32,9 @@ use crate::identity::Identity;
 use crate::keys::{Keyring, SigningKeys};
 use crate::principal::Authenticator;
 use crate::sessions::Sessions;
+use crate::tenancy::clients::Clients;
+use crate::tenancy::oauth::OAuth;
+use crate::tenancy::tenants::Tenants;
 
 /// What handlers use, built once at start and shared by all workers: the use cases
 /// (never the store or the revocation list), the settings and time.
@@ -49,6 +53,12 @@ pub struct AppState {
     pub api_keys: Arc<ApiKeys>,
     /// Signing keys, for admins.
     pub signing_keys: Arc<SigningKeys>,
+    /// Tenants, for admins of `default`.
+    pub tenants: Arc<Tenants>,
+    /// OAuth clients, for admins and the token endpoint.
+    pub clients: Arc<Clients>,
+    /// The token endpoint's grants.
+    pub oauth: Arc<OAuth>,
     /// The published keys (JWKS, discovery), read from memory.
     pub keyring: Arc<Keyring>,
     /// The audit log, for admins.
@@ -86,8 +96,23 @@ pub fn routes(cfg: &mut ServiceConfig<'_>) {
         .service(admin::audit::list_audit)
         .service(admin::signing_keys::list_signing_keys)
         .service(admin::signing_keys::rotate_signing_keys)
+        .service(admin::tenants::create_tenant)
+        .service(admin::tenants::list_tenants)
+        .service(admin::tenants::get_tenant)
+        .service(admin::tenants::patch_tenant)
+        .service(admin::tenants::delete_tenant)
+        .service(admin::clients::create_client)
+        .service(admin::clients::list_clients)
+        .service(admin::clients::get_client)
+        .service(admin::clients::patch_client)
+        .service(admin::clients::disable_client)
+        .service(admin::clients::enable_client)
+        .service(admin::clients::rotate_client_secret)
+        .service(admin::clients::delete_client)
+        .service(oauth::token)
         .service(wellknown::jwks)
         .service(wellknown::openid_configuration)
+        .service(wellknown::oauth_authorization_server)
         .service(ops::healthz)
         .service(ops::readyz)
         .service(ops::openapi_json)

@@ -99,6 +99,9 @@ pub struct IntrospectionResponse {
     /// Username.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
+    /// Tenant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
 }
 
 /// Introspect an access token (active only if well signed, unexpired and not revoked)
@@ -135,6 +138,7 @@ pub async fn introspect(
             sub: Some(found.key.owner_id.to_string()),
             scope: Some(Scope::join(&found.key.scopes)),
             exp: found.key.expires_at.map(|t| t.timestamp()),
+            tenant_id: Some(found.key.tenant.as_str().to_owned()),
             ..IntrospectionResponse::default()
         },
         Introspection::AccessToken(claims) => IntrospectionResponse {
@@ -146,10 +150,11 @@ pub async fn introspect(
             exp: Some(claims.exp),
             iat: Some(claims.iat),
             jti: Some(claims.jti),
-            sid: Some(claims.sid),
+            sid: claims.sid,
             iss: Some(claims.iss),
             aud: Some(claims.aud),
-            username: Some(claims.username),
+            username: claims.username,
+            tenant_id: Some(claims.tenant_id),
             key_id: None,
         },
     };

@@ -1,4 +1,5 @@
-//! `/.well-known/jwks.json` and `/.well-known/openid-configuration`.
+//! `/.well-known/jwks.json`, `/.well-known/openid-configuration` and
+//! `/.well-known/oauth-authorization-server`.
 
 use actix_web::http::header::{self, EntityTag, IfNoneMatch};
 use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, get, web};
@@ -6,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
+use crate::client::GrantType;
+use crate::error::{ApiError, ErrorBody};
 
 /// A JSON Web Key Set (RFC 7517 section 5).
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -68,10 +71,17 @@ pub struct DiscoveryDocument {
     pub introspection_endpoint: String,
     /// RFC 7009 revocation.
     pub revocation_endpoint: String,
+    /// The OAuth 2 token endpoint (`POST /oauth/token`).
+    pub token_endpoint: String,
+    /// `password` (at `/api/login`), `refresh_token`, `client_credentials` and token
+    /// exchange.
+    pub grant_types_supported: Vec<String>,
+    /// `client_secret_basic`, `client_secret_post` and `none` (public clients).
+    pub token_endpoint_auth_methods_supported: Vec<String>,
+    /// The scopes registered clients may ask for.
+    pub scopes_supported: Vec<String>,
     /// Algorithms of the published keys.
     pub id_token_signing_alg_values_supported: Vec<String>,
-    /// Same, under RFC 8414's name for tokens signed by this issuer.
-    pub token_endpoint_auth_signing_alg_values_supported: Vec<String>,
     /// Always `["public"]`.
     pub subject_types_supported: Vec<String>,
     /// Always `["token"]`.
@@ -81,10 +91,32 @@ pub struct DiscoveryDocument {
 /// Discovery document, so that JWT libraries find the keys from the issuer alone.
 #[utoipa::path(
     tag = "discovery",
-    responses((status = 200, description = "Discovery metadata", body = DiscoveryDocument))
+    responses(
+        (status = 200, description = "Discovery metadata", body = DiscoveryDocument),
+        (status = 503, description = "The database is unreachable", body = ErrorBody),
+    )
 )]
 #[get("/.well-known/openid-configuration")]
-pub async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
+pub async fn openid_configuration(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    discovery(&state).await
+}
+
+/// The same metadata at RFC 8414's address, for OAuth 2 client libraries.
+#[utoipa::path(
+    tag = "discovery",
+    responses(
+        (status = 200, description = "Authorization server metadata", body = DiscoveryDocument),
+        (status = 503, description = "The database is unreachable", body = ErrorBody),
+    )
+)]
+#[get("/.well-known/oauth-authorization-server")]
+pub async fn oauth_authorization_server(
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    discovery(&state).await
+}
+
+async fn discovery(state: &AppState) -> Result<HttpResponse, ApiError> {
     let issuer = state.settings.issuer.trim_end_matches('/').to_owned();
     let algs: Vec<String> = state
         .keyring
@@ -92,7 +124,8 @@ pub async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
         .into_iter()
         .map(str::to_owned)
         .collect();
-    HttpResponse::Ok()
+    let scopes_supported = state.clients.scopes_supported().await?;
+    Ok(HttpResponse::Ok()
         .insert_header((
             header::CACHE_CONTROL,
             format!("public, max-age={}", state.settings.jwks_max_age.as_secs()),
@@ -101,10 +134,22 @@ pub async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
             jwks_uri: format!("{issuer}/.well-known/jwks.json"),
             introspection_endpoint: format!("{issuer}/api/token/introspect"),
             revocation_endpoint: format!("{issuer}/api/token/revoke"),
+            token_endpoint: format!("{issuer}/oauth/token"),
             issuer: state.settings.issuer.clone(),
-            token_endpoint_auth_signing_alg_values_supported: algs.clone(),
+            grant_types_supported: GrantType::ALL
+                .iter()
+                .map(|g| g.as_str().to_owned())
+                .collect(),
+            token_endpoint_auth_methods_supported: [
+                "client_secret_basic",
+                "client_secret_post",
+                "none",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            scopes_supported,
             id_token_signing_alg_values_supported: algs,
             subject_types_supported: vec!["public".to_owned()],
             response_types_supported: vec!["token".to_owned()],
-        })
+        }))
 }

@@ -60,6 +60,7 @@ impl Identity {
             None => (Username::parse("admin")?, random_password()?, true),
         };
         let new = NewUser {
+            tenant: None,
             username,
             password: Password::parse_new(password.clone())
                 .map_err(|e| Error::invalid(format!("TOKENMINT_BOOTSTRAP_ADMIN: {e}")))?,

@@ -20,19 +20,23 @@ use self::passwords::{Password, PasswordHasher, Verified};
 use self::rate_limit::{Limit, LoginLimiter};
 use crate::actor::Admin;
 use crate::audit::{Action, Actor, Audit, AuditEvent, Outcome};
+use crate::client::{Client, ClientId};
 use crate::error::{Credential, Error, Refusal};
 use crate::lifetimes::{Lifetimes, delta};
 use crate::revocation::{Recorded, Revocations};
 use crate::sessions::{self, Sessions, TokenPair};
-use crate::store::markers;
 use crate::store::users::{self as store, Lock, UserRow};
 use crate::store::{Db, StoreError, write_transaction};
+use crate::store::{markers, tenants};
+use crate::tenancy::clients::client_for_login;
 use crate::tokens::TokenService;
-use crate::user::{Claims, Role, Scope, User, Username};
+use crate::user::{Claims, Role, Scope, TenantId, User, Username};
 
 /// What a new user is made of, parsed.
 #[derive(Debug)]
 pub struct NewUser {
+    /// The tenant; the admin's when absent.
+    pub tenant: Option<TenantId>,
     /// Name.
     pub username: Username,
     /// Password.
@@ -67,8 +71,11 @@ pub struct LoginAttempt {
     pub username: String,
     /// The password.
     pub password: Password,
-    /// The OAuth client the token is for, copied into `client_id`.
-    pub client_id: Option<String>,
+    /// The tenant whose user logs in (`default` unless named).
+    pub tenant: TenantId,
+    /// The registered client the login is for (copied into `client_id`); it must exist in
+    /// the tenant, be enabled and allow `password`.
+    pub client_id: Option<ClientId>,
     /// Narrow the token to these scopes (all of them must be the user's); `None`: all.
     pub scopes: Option<Vec<Scope>>,
     /// The client address, for the limits and the audit log.
@@ -155,9 +162,16 @@ impl Identity {
         now: DateTime<Utc>,
     ) -> Result<TokenPair, Error> {
         let name = Username::parse(&attempt.username).ok();
-        let user_key = name.as_ref().map(Username::key);
+        // Usernames are unique per tenant: so are their keys and their limit counters.
+        let user_key = name.as_ref().map(|u| u.key_in(&attempt.tenant));
         // The username only if it is a valid one: the audit target is not a place for arbitrary input.
-        let target = name.as_ref().map(|u| format!("username:{}", u.as_str()));
+        let target = name.as_ref().map(|u| {
+            if attempt.tenant.is_default() {
+                format!("username:{}", u.as_str())
+            } else {
+                format!("username:{}:{}", attempt.tenant, u.as_str())
+            }
+        });
         let audit = |actor: Actor, action: Action, outcome: Outcome| AuditEvent {
             actor,
             action,
@@ -221,26 +235,42 @@ impl Identity {
         let lifetimes = self.lifetimes;
         let requested = attempt.scopes.clone();
         let client_id = attempt.client_id.clone();
+        let tenant = attempt.tenant.clone();
         let verified_hash = row.password_hash.clone();
         let user_id = row.id.clone();
         let opened = self
             .db
             .run(move |conn| {
                 write_transaction(conn, |conn| {
-                    // The user as it is now, locked until the session exists: a change that
-                    // committed while the password was being checked wins.
+                    // The tenant and the user as they are now, locked until the session
+                    // exists: a change that committed while the password was being checked
+                    // (a new password, a disable, a delete) wins.
+                    if !tenants::lock(conn, tenant.as_str(), Lock::Share)?
+                        .is_some_and(|t| t.enabled)
+                    {
+                        return Ok(None);
+                    }
                     let current = match store::lock(conn, &user_id, Lock::Share)? {
                         Some(row) if row.enabled && row.password_hash == verified_hash => {
                             User::from_row(&row)?
                         }
                         _ => return Ok(None),
                     };
-                    let scopes = narrow(&current, requested.as_deref())?;
+                    // A named client must be one of this tenant that may take logins; its
+                    // scopes bound the token's.
+                    let client = match &client_id {
+                        None => None,
+                        Some(id) => match client_for_login(conn, &tenant, id)? {
+                            Some(client) => Some(client),
+                            None => return Ok(None),
+                        },
+                    };
+                    let scopes = narrow(&current, client.as_ref(), requested.as_deref())?;
                     let opened = sessions::open(
                         conn,
                         current.id,
                         &scopes,
-                        client_id.as_deref(),
+                        client_id.as_ref().map(ClientId::as_str),
                         &lifetimes,
                         now,
                     )?;
@@ -269,8 +299,13 @@ impl Identity {
                 now,
             )
             .await;
-        self.sessions
-            .pair(&user, &scopes, attempt.client_id.as_deref(), opened, now)
+        self.sessions.pair(
+            &user,
+            &scopes,
+            attempt.client_id.as_ref().map(ClientId::as_str),
+            opened,
+            now,
+        )
     }
 
     /// Upgrades a hash made with older parameters, after the answer is sent; a password
@@ -300,7 +335,10 @@ impl Identity {
         now: DateTime<Utc>,
     ) -> Result<User, Error> {
         let username = new.username.as_str().to_owned();
-        let result = self.insert_user(new, now).await;
+        let result = match admin.tenant_for_new(new.tenant.clone()) {
+            Ok(tenant) => self.insert_user(tenant, new, now).await,
+            Err(e) => Err(e),
+        };
         let target = match &result {
             Ok(user) => format!("user:{}", user.id),
             Err(_) => format!("username:{username}"),
@@ -311,11 +349,17 @@ impl Identity {
         result
     }
 
-    async fn insert_user(&self, new: NewUser, now: DateTime<Utc>) -> Result<User, Error> {
+    async fn insert_user(
+        &self,
+        tenant: TenantId,
+        new: NewUser,
+        now: DateTime<Utc>,
+    ) -> Result<User, Error> {
         let password_hash = self.hasher.hash(new.password).await?;
         let row = UserRow {
             id: Uuid::now_v7().to_string(),
-            username_key: new.username.key(),
+            tenant_id: tenant.as_str().to_owned(),
+            username_key: new.username.key_in(&tenant),
             username: new.username.as_str().to_owned(),
             password_hash,
             roles: serde_json::to_string(&new.roles)?,
@@ -327,38 +371,54 @@ impl Identity {
         };
         let user = User::from_row(&row)?;
         self.tokens.check_fits(&user)?;
-        let admin = user.is_admin();
-        let inserted = self
-            .db
+        // The bootstrap admin is the default tenant's: only its admins count.
+        let default_admin = user.is_admin() && user.tenant.is_default();
+        self.db
             .run(move |conn| {
                 write_transaction(conn, |conn| {
-                    store::insert(conn, &row)?;
-                    if admin {
+                    if tenants::find(conn, &row.tenant_id)?.is_none() {
+                        return Err(Error::NotFound("tenant"));
+                    }
+                    match store::insert(conn, &row) {
+                        Err(StoreError::Conflict) => {
+                            return Err(Error::conflict("username is taken in this tenant"));
+                        }
+                        other => other?,
+                    }
+                    if default_admin {
                         markers::set(conn, markers::HAD_ADMIN, 1)?;
                     }
-                    Ok::<_, StoreError>(())
+                    Ok(())
                 })
             })
-            .await;
-        match inserted {
-            Ok(()) => Ok(user),
-            Err(StoreError::Conflict) => Err(Error::conflict("username is taken")),
-            Err(e) => Err(e.into()),
-        }
+            .await?;
+        Ok(user)
     }
 
     /// A page of users after `after`, oldest first.
     pub async fn list_users(
         &self,
         admin: &Admin,
+        tenant: Option<TenantId>,
         after: Option<Uuid>,
         limit: i64,
         now: DateTime<Utc>,
     ) -> Result<Vec<User>, Error> {
-        let rows = self
-            .db
-            .run(move |conn| store::page(conn, after.map(|a| a.to_string()).as_deref(), limit))
-            .await;
+        let rows = async {
+            let scope = admin.scope(tenant)?;
+            self.db
+                .run(move |conn| {
+                    store::page(
+                        conn,
+                        after.map(|a| a.to_string()).as_deref(),
+                        limit,
+                        scope.filter(),
+                    )
+                })
+                .await
+                .map_err(Error::from)
+        }
+        .await;
         self.audit
             .admin_call(admin, Action::UserList, None, rows.is_ok(), now)
             .await;
@@ -372,21 +432,26 @@ impl Identity {
         id: Uuid,
         now: DateTime<Utc>,
     ) -> Result<User, Error> {
-        let row = self
-            .db
-            .run(move |conn| store::find_by_id(conn, &id.to_string()))
-            .await;
-        let found = matches!(row, Ok(Some(_)));
+        let found = async {
+            let row = self
+                .db
+                .run(move |conn| store::find_by_id(conn, &id.to_string()))
+                .await?;
+            let user = row.as_ref().map(User::from_row).transpose()?;
+            user.filter(|u| admin.may_see(&u.tenant))
+                .ok_or(Error::NotFound("user"))
+        }
+        .await;
         self.audit
             .admin_call(
                 admin,
                 Action::UserGet,
                 Some(format!("user:{id}")),
-                found,
+                found.is_ok(),
                 now,
             )
             .await;
-        User::from_row(&row?.ok_or(Error::NotFound("user"))?)
+        found
     }
 
     /// Changes a user. A new password, other roles or scopes, or a disable end every
@@ -399,7 +464,7 @@ impl Identity {
         now: DateTime<Utc>,
     ) -> Result<User, Error> {
         let changed = patch.changed_fields();
-        let result = self.apply_patch(id, patch, now).await;
+        let result = self.apply_patch(admin, id, patch, now).await;
         self.audit
             .admin_call_with(
                 admin,
@@ -417,6 +482,7 @@ impl Identity {
 
     async fn apply_patch(
         &self,
+        admin: &Admin,
         id: Uuid,
         mut patch: UserPatch,
         now: DateTime<Utc>,
@@ -426,13 +492,16 @@ impl Identity {
             Some(password) => Some(self.hasher.hash(password).await?),
             None => None,
         };
-        let (lifetimes, tokens) = (self.lifetimes, self.tokens.clone());
+        let (lifetimes, tokens, admin) = (self.lifetimes, self.tokens.clone(), admin.clone());
         self.db
             .run(move |conn| {
                 write_transaction(conn, |conn| {
                     let mut row = store::lock(conn, &id.to_string(), Lock::Update)?
                         .ok_or(Error::NotFound("user"))?;
                     let before = User::from_row(&row)?;
+                    if !admin.may_see(&before.tenant) {
+                        return Err(Error::NotFound("user"));
+                    }
                     let revoke = new_hash.is_some() || ends_sessions(&patch, &before);
                     if let Some(hash) = new_hash {
                         row.password_hash = hash;
@@ -453,7 +522,7 @@ impl Identity {
                     let after = User::from_row(&row)?;
                     tokens.check_fits(&after)?;
                     store::update(conn, &row)?;
-                    if after.is_admin() {
+                    if after.is_admin() && after.tenant.is_default() {
                         markers::set(conn, markers::HAD_ADMIN, 1)?;
                     }
                     let entries = if revoke {
@@ -499,7 +568,7 @@ impl Identity {
         action: Action,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
-        let lifetimes = self.lifetimes;
+        let (lifetimes, admin_copy) = (self.lifetimes, admin.clone());
         let delete = action == Action::UserDelete;
         let reason = if delete {
             "user deleted"
@@ -510,8 +579,11 @@ impl Identity {
             .db
             .run(move |conn| {
                 write_transaction(conn, |conn| {
-                    store::lock(conn, &id.to_string(), Lock::Update)?
+                    let row = store::lock(conn, &id.to_string(), Lock::Update)?
                         .ok_or(Error::NotFound("user"))?;
+                    if !admin_copy.may_see(&User::from_row(&row)?.tenant) {
+                        return Err(Error::NotFound("user"));
+                    }
                     let entries = sessions::revoke_user_in(conn, id, reason, &lifetimes, now)?;
                     let recorded = Revocations::record(conn, entries)?;
                     if delete {
@@ -543,12 +615,23 @@ impl Identity {
     }
 }
 
-/// The scopes a login asks for, all of which must be the user's; none asked: all of them.
-fn narrow(user: &User, requested: Option<&[Scope]>) -> Result<Vec<Scope>, Error> {
+/// The scopes a login asks for, all of which must be the user's (and, through a client,
+/// the client's too); none asked: all that are.
+fn narrow(
+    user: &User,
+    client: Option<&Client>,
+    requested: Option<&[Scope]>,
+) -> Result<Vec<Scope>, Error> {
+    let allowed: Vec<Scope> = user
+        .scopes
+        .iter()
+        .filter(|s| client.is_none_or(|c| c.scopes.contains(s)))
+        .cloned()
+        .collect();
     let Some(requested) = requested else {
-        return Ok(user.scopes.clone());
+        return Ok(allowed);
     };
-    if requested.iter().any(|s| !user.scopes.contains(s)) {
+    if requested.iter().any(|s| !allowed.contains(s)) {
         return Err(Error::invalid(
             "a requested scope is not granted to this user",
         ));
@@ -563,6 +646,7 @@ mod tests {
     fn user(scopes: &[&str]) -> User {
         User {
             id: Uuid::now_v7(),
+            tenant: TenantId::default_tenant(),
             username: "u".into(),
             roles: vec![Role::admin()],
             scopes: scopes.iter().map(|s| Scope::parse(s).unwrap()).collect(),
@@ -577,9 +661,9 @@ mod tests {
     fn a_login_narrows_to_held_scopes_only() {
         let u = user(&["read", "admin"]);
         let read = vec![Scope::parse("read").unwrap()];
-        assert_eq!(narrow(&u, Some(&read)).unwrap(), read);
-        assert_eq!(narrow(&u, None).unwrap(), u.scopes);
-        assert!(narrow(&u, Some(&[Scope::parse("write").unwrap()])).is_err());
+        assert_eq!(narrow(&u, None, Some(&read)).unwrap(), read);
+        assert_eq!(narrow(&u, None, None).unwrap(), u.scopes);
+        assert!(narrow(&u, None, Some(&[Scope::parse("write").unwrap()])).is_err());
     }
 
     #[test]

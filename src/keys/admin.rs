@@ -11,7 +11,8 @@ use crate::actor::{Actor, Admin};
 use crate::audit::{Action, Audit, AuditEvent, Outcome};
 use crate::error::Error;
 
-/// Signing keys as admins and the scheduler see them.
+/// Signing keys as admins and the scheduler see them. They are the whole deployment's:
+/// only admins of the `default` tenant list or rotate them.
 pub struct SigningKeys {
     keyring: Arc<Keyring>,
     audit: Arc<Audit>,
@@ -25,6 +26,7 @@ impl SigningKeys {
 
     /// Every key, newest first.
     pub async fn list(&self, admin: &Admin, now: DateTime<Utc>) -> Result<Vec<KeyInfo>, Error> {
+        admin.require_default()?;
         let keys = self.keyring.list().await;
         self.audit
             .admin_call(admin, Action::SigningKeyList, None, keys.is_ok(), now)
@@ -42,6 +44,7 @@ impl SigningKeys {
         alg: Option<SigningAlg>,
         now: DateTime<Utc>,
     ) -> Result<Vec<KeyInfo>, Error> {
+        admin.require_default()?;
         let result = self.keyring.rotate(alg, now, false).await;
         let target = self.keyring.current_kid().map(|k| format!("kid:{k}"));
         self.audit

@@ -59,12 +59,17 @@ impl MemoryList {
         state.advance();
     }
 
-    pub(super) fn read(&self, fields: &[String; 3]) -> (Option<i64>, [Option<Held>; 3]) {
+    pub(super) fn read(&self, fields: &[String; 4]) -> (Option<i64>, [Option<Held>; 4]) {
         let state = self.state();
         let get = |f: &String| state.entries.get(f).copied();
         (
             state.watermark,
-            [get(&fields[0]), get(&fields[1]), get(&fields[2])],
+            [
+                get(&fields[0]),
+                get(&fields[1]),
+                get(&fields[2]),
+                get(&fields[3]),
+            ],
         )
     }
 
@@ -87,7 +92,14 @@ mod tests {
     #[test]
     fn the_watermark_waits_for_a_generation_that_arrives_late() {
         let list = MemoryList::default();
-        let f = |n: &str| [format!("jti:{n}"), "sid:x".to_owned(), "sub:x".to_owned()];
+        let f = |n: &str| {
+            [
+                format!("jti:{n}"),
+                "sid:x".to_owned(),
+                "sub:x".to_owned(),
+                "tenant:x".to_owned(),
+            ]
+        };
         assert_eq!(list.read(&f("a")).0, None, "never filled");
         list.fill(&[], 5);
         list.publish(&[("jti:b".into(), held(10))], 7);

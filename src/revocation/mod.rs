@@ -70,6 +70,13 @@ pub enum Revocation {
         /// Tokens with `iat` before this are revoked.
         cutoff: i64,
     },
+    /// Every token of a tenant issued before `cutoff` (a disabled tenant).
+    Tenant {
+        /// The tenant id.
+        tenant: String,
+        /// Tokens with `iat` before this are revoked.
+        cutoff: i64,
+    },
 }
 
 impl Revocation {
@@ -78,6 +85,7 @@ impl Revocation {
             Self::Token { .. } => "jti",
             Self::Session { .. } => "sid",
             Self::User { .. } => "sub",
+            Self::Tenant { .. } => "tenant",
         }
     }
 
@@ -86,12 +94,13 @@ impl Revocation {
             Self::Token { jti } => jti,
             Self::Session { sid } => sid,
             Self::User { sub, .. } => sub,
+            Self::Tenant { tenant, .. } => tenant,
         }
     }
 
     fn cutoff(&self) -> i64 {
         match self {
-            Self::User { cutoff, .. } => *cutoff,
+            Self::User { cutoff, .. } | Self::Tenant { cutoff, .. } => *cutoff,
             _ => 0,
         }
     }
@@ -119,6 +128,10 @@ impl Revocation {
                 sub: row.subject,
                 cutoff: row.cutoff,
             },
+            "tenant" => Self::Tenant {
+                tenant: row.subject,
+                cutoff: row.cutoff,
+            },
             _ => return None,
         };
         Some((entry, row.expires_at.and_utc()))
@@ -142,10 +155,12 @@ pub struct Recorded {
 pub struct TokenIds<'a> {
     /// Token id.
     pub jti: &'a str,
-    /// Session id.
-    pub sid: &'a str,
-    /// User id.
+    /// Session id (none for a client's own token).
+    pub sid: Option<&'a str>,
+    /// Subject: the user (or client) id.
     pub sub: &'a str,
+    /// Tenant id.
+    pub tenant: &'a str,
     /// Issued at, unix seconds.
     pub iat: i64,
 }
@@ -176,22 +191,26 @@ impl Held {
     }
 }
 
-/// The fields a check reads, in order: the token, its session, its user.
-fn check_fields(ids: TokenIds<'_>) -> [String; 3] {
+/// The fields a check reads, in order: the token, its session, its subject, its tenant.
+/// (A token without a session reads a field no entry can have.)
+fn check_fields(ids: TokenIds<'_>) -> [String; 4] {
     [
         format!("jti:{}", ids.jti),
-        format!("sid:{}", ids.sid),
+        ids.sid
+            .map_or_else(|| "sid:".to_owned(), |sid| format!("sid:{sid}")),
         format!("sub:{}", ids.sub),
+        format!("tenant:{}", ids.tenant),
     ]
 }
 
-/// The answer for a token from what the list holds for its three fields.
-fn decide(held: [Option<Held>; 3], iat: i64, now: DateTime<Utc>) -> Revoked {
+/// The answer for a token from what the list holds for its four fields.
+fn decide(held: [Option<Held>; 4], iat: i64, now: DateTime<Utc>) -> Revoked {
     let now = now.timestamp();
     let live = |h: &Option<Held>| h.filter(|h| h.expires_at > now);
     let revoked = live(&held[0]).is_some()
         || live(&held[1]).is_some()
-        || live(&held[2]).is_some_and(|h| iat < h.cutoff);
+        || live(&held[2]).is_some_and(|h| iat < h.cutoff)
+        || live(&held[3]).is_some_and(|h| iat < h.cutoff);
     if revoked { Revoked::Yes } else { Revoked::No }
 }
 
@@ -404,17 +423,26 @@ mod tests {
             cutoff: 0,
         });
         let iat = 1_799_999_990;
-        assert_eq!(decide([None, None, None], iat, now), Revoked::No);
-        assert_eq!(decide([live(0), None, None], iat, now), Revoked::Yes);
-        assert_eq!(decide([None, live(0), None], iat, now), Revoked::Yes);
-        assert_eq!(decide([None, None, live(iat + 1)], iat, now), Revoked::Yes);
+        assert_eq!(decide([None, None, None, None], iat, now), Revoked::No);
+        assert_eq!(decide([live(0), None, None, None], iat, now), Revoked::Yes);
+        assert_eq!(decide([None, live(0), None, None], iat, now), Revoked::Yes);
         assert_eq!(
-            decide([None, None, live(iat)], iat, now),
+            decide([None, None, live(iat + 1), None], iat, now),
+            Revoked::Yes,
+            "a user's cut-off"
+        );
+        assert_eq!(
+            decide([None, None, None, live(iat + 1)], iat, now),
+            Revoked::Yes,
+            "a tenant's cut-off"
+        );
+        assert_eq!(
+            decide([None, None, live(iat), live(iat)], iat, now),
             Revoked::No,
             "issued at the cut-off"
         );
         assert_eq!(
-            decide([gone, gone, None], iat, now),
+            decide([gone, gone, None, gone], iat, now),
             Revoked::No,
             "expired entries"
         );

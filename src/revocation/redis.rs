@@ -1,5 +1,5 @@
 //! The Redis revocation list: one hash holding every entry (`jti:<id>`, `sid:<id>`,
-//! `sub:<id>` -> `<expires_at>:<cutoff>`) and the watermark `gen`.
+//! `sub:<id>`, `tenant:<id>` -> `<expires_at>:<cutoff>`) and the watermark `gen`.
 //!
 //! One key, on purpose: whatever takes entries away (an eviction, a `DEL`, a restart from
 //! an older snapshot) takes or rewinds the watermark with them, so the loss is noticed.
@@ -153,11 +153,11 @@ impl RedisList {
         self.merge("fill", &[], generation).await
     }
 
-    /// The watermark and the three fields of a check, in one round trip.
+    /// The watermark and the four fields of a check, in one round trip.
     pub(super) async fn read(
         &self,
-        fields: &[String; 3],
-    ) -> Result<(Option<i64>, [Option<Held>; 3]), RevocationError> {
+        fields: &[String; 4],
+    ) -> Result<(Option<i64>, [Option<Held>; 4]), RevocationError> {
         let mut conn = self.conn().await?;
         let values: Vec<Option<String>> = redis::cmd("HMGET")
             .arg(&self.key)
@@ -165,15 +165,18 @@ impl RedisList {
             .arg(&fields[..])
             .query_async(&mut conn)
             .await?;
-        let [generation, jti, sid, sub] =
-            <[Option<String>; 4]>::try_from(values).map_err(|_| {
+        let [generation, jti, sid, sub, tenant] =
+            <[Option<String>; 5]>::try_from(values).map_err(|_| {
                 RedisError::from((
                     redis::ErrorKind::Parse,
                     "HMGET answered the wrong number of values",
                 ))
             })?;
         let watermark = generation.and_then(|g| g.parse().ok());
-        Ok((watermark, [parse(jti), parse(sid), parse(sub)]))
+        Ok((
+            watermark,
+            [parse(jti), parse(sid), parse(sub), parse(tenant)],
+        ))
     }
 
     pub(super) async fn purge(&self, now: i64) -> Result<(), RevocationError> {

@@ -27,10 +27,13 @@ use uuid::Uuid;
 
 pub use self::refresh_token::RefreshToken;
 use crate::audit::{Action, Actor, Audit, AuditEvent, Outcome};
+use crate::client::{Client, ClientId, ClientKind};
 use crate::error::{Credential, Error, Refusal};
 use crate::lifetimes::{Lifetimes, delta};
 use crate::revocation::{Recorded, Revocation, Revocations};
+use crate::store::clients as client_store;
 use crate::store::sessions::{self as store, RefreshRow, SessionRow};
+use crate::store::tenants as tenant_store;
 use crate::store::users::{self as user_store};
 use crate::store::{Db, DbConnection, write_transaction};
 use crate::tokens::access::{Grant, IssuedToken, TokenService};
@@ -145,6 +148,16 @@ fn session_entry(session: &SessionRow, lifetimes: &Lifetimes, now: DateTime<Utc>
     )
 }
 
+/// Who presents a refresh token.
+#[derive(Debug, Clone)]
+pub enum RefreshClient {
+    /// `/api/refresh-token`: no client authentication. Sessions opened for a
+    /// confidential client are refused here; they rotate at the token endpoint.
+    FirstParty,
+    /// The token endpoint, by an authenticated client: only that client's sessions.
+    Client(ClientId),
+}
+
 /// Refresh rotation, logout and token revocation.
 pub struct Sessions {
     db: Db,
@@ -160,6 +173,8 @@ enum Rotation {
         user: User,
         token: RefreshToken,
         expires_at: NaiveDateTime,
+        /// The scopes of the session's client now, if it has one.
+        client_scopes: Option<Vec<Scope>>,
     },
     Reused {
         session: SessionRow,
@@ -211,11 +226,15 @@ impl Sessions {
         })
     }
 
-    /// The use case of `/api/refresh-token`: rotates a refresh token (see the module doc).
-    /// A reuse revokes the session, is audited and answers `REFRESH_TOKEN_REUSED`.
+    /// The use case of `/api/refresh-token` and of the token endpoint's refresh grant:
+    /// rotates a refresh token (see the module doc). A reuse revokes the session, is
+    /// audited and answers `REFRESH_TOKEN_REUSED`. `narrow` asks for fewer scopes than the
+    /// session has (RFC 6749 section 6); more is `ScopeNotAllowed`.
     pub async fn refresh(
         &self,
         presented: RefreshToken,
+        client: RefreshClient,
+        narrow: Option<Vec<Scope>>,
         ip: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<TokenPair, Error> {
@@ -229,7 +248,9 @@ impl Sessions {
             .db
             .run(move |conn| {
                 write_transaction(conn, |conn| {
-                    rotate(conn, &presented, successor, &sealed, now, &lifetimes)
+                    rotate(
+                        conn, &presented, successor, &sealed, now, &lifetimes, &client,
+                    )
                 })
             })
             .await?;
@@ -239,12 +260,21 @@ impl Sessions {
                 user,
                 token,
                 expires_at,
+                client_scopes,
             } => {
-                // Refreshes never widen a session: scopes the user lost since login are dropped.
-                let scopes: Vec<Scope> = Scope::parse_space_separated(&session.scope)?
+                // Refreshes never widen a session: scopes the user (or its client) lost
+                // since login are dropped.
+                let mut scopes: Vec<Scope> = Scope::parse_space_separated(&session.scope)?
                     .into_iter()
                     .filter(|s| user.scopes.contains(s))
+                    .filter(|s| client_scopes.as_ref().is_none_or(|c| c.contains(s)))
                     .collect();
+                if let Some(narrow) = narrow {
+                    if narrow.iter().any(|s| !scopes.contains(s)) {
+                        return Err(Error::ScopeNotAllowed);
+                    }
+                    scopes = narrow;
+                }
                 let opened = Opened {
                     session_id: Uuid::parse_str(&session.id).map_err(Error::internal)?,
                     refresh_token: token,
@@ -284,7 +314,7 @@ impl Sessions {
         }
         if let Some(claims) = access.and_then(|t| self.tokens.verify(t, now).ok()) {
             let recorded = self
-                .revoke_access_in_db(&claims.jti, claims.exp, Some(&claims.sid), now)
+                .revoke_access_in_db(&claims.jti, claims.exp, claims.sid.as_deref(), now)
                 .await?;
             self.publish(&recorded, now).await;
         }
@@ -430,6 +460,7 @@ fn rotate(
     sealed: &[u8],
     now: DateTime<Utc>,
     lifetimes: &Lifetimes,
+    client: &RefreshClient,
 ) -> Result<Rotation, Error> {
     let naive_now = now.naive_utc();
     let hash = presented.hash();
@@ -448,6 +479,29 @@ fn rotate(
     let user = match user_store::find_by_id(conn, &session.user_id)? {
         Some(row) if row.enabled => User::from_row(&row)?,
         _ => return refused(Refusal::Invalid),
+    };
+    // A disabled tenant's sessions were revoked with it; this also covers a race with it.
+    if !tenant_store::find(conn, user.tenant.as_str())?.is_some_and(|t| t.enabled) {
+        return refused(Refusal::Revoked);
+    }
+    let client_scopes = match (&session.client_id, client) {
+        (None, RefreshClient::FirstParty) => None,
+        (None, RefreshClient::Client(_)) => return refused(Refusal::Invalid),
+        (Some(bound), presenter) => {
+            let row = client_store::find(conn, bound)?;
+            let Some(bound) = row.as_ref().map(Client::from_row).transpose()? else {
+                return refused(Refusal::Invalid);
+            };
+            let allowed = match presenter {
+                // Without client authentication, only a public client's sessions.
+                RefreshClient::FirstParty => bound.kind == ClientKind::Public,
+                RefreshClient::Client(id) => &bound.client_id == id,
+            };
+            if !allowed || !bound.enabled {
+                return refused(Refusal::Invalid);
+            }
+            Some(bound.scopes)
+        }
     };
 
     if won {
@@ -477,6 +531,7 @@ fn rotate(
             user,
             token: successor,
             expires_at,
+            client_scopes,
         });
     }
 
@@ -497,6 +552,7 @@ fn rotate(
                 user,
                 token,
                 expires_at: head.expires_at,
+                client_scopes,
             });
         }
     }

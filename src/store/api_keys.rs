@@ -34,6 +34,8 @@ pub struct ApiKeyRow {
     pub last_used_at: Option<NaiveDateTime>,
     /// Address of the last authentication.
     pub last_used_ip: Option<String>,
+    /// The tenant (its owner's).
+    pub tenant_id: String,
 }
 
 /// Inserts a key.
@@ -69,6 +71,7 @@ pub fn page(
     limit: i64,
     owner_id: Option<&str>,
     enabled: Option<bool>,
+    tenant: Option<&str>,
 ) -> Result<Vec<ApiKeyRow>, StoreError> {
     let mut query = api_keys::table
         .select(ApiKeyRow::as_select())
@@ -84,25 +87,48 @@ pub fn page(
     if let Some(enabled) = enabled {
         query = query.filter(api_keys::enabled.eq(enabled));
     }
+    if let Some(tenant) = tenant {
+        query = query.filter(api_keys::tenant_id.eq(tenant.to_owned()));
+    }
     Ok(query.load(conn)?)
 }
 
-/// Enables or disables a key; `false` if there is no such key.
+/// Enables or disables a key (of `tenant`, if given); `false` if there was none.
 pub fn set_enabled(
     conn: &mut DbConnection,
     id: &str,
     enabled: bool,
     now: NaiveDateTime,
+    tenant: Option<&str>,
 ) -> Result<bool, StoreError> {
-    let changed = diesel::update(api_keys::table.find(id))
-        .set((api_keys::enabled.eq(enabled), api_keys::updated_at.eq(now)))
-        .execute(conn)?;
+    let changes = (api_keys::enabled.eq(enabled), api_keys::updated_at.eq(now));
+    let changed = match tenant {
+        Some(tenant) => diesel::update(
+            api_keys::table
+                .find(id)
+                .filter(api_keys::tenant_id.eq(tenant)),
+        )
+        .set(changes)
+        .execute(conn)?,
+        None => diesel::update(api_keys::table.find(id))
+            .set(changes)
+            .execute(conn)?,
+    };
     Ok(changed == 1)
 }
 
-/// Deletes a key; `false` if there was none.
-pub fn delete(conn: &mut DbConnection, id: &str) -> Result<bool, StoreError> {
-    Ok(diesel::delete(api_keys::table.find(id)).execute(conn)? == 1)
+/// Deletes a key (of `tenant`, if given); `false` if there was none.
+pub fn delete(conn: &mut DbConnection, id: &str, tenant: Option<&str>) -> Result<bool, StoreError> {
+    let deleted = match tenant {
+        Some(tenant) => diesel::delete(
+            api_keys::table
+                .find(id)
+                .filter(api_keys::tenant_id.eq(tenant)),
+        )
+        .execute(conn)?,
+        None => diesel::delete(api_keys::table.find(id)).execute(conn)?,
+    };
+    Ok(deleted == 1)
 }
 
 /// Records the last use of a key.
@@ -122,4 +148,12 @@ pub fn touch(
     .set((api_keys::last_used_at.eq(at), api_keys::last_used_ip.eq(ip)))
     .execute(conn)?;
     Ok(())
+}
+
+/// Whether a tenant has any API key.
+pub fn any_in_tenant(conn: &mut DbConnection, tenant: &str) -> Result<bool, StoreError> {
+    Ok(diesel::select(diesel::dsl::exists(
+        api_keys::table.filter(api_keys::tenant_id.eq(tenant)),
+    ))
+    .get_result(conn)?)
 }

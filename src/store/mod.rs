@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod clients;
 pub mod conn;
 pub mod markers;
 pub mod revocations;
@@ -10,6 +11,7 @@ pub mod schema;
 pub mod sessions;
 pub mod signing_keys;
 pub mod startup_lock;
+pub mod tenants;
 pub mod users;
 
 use std::path::PathBuf;

@@ -13,6 +13,7 @@ diesel::table! {
         enabled -> Bool,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        tenant_id -> Text,
     }
 }
 
@@ -81,6 +82,33 @@ diesel::table! {
         expires_at -> Nullable<Timestamp>,
         last_used_at -> Nullable<Timestamp>,
         last_used_ip -> Nullable<Text>,
+        tenant_id -> Text,
+    }
+}
+
+diesel::table! {
+    tenants (id) {
+        id -> Text,
+        name -> Text,
+        enabled -> Bool,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    clients (client_id) {
+        client_id -> Text,
+        tenant_id -> Text,
+        name -> Text,
+        kind -> Text,
+        secret_hash -> Nullable<Text>,
+        grant_types -> Text,
+        scopes -> Text,
+        audiences -> Text,
+        enabled -> Bool,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
     }
 }
 
@@ -105,6 +133,8 @@ diesel::table! {
 }
 
 diesel::joinable!(api_keys -> users (owner_id));
+diesel::joinable!(users -> tenants (tenant_id));
+diesel::joinable!(clients -> tenants (tenant_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -114,5 +144,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     revocations,
     api_keys,
     audit_events,
-    markers
+    markers,
+    tenants,
+    clients
 );

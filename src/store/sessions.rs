@@ -213,3 +213,26 @@ pub fn revoke_user_sessions(
     .execute(conn)?;
     Ok(live)
 }
+
+/// Revokes every live session of a tenant's users; returns how many.
+pub fn revoke_tenant_sessions(
+    conn: &mut DbConnection,
+    tenant: &str,
+    now: NaiveDateTime,
+    reason: &str,
+) -> Result<usize, StoreError> {
+    use super::schema::users;
+    let members = users::table
+        .filter(users::tenant_id.eq(tenant))
+        .select(users::id);
+    Ok(diesel::update(
+        sessions::table
+            .filter(sessions::user_id.eq_any(members))
+            .filter(sessions::revoked_at.is_null()),
+    )
+    .set((
+        sessions::revoked_at.eq(now),
+        sessions::revoked_reason.eq(reason),
+    ))
+    .execute(conn)?)
+}

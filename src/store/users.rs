@@ -14,7 +14,7 @@ pub struct UserRow {
     pub id: String,
     /// As the user typed it at creation.
     pub username: String,
-    /// Lower-cased username: the unique key.
+    /// `<tenant>:<lower-cased username>`: the unique key (usernames are unique per tenant).
     pub username_key: String,
     /// Argon2id PHC string.
     pub password_hash: String,
@@ -30,6 +30,8 @@ pub struct UserRow {
     pub created_at: NaiveDateTime,
     /// Last change, naive UTC.
     pub updated_at: NaiveDateTime,
+    /// The tenant.
+    pub tenant_id: String,
 }
 
 /// Inserts a user; `Conflict` if the username is taken.
@@ -40,7 +42,7 @@ pub fn insert(conn: &mut DbConnection, row: &UserRow) -> Result<(), StoreError> 
     Ok(())
 }
 
-/// Finds a user by lower-cased username.
+/// Finds a user by its unique key (`<tenant>:<lower-cased username>`).
 pub fn find_by_username_key(
     conn: &mut DbConnection,
     key: &str,
@@ -131,6 +133,7 @@ pub fn page(
     conn: &mut DbConnection,
     after: Option<&str>,
     limit: i64,
+    tenant: Option<&str>,
 ) -> Result<Vec<UserRow>, StoreError> {
     let mut query = users::table
         .select(UserRow::as_select())
@@ -140,7 +143,18 @@ pub fn page(
     if let Some(after) = after {
         query = query.filter(users::id.gt(after.to_owned()));
     }
+    if let Some(tenant) = tenant {
+        query = query.filter(users::tenant_id.eq(tenant.to_owned()));
+    }
     Ok(query.load(conn)?)
+}
+
+/// Whether a tenant has any user.
+pub fn any_in_tenant(conn: &mut DbConnection, tenant: &str) -> Result<bool, StoreError> {
+    Ok(diesel::select(diesel::dsl::exists(
+        users::table.filter(users::tenant_id.eq(tenant)),
+    ))
+    .get_result(conn)?)
 }
 
 /// Replaces a user's row (all mutable fields).

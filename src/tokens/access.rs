@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::error::{Credential, Error, Refusal};
 use crate::keys::{KeyError, Keyring};
-use crate::user::{REGISTERED_CLAIMS, Scope, User};
+use crate::user::{DEFAULT_TENANT, REGISTERED_CLAIMS, Scope, User};
 
 /// Longest token accepted for verification; anything longer is refused unparsed. The
 /// admin API refuses users whose tokens would be longer (see [`TokenService::check_fits`]).
@@ -59,20 +59,30 @@ pub struct AccessClaims {
     pub nbf: i64,
     /// Token id.
     pub jti: String,
-    /// Session id.
-    pub sid: String,
+    /// Session id; none for a client's own token (client credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
     /// Space-separated scopes.
     pub scope: String,
-    /// Roles.
+    /// Roles (a user's; none for a client).
+    #[serde(default)]
     pub roles: Vec<String>,
-    /// OAuth client, when given at login.
+    /// The OAuth client the token was issued to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
-    /// The user's name.
-    pub username: String,
+    /// The user's name; none for a client's own token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// The tenant (tokens of the release before tenants carry none: `default`).
+    #[serde(default = "default_tenant")]
+    pub tenant_id: String,
     /// The user's custom claims, merged at top level.
     #[serde(flatten)]
     pub custom: Map<String, Value>,
+}
+
+fn default_tenant() -> String {
+    DEFAULT_TENANT.to_owned()
 }
 
 /// The longest `client_id` a login may name.
@@ -175,11 +185,12 @@ impl TokenService {
             iat: i64::MAX,
             nbf: i64::MAX,
             jti: Uuid::nil().to_string(),
-            sid: Uuid::nil().to_string(),
+            sid: Some(Uuid::nil().to_string()),
             scope: Scope::join(&user.scopes),
             roles: user.roles.iter().map(|r| r.as_str().to_owned()).collect(),
             client_id: Some("x".repeat(MAX_CLIENT_ID_BYTES)),
-            username: user.username.clone(),
+            username: Some(user.username.clone()),
+            tenant_id: user.tenant.as_str().to_owned(),
             custom: user.claims.as_map().clone(),
         };
         let payload = serde_json::to_vec(&longest)?.len();
@@ -211,7 +222,7 @@ impl TokenService {
             iat,
             nbf: iat,
             jti: Uuid::new_v4().to_string(),
-            sid: grant.sid.to_string(),
+            sid: Some(grant.sid.to_string()),
             scope: Scope::join(grant.scopes),
             roles: grant
                 .user
@@ -220,7 +231,74 @@ impl TokenService {
                 .map(|r| r.as_str().to_owned())
                 .collect(),
             client_id: grant.client_id.map(str::to_owned),
-            username: grant.user.username.clone(),
+            username: Some(grant.user.username.clone()),
+            tenant_id: grant.user.tenant.as_str().to_owned(),
+            custom,
+        };
+        let (token, _kid) = self.keyring.sign(&claims)?;
+        Ok(IssuedToken { token, claims })
+    }
+
+    /// A client's own access token (client credentials, RFC 6749 section 4.4): `sub` and
+    /// `client_id` are the client, with no session, user or roles.
+    pub fn issue_for_client(
+        &self,
+        client_id: &str,
+        tenant: &str,
+        scopes: &[Scope],
+        now: DateTime<Utc>,
+    ) -> Result<IssuedToken, KeyError> {
+        let iat = now.timestamp();
+        let ttl = i64::try_from(self.access_ttl.as_secs()).unwrap_or(i64::MAX);
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            sub: client_id.to_owned(),
+            aud: self.audience.clone(),
+            exp: iat.saturating_add(ttl),
+            iat,
+            nbf: iat,
+            jti: Uuid::new_v4().to_string(),
+            sid: None,
+            scope: Scope::join(scopes),
+            roles: Vec::new(),
+            client_id: Some(client_id.to_owned()),
+            username: None,
+            tenant_id: tenant.to_owned(),
+            custom: Map::new(),
+        };
+        let (token, _kid) = self.keyring.sign(&claims)?;
+        Ok(IssuedToken { token, claims })
+    }
+
+    /// A token for another audience in exchange for `subject` (RFC 8693): the same user
+    /// and tenant, narrowed to `scopes`, acted for by `client_id` (`act.sub`), living no
+    /// longer than an access token nor than the subject token.
+    pub fn issue_exchanged(
+        &self,
+        subject: &AccessClaims,
+        audience: &str,
+        scopes: &[Scope],
+        client_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<IssuedToken, KeyError> {
+        let iat = now.timestamp();
+        let ttl = i64::try_from(self.access_ttl.as_secs()).unwrap_or(i64::MAX);
+        let mut custom = subject.custom.clone();
+        custom.insert("act".to_owned(), serde_json::json!({ "sub": client_id }));
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            sub: subject.sub.clone(),
+            aud: audience.to_owned(),
+            exp: iat.saturating_add(ttl).min(subject.exp),
+            iat,
+            nbf: iat,
+            jti: Uuid::new_v4().to_string(),
+            sid: subject.sid.clone(),
+            scope: Scope::join(scopes),
+            roles: subject.roles.clone(),
+            client_id: Some(client_id.to_owned()),
+            username: subject.username.clone(),
+            tenant_id: subject.tenant_id.clone(),
             custom,
         };
         let (token, _kid) = self.keyring.sign(&claims)?;

@@ -56,6 +56,7 @@ async fn an_admin_creates_gets_and_changes_a_user() {
             "id",
             "roles",
             "scopes",
+            "tenant",
             "updated_at",
             "username"
         ]

@@ -255,12 +255,109 @@ impl TestApp {
             roles: vec![Role::parse("user").unwrap()],
             scopes: scopes.iter().map(|s| Scope::parse(s).unwrap()).collect(),
             claims: Claims::parse(claims).expect("claims"),
+            tenant: None,
         };
         self.services
             .identity
             .create_user(&Admin::operator(), new, self.services.clock.now())
             .await
             .expect("user created")
+    }
+
+    /// Registers a client in `default` through the domain, as the command line does:
+    /// public, with grants `password` and `refresh_token`, so logins may name it.
+    pub async fn register_login_client(&self, client_id: &str, scopes: &[&str]) {
+        use tokenmint::tenancy::clients::{ClientId, ClientKind, GrantType, NewClient};
+        let new = NewClient {
+            client_id: Some(ClientId::parse(client_id).expect("client id")),
+            name: format!("{client_id} (test)"),
+            tenant: None,
+            kind: ClientKind::Public,
+            grant_types: vec![GrantType::Password, GrantType::RefreshToken],
+            scopes: scopes.iter().map(|s| Scope::parse(s).unwrap()).collect(),
+            audiences: vec![],
+        };
+        self.services
+            .clients
+            .create(&Admin::operator(), new, self.services.clock.now())
+            .await
+            .expect("client registered");
+    }
+
+    /// Another instance on the same database and Redis prefix: a restart, or a replica.
+    pub async fn another_instance(&self) -> TestApp {
+        let database_url = self.services.settings.database_url.clone();
+        let prefix = self.services.settings.redis_prefix.clone();
+        spawn_app_with(|s| {
+            s.database_url = database_url;
+            s.redis_prefix = prefix;
+        })
+        .await
+    }
+
+    /// `POST /oauth/token` with a form and, optionally, HTTP Basic client credentials.
+    pub async fn token_request(
+        &self,
+        form: &[(&str, &str)],
+        basic: Option<(&str, &str)>,
+    ) -> reqwest::Response {
+        let mut request = self.client.post(self.url("/oauth/token")).form(form);
+        if let Some((id, secret)) = basic {
+            request = request.basic_auth(id, Some(secret));
+        }
+        request.send().await.expect("request")
+    }
+
+    /// Creates a tenant as the default admin and returns its id.
+    pub async fn create_tenant(&self, admin: &str, id: &str) {
+        let created = self
+            .call(
+                reqwest::Method::POST,
+                "/api/admin/tenants",
+                admin,
+                Some(json!({"id": id, "name": format!("Tenant {id}")})),
+            )
+            .await;
+        assert_eq!(created.status(), 201, "tenant {id}");
+    }
+
+    /// Creates a user in `tenant` through the admin API and returns its id.
+    pub async fn create_tenant_user(
+        &self,
+        admin: &str,
+        tenant: &str,
+        username: &str,
+        roles: &[&str],
+        scopes: &[&str],
+    ) -> String {
+        let created = self
+            .call(
+                reqwest::Method::POST,
+                "/api/admin/users",
+                admin,
+                Some(
+                    json!({"username": username, "password": format!("{username}-password"),
+                            "tenant": tenant, "roles": roles, "scopes": scopes}),
+                ),
+            )
+            .await;
+        assert_eq!(created.status(), 201, "user {username} in {tenant}");
+        created.json::<Value>().await.expect("json")["id"]
+            .as_str()
+            .expect("id")
+            .to_owned()
+    }
+
+    /// Logs a user of `tenant` in (password `<username>-password`); the parsed 200 body.
+    pub async fn tenant_login(&self, tenant: &str, username: &str) -> Value {
+        let response = self
+            .post_login(
+                &json!({"username": username, "password": format!("{username}-password"),
+                                "tenant": tenant}),
+            )
+            .await;
+        assert_eq!(response.status(), 200, "login of {username} in {tenant}");
+        response.json().await.expect("json")
     }
 
     /// Signs arbitrary claims with the server's current key, header typ `at+jwt`.

@@ -180,6 +180,9 @@ async fn a_user_too_big_for_a_token_is_refused_so_every_token_issued_is_accepted
         .await;
     assert_error(bigger, 400, "INVALID_REQUEST").await;
 
+    let scope_names: Vec<&str> = scopes[..40].iter().map(String::as_str).collect();
+    app.register_login_client(&"c".repeat(128), &scope_names)
+        .await;
     let login = app
         .post_login(
             &json!({"username": "zed", "password": "zed-password", "client_id": "c".repeat(128)}),

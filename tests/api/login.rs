@@ -53,6 +53,8 @@ async fn the_access_token_follows_rfc_9068_with_custom_claims_merged() {
         .await
         .unwrap();
 
+    app.register_login_client("web-app", &["read", "write"])
+        .await;
     let body = app
         .post_login(
             &json!({"username": "carol", "password": "carol-password", "client_id": "web-app"}),

@@ -28,4 +28,5 @@ mod refresh;
 mod revocation;
 mod secrets;
 mod shutdown;
+mod tenants;
 mod tokens;

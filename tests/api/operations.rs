@@ -3,18 +3,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_PASSWORD, TestApp, assert_error, jwt_part, spawn_app, spawn_app_with};
-
-/// Another instance on the same database and Redis prefix: a restart, or a replica.
-async fn another_instance(first: &TestApp) -> TestApp {
-    let database_url = first.services.settings.database_url.clone();
-    let prefix = first.services.settings.redis_prefix.clone();
-    spawn_app_with(|s| {
-        s.database_url = database_url;
-        s.redis_prefix = prefix;
-    })
-    .await
-}
+use crate::helpers::{ADMIN_PASSWORD, assert_error, jwt_part, spawn_app};
 
 #[tokio::test]
 async fn a_deleted_bootstrap_admin_is_not_created_again_at_the_next_start() {
@@ -46,7 +35,7 @@ async fn a_deleted_bootstrap_admin_is_not_created_again_at_the_next_start() {
     assert_eq!(deleted.status(), 204);
 
     // Restarted with TOKENMINT_BOOTSTRAP_ADMIN still set.
-    let second = another_instance(&first).await;
+    let second = first.another_instance().await;
 
     let login = second
         .post_login(&json!({"username": "admin", "password": ADMIN_PASSWORD}))

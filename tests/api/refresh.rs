@@ -150,13 +150,7 @@ async fn tokens_racing_tabs_spent_within_the_leeway_all_lead_to_the_current_toke
 #[tokio::test]
 async fn another_instance_answers_a_stale_token_with_the_current_one() {
     let a = spawn_app().await;
-    let database_url = a.services.settings.database_url.clone();
-    let prefix = a.services.settings.redis_prefix.clone();
-    let b = crate::helpers::spawn_app_with(|s| {
-        s.database_url = database_url;
-        s.redis_prefix = prefix;
-    })
-    .await;
+    let b = a.another_instance().await;
     let first = refresh_of(&a.login("admin", ADMIN_PASSWORD).await);
     let second = refresh_of(&a.refresh(&first).await);
     let third = refresh_of(&b.refresh(&second).await);

@@ -33,13 +33,7 @@ async fn revocations_survive_a_restart_on_the_same_database() {
     assert_error(first.get_me(access).await, 401, "TOKEN_REVOKED").await;
 
     // A second instance on the same database (and Redis prefix): a restarted process.
-    let database_url = first.services.settings.database_url.clone();
-    let prefix = first.services.settings.redis_prefix.clone();
-    let second = spawn_app_with(|s| {
-        s.database_url = database_url;
-        s.redis_prefix = prefix;
-    })
-    .await;
+    let second = first.another_instance().await;
 
     assert_error(second.get_me(access).await, 401, "TOKEN_REVOKED").await;
     assert_error(

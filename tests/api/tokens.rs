@@ -95,6 +95,7 @@ async fn introspection_describes_an_active_access_token() {
     let app = spawn_app().await;
     app.create_user("ivan", "ivan-password", &["read"], json!({}))
         .await;
+    app.register_login_client("cli", &["read"]).await;
     let user = app
         .post_login(&json!({"username": "ivan", "password": "ivan-password", "client_id": "cli"}))
         .await

@@ -12,7 +12,7 @@ use crate::error::{ApiError, Error, ErrorBody};
 use crate::http::AppState;
 use crate::http::extract::{json_body, query_params};
 use crate::http::pagination::{PageQuery, split_page};
-use crate::user::Scope;
+use crate::user::{Scope, TenantId};
 
 /// An API key, without its secret.
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -25,6 +25,8 @@ pub struct ApiKeyView {
     pub name: String,
     /// The user it acts for: disabling or deleting that user stops the key.
     pub owner_id: Uuid,
+    /// The tenant (the owner's).
+    pub tenant: String,
     /// Scopes (`admin`, `introspect`, ...).
     pub scopes: Vec<String>,
     /// Whether it authenticates.
@@ -46,6 +48,7 @@ impl From<ApiKey> for ApiKeyView {
             prefix: k.prefix,
             name: k.name,
             owner_id: k.owner_id,
+            tenant: k.tenant.as_str().to_owned(),
             scopes: k.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
             enabled: k.enabled,
             created_at: k.created_at,
@@ -86,6 +89,11 @@ pub struct CreateApiKeyRequest {
     /// calling key). Scope `admin` needs an owner with role `admin`.
     #[serde(default)]
     pub owner_id: Option<Uuid>,
+    /// The tenant, which must be the owner's (only admins of `default` may name another
+    /// than their own).
+    #[serde(default)]
+    #[schema(pattern = r"^[a-z0-9][a-z0-9-]{0,62}$")]
+    pub tenant: Option<String>,
     /// Scopes, e.g. `["introspect"]`.
     pub scopes: Vec<String>,
     /// Optional expiry, in the future.
@@ -106,6 +114,9 @@ pub struct ApiKeyListQuery {
     pub owner_id: Option<Uuid>,
     /// Only enabled (`true`) or disabled (`false`) keys.
     pub enabled: Option<bool>,
+    /// Only this tenant's keys (admins of `default`; others see only their own).
+    #[param(pattern = r"^[a-z0-9][a-z0-9-]{0,62}$")]
+    pub tenant: Option<String>,
 }
 
 fn parse_id(id: &str) -> Result<Uuid, Error> {
@@ -135,6 +146,7 @@ pub async fn create_api_key(
     let new = NewApiKey {
         name: ApiKeyName::parse(&body.name)?,
         owner_id: body.owner_id,
+        tenant: body.tenant.as_deref().map(TenantId::parse).transpose()?,
         scopes: Scope::parse_list(&body.scopes)?,
         expires_at: body.expires_at,
     };
@@ -177,18 +189,19 @@ pub async fn list_api_keys(
     let filter = KeyFilter {
         owner_id: query.owner_id,
         enabled: query.enabled,
+        tenant: query.tenant.as_deref().map(TenantId::parse).transpose()?,
     };
     let found = state
         .api_keys
         .list(
             &admin,
-            page.after,
+            page.after_uuid()?,
             page.limit + 1,
             filter,
             state.clock.now(),
         )
         .await?;
-    let (items, next_cursor) = split_page(found, page.limit, |k| k.id);
+    let (items, next_cursor) = split_page(found, page.limit, |k| k.id.to_string());
     Ok(web::Json(ApiKeyPage {
         items: items.into_iter().map(ApiKeyView::from).collect(),
         next_cursor,

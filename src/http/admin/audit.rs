@@ -68,7 +68,7 @@ pub struct AuditPage {
         (status = 200, description = "A page", body = AuditPage),
         (status = 400, description = "Invalid limit or cursor", body = ErrorBody),
         (status = 401, description = "Not authenticated", body = ErrorBody),
-        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 403, description = "Not an admin of the default tenant", body = ErrorBody),
     )
 )]
 #[get("/api/admin/audit")]
@@ -80,9 +80,14 @@ pub async fn list_audit(
     let page = query_params::<PageQuery>(&req)?.parse()?;
     let found = state
         .audit
-        .list(&admin, page.after, page.limit + 1, state.clock.now())
+        .list(
+            &admin,
+            page.after_uuid()?,
+            page.limit + 1,
+            state.clock.now(),
+        )
         .await?;
-    let (items, next_cursor) = split_page(found, page.limit, |e| e.id);
+    let (items, next_cursor) = split_page(found, page.limit, |e| e.id.to_string());
     Ok(web::Json(AuditPage {
         items: items.into_iter().map(AuditView::from).collect(),
         next_cursor,

@@ -62,7 +62,7 @@ fn views(keys: Vec<KeyInfo>) -> web::Json<Vec<SigningKeyView>> {
     responses(
         (status = 200, description = "Every key, newest first", body = Vec<SigningKeyView>),
         (status = 401, description = "Not authenticated", body = ErrorBody),
-        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 403, description = "Not an admin of the default tenant", body = ErrorBody),
     )
 )]
 #[get("/api/admin/signing-keys")]
@@ -85,7 +85,7 @@ pub async fn list_signing_keys(
         (status = 200, description = "The keys after the rotation", body = Vec<SigningKeyView>),
         (status = 400, description = "Unknown algorithm or malformed body", body = ErrorBody),
         (status = 401, description = "Not authenticated", body = ErrorBody),
-        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 403, description = "Not an admin of the default tenant", body = ErrorBody),
         (status = 409, description = "The next key is not published long enough yet; see Retry-After", body = ErrorBody),
     )
 )]

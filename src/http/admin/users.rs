@@ -12,17 +12,19 @@ use crate::actor::Admin;
 use crate::error::{ApiError, Error, ErrorBody};
 use crate::http::AppState;
 use crate::http::extract::{json_body, query_params};
-use crate::http::pagination::{PageQuery, split_page};
+use crate::http::pagination::{TenantPageQuery, split_page};
 use crate::identity::passwords::Password;
 use crate::identity::{NewUser, UserPatch};
-use crate::user::{Claims, Role, Scope, User, Username};
+use crate::user::{Claims, Role, Scope, TenantId, User, Username};
 
 /// A user; never a password hash.
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct UserView {
     /// Id.
     pub id: Uuid,
-    /// Username as created.
+    /// The tenant.
+    pub tenant: String,
+    /// Username as created (unique in its tenant, case-insensitively).
     pub username: String,
     /// Roles.
     pub roles: Vec<String>,
@@ -43,6 +45,7 @@ impl From<User> for UserView {
     fn from(u: User) -> Self {
         Self {
             id: u.id,
+            tenant: u.tenant.as_str().to_owned(),
             username: u.username,
             roles: u.roles.iter().map(|r| r.as_str().to_owned()).collect(),
             scopes: u.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
@@ -67,7 +70,11 @@ pub struct UserPage {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
-    /// 1 to 64 of letters, digits and `. _ - @ +`; unique, case-insensitively.
+    /// The tenant (default: the caller's; only admins of `default` may name another).
+    #[serde(default)]
+    #[schema(pattern = r"^[a-z0-9][a-z0-9-]{0,62}$")]
+    pub tenant: Option<String>,
+    /// 1 to 64 of letters, digits and `. _ - @ +`; unique in the tenant, case-insensitively.
     #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._@+-]{1,64}$")]
     pub username: String,
     /// At least 8 characters.
@@ -135,6 +142,7 @@ pub async fn create_user(
 ) -> Result<HttpResponse, ApiError> {
     let body: CreateUserRequest = json_body(&req, &body)?;
     let new = NewUser {
+        tenant: body.tenant.as_deref().map(TenantId::parse).transpose()?,
         username: Username::parse(&body.username)?,
         password: Password::parse_new(body.password)?,
         roles: Role::parse_list(&body.roles)?,
@@ -152,7 +160,7 @@ pub async fn create_user(
 #[utoipa::path(
     tag = "admin",
     security(("bearer" = []), ("api_key" = [])),
-    params(PageQuery),
+    params(TenantPageQuery),
     responses(
         (status = 200, description = "A page", body = UserPage),
         (status = 400, description = "Invalid limit or cursor", body = ErrorBody),
@@ -166,12 +174,18 @@ pub async fn list_users(
     req: HttpRequest,
     admin: Admin,
 ) -> Result<web::Json<UserPage>, ApiError> {
-    let page = query_params::<PageQuery>(&req)?.parse()?;
+    let (page, tenant) = query_params::<TenantPageQuery>(&req)?.parse()?;
     let found = state
         .identity
-        .list_users(&admin, page.after, page.limit + 1, state.clock.now())
+        .list_users(
+            &admin,
+            tenant,
+            page.after_uuid()?,
+            page.limit + 1,
+            state.clock.now(),
+        )
         .await?;
-    let (items, next_cursor) = split_page(found, page.limit, |u| u.id);
+    let (items, next_cursor) = split_page(found, page.limit, |u| u.id.to_string());
     Ok(web::Json(UserPage {
         items: items.into_iter().map(UserView::from).collect(),
         next_cursor,

@@ -1,0 +1,2 @@
+-- Tenants are kept: going back keeps the data valid for the older release too.
+SELECT 1;

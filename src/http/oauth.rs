@@ -1,0 +1,304 @@
+//! `POST /oauth/token` (RFC 6749, RFC 8693): the front door standard OAuth client
+//! libraries use. It parses the form and the client's credentials, calls one grant use
+//! case and answers in RFC 6749's formats.
+
+use actix_web::http::header;
+use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, post, web};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::extract::client_ip;
+use crate::client::{Audience, ClientId};
+use crate::error::{ErrorBody, OAuthError, OAuthErrorBody};
+use crate::sessions::RefreshToken;
+use crate::tenancy::clients::ClientSecret;
+use crate::tenancy::oauth::ClientAuth;
+use crate::user::Scope;
+
+/// The token type RFC 8693 names for an access token given as `subject_token`.
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+/// The token type of an exchanged token: a JWT.
+pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+
+/// A token request (`application/x-www-form-urlencoded`). Which fields matter depends on
+/// `grant_type`; unknown parameters are ignored, as RFC 6749 section 3.2 requires.
+#[derive(Deserialize, ToSchema)]
+pub struct TokenForm {
+    /// `client_credentials`, `refresh_token` or
+    /// `urn:ietf:params:oauth:grant-type:token-exchange`.
+    pub grant_type: Option<String>,
+    /// The client (`client_secret_post`, or a public client); with HTTP Basic
+    /// (`client_secret_basic`) it may be left out.
+    pub client_id: Option<String>,
+    /// The client's secret (`client_secret_post`).
+    #[schema(value_type = Option<String>, format = Password)]
+    pub client_secret: Option<SecretString>,
+    /// Space-separated scopes: fewer than the grant would give.
+    pub scope: Option<String>,
+    /// For `refresh_token`: the refresh token.
+    #[schema(value_type = Option<String>)]
+    pub refresh_token: Option<SecretString>,
+    /// For token exchange: the user's access token.
+    #[schema(value_type = Option<String>)]
+    pub subject_token: Option<SecretString>,
+    /// For token exchange: `urn:ietf:params:oauth:token-type:access_token`.
+    pub subject_token_type: Option<String>,
+    /// For token exchange: the audience of the new token; one of the client's.
+    pub audience: Option<String>,
+    /// For token exchange: if given, `urn:ietf:params:oauth:token-type:jwt`.
+    pub requested_token_type: Option<String>,
+}
+
+/// A successful token response (RFC 6749 section 5.1; RFC 8693 section 2.2.1).
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct OAuthTokenResponse {
+    /// The access token (a JWT).
+    pub access_token: String,
+    /// `Bearer`.
+    pub token_type: String,
+    /// Seconds until it expires.
+    pub expires_in: i64,
+    /// The granted scopes, space-separated.
+    pub scope: String,
+    /// The new refresh token (refresh grant only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// Token exchange only: `urn:ietf:params:oauth:token-type:jwt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<String>,
+}
+
+/// Issue a token at the OAuth 2 token endpoint.
+///
+/// Client authentication by `client_secret_basic` or `client_secret_post`; a public client
+/// sends only `client_id`. Grants: `client_credentials` (a confidential client's own
+/// token), `refresh_token` (the rotation of `/api/refresh-token`, for the client the token
+/// was issued to) and token exchange (RFC 8693: a user's access token for another
+/// audience). Errors are RFC 6749 section 5.2 JSON.
+#[utoipa::path(
+    tag = "oauth",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    security((), ("client_basic" = [])),
+    responses(
+        (status = 200, description = "A token; `Cache-Control: no-store`", body = OAuthTokenResponse),
+        (status = 400, description = "`invalid_request` (also for a body that is not a form), `invalid_grant`, `unauthorized_client`, `unsupported_grant_type`, `invalid_scope` or `invalid_target`", body = OAuthErrorBody),
+        (status = 401, description = "`invalid_client`, with `WWW-Authenticate: Basic`", body = OAuthErrorBody),
+        (status = 413, description = "Body over the configured limit (refused before the endpoint reads it)", body = ErrorBody),
+        (status = 503, description = "`temporarily_unavailable`: a backing store is unreachable", body = OAuthErrorBody),
+    )
+)]
+#[post("/oauth/token")]
+pub async fn token(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, OAuthError> {
+    if !req
+        .content_type()
+        .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+    {
+        return Err(OAuthError::invalid_request(
+            "expected Content-Type: application/x-www-form-urlencoded",
+        ));
+    }
+    // A parameter given twice is refused (RFC 6749 section 3.2).
+    let form: TokenForm = serde_urlencoded::from_bytes(&body)
+        .map_err(|_| OAuthError::invalid_request("the form is malformed or repeats a parameter"))?;
+    let auth = client_auth(&req, &form)?;
+    let scopes = form
+        .scope
+        .as_deref()
+        .map(Scope::parse_space_separated)
+        .transpose()
+        .map_err(|_| OAuthError::invalid_request("scope is malformed"))?;
+    let now = state.clock.now();
+    let answer = match form.grant_type.as_deref() {
+        Some("client_credentials") => {
+            let issued = state.oauth.client_credentials(auth, scopes, now).await?;
+            OAuthTokenResponse {
+                expires_in: issued.claims.exp - issued.claims.iat,
+                scope: issued.claims.scope,
+                access_token: issued.token,
+                token_type: "Bearer".to_owned(),
+                refresh_token: None,
+                issued_token_type: None,
+            }
+        }
+        Some("refresh_token") => {
+            let presented = required(form.refresh_token, "refresh_token")?;
+            let token = RefreshToken::parse(secrecy::ExposeSecret::expose_secret(&presented))
+                .ok_or_else(|| {
+                    OAuthError::from(crate::error::Error::refused(
+                        crate::error::Credential::RefreshToken,
+                        crate::error::Refusal::Invalid,
+                    ))
+                })?;
+            let pair = state
+                .oauth
+                .refresh(auth, token, scopes, client_ip(&req), now)
+                .await?;
+            let claims = pair.access.claims;
+            OAuthTokenResponse {
+                expires_in: claims.exp - claims.iat,
+                scope: claims.scope,
+                access_token: pair.access.token,
+                token_type: "Bearer".to_owned(),
+                refresh_token: Some(pair.refresh_token.expose().to_owned()),
+                issued_token_type: None,
+            }
+        }
+        Some("urn:ietf:params:oauth:grant-type:token-exchange") => {
+            let subject = required(form.subject_token, "subject_token")?;
+            if form.subject_token_type.as_deref() != Some(ACCESS_TOKEN_TYPE) {
+                return Err(OAuthError::invalid_request(
+                    "subject_token_type must be urn:ietf:params:oauth:token-type:access_token",
+                ));
+            }
+            if form
+                .requested_token_type
+                .as_deref()
+                .is_some_and(|t| t != JWT_TOKEN_TYPE)
+            {
+                return Err(OAuthError::invalid_request(
+                    "requested_token_type must be urn:ietf:params:oauth:token-type:jwt",
+                ));
+            }
+            let audience = Audience::parse(&required(form.audience, "audience")?)
+                .map_err(|_| OAuthError::invalid_request("audience is malformed"))?;
+            let issued = state
+                .oauth
+                .exchange(
+                    auth,
+                    secrecy::ExposeSecret::expose_secret(&subject),
+                    audience,
+                    scopes,
+                    now,
+                )
+                .await?;
+            OAuthTokenResponse {
+                expires_in: issued.claims.exp - issued.claims.iat,
+                scope: issued.claims.scope,
+                access_token: issued.token,
+                token_type: "Bearer".to_owned(),
+                refresh_token: None,
+                issued_token_type: Some(JWT_TOKEN_TYPE.to_owned()),
+            }
+        }
+        Some(_) => return Err(OAuthError::unsupported_grant_type()),
+        None => return Err(OAuthError::invalid_request("grant_type is required")),
+    };
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(answer))
+}
+
+fn required<T>(value: Option<T>, name: &'static str) -> Result<T, OAuthError> {
+    value.ok_or_else(|| OAuthError::invalid_request(format!("{name} is required")))
+}
+
+/// The client's credentials: HTTP Basic (`client_secret_basic`, both parts
+/// form-urlencoded, RFC 6749 section 2.3.1) or the form (`client_secret_post`), never
+/// both; a public client sends its `client_id` alone.
+fn client_auth(req: &HttpRequest, form: &TokenForm) -> Result<ClientAuth, OAuthError> {
+    let basic = match req.headers().get(header::AUTHORIZATION) {
+        None => None,
+        Some(value) => Some(parse_basic(value.as_bytes()).ok_or_else(|| {
+            OAuthError::from(crate::error::Error::refused(
+                crate::error::Credential::Client,
+                crate::error::Refusal::Invalid,
+            ))
+        })?),
+    };
+    let parse_id = |id: &str| {
+        ClientId::parse(id).map_err(|_| {
+            OAuthError::from(crate::error::Error::refused(
+                crate::error::Credential::Client,
+                crate::error::Refusal::Invalid,
+            ))
+        })
+    };
+    match (basic, &form.client_secret) {
+        (Some(_), Some(_)) => Err(OAuthError::invalid_request(
+            "use one client authentication method, not two",
+        )),
+        (Some((id, secret)), None) => {
+            if form
+                .client_id
+                .as_deref()
+                .is_some_and(|body_id| body_id != id)
+            {
+                return Err(OAuthError::invalid_request(
+                    "client_id differs from the one authenticated",
+                ));
+            }
+            Ok(ClientAuth {
+                client_id: parse_id(&id)?,
+                secret: Some(ClientSecret::presented(secret)),
+            })
+        }
+        (None, secret) => {
+            let id = form.client_id.as_deref().ok_or_else(|| {
+                OAuthError::from(crate::error::Error::refused(
+                    crate::error::Credential::Client,
+                    crate::error::Refusal::Missing,
+                ))
+            })?;
+            Ok(ClientAuth {
+                client_id: parse_id(id)?,
+                secret: secret.clone().map(ClientSecret::presented),
+            })
+        }
+    }
+}
+
+/// `Basic base64(urlencode(client_id) ":" urlencode(secret))`.
+fn parse_basic(value: &[u8]) -> Option<(String, SecretString)> {
+    let value = std::str::from_utf8(value).ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = STANDARD.decode(encoded.trim()).ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    let unescape = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8()
+            .ok()
+            .map(|c| c.into_owned())
+    };
+    Some((unescape(id)?, SecretString::from(unescape(secret)?)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_basic;
+    use base64::Engine as _;
+    use proptest::prelude::*;
+    use secrecy::ExposeSecret as _;
+
+    proptest! {
+        #[test]
+        fn basic_credentials_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = parse_basic(&bytes);
+        }
+    }
+
+    #[test]
+    fn basic_credentials_are_form_urlencoded_parts() {
+        let header = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("my%20app:s%3Acret+x")
+        );
+        let (id, secret) = parse_basic(header.as_bytes()).unwrap();
+        assert_eq!(id, "my app");
+        assert_eq!(secret.expose_secret(), "s:cret x");
+        assert!(parse_basic(b"Bearer abc").is_none());
+        assert!(parse_basic(b"Basic !!!").is_none());
+    }
+}

@@ -1,0 +1,167 @@
+//! The use cases behind `POST /oauth/token` (RFC 6749, RFC 8693). The refresh grant is
+//! the same use case as `/api/refresh-token` ([`Sessions::refresh`]), bound to the client
+//! the session was opened for.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::clients::{Audience, Client, ClientId, ClientKind, ClientSecret, Clients, GrantType};
+use crate::error::{Credential, Error, Refusal};
+use crate::principal::Authenticator;
+use crate::sessions::{RefreshClient, RefreshToken, Sessions, TokenPair};
+use crate::tokens::{IssuedToken, TokenService};
+use crate::user::Scope;
+
+/// How a client authenticated: its id and, if confidential, its secret
+/// (`client_secret_basic` or `client_secret_post`; a public client sends neither).
+#[derive(Debug)]
+pub struct ClientAuth {
+    /// The client.
+    pub client_id: ClientId,
+    /// Its secret, if it sent one.
+    pub secret: Option<ClientSecret>,
+}
+
+/// The token endpoint's grants.
+pub struct OAuth {
+    clients: Arc<Clients>,
+    sessions: Arc<Sessions>,
+    authenticator: Arc<Authenticator>,
+    tokens: Arc<TokenService>,
+}
+
+/// `requested`, all of which must be in `allowed`; nothing requested: all of `allowed`.
+fn narrow(allowed: &[Scope], requested: Option<Vec<Scope>>) -> Result<Vec<Scope>, Error> {
+    match requested {
+        None => Ok(allowed.to_vec()),
+        Some(requested) if requested.iter().all(|s| allowed.contains(s)) => Ok(requested),
+        Some(_) => Err(Error::ScopeNotAllowed),
+    }
+}
+
+impl OAuth {
+    /// The service.
+    pub fn new(
+        clients: Arc<Clients>,
+        sessions: Arc<Sessions>,
+        authenticator: Arc<Authenticator>,
+        tokens: Arc<TokenService>,
+    ) -> Self {
+        Self {
+            clients,
+            sessions,
+            authenticator,
+            tokens,
+        }
+    }
+
+    async fn client(&self, auth: &ClientAuth, grant: GrantType) -> Result<Client, Error> {
+        let client = self
+            .clients
+            .authenticate(&auth.client_id, auth.secret.as_ref())
+            .await?;
+        if !client.allows(grant) {
+            return Err(Error::GrantNotAllowed);
+        }
+        Ok(client)
+    }
+
+    /// `client_credentials`: a confidential client's own token (`sub` = `client_id`),
+    /// with scopes from the client's; no refresh token.
+    pub async fn client_credentials(
+        &self,
+        auth: ClientAuth,
+        scopes: Option<Vec<Scope>>,
+        now: DateTime<Utc>,
+    ) -> Result<IssuedToken, Error> {
+        let client = self.client(&auth, GrantType::ClientCredentials).await?;
+        if client.kind != ClientKind::Confidential {
+            return Err(Error::GrantNotAllowed);
+        }
+        let scopes = narrow(&client.scopes, scopes)?;
+        Ok(self.tokens.issue_for_client(
+            client.client_id.as_str(),
+            client.tenant.as_str(),
+            &scopes,
+            now,
+        )?)
+    }
+
+    /// `refresh_token`: the rotation of `/api/refresh-token`, for the client the session
+    /// belongs to only (another client's token is `invalid_grant`).
+    pub async fn refresh(
+        &self,
+        auth: ClientAuth,
+        token: RefreshToken,
+        scopes: Option<Vec<Scope>>,
+        ip: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<TokenPair, Error> {
+        let client = self.client(&auth, GrantType::RefreshToken).await?;
+        self.sessions
+            .refresh(
+                token,
+                RefreshClient::Client(client.client_id),
+                scopes,
+                ip,
+                now,
+            )
+            .await
+    }
+
+    /// Token exchange (RFC 8693): a user's valid, unrevoked access token of the client's
+    /// tenant, for an audience the client may ask for, narrowed to `scopes` (within the
+    /// subject token's and the client's).
+    pub async fn exchange(
+        &self,
+        auth: ClientAuth,
+        subject_token: &str,
+        audience: Audience,
+        scopes: Option<Vec<Scope>>,
+        now: DateTime<Utc>,
+    ) -> Result<IssuedToken, Error> {
+        let client = self.client(&auth, GrantType::TokenExchange).await?;
+        if !client.audiences.contains(&audience) {
+            return Err(Error::AudienceNotAllowed);
+        }
+        let subject = self.authenticator.access_token(subject_token, now).await?;
+        if subject.tenant_id != client.tenant.as_str() || subject.sid.is_none() {
+            // Another tenant's token, or a client's own: nothing to exchange here.
+            return Err(Error::refused(Credential::AccessToken, Refusal::Invalid));
+        }
+        let held: Vec<Scope> = Scope::parse_space_separated(&subject.scope)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| client.scopes.contains(s))
+            .collect();
+        let scopes = narrow(&held, scopes)?;
+        Ok(self.tokens.issue_exchanged(
+            &subject,
+            audience.as_str(),
+            &scopes,
+            client.client_id.as_str(),
+            now,
+        )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requested_scopes_must_be_a_subset() {
+        let scope = |s: &str| Scope::parse(s).unwrap();
+        let allowed = [scope("read"), scope("write")];
+        assert_eq!(narrow(&allowed, None).unwrap(), allowed);
+        assert_eq!(
+            narrow(&allowed, Some(vec![scope("read")])).unwrap(),
+            [scope("read")]
+        );
+        assert!(matches!(
+            narrow(&allowed, Some(vec![scope("admin")])),
+            Err(Error::ScopeNotAllowed)
+        ));
+    }
+}
