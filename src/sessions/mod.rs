@@ -90,6 +90,7 @@ pub fn open(
             expires_at: session_end.naive_utc(),
             revoked_at: None,
             revoked_reason: None,
+            legacy_client: false,
         },
     )?;
     store::insert_refresh(
@@ -486,7 +487,11 @@ fn rotate(
     }
     let client_scopes = match (&session.client_id, client) {
         (None, RefreshClient::FirstParty) => None,
+        (Some(_), RefreshClient::FirstParty) if session.legacy_client => None,
         (None, RefreshClient::Client(_)) => return refused(Refusal::Invalid),
+        (Some(_), RefreshClient::Client(_)) if session.legacy_client => {
+            return refused(Refusal::Invalid);
+        }
         (Some(bound), presenter) => {
             let row = client_store::find(conn, bound)?;
             let Some(bound) = row.as_ref().map(Client::from_row).transpose()? else {

@@ -41,6 +41,7 @@ diesel::table! {
         expires_at -> Timestamp,
         revoked_at -> Nullable<Timestamp>,
         revoked_reason -> Nullable<Text>,
+        legacy_client -> Bool,
     }
 }
 

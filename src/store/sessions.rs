@@ -26,6 +26,9 @@ pub struct SessionRow {
     pub revoked_at: Option<NaiveDateTime>,
     /// Why: `logout`, `reuse`, `revoke`, `admin`, ...
     pub revoked_reason: Option<String>,
+    /// Opened before clients were registered: `client_id` is a free-text label, and the
+    /// session rotates first-party.
+    pub legacy_client: bool,
 }
 
 /// A row of `refresh_tokens`; never the token, only its hash.

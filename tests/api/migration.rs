@@ -7,6 +7,7 @@ use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokenmint::api_keys::ApiKeySecret;
+use tokenmint::clock::Clock as _;
 use tokenmint::identity::passwords::{Password, PasswordHasher};
 use tokenmint::store::conn::run_migrations_up_to;
 use tokenmint::store::{Db, StoreError};
@@ -138,4 +139,160 @@ async fn admins_and_ownerless_keys_of_the_previous_release_keep_working() {
         "AUTHENTICATION_FAILED",
     )
     .await;
+}
+
+/// The last migration of the release before tenants and registered clients.
+const BEFORE_TENANTS_RELEASE: &str = "20261201000003";
+
+#[tokio::test]
+async fn users_keys_and_sessions_of_the_release_before_tenants_keep_working_under_default() {
+    use tokenmint::sessions::RefreshToken;
+    let hasher = PasswordHasher::new(1).unwrap();
+    let password = |p: &str| Password::parse_new(SecretString::from(p.to_owned())).unwrap();
+    let admin_hash = hasher.hash(password("legacy-admin-pw")).await.unwrap();
+    let user_hash = hasher.hash(password("legacy-user-pw")).await.unwrap();
+    let key = ApiKeySecret::generate().unwrap();
+    let refresh = RefreshToken::generate().unwrap();
+    let (admin_id, user_id, key_id, session_id) = (
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::new_v4(),
+    );
+    let now = tokenmint::clock::SystemClock.now().naive_utc();
+    let at = |delta: chrono::TimeDelta| (now + delta).format("%Y-%m-%d %H:%M:%S").to_string();
+    let (created, expires) = (
+        at(chrono::TimeDelta::minutes(-5)),
+        at(chrono::TimeDelta::days(1)),
+    );
+    let rows = [
+        format!(
+            "INSERT INTO users (id, username, username_key, password_hash, roles, scopes, claims, enabled, created_at, updated_at) \
+             VALUES ('{admin_id}', 'Legacy-Admin', 'legacy-admin', '{admin_hash}', '[\"admin\"]', '[\"admin\"]', '{{}}', TRUE, '{created}', '{created}')"
+        ),
+        format!(
+            "INSERT INTO users (id, username, username_key, password_hash, roles, scopes, claims, enabled, created_at, updated_at) \
+             VALUES ('{user_id}', 'Legacy-User', 'legacy-user', '{user_hash}', '[\"user\"]', '[\"read\"]', '{{}}', TRUE, '{created}', '{created}')"
+        ),
+        format!(
+            "INSERT INTO api_keys (id, key_hash, prefix, name, owner_id, scopes, enabled, created_at, updated_at) \
+             VALUES ('{key_id}', '{}', '{}', 'ops bot', '{admin_id}', '[\"admin\"]', TRUE, '{created}', '{created}')",
+            key.hash(),
+            key.display_prefix()
+        ),
+        // What that release wrote when it created an admin.
+        "UPDATE markers SET value = 1 WHERE name = 'had_admin'".to_owned(),
+        // A session opened with client_id as the free-text label it was then.
+        format!(
+            "INSERT INTO sessions (id, user_id, client_id, scope, created_at, expires_at) \
+             VALUES ('{session_id}', '{user_id}', 'mobile-app', 'read', '{created}', '{expires}')"
+        ),
+        format!(
+            "INSERT INTO refresh_tokens (token_hash, session_id, generation, created_at, expires_at) \
+             VALUES ('{}', '{session_id}', 0, '{created}', '{expires}')",
+            refresh.hash()
+        ),
+    ];
+    let app = spawn_app_seeded(
+        |_| {},
+        |url| async move {
+            let db = Db::new(&url, 1, Duration::from_secs(5)).unwrap();
+            db.run(move |conn| -> Result<(), StoreError> {
+                run_migrations_up_to(conn, BEFORE_TENANTS_RELEASE).map_err(StoreError::Other)?;
+                for row in &rows {
+                    diesel::sql_query(row).execute(conn)?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        },
+    )
+    .await;
+
+    // Users log in as before, with or without naming `default`.
+    let login = app.login("legacy-user", "legacy-user-pw").await;
+    let claims = jwt_part(login["access_token"].as_str().unwrap(), 1);
+    assert_eq!(claims["sub"], user_id.to_string());
+    assert_eq!(claims["tenant_id"], "default");
+    let named = app
+        .post_login(
+            &json!({"username": "LEGACY-USER", "password": "legacy-user-pw", "tenant": "default"}),
+        )
+        .await;
+    assert_eq!(named.status(), 200);
+
+    // The session keeps rotating first-party, its label kept, under `default`.
+    let rotated = app.refresh(refresh.expose()).await;
+    let claims = jwt_part(rotated["access_token"].as_str().unwrap(), 1);
+    assert_eq!(claims["sid"], session_id.to_string());
+    assert_eq!(claims["client_id"], "mobile-app");
+    assert_eq!(claims["tenant_id"], "default");
+    assert_eq!(claims["scope"], "read");
+    let next = rotated["refresh_token"].as_str().unwrap().to_owned();
+
+    // The key administers `default`, which holds everything.
+    let users: Value = app
+        .call(Method::GET, "/api/admin/users", key.expose(), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let tenants: Vec<&str> = users["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["tenant"].as_str().unwrap())
+        .collect();
+    assert_eq!(tenants, ["default", "default"]);
+    let key_view: Value = app
+        .call(
+            Method::GET,
+            &format!("/api/admin/api-keys/{key_id}"),
+            key.expose(),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(key_view["tenant"], "default");
+    let tenant_list: Value = app
+        .call(Method::GET, "/api/admin/tenants", key.expose(), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tenant_list["items"][0]["id"], "default");
+    assert_eq!(tenant_list["items"][0]["enabled"], true);
+
+    // A client registered later under the label's name does not take the session over.
+    let registered = app
+        .call(
+            Method::POST,
+            "/api/admin/clients",
+            key.expose(),
+            Some(
+                json!({"client_id": "mobile-app", "name": "Mobile", "type": "public",
+                        "grant_types": ["password", "refresh_token"], "scopes": []}),
+            ),
+        )
+        .await;
+    assert_eq!(registered.status(), 201);
+    let taken = app
+        .token_request(
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", "mobile-app"),
+                ("refresh_token", &next),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(taken.status(), 400);
+    assert_eq!(
+        taken.json::<Value>().await.unwrap()["error"],
+        "invalid_grant"
+    );
+    assert_eq!(app.refresh(&next).await["scope"], "read");
 }

@@ -1,3 +1,4 @@
+ALTER TABLE sessions DROP COLUMN legacy_client;
 ALTER TABLE revocations DROP CONSTRAINT revocations_kind_check;
 DELETE FROM revocations WHERE kind = 'tenant';
 ALTER TABLE revocations ADD CONSTRAINT revocations_kind_check CHECK (kind IN ('jti', 'sid', 'sub'));

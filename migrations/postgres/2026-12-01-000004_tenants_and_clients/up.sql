@@ -38,3 +38,9 @@ CREATE INDEX clients_tenant ON clients (tenant_id);
 -- A tenant's cut-off, like a user's: its tokens issued before it are revoked.
 ALTER TABLE revocations DROP CONSTRAINT revocations_kind_check;
 ALTER TABLE revocations ADD CONSTRAINT revocations_kind_check CHECK (kind IN ('jti', 'sid', 'sub', 'tenant'));
+
+-- Before clients were registered, client_id at login was a free-text label. Sessions
+-- opened then keep it as a label: they rotate first-party, as they did, and are never
+-- taken for a registered client of the same name.
+ALTER TABLE sessions ADD COLUMN legacy_client BOOLEAN NOT NULL DEFAULT FALSE;
+UPDATE sessions SET legacy_client = TRUE WHERE client_id IS NOT NULL;

@@ -51,3 +51,9 @@ INSERT INTO revocations_new SELECT kind, subject, cutoff, expires_at FROM revoca
 DROP TABLE revocations;
 ALTER TABLE revocations_new RENAME TO revocations;
 CREATE INDEX revocations_expires_at ON revocations (expires_at);
+
+-- Before clients were registered, client_id at login was a free-text label. Sessions
+-- opened then keep it as a label: they rotate first-party, as they did, and are never
+-- taken for a registered client of the same name.
+ALTER TABLE sessions ADD COLUMN legacy_client BOOLEAN NOT NULL DEFAULT 0;
+UPDATE sessions SET legacy_client = 1 WHERE client_id IS NOT NULL;
