@@ -1,0 +1,409 @@
+//! Registered clients: the admin API, secrets shown once and kept as hashes, and the
+//! `client_id` a login names.
+
+use diesel::RunQueryDsl as _;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_error, jwt_part, spawn_app};
+
+async fn register(app: &TestApp, admin: &str, body: Value) -> Value {
+    let response = app
+        .call(Method::POST, "/api/admin/clients", admin, Some(body))
+        .await;
+    assert_eq!(response.status(), 201);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    response.json().await.unwrap()
+}
+
+async fn client_credentials(app: &TestApp, id: &str, secret: &str) -> reqwest::Response {
+    app.token_request(&[("grant_type", "client_credentials")], Some((id, secret)))
+        .await
+}
+
+#[tokio::test]
+async fn a_confidential_client_gets_its_secret_once_and_admins_manage_it() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let created = register(
+        &app,
+        &admin,
+        json!({"name": "Billing backend", "type": "confidential",
+               "grant_types": ["client_credentials"], "scopes": ["billing:read", "billing:write"]}),
+    )
+    .await;
+    let id = created["client_id"].as_str().unwrap().to_owned();
+    let secret = created["client_secret"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("tmc_") && id.len() == 26, "{id}");
+    assert!(
+        secret.starts_with("tmcs_") && secret.len() == 48,
+        "{secret}"
+    );
+    let mut fields: Vec<&str> = created
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        [
+            "audiences",
+            "client_id",
+            "client_secret",
+            "created_at",
+            "enabled",
+            "grant_types",
+            "name",
+            "scopes",
+            "tenant",
+            "type",
+            "updated_at"
+        ]
+    );
+    assert_eq!(created["tenant"], "default");
+    assert_eq!(created["type"], "confidential");
+    assert_eq!(created["audiences"], json!([]));
+
+    // Never again: not by id, not in the list, not in the database.
+    let got = app
+        .call(
+            Method::GET,
+            &format!("/api/admin/clients/{id}"),
+            &admin,
+            None,
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !got.contains(&secret) && !got.contains("client_secret"),
+        "{got}"
+    );
+    let listed = app
+        .call(Method::GET, "/api/admin/clients", &admin, None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(listed.contains(&id) && !listed.contains(&secret));
+    let stored = app
+        .services
+        .db
+        .run(|c| -> Result<Vec<String>, tokenmint::store::StoreError> {
+            #[derive(diesel::QueryableByName)]
+            struct Hash {
+                #[diesel(sql_type = diesel::sql_types::Text)]
+                secret_hash: String,
+            }
+            Ok(
+                diesel::sql_query("SELECT secret_hash FROM clients WHERE secret_hash IS NOT NULL")
+                    .load::<Hash>(c)?
+                    .into_iter()
+                    .map(|h| h.secret_hash)
+                    .collect(),
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert!(!stored[0].contains(&secret[5..]), "a hash, not the secret");
+
+    assert_eq!(client_credentials(&app, &id, &secret).await.status(), 200);
+
+    let patched: Value = app
+        .call(
+            Method::PATCH,
+            &format!("/api/admin/clients/{id}"),
+            &admin,
+            Some(json!({"name": "Billing", "scopes": ["billing:read"]})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(patched["name"], "Billing");
+    assert_eq!(patched["scopes"], json!(["billing:read"]));
+    let narrowed: Value = client_credentials(&app, &id, &secret)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(narrowed["scope"], "billing:read");
+
+    let disabled = app
+        .call(
+            Method::POST,
+            &format!("/api/admin/clients/{id}/disable"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(disabled.json::<Value>().await.unwrap()["enabled"], false);
+    let refused = client_credentials(&app, &id, &secret).await;
+    assert_eq!(refused.status(), 401);
+    assert_eq!(
+        refused.json::<Value>().await.unwrap()["error"],
+        "invalid_client"
+    );
+    let enabled = app
+        .call(
+            Method::POST,
+            &format!("/api/admin/clients/{id}/enable"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(enabled.json::<Value>().await.unwrap()["enabled"], true);
+    assert_eq!(client_credentials(&app, &id, &secret).await.status(), 200);
+
+    // A new secret: the old one stops at once.
+    let rotated = app
+        .call(
+            Method::POST,
+            &format!("/api/admin/clients/{id}/rotate-secret"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(rotated.status(), 201);
+    assert_eq!(rotated.headers()["cache-control"], "no-store");
+    let new_secret = rotated.json::<Value>().await.unwrap()["client_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(new_secret, secret);
+    assert_eq!(client_credentials(&app, &id, &secret).await.status(), 401);
+    assert_eq!(
+        client_credentials(&app, &id, &new_secret).await.status(),
+        200
+    );
+
+    let deleted = app
+        .call(
+            Method::DELETE,
+            &format!("/api/admin/clients/{id}"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status(), 204);
+    assert_error(
+        app.call(
+            Method::GET,
+            &format!("/api/admin/clients/{id}"),
+            &admin,
+            None,
+        )
+        .await,
+        404,
+        "NOT_FOUND",
+    )
+    .await;
+    assert_eq!(
+        client_credentials(&app, &id, &new_secret).await.status(),
+        401
+    );
+}
+
+#[tokio::test]
+async fn client_registrations_that_make_no_sense_are_refused_and_change_nothing() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    register(
+        &app,
+        &admin,
+        json!({"client_id": "spa", "name": "SPA", "type": "public", "grant_types": ["password", "refresh_token"]}),
+    )
+    .await;
+    let cases = [
+        (
+            json!({"name": "x", "type": "public", "grant_types": ["client_credentials"]}),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            json!({"name": "x", "type": "secretive", "grant_types": []}),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            json!({"name": "x", "type": "public", "grant_types": ["implicit"]}),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            json!({"name": "x", "type": "public", "grant_types": ["password", "password"]}),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            json!({"name": "x", "type": "public", "grant_types": [], "client_id": "has space"}),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            json!({"name": "", "type": "public", "grant_types": []}),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            json!({"name": "x", "type": "public", "grant_types": [], "audiences": ["a b"]}),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            json!({"name": "x", "type": "public", "grant_types": [], "client_secret": "mine"}),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            json!({"name": "again", "type": "public", "grant_types": [], "client_id": "spa"}),
+            409,
+            "CONFLICT",
+        ),
+        (
+            json!({"name": "x", "type": "public", "grant_types": [], "tenant": "nowhere"}),
+            404,
+            "NOT_FOUND",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let answer = app
+            .call(
+                Method::POST,
+                "/api/admin/clients",
+                &admin,
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(answer.status(), status, "{body}");
+        assert_eq!(
+            answer.json::<Value>().await.unwrap()["error"],
+            code,
+            "{body}"
+        );
+    }
+    let rotate_public = app
+        .call(
+            Method::POST,
+            "/api/admin/clients/spa/rotate-secret",
+            &admin,
+            None,
+        )
+        .await;
+    assert_error(rotate_public, 409, "CONFLICT").await;
+    let widen = app
+        .call(
+            Method::PATCH,
+            "/api/admin/clients/spa",
+            &admin,
+            Some(json!({"grant_types": ["client_credentials"]})),
+        )
+        .await;
+    assert_error(widen, 400, "INVALID_REQUEST").await;
+
+    let page: Value = app
+        .call(Method::GET, "/api/admin/clients", &admin, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    assert_eq!(page["items"][0]["name"], "SPA");
+    assert_eq!(
+        page["items"][0]["grant_types"],
+        json!(["password", "refresh_token"])
+    );
+    // Ordinary users are not admins.
+    app.create_user("mallory", "mallory-password", &[], json!({}))
+        .await;
+    let user = app.login("mallory", "mallory-password").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_error(
+        app.call(Method::GET, "/api/admin/clients", &user, None)
+            .await,
+        403,
+        "INSUFFICIENT_PERMISSIONS",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_login_names_only_an_enabled_password_client_of_its_tenant() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    app.create_user(
+        "dora",
+        "dora-password",
+        &["read", "write", "profile"],
+        json!({}),
+    )
+    .await;
+    app.create_tenant(&admin, "acme").await;
+    register(
+        &app,
+        &admin,
+        json!({"client_id": "web", "name": "Web", "type": "public",
+               "grant_types": ["password", "refresh_token"], "scopes": ["read"]}),
+    )
+    .await;
+    register(
+        &app,
+        &admin,
+        json!({"client_id": "no-password", "name": "Backend", "type": "confidential",
+               "grant_types": ["client_credentials"], "scopes": ["read"]}),
+    )
+    .await;
+    register(
+        &app,
+        &admin,
+        json!({"client_id": "acme-web", "name": "Acme web", "tenant": "acme", "type": "public",
+               "grant_types": ["password"], "scopes": ["read"]}),
+    )
+    .await;
+    let login = |client_id: &'static str| {
+        let app = &app;
+        async move {
+            app.post_login(
+                &json!({"username": "dora", "password": "dora-password", "client_id": client_id}),
+            )
+            .await
+        }
+    };
+
+    let ok = login("web").await;
+    assert_eq!(ok.status(), 200);
+    let body: Value = ok.json().await.unwrap();
+    assert_eq!(body["scope"], "read", "narrowed to the client's scopes");
+    let claims = jwt_part(body["access_token"].as_str().unwrap(), 1);
+    assert_eq!(claims["client_id"], "web");
+    assert_eq!(claims["tenant_id"], "default");
+
+    for refused in ["unknown", "no-password", "acme-web"] {
+        assert_error(login(refused).await, 401, "AUTHENTICATION_FAILED").await;
+    }
+    app.call(Method::POST, "/api/admin/clients/web/disable", &admin, None)
+        .await;
+    assert_error(login("web").await, 401, "AUTHENTICATION_FAILED").await;
+    // The refresh token of a disabled client's session stops rotating too.
+    assert_error(
+        app.post_refresh(body["refresh_token"].as_str().unwrap())
+            .await,
+        401,
+        "AUTHENTICATION_FAILED",
+    )
+    .await;
+    // Without client_id a login is first-party, with all the user's scopes.
+    let first_party = app.login("dora", "dora-password").await;
+    assert_eq!(first_party["scope"], "read write profile");
+    assert!(
+        jwt_part(first_party["access_token"].as_str().unwrap(), 1)
+            .get("client_id")
+            .is_none()
+    );
+}
