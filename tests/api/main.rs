@@ -15,6 +15,7 @@ mod concurrency;
 mod errors;
 mod fuzz;
 mod hardening;
+mod interop;
 mod jose;
 mod jwks;
 mod keys;

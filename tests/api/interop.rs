@@ -1,0 +1,207 @@
+//! Tokenmint through standard client libraries (tests/interop): Python `authlib` and
+//! `PyJWT`, Node `openid-client` and `jose`. Each finds the token endpoint by discovery,
+//! gets tokens by client credentials (basic and post) and by refresh, and verifies them
+//! from JWKS; this checks what they verified.
+//!
+//! They run when `python3` and `node` are installed, and must run (a missing tool is a
+//! failure) when `TOKENMINT_TEST_INTEROP=1`, as in CI. The libraries are installed into
+//! `tests/interop` on first use (`pip install --target`, `npm ci`), pinned there.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Once;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, free_port, spawn_app_with};
+
+fn interop_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
+}
+
+fn runs(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn interop_available() -> bool {
+    let demanded = std::env::var("TOKENMINT_TEST_INTEROP").is_ok_and(|v| v == "1");
+    let present = runs("python3") && runs("node");
+    assert!(
+        present || !demanded,
+        "TOKENMINT_TEST_INTEROP=1, but python3 or node is missing"
+    );
+    if !present {
+        eprintln!(
+            "skipping an interoperability test: install python3 and node (TOKENMINT_TEST_INTEROP=1 makes this a failure)"
+        );
+    }
+    present
+}
+
+static PIP: Once = Once::new();
+static NPM: Once = Once::new();
+
+fn install() {
+    let dir = interop_dir();
+    PIP.call_once(|| {
+        if !dir.join(".pydeps/authlib").exists() {
+            let status = Command::new("python3")
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "--target",
+                    ".pydeps",
+                    "-r",
+                    "requirements.txt",
+                ])
+                .current_dir(&dir)
+                .status()
+                .expect("pip runs");
+            assert!(status.success(), "pip install in tests/interop failed");
+        }
+    });
+    NPM.call_once(|| {
+        if !dir.join("node_modules/openid-client").exists() {
+            let status = Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(&dir)
+                .status()
+                .expect("npm runs");
+            assert!(status.success(), "npm ci in tests/interop failed");
+        }
+    });
+}
+
+/// Runs one library's scenario and returns the JSON line it prints last.
+async fn run(
+    program: &'static str,
+    script: &'static str,
+    env: Vec<(&'static str, String)>,
+) -> Value {
+    tokio::task::spawn_blocking(move || {
+        install();
+        let output = Command::new(program)
+            .arg(script)
+            .current_dir(interop_dir())
+            .env("PYTHONPATH", interop_dir().join(".pydeps"))
+            .envs(env)
+            .output()
+            .expect("the scenario runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "{script} failed:\n{stderr}\n{stdout}"
+        );
+        let line = stdout.lines().last().unwrap_or_default();
+        serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}):\n{stdout}\n{stderr}"))
+    })
+    .await
+    .unwrap()
+}
+
+/// A server whose issuer is its own address (the libraries follow discovery to it), a
+/// tenant `acme`, a confidential client there and a user who logs in through it.
+async fn setup() -> (TestApp, Vec<(&'static str, String)>) {
+    let port = free_port();
+    let app = spawn_app_with(|s| {
+        s.bind = ([127, 0, 0, 1], port).into();
+        s.issuer = format!("http://127.0.0.1:{port}");
+    })
+    .await;
+    let admin = app.admin_token().await;
+    app.create_tenant(&admin, "acme").await;
+    app.create_tenant_user(&admin, "acme", "erin", &["user"], &["jobs:read", "profile"])
+        .await;
+    let client: Value = app
+        .call(
+            Method::POST,
+            "/api/admin/clients",
+            &admin,
+            Some(
+                json!({"client_id": "acme-backend", "name": "Acme backend", "tenant": "acme",
+                        "type": "confidential",
+                        "grant_types": ["client_credentials", "refresh_token", "password"],
+                        "scopes": ["jobs:read", "jobs:write"]}),
+            ),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let env = vec![
+        ("ISSUER", app.address.clone()),
+        ("AUDIENCE", app.services.settings.audience.clone()),
+        ("CLIENT_ID", "acme-backend".to_owned()),
+        (
+            "CLIENT_SECRET",
+            client["client_secret"].as_str().unwrap().to_owned(),
+        ),
+        ("TENANT", "acme".to_owned()),
+        ("USERNAME", "erin".to_owned()),
+        ("PASSWORD", "erin-password".to_owned()),
+    ];
+    (app, env)
+}
+
+fn check(app: &TestApp, summary: &Value) {
+    assert_eq!(
+        summary["token_endpoint"],
+        format!("{}/oauth/token", app.address)
+    );
+    assert_eq!(summary["expires_in"], 900);
+    assert_eq!(summary["rotated"], true);
+    assert_eq!(summary["unknown_refresh"], "invalid_grant");
+    for (name, sub, scope) in [
+        ("client_credentials", "acme-backend", "jobs:read"),
+        (
+            "client_credentials_post",
+            "acme-backend",
+            "jobs:read jobs:write",
+        ),
+        ("refreshed", "", "jobs:read"),
+        ("refreshed_again", "", "jobs:read"),
+    ] {
+        let claims = &summary[name];
+        assert_eq!(claims["tenant_id"], "acme", "{name}: {claims}");
+        assert_eq!(claims["client_id"], "acme-backend", "{name}");
+        assert_eq!(claims["scope"], scope, "{name}");
+        assert_eq!(claims["iss"], app.address.as_str(), "{name}");
+        if sub.is_empty() {
+            assert_eq!(claims["username"], "erin", "{name}");
+            assert!(claims["sid"].is_string(), "{name}");
+        } else {
+            assert_eq!(claims["sub"], sub, "{name}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn python_authlib_and_pyjwt_get_refresh_and_verify_tokens() {
+    if !interop_available() {
+        return;
+    }
+    let (app, env) = setup().await;
+    let summary = run("python3", "interop.py", env).await;
+    eprintln!("authlib/PyJWT: {summary}");
+    check(&app, &summary);
+}
+
+#[tokio::test]
+async fn node_openid_client_and_jose_get_refresh_and_verify_tokens() {
+    if !interop_available() {
+        return;
+    }
+    let (app, env) = setup().await;
+    let summary = run("node", "interop.mjs", env).await;
+    eprintln!("openid-client/jose: {summary}");
+    check(&app, &summary);
+}

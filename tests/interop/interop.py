@@ -1,0 +1,92 @@
+"""Tokenmint through authlib (client credentials and refresh at the discovered
+token_endpoint) and PyJWT (verification from JWKS). Run by tests/api/interop.rs, which
+starts the server, creates the tenant, client and user, and reads the JSON line printed
+last.
+
+Environment: ISSUER, CLIENT_ID, CLIENT_SECRET, TENANT, USERNAME, PASSWORD, AUDIENCE.
+"""
+
+import json
+import os
+
+import jwt
+import requests
+from authlib.integrations.requests_client import OAuth2Session
+from authlib.integrations.base_client.errors import OAuthError
+
+env = os.environ
+issuer = env["ISSUER"]
+audience = env["AUDIENCE"]
+
+metadata = requests.get(issuer + "/.well-known/oauth-authorization-server", timeout=10).json()
+token_endpoint = metadata["token_endpoint"]
+jwks = jwt.PyJWKClient(metadata["jwks_uri"])
+
+
+def verify(token):
+    key = jwks.get_signing_key_from_jwt(token)
+    header = jwt.get_unverified_header(token)
+    assert header["typ"] == "at+jwt", header
+    return jwt.decode(
+        token,
+        key.key,
+        algorithms=metadata["id_token_signing_alg_values_supported"],
+        audience=audience,
+        issuer=issuer,
+        options={"require": ["exp", "iat", "sub", "jti"]},
+    )
+
+
+def session(method):
+    return OAuth2Session(
+        env["CLIENT_ID"],
+        env["CLIENT_SECRET"],
+        token_endpoint_auth_method=method,
+    )
+
+
+cc = session("client_secret_basic").fetch_token(
+    token_endpoint, grant_type="client_credentials", scope="jobs:read"
+)
+cc_post = session("client_secret_post").fetch_token(
+    token_endpoint, grant_type="client_credentials"
+)
+
+login = requests.post(
+    issuer + "/api/login",
+    json={
+        "username": env["USERNAME"],
+        "password": env["PASSWORD"],
+        "tenant": env["TENANT"],
+        "client_id": env["CLIENT_ID"],
+    },
+    timeout=10,
+)
+assert login.status_code == 200, login.text
+first = login.json()["refresh_token"]
+refreshed = session("client_secret_basic").refresh_token(token_endpoint, refresh_token=first)
+again = session("client_secret_post").refresh_token(
+    token_endpoint, refresh_token=refreshed["refresh_token"]
+)
+
+try:
+    session("client_secret_basic").refresh_token(token_endpoint, refresh_token="A" * 43)
+    unknown_refresh = "accepted"
+except OAuthError as e:
+    unknown_refresh = e.error
+
+print(
+    json.dumps(
+        {
+            "token_endpoint": token_endpoint,
+            "client_credentials": verify(cc["access_token"]),
+            "client_credentials_post": verify(cc_post["access_token"]),
+            "refreshed": verify(refreshed["access_token"]),
+            "refreshed_again": verify(again["access_token"]),
+            "rotated": refreshed["refresh_token"] != first
+            and again["refresh_token"] != refreshed["refresh_token"],
+            "expires_in": cc["expires_in"],
+            "unknown_refresh": unknown_refresh,
+        }
+    )
+)
