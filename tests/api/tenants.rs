@@ -1,6 +1,7 @@
 //! Tenants: the admin API, per-tenant usernames, isolation of tenant admins, and a
 //! disable that cuts a tenant off on every instance.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
@@ -613,4 +614,107 @@ async fn disabling_a_tenant_cuts_off_its_tokens_keys_and_clients_on_every_instan
     let fresh = access(&second.tenant_login("globex", "hank").await);
     assert_eq!(second.get_me(&fresh).await.status(), 200);
     assert_error(second.get_me(&other.user_token).await, 401, "TOKEN_REVOKED").await;
+}
+
+#[tokio::test]
+async fn no_token_issued_around_a_tenant_disable_outlives_it() {
+    let app = spawn_app().await;
+    let root = app.admin_token().await;
+    let other = globex(&app, &root).await;
+    let secret = app
+        .call(
+            Method::POST,
+            &format!("/api/admin/clients/{}/rotate-secret", other.client),
+            &root,
+            None,
+        )
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["client_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Streams of logins and client-credentials grants run into the disable: each keeps
+    // asking until it is refused. (Five login streams: more of one username at once
+    // would meet the brute-force limit.)
+    let (logged_in, granted) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let login_streams = (0..5).map(|_| async {
+        let mut issued = Vec::new();
+        loop {
+            let answer = app
+                .post_login(
+                    &json!({"username": "hank", "password": "hank-password", "tenant": "globex"}),
+                )
+                .await;
+            if answer.status() != 200 {
+                assert_error(answer, 401, "AUTHENTICATION_FAILED").await;
+                return issued;
+            }
+            issued.push(answer.json::<Value>().await.unwrap());
+            logged_in.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let grant_streams = (0..8).map(|_| async {
+        let mut issued = Vec::new();
+        loop {
+            let answer = app
+                .token_request(
+                    &[("grant_type", "client_credentials")],
+                    Some((&other.client, &secret)),
+                )
+                .await;
+            if answer.status() != 200 {
+                assert_eq!(answer.status(), 401);
+                return issued;
+            }
+            issued.push(answer.json::<Value>().await.unwrap());
+            granted.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let disable = async {
+        // Once both kinds are flowing.
+        while logged_in.load(Ordering::SeqCst) < 2 || granted.load(Ordering::SeqCst) < 20 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        app.call(
+            Method::PATCH,
+            "/api/admin/tenants/globex",
+            &root,
+            Some(json!({"enabled": false})),
+        )
+        .await
+        .status()
+    };
+    let (logins, grants, disabled) = tokio::join!(
+        futures_util::future::join_all(login_streams),
+        futures_util::future::join_all(grant_streams),
+        disable
+    );
+    assert_eq!(disabled, 200);
+    let (logins, grants): (Vec<Value>, Vec<Value>) = (
+        logins.into_iter().flatten().collect(),
+        grants.into_iter().flatten().collect(),
+    );
+    assert!(
+        !logins.is_empty() && !grants.is_empty(),
+        "both raced the disable"
+    );
+    eprintln!(
+        "issued around the disable: {} logins, {} client tokens",
+        logins.len(),
+        grants.len()
+    );
+    let issued: Vec<Value> = logins.into_iter().chain(grants).collect();
+    for body in &issued {
+        let token = body["access_token"].as_str().unwrap();
+        assert_error(app.get_me(token).await, 401, "TOKEN_REVOKED").await;
+        if let Some(refresh) = body["refresh_token"].as_str() {
+            assert_error(app.post_refresh(refresh).await, 401, "TOKEN_REVOKED").await;
+        }
+    }
+    eprintln!(
+        "{} tokens issued around the disable, all refused after it",
+        issued.len()
+    );
 }
