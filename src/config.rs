@@ -63,6 +63,11 @@ pub struct Settings {
     pub cookie_mode: bool,
     /// Exact origins allowed by CORS (`TOKENMINT_CORS_ORIGINS`).
     pub cors_origins: Vec<String>,
+    /// Audiences connect tickets may name (`TOKENMINT_TICKET_AUDIENCES`, exact strings,
+    /// comma-separated); empty: tickets are off.
+    pub ticket_audiences: Vec<String>,
+    /// Lifetime of a connect ticket (`TOKENMINT_TICKET_TTL`, 30 s, at most 5 min).
+    pub ticket_ttl: Duration,
     /// Admin to create at start if absent (`TOKENMINT_BOOTSTRAP_ADMIN=username:password`).
     pub bootstrap_admin: Option<(String, SecretString)>,
     /// Log filter (`TOKENMINT_LOG`).
@@ -256,6 +261,9 @@ impl Settings {
                 Some(_) => return Err(invalid("TOKENMINT_COOKIE_MODE", "expected true or false")),
             },
             cors_origins,
+            ticket_audiences: parse_audiences(get("TOKENMINT_TICKET_AUDIENCES").as_deref())
+                .map_err(|r| invalid("TOKENMINT_TICKET_AUDIENCES", r))?,
+            ticket_ttl: duration("TOKENMINT_TICKET_TTL", 30 * SECOND, SECOND, 5 * MINUTE)?,
             bootstrap_admin,
             log: get("TOKENMINT_LOG").unwrap_or_else(|| "info".into()),
             login_max_failures: number("TOKENMINT_LOGIN_MAX_FAILURES", 5, 1, 1_000_000)? as u32,
@@ -282,6 +290,11 @@ impl Settings {
             hash_concurrency: number("TOKENMINT_HASH_CONCURRENCY", cores, 1, 1024)? as usize,
             workers: number("TOKENMINT_WORKERS", cores, 1, 1024)? as usize,
         })
+    }
+
+    /// Whether connect tickets are on (some audience is configured).
+    pub fn tickets_enabled(&self) -> bool {
+        !self.ticket_audiences.is_empty()
     }
 
     /// Settings for a test server: port 0, a SQLite file in `dir`, a fixed key-encryption
@@ -389,6 +402,27 @@ fn parse_origins(raw: Option<&str>) -> Result<Vec<String>, String> {
         origins.push(origin.to_owned());
     }
     Ok(origins)
+}
+
+/// Ticket audiences: exact strings (an audience is compared as it is, RFC 7519), 1 to 255
+/// printable ASCII characters without spaces, at most 100.
+fn parse_audiences(raw: Option<&str>) -> Result<Vec<String>, String> {
+    let mut audiences: Vec<String> = Vec::new();
+    for audience in raw.unwrap_or_default().split(',').map(str::trim) {
+        if audience.is_empty() {
+            continue;
+        }
+        if audience.len() > 255 || !audience.chars().all(|c| c.is_ascii_graphic()) {
+            return Err("an audience is 1 to 255 printable ASCII characters without spaces".into());
+        }
+        if !audiences.iter().any(|a| a == audience) {
+            audiences.push(audience.to_owned());
+        }
+    }
+    if audiences.len() > 100 {
+        return Err("at most 100 audiences".into());
+    }
+    Ok(audiences)
 }
 
 #[cfg(test)]

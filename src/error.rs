@@ -95,6 +95,8 @@ pub enum Credential {
     Caller,
     /// A registered client's credentials at the token endpoint.
     Client,
+    /// A connect ticket at redemption.
+    Ticket,
 }
 
 /// Why a credential was refused.
@@ -121,6 +123,8 @@ pub enum Dependency {
     Database,
     /// The revocation list (Redis or memory).
     RevocationList,
+    /// Redis, for what only it keeps (ticket redemptions).
+    Redis,
 }
 
 impl std::fmt::Display for Dependency {
@@ -128,6 +132,7 @@ impl std::fmt::Display for Dependency {
         f.write_str(match self {
             Self::Database => "the database",
             Self::RevocationList => "the revocation list",
+            Self::Redis => "Redis",
         })
     }
 }
@@ -226,6 +231,14 @@ impl Error {
     pub fn database(source: impl Into<BoxError>) -> Self {
         Self::Unavailable {
             dependency: Dependency::Database,
+            source: source.into(),
+        }
+    }
+
+    /// Redis cannot be reached.
+    pub fn redis(source: impl Into<BoxError>) -> Self {
+        Self::Unavailable {
+            dependency: Dependency::Redis,
             source: source.into(),
         }
     }
@@ -412,6 +425,11 @@ fn refusal_message(credential: Credential, refusal: Refusal) -> &'static str {
         (C::ApiKey, _) => "invalid, disabled or expired API key",
         (C::Caller, _) => "missing credential: a bearer token or an API key",
         (C::Client, _) => "client authentication failed",
+        (C::Ticket, R::Missing) => "missing ticket",
+        (C::Ticket, R::Expired) => "the ticket has expired",
+        (C::Ticket, R::Revoked) => "the ticket's session or user has been revoked",
+        (C::Ticket, R::Reused) => "the ticket was already used",
+        (C::Ticket, _) => "invalid ticket, or one for another audience",
     }
 }
 
@@ -424,6 +442,9 @@ impl From<Error> for ApiError {
                 refusal,
             } => {
                 let code = match refusal {
+                    // A ticket is not renewed by its holder: every refusal is the same
+                    // code (API.md), the message says why.
+                    _ if credential == Credential::Ticket => ErrorCode::AuthenticationFailed,
                     Refusal::Expired => ErrorCode::TokenExpired,
                     Refusal::Revoked => ErrorCode::TokenRevoked,
                     Refusal::Reused => ErrorCode::RefreshTokenReused,

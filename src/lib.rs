@@ -3,8 +3,8 @@
 //! and lets admins manage users and API keys over REST.
 //!
 //! Each use case is one domain function (in `identity`, `sessions`, `principal`,
-//! `api_keys`, `keys`, `audit`); `http` and the command line are front doors that parse,
-//! call it and map its result. `startup` wires the pieces.
+//! `api_keys`, `keys`, `audit`, `tenancy`, `tickets`); `http` and the command line are
+//! front doors that parse, call it and map its result. `startup` wires the pieces.
 #![forbid(unsafe_code)]
 
 pub mod actor;
@@ -29,5 +29,6 @@ pub mod store;
 pub mod telemetry;
 pub mod tenancy;
 pub mod threads;
+pub mod tickets;
 pub mod tokens;
 pub mod user;

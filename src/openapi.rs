@@ -18,6 +18,7 @@ use crate::error::{ErrorBody, ErrorCode};
     tags(
         (name = "auth", description = "Login, refresh-token rotation, logout and the caller's identity"),
         (name = "tokens", description = "RFC 7009 revocation and RFC 7662 introspection"),
+        (name = "tickets", description = "Connect tickets: short-lived, single-use credentials for URLs (WebSockets)"),
         (name = "discovery", description = "Keys and metadata for token consumers"),
         (name = "oauth", description = "The OAuth 2 token endpoint (RFC 6749, RFC 8693); errors are RFC 6749 section 5.2 JSON"),
         (name = "admin", description = "Administration; callers have role `admin`"),

@@ -36,6 +36,28 @@ impl std::fmt::Debug for Presented {
     }
 }
 
+impl Presented {
+    /// An API key sent as `Authorization: Bearer tmk_...` (for senders that can only set a
+    /// bearer) moved to where `X-API-Key` puts it: the `tmk_` prefix tells it from a JWT
+    /// before any lookup (a JWT starts with its base64url header, `eyJ`). With a key in
+    /// both places the request is ambiguous.
+    pub fn normalized(self) -> Result<Self, Error> {
+        match self {
+            Self {
+                bearer: Some(bearer),
+                api_key,
+            } if bearer.starts_with(ApiKeySecret::PREFIX) => match api_key {
+                Some(_) => Err(Error::refused(Credential::Caller, Refusal::Ambiguous)),
+                None => Ok(Self {
+                    bearer: None,
+                    api_key: Some(bearer),
+                }),
+            },
+            other => Ok(other),
+        }
+    }
+}
+
 /// An authenticated principal.
 #[derive(Debug, Clone)]
 pub enum Principal {
@@ -247,7 +269,7 @@ impl Authenticator {
         now: DateTime<Utc>,
     ) -> Result<Caller, (Error, Actor)> {
         let anonymous = |e: Error| (e, Actor::Anonymous);
-        let principal = match presented {
+        let principal = match presented.normalized().map_err(anonymous)? {
             // One credential per request: with two, which one acts would be a guess.
             Presented {
                 bearer: Some(_),

@@ -36,6 +36,7 @@ use crate::store::{DatabaseUrl, Db, StoreError};
 use crate::tenancy::clients::Clients;
 use crate::tenancy::oauth::OAuth;
 use crate::tenancy::tenants::Tenants;
+use crate::tickets::{Redemptions, TicketParts, Tickets};
 use crate::tokens::TokenService;
 
 /// Why the service could not start.
@@ -142,6 +143,8 @@ pub struct Services {
     pub clients: Arc<Clients>,
     /// The token endpoint's grants.
     pub oauth: Arc<OAuth>,
+    /// Connect tickets.
+    pub tickets: Arc<Tickets>,
 }
 
 impl Services {
@@ -182,18 +185,26 @@ impl Services {
         let settings = Arc::new(settings);
         let db = open_database(&settings).await?;
         let limits = settings.login_limits();
-        let (revocations, login_limiter) = match settings.redis_url.as_ref() {
-            Some(url) => {
-                let redis =
-                    Arc::new(LazyRedis::new(url.expose_secret()).map_err(RevocationError::from)?);
-                (
-                    Revocations::redis(db.clone(), redis.clone(), settings.redis_prefix.clone()),
-                    LoginLimiter::redis(redis, settings.redis_prefix.clone(), limits),
-                )
-            }
+        let redis = match settings.redis_url.as_ref() {
+            Some(url) => Some(Arc::new(
+                LazyRedis::new(url.expose_secret()).map_err(RevocationError::from)?,
+            )),
+            None => None,
+        };
+        let prefix = settings.redis_prefix.clone();
+        let (revocations, login_limiter, redemptions) = match &redis {
+            Some(redis) => (
+                Revocations::redis(db.clone(), redis.clone(), prefix.clone()),
+                LoginLimiter::redis(redis.clone(), prefix.clone(), limits),
+                Redemptions::Redis {
+                    redis: redis.clone(),
+                    prefix,
+                },
+            ),
             None => (
                 Revocations::memory(db.clone()),
                 LoginLimiter::memory(limits),
+                Redemptions::Database(db.clone()),
             ),
         };
         let revocations = Arc::new(revocations);
@@ -266,6 +277,15 @@ impl Services {
             authenticator.clone(),
             tokens.clone(),
         ));
+        let tickets = Arc::new(Tickets::new(TicketParts {
+            tokens: tokens.clone(),
+            authenticator: authenticator.clone(),
+            revocations: revocations.clone(),
+            redemptions,
+            db: db.clone(),
+            audiences: settings.ticket_audiences.clone(),
+            ttl: settings.ticket_ttl,
+        }));
         Ok(Self {
             settings,
             clock,
@@ -282,6 +302,7 @@ impl Services {
             tenants,
             clients,
             oauth,
+            tickets,
         })
     }
 
@@ -338,6 +359,7 @@ impl Application {
             tenants: services.tenants.clone(),
             clients: services.clients.clone(),
             oauth: services.oauth.clone(),
+            tickets: services.tickets.clone(),
             keyring: services.keyring.clone(),
             audit: services.audit.clone(),
             health: Health::new(services.db.clone(), services.revocations.clone()),
@@ -447,6 +469,9 @@ fn spawn_housekeeping(services: Services) {
             }
             if let Err(error) = services.api_keys.flush_usage().await {
                 tracing::warn!(%error, "housekeeping: API key last use");
+            }
+            if let Err(error) = services.tickets.purge(now).await {
+                tracing::warn!(%error, "housekeeping: ticket redemptions");
             }
             services.audit.flush(now).await;
         }

@@ -69,6 +69,9 @@ impl std::fmt::Debug for ApiKeySecret {
 }
 
 impl ApiKeySecret {
+    /// What every key starts with.
+    pub const PREFIX: &'static str = PREFIX;
+
     /// A new key from the OS CSPRNG.
     pub fn generate() -> Result<Self, ring::error::Unspecified> {
         let mut body = String::with_capacity(KEY_LEN);

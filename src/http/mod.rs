@@ -8,6 +8,7 @@ pub mod me;
 pub mod oauth;
 pub mod ops;
 pub mod pagination;
+pub mod tickets;
 pub mod tokens;
 pub mod wellknown;
 
@@ -35,6 +36,7 @@ use crate::sessions::Sessions;
 use crate::tenancy::clients::Clients;
 use crate::tenancy::oauth::OAuth;
 use crate::tenancy::tenants::Tenants;
+use crate::tickets::Tickets;
 
 /// What handlers use, built once at start and shared by all workers: the use cases
 /// (never the store or the revocation list), the settings and time.
@@ -59,6 +61,8 @@ pub struct AppState {
     pub clients: Arc<Clients>,
     /// The token endpoint's grants.
     pub oauth: Arc<OAuth>,
+    /// Connect tickets.
+    pub tickets: Arc<Tickets>,
     /// The published keys (JWKS, discovery), read from memory.
     pub keyring: Arc<Keyring>,
     /// The audit log, for admins.
@@ -81,6 +85,8 @@ pub fn routes(cfg: &mut ServiceConfig<'_>) {
         .service(tokens::revoke)
         .service(tokens::introspect)
         .service(me::me)
+        .service(tickets::issue_ticket)
+        .service(tickets::redeem_ticket)
         .service(admin::users::create_user)
         .service(admin::users::list_users)
         .service(admin::users::get_user)

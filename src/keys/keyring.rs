@@ -29,11 +29,16 @@ pub struct VerifyingKey {
     pub key: DecodingKey,
 }
 
+/// The JWS `typ` of a connect ticket.
+pub const TICKET_TYP: &str = "ticket+jwt";
+
 struct CurrentKey {
     kid: String,
     signer: RingSigner,
-    // The base64url JWS header, identical for every token this key signs.
+    // The base64url JWS headers, identical for every token of a type this key signs:
+    // access tokens (`typ: at+jwt`) and connect tickets (`typ: ticket+jwt`).
     encoded_header: String,
+    encoded_ticket_header: String,
 }
 
 /// JWKS as served: the body is computed once per key change, never per request.
@@ -318,12 +323,26 @@ impl Keyring {
 
     /// Signs `claims` as a JWS with the current key, header `typ: at+jwt`. Returns the token and the kid.
     pub fn sign<T: Serialize>(&self, claims: &T) -> Result<(String, String), KeyError> {
+        self.sign_with(claims, |key| &key.encoded_header)
+    }
+
+    /// Signs `claims` as a connect ticket: header `typ: ticket+jwt`, which no access-token
+    /// check accepts (and the reverse).
+    pub fn sign_ticket<T: Serialize>(&self, claims: &T) -> Result<(String, String), KeyError> {
+        self.sign_with(claims, |key| &key.encoded_ticket_header)
+    }
+
+    fn sign_with<T: Serialize>(
+        &self,
+        claims: &T,
+        header: impl Fn(&CurrentKey) -> &str,
+    ) -> Result<(String, String), KeyError> {
         let snapshot = self.snapshot.load();
         let current = snapshot.current.as_ref().ok_or(KeyError::NoCurrentKey)?;
         let payload = serde_json::to_vec(claims)?;
-        let mut token =
-            String::with_capacity(current.encoded_header.len() + payload.len() * 4 / 3 + 100);
-        token.push_str(&current.encoded_header);
+        let header = header(current);
+        let mut token = String::with_capacity(header.len() + payload.len() * 4 / 3 + 100);
+        token.push_str(header);
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
         let signature = current.signer.0.sign(token.as_bytes())?;
@@ -428,11 +447,15 @@ fn build_snapshot(kek: &Kek, rows: Vec<SigningKeyRow>) -> Result<Snapshot, KeyEr
         };
         let key = DecodingKey::from_jwk(&jwk).map_err(|_| KeyError::Crypto)?;
         if row.status == KeyStatus::Current.as_str() {
-            let mut header = Header::new(alg.jwt_algorithm());
-            header.typ = Some("at+jwt".to_owned());
-            header.kid = Some(row.kid.clone());
+            let encoded = |typ: &str| -> Result<String, KeyError> {
+                let mut header = Header::new(alg.jwt_algorithm());
+                header.typ = Some(typ.to_owned());
+                header.kid = Some(row.kid.clone());
+                Ok(URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header)?))
+            };
             current = Some(CurrentKey {
-                encoded_header: URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header)?),
+                encoded_header: encoded("at+jwt")?,
+                encoded_ticket_header: encoded(TICKET_TYP)?,
                 kid: row.kid.clone(),
                 signer: RingSigner(pair),
             });

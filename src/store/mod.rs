@@ -12,6 +12,7 @@ pub mod sessions;
 pub mod signing_keys;
 pub mod startup_lock;
 pub mod tenants;
+pub mod tickets;
 pub mod users;
 
 use std::path::PathBuf;

@@ -133,6 +133,13 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    ticket_redemptions (jti) {
+        jti -> Text,
+        expires_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(api_keys -> users (owner_id));
 diesel::joinable!(users -> tenants (tenant_id));
 diesel::joinable!(clients -> tenants (tenant_id));
@@ -147,5 +154,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     markers,
     tenants,
-    clients
+    clients,
+    ticket_redemptions
 );

@@ -332,14 +332,39 @@ impl TokenService {
 
     /// Signature, type, key, issuer and audience; not time.
     fn verify_signed(&self, token: &str) -> Result<Verified, TokenError> {
+        // RFC 9068 section 4: the type tells access tokens apart from other JWTs we sign.
+        let (kid, claims): (String, AccessClaims) =
+            self.verify_jws(token, "at+jwt", Some(&self.audience), "not an access token")?;
+        // Every token issued lives exactly the access lifetime; one that claims longer was
+        // not issued here (and could outlast any revocation of it).
+        let ttl = i64::try_from(self.access_ttl.as_secs()).unwrap_or(i64::MAX);
+        if claims.exp.saturating_sub(claims.iat) > ttl {
+            return Err(TokenError::Invalid("lifetime longer than any issued"));
+        }
+        Ok(Verified { kid, claims })
+    }
+
+    /// A JWS of this issuer: no extensions, `typ` (or `application/<typ>`), a published
+    /// key and its algorithm, the signature, `iss`, and `aud` if given; not time. Returns
+    /// the kid and the claims.
+    pub(crate) fn verify_jws<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        typ: &str,
+        audience: Option<&str>,
+        wrong_type: &'static str,
+    ) -> Result<(String, T), TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Invalid("too long"));
+        }
         refuse_extensions(token)?;
         let header = decode_header(token).map_err(|_| TokenError::Invalid("malformed"))?;
-        // RFC 9068 section 4: the type tells access tokens apart from other JWTs we might sign.
         let typ_ok = header.typ.as_deref().is_some_and(|t| {
-            t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
+            let t = t.to_ascii_lowercase();
+            t == typ || t.strip_prefix("application/") == Some(typ)
         });
         if !typ_ok {
-            return Err(TokenError::Invalid("not an access token"));
+            return Err(TokenError::Invalid(wrong_type));
         }
         let kid = header.kid.as_deref().ok_or(TokenError::Invalid("no kid"))?;
         let key = self
@@ -355,21 +380,31 @@ impl TokenService {
         validation.validate_nbf = false;
         validation.leeway = 0;
         validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
+        match audience {
+            Some(audience) => validation.set_audience(&[audience]),
+            // The caller compares `aud` itself (a ticket's names the receiving service).
+            None => validation.validate_aud = false,
+        }
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        let claims = decode::<AccessClaims>(token, &key.key, &validation)
+        let claims = decode::<T>(token, &key.key, &validation)
             .map_err(|_| TokenError::Invalid("signature or claims rejected"))?
             .claims;
-        // Every token issued lives exactly the access lifetime; one that claims longer was
-        // not issued here (and could outlast any revocation of it).
-        let ttl = i64::try_from(self.access_ttl.as_secs()).unwrap_or(i64::MAX);
-        if claims.exp.saturating_sub(claims.iat) > ttl {
-            return Err(TokenError::Invalid("lifetime longer than any issued"));
-        }
-        Ok(Verified {
-            kid: kid.to_owned(),
-            claims,
-        })
+        Ok((kid.to_owned(), claims))
+    }
+
+    /// The `iss` of every token.
+    pub(crate) fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The keys that sign.
+    pub(crate) fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    /// The clock-skew tolerance, in seconds.
+    pub(crate) fn skew_secs(&self) -> i64 {
+        i64::try_from(self.clock_skew.as_secs()).unwrap_or(i64::MAX)
     }
 
     /// `nbf` and `iat` with the clock-skew tolerance, `exp` without any.

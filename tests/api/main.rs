@@ -32,4 +32,5 @@ mod revocation;
 mod secrets;
 mod shutdown;
 mod tenants;
+mod tickets;
 mod tokens;

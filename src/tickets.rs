@@ -1,0 +1,273 @@
+//! Connect tickets: a credential for URLs (a WebSocket's `?ticket=`), where headers
+//! cannot go and an access token must not (it lives for minutes and leaks into logs).
+//!
+//! A ticket is a `ticket+jwt` for one audience, living seconds (`TOKENMINT_TICKET_TTL`).
+//! A service verifies it offline from JWKS, or redeems it here exactly once: the first
+//! redemption on any instance marks its `jti` used (Redis `SET NX` for the ticket's
+//! remaining lifetime; without Redis, a row under a primary key in the database, which
+//! holds across every instance on it). A ticket whose session or user was revoked after
+//! it was issued is refused at redemption. A refused redemption (wrong caller, wrong
+//! audience, another tenant) does not use the ticket up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::error::{Credential, Error, Refusal};
+use crate::principal::{Authenticator, Presented, Principal};
+use crate::redis_conn::LazyRedis;
+use crate::revocation::{Revocations, Revoked, TokenIds};
+use crate::store::{Db, users};
+use crate::tokens::TokenError;
+use crate::tokens::access::TokenService;
+use crate::tokens::ticket::{IssuedTicket, TicketClaims, TicketSubject};
+use crate::user::{Scope, User};
+
+/// The scope an API key needs to redeem tickets (the receiving service's key).
+pub const REDEEM_SCOPE: &str = "tickets";
+
+/// Where redemptions are marked.
+pub enum Redemptions {
+    /// `SET {prefix}ticket:{jti} NX PX <remaining>`.
+    Redis {
+        /// The connection.
+        redis: Arc<LazyRedis>,
+        /// Key prefix.
+        prefix: String,
+    },
+    /// The `ticket_redemptions` table.
+    Database(Db),
+}
+
+impl Redemptions {
+    /// Marks `jti` used until `expires_at`; `false` if it already was.
+    async fn mark(
+        &self,
+        jti: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        match self {
+            Self::Redis { redis, prefix } => {
+                // Kept a second past expiry: a ticket is refused from `exp` on anyway.
+                let ttl_ms = (expires_at - now).num_milliseconds().max(0) + 1000;
+                let mut conn = redis.conn().await.map_err(Error::redis)?;
+                let set: Option<String> = redis::cmd("SET")
+                    .arg(format!("{prefix}ticket:{jti}"))
+                    .arg(1)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl_ms)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(Error::redis)?;
+                Ok(set.is_some())
+            }
+            Self::Database(db) => {
+                let jti = jti.to_owned();
+                let until = expires_at.naive_utc();
+                Ok(db
+                    .run(move |conn| crate::store::tickets::redeem(conn, &jti, until))
+                    .await?)
+            }
+        }
+    }
+}
+
+/// The ticket use cases.
+pub struct Tickets {
+    tokens: Arc<TokenService>,
+    authenticator: Arc<Authenticator>,
+    revocations: Arc<Revocations>,
+    redemptions: Redemptions,
+    db: Db,
+    audiences: Vec<String>,
+    ttl: Duration,
+}
+
+/// What [`Tickets`] is built from.
+pub struct TicketParts {
+    /// Signs and verifies.
+    pub tokens: Arc<TokenService>,
+    /// Authenticates callers.
+    pub authenticator: Arc<Authenticator>,
+    /// The revocation list.
+    pub revocations: Arc<Revocations>,
+    /// Where redemptions are marked.
+    pub redemptions: Redemptions,
+    /// The database (API-key owners).
+    pub db: Db,
+    /// `TOKENMINT_TICKET_AUDIENCES`.
+    pub audiences: Vec<String>,
+    /// `TOKENMINT_TICKET_TTL`.
+    pub ttl: Duration,
+}
+
+fn refused(refusal: Refusal) -> Error {
+    Error::refused(Credential::Ticket, refusal)
+}
+
+/// `requested`, all of which must be in `held`; nothing requested: all of `held`.
+fn narrow(held: Vec<Scope>, requested: Option<Vec<Scope>>) -> Result<Vec<Scope>, Error> {
+    match requested {
+        None => Ok(held),
+        Some(requested) if requested.iter().all(|s| held.contains(s)) => Ok(requested),
+        Some(_) => Err(Error::ScopeNotAllowed),
+    }
+}
+
+impl Tickets {
+    /// The service.
+    pub fn new(parts: TicketParts) -> Self {
+        Self {
+            tokens: parts.tokens,
+            authenticator: parts.authenticator,
+            revocations: parts.revocations,
+            redemptions: parts.redemptions,
+            db: parts.db,
+            audiences: parts.audiences,
+            ttl: parts.ttl,
+        }
+    }
+
+    fn require_enabled(&self) -> Result<(), Error> {
+        if self.audiences.is_empty() {
+            return Err(Error::NotFound("endpoint (tickets are off)"));
+        }
+        Ok(())
+    }
+
+    /// The use case of `POST /api/tickets`: a ticket for the caller (a user's access
+    /// token, or an API key, whose owner it then names) and `audience`, narrowed to
+    /// `scopes`.
+    pub async fn issue(
+        &self,
+        presented: Presented,
+        ip: Option<String>,
+        audience: &str,
+        scopes: Option<Vec<Scope>>,
+        now: DateTime<Utc>,
+    ) -> Result<IssuedTicket, Error> {
+        self.require_enabled()?;
+        let presented = presented.normalized()?;
+        let subject = match presented {
+            Presented {
+                bearer: Some(token),
+                api_key: None,
+            } => {
+                let claims = self.authenticator.access_token(&token, now).await?;
+                if claims.sid.is_none() {
+                    return Err(Error::Forbidden(
+                        "tickets are for users: a client's own token cannot ask for one",
+                    ));
+                }
+                let held = Scope::parse_space_separated(&claims.scope).unwrap_or_default();
+                TicketSubject {
+                    scope: Scope::join(&narrow(held, scopes)?),
+                    sub: claims.sub,
+                    sid: claims.sid,
+                    tenant_id: claims.tenant_id,
+                    username: claims.username,
+                    custom: claims.custom,
+                }
+            }
+            presented => {
+                let caller = self.authenticator.authenticate(presented, ip, now).await?;
+                let Principal::ApiKey(key) = caller.principal else {
+                    return Err(Error::Forbidden(
+                        "tickets need an access token or an API key",
+                    ));
+                };
+                let owner_id = key.key.owner_id.to_string();
+                let owner = self
+                    .db
+                    .run(move |conn| users::find_by_id(conn, &owner_id))
+                    .await?
+                    .as_ref()
+                    .map(User::from_row)
+                    .transpose()?
+                    .ok_or_else(|| Error::refused(Credential::ApiKey, Refusal::Invalid))?;
+                TicketSubject {
+                    scope: Scope::join(&narrow(key.key.scopes.clone(), scopes)?),
+                    sub: owner.id.to_string(),
+                    sid: None,
+                    tenant_id: owner.tenant.as_str().to_owned(),
+                    username: Some(owner.username.clone()),
+                    custom: owner.claims.as_map().clone(),
+                }
+            }
+        };
+        if !self.audiences.iter().any(|a| a == audience) {
+            return Err(Error::invalid(
+                "audience: not one of the audiences tickets are issued for",
+            ));
+        }
+        Ok(self.tokens.issue_ticket(subject, audience, self.ttl, now)?)
+    }
+
+    /// The use case of `POST /api/tickets/redeem`: by an API key with scope `tickets`,
+    /// a valid, unrevoked ticket for `audience`, the first time on any instance.
+    pub async fn redeem(
+        &self,
+        presented: Presented,
+        ip: Option<String>,
+        ticket: &str,
+        audience: &str,
+        now: DateTime<Utc>,
+    ) -> Result<TicketClaims, Error> {
+        self.require_enabled()?;
+        let caller = self.authenticator.authenticate(presented, ip, now).await?;
+        let Principal::ApiKey(key) = &caller.principal else {
+            return Err(Error::Forbidden(
+                "redeeming tickets needs an API key with scope `tickets`",
+            ));
+        };
+        if !key.key.scopes.iter().any(|s| s.as_str() == REDEEM_SCOPE) {
+            return Err(Error::Forbidden(
+                "redeeming tickets needs an API key with scope `tickets`",
+            ));
+        }
+        let claims = self
+            .tokens
+            .verify_ticket(ticket, self.ttl, now)
+            .map_err(|e| match e {
+                TokenError::Expired => refused(Refusal::Expired),
+                TokenError::Invalid(_) => refused(Refusal::Invalid),
+            })?;
+        // A service of one tenant takes only that tenant's tickets (`default`'s, any).
+        let tenant_ok = key.key.tenant.is_default() || key.key.tenant.as_str() == claims.tenant_id;
+        if claims.aud != audience || !tenant_ok {
+            return Err(refused(Refusal::Invalid));
+        }
+        let ids = TokenIds {
+            jti: &claims.jti,
+            sid: claims.sid.as_deref(),
+            sub: &claims.sub,
+            tenant: &claims.tenant_id,
+            iat: claims.iat,
+        };
+        if self.revocations.check(ids, now).await? == Revoked::Yes {
+            return Err(refused(Refusal::Revoked));
+        }
+        let expires_at = DateTime::from_timestamp(claims.exp, 0).unwrap_or(now);
+        if !self.redemptions.mark(&claims.jti, expires_at, now).await? {
+            return Err(refused(Refusal::Reused));
+        }
+        Ok(claims)
+    }
+
+    /// Housekeeping: forgets redemptions of expired tickets (database only; Redis
+    /// expires its keys itself).
+    pub async fn purge(&self, now: DateTime<Utc>) -> Result<usize, Error> {
+        match &self.redemptions {
+            Redemptions::Redis { .. } => Ok(0),
+            Redemptions::Database(db) => {
+                let naive = now.naive_utc();
+                Ok(db
+                    .run(move |conn| crate::store::tickets::purge_expired(conn, naive))
+                    .await?)
+            }
+        }
+    }
+}
