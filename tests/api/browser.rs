@@ -173,3 +173,161 @@ async fn five_tabs_sharing_a_cookie_jar_never_revoke_their_session() {
     assert_eq!(revoked, 1, "no session revoked but the stolen one");
     assert_eq!(reuses, 1, "the theft is in the audit log");
 }
+
+/// The example WebSocket service (`examples/ws_tickets.rs`, built by `cargo test` with
+/// the tests), killed when dropped.
+struct WsService {
+    child: std::process::Child,
+    origin: String,
+    log: tempfile::NamedTempFile,
+}
+
+impl Drop for WsService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl WsService {
+    async fn start(port: u16, env: Vec<(&'static str, String)>) -> Self {
+        // target/<profile>/deps/api-<hash> -> target/<profile>/examples/ws_tickets
+        let exe = std::env::current_exe().unwrap();
+        let binary = exe
+            .parent()
+            .and_then(Path::parent)
+            .unwrap()
+            .join("examples/ws_tickets");
+        assert!(
+            binary.exists(),
+            "{} is missing: `cargo test` builds the examples",
+            binary.display()
+        );
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let child = std::process::Command::new(binary)
+            .env("BIND", format!("127.0.0.1:{port}"))
+            .envs(env)
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        let origin = format!("http://127.0.0.1:{port}");
+        let service = Self { child, origin, log };
+        let client = reqwest::Client::new();
+        for _ in 0..100 {
+            if client.get(&service.origin).send().await.is_ok() {
+                return service;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the example service did not start");
+    }
+}
+
+#[tokio::test]
+async fn a_page_on_another_origin_opens_a_websocket_with_a_ticket() {
+    if !browser_available() {
+        return;
+    }
+    const AUDIENCE: &str = "wss://agents.example";
+    const OTHER: &str = "wss://billing.example";
+    let port = crate::helpers::free_port();
+    let origin = format!("http://127.0.0.1:{port}");
+    let page_origin = origin.clone();
+    let app = crate::helpers::spawn_app_with(move |s| {
+        s.cors_origins = vec![page_origin];
+        s.ticket_audiences = vec![AUDIENCE.to_owned(), OTHER.to_owned()];
+        s.ticket_ttl = std::time::Duration::from_secs(2);
+    })
+    .await;
+    let alice = app
+        .create_user("alice", "alice-password", &["chat"], serde_json::json!({}))
+        .await
+        .id
+        .to_string();
+    let admin = app.admin_token().await;
+    let key: Value = app
+        .call(
+            reqwest::Method::POST,
+            "/api/admin/api-keys",
+            &admin,
+            Some(serde_json::json!({"name": "agents", "scopes": ["tickets"]})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    // The service on the origin Tokenmint allows.
+    let service = WsService::start(
+        port,
+        vec![
+            ("TOKENMINT_URL", app.address.clone()),
+            ("TOKENMINT_ISSUER", app.services.settings.issuer.clone()),
+            ("AUDIENCE", AUDIENCE.to_owned()),
+            ("TICKETS_API_KEY", key["key"].as_str().unwrap().to_owned()),
+        ],
+    )
+    .await;
+    assert_eq!(service.origin, origin);
+
+    let summary = run_scenario(
+        "tickets.mjs",
+        vec![
+            ("APP", service.origin.clone()),
+            ("USERNAME", "alice".to_owned()),
+            ("PASSWORD", "alice-password".to_owned()),
+            ("OTHER_AUDIENCE", OTHER.to_owned()),
+            ("TTL_MS", "2000".to_owned()),
+        ],
+    )
+    .await;
+    eprintln!("tickets in the browser: {summary}");
+
+    let first = &summary["first"];
+    assert_eq!(first["connected"], true, "{summary}");
+    assert_eq!(first["hello"]["verified"], "redeem");
+    assert_eq!(first["hello"]["username"], "alice");
+    assert_eq!(first["hello"]["sub"], alice.as_str());
+    assert_eq!(first["hello"]["tenant_id"], "default");
+    assert_eq!(summary["offline"]["connected"], true);
+    assert_eq!(summary["offline"]["hello"]["verified"], "offline");
+    assert_eq!(summary["offline"]["hello"]["sub"], alice.as_str());
+    for refused in [
+        "again",
+        "other_audience",
+        "other_audience_offline",
+        "access_token",
+        "access_token_offline",
+        "expired",
+        "expired_offline",
+        "after_logout",
+    ] {
+        assert_eq!(summary[refused]["connected"], false, "{refused}: {summary}");
+    }
+    // What offline verification cannot know (documented): a logout inside the ticket's
+    // seconds. Redemption is the way to exactly-once and revocation.
+    assert_eq!(summary["after_logout_offline"]["connected"], true);
+    // Each refusal for its own reason, in the order of the scenario (the service logs
+    // Tokenmint's message, or jsonwebtoken's, for every connection it refuses).
+    let log = std::fs::read_to_string(service.log.path()).unwrap();
+    let reasons: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("refused a connection: "))
+        .collect();
+    let expected = [
+        "the ticket was already used",
+        "another audience",
+        "InvalidAudience",
+        "invalid ticket",
+        "not a ticket (typ)",
+        "the ticket has expired",
+        "ExpiredSignature",
+        "revoked",
+    ];
+    assert_eq!(reasons.len(), expected.len(), "{log}");
+    for (reason, want) in reasons.iter().zip(expected) {
+        assert!(
+            reason.contains(want),
+            "{reason:?} should say {want:?}\n{log}"
+        );
+    }
+}
