@@ -331,3 +331,219 @@ async fn a_page_on_another_origin_opens_a_websocket_with_a_ticket() {
         );
     }
 }
+
+/// The app of the client-library tests: a page that loads `clients/js` (as
+/// `/tokenmint-client.js`). Returns its origin.
+async fn serve_client_page() -> String {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    let library = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/js/src/index.js"),
+    )
+    .unwrap();
+    let page = r#"<!doctype html><meta charset="utf-8"><title>app</title>
+<script type="module">
+import { createClient } from '/tokenmint-client.js';
+window.tokenmint = { createClient };
+window.ready = true;
+</script>"#;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let origin = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let server = HttpServer::new(move || {
+        let library = library.clone();
+        App::new()
+            .route(
+                "/tokenmint-client.js",
+                web::get().to(move || {
+                    let library = library.clone();
+                    async move {
+                        HttpResponse::Ok()
+                            .content_type("text/javascript")
+                            .body(library)
+                    }
+                }),
+            )
+            .default_service(web::to(move || async move {
+                HttpResponse::Ok().content_type("text/html").body(page)
+            }))
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+    origin
+}
+
+/// A control endpoint for a scenario: moves `app`'s clock and reads a session's rotation
+/// chain. Returns its URL.
+async fn serve_control(app: &crate::helpers::TestApp) -> String {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    let clock = app.clock.clone();
+    let db = app.services.db.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let control = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let server = HttpServer::new(move || {
+        let clock = clock.clone();
+        let db = db.clone();
+        App::new()
+                .route(
+                    "/advance/{secs}",
+                    web::post().to(move |secs: web::Path<u64>| {
+                        let clock = clock.clone();
+                        async move {
+                            clock.advance(std::time::Duration::from_secs(*secs));
+                            HttpResponse::Ok().json(serde_json::json!({"advanced": *secs}))
+                        }
+                    }),
+                )
+                .route(
+                    "/session/{sid}",
+                    web::get().to(move |sid: web::Path<String>| {
+                        let db = db.clone();
+                        async move {
+                            HttpResponse::Ok().json(rotation_chain(&db, sid.into_inner()).await)
+                        }
+                    }),
+                )
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+    control
+}
+
+/// A session's refresh tokens as the server saw them: rotations (the highest generation),
+/// forks (generations held by more than one token) and whether it is revoked.
+async fn rotation_chain(db: &tokenmint::store::Db, sid: String) -> Value {
+    use diesel::prelude::*;
+    use tokenmint::store::schema::{refresh_tokens, sessions};
+    db.run(move |conn| -> Result<Value, tokenmint::store::StoreError> {
+        let generations: Vec<i64> = refresh_tokens::table
+            .filter(refresh_tokens::session_id.eq(&sid))
+            .select(refresh_tokens::generation)
+            .load(conn)?;
+        let revoked: Option<Option<chrono::NaiveDateTime>> = sessions::table
+            .find(&sid)
+            .select(sessions::revoked_at)
+            .first(conn)
+            .optional()?;
+        let rotations = generations.iter().copied().max().unwrap_or(0);
+        let mut distinct = generations.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        Ok(serde_json::json!({
+            "rotations": rotations,
+            "forks": generations.len() - distinct.len(),
+            "revoked": revoked.flatten().is_some(),
+        }))
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_client_library_keeps_tabs_on_one_session_and_ends_it_once() {
+    if !browser_available() {
+        return;
+    }
+    let app_origin = serve_client_page().await;
+    let allowed = app_origin.clone();
+    let app = crate::helpers::spawn_app_with(move |s| s.cors_origins = vec![allowed]).await;
+    let control = serve_control(&app).await;
+    app.create_user("alice", "alice-password", &[], serde_json::json!({}))
+        .await;
+    let summary = run_scenario(
+        "client_tabs.mjs",
+        vec![
+            ("APP", app_origin),
+            ("ISSUER", app.address.clone()),
+            ("CONTROL", control),
+            ("USERNAME", "alice".to_owned()),
+            ("PASSWORD", "alice-password".to_owned()),
+        ],
+    )
+    .await;
+    eprintln!("client library in the browser: {summary}");
+
+    // Five tabs, three requests each, all with an access token the server calls expired.
+    let tabs = &summary["five_tabs"];
+    assert_eq!(tabs["requests"], 15);
+    assert_eq!(tabs["ok"], 15, "{tabs}");
+    assert_eq!(
+        tabs["burst_rotations"], 1,
+        "one rotation for the whole burst: {tabs}"
+    );
+    assert_eq!(
+        tabs["warmup_rotations"], 1,
+        "four new tabs shared one refresh: {tabs}"
+    );
+    assert_eq!(tabs["refresh_requests"], 2);
+    assert_eq!(tabs["forks"], 0);
+    assert_eq!(tabs["revoked"], false);
+    assert_eq!(tabs["session_ended"], serde_json::json!([]));
+
+    // A lost refresh answer: retried by the library, converged, nobody logged out.
+    for (name, rotations) in [("lost_answer_memory", 1), ("lost_answer_cookie", 2)] {
+        let lost = &summary[name];
+        assert_eq!(lost["aborted"], 1, "{name}: {lost}");
+        assert_eq!(lost["answer"]["status"], 200, "{name}: {lost}");
+        assert_eq!(lost["refresh_requests"], 2, "{name}: the library retried");
+        // In memory the retry presents the same token and gets the current one; in cookie
+        // mode the lost answer's cookie had arrived, so the retry moves the chain on.
+        assert_eq!(lost["rotations"], rotations, "{name}: {lost}");
+        assert_eq!(lost["forks"], 0);
+        assert_eq!(lost["revoked"], false);
+        assert_eq!(lost["session_ended"], serde_json::json!([]));
+    }
+
+    let cookie = &summary["cookie_mode"];
+    assert_eq!(cookie["app_document_cookie"], "");
+    assert_eq!(cookie["issuer_document_cookie"], "");
+    assert_eq!(cookie["http_only"], serde_json::json!([true]));
+    assert_eq!(cookie["local_storage"], 0);
+    assert_eq!(cookie["session_storage"], 0);
+    assert_eq!(cookie["after_reload"]["status"], 200);
+
+    let refusals = &summary["refusals"];
+    assert_eq!(refusals["revoked"]["status"], 401);
+    assert_eq!(refusals["revoked"]["code"], "TOKEN_REVOKED");
+    assert_eq!(
+        refusals["refreshes_after_revoked"], 0,
+        "no refresh for TOKEN_REVOKED"
+    );
+    assert_eq!(refusals["reuse"], "REFRESH_TOKEN_REUSED");
+    assert_eq!(refusals["revoked_session"], true);
+    assert_eq!(
+        refusals["session_ended"],
+        serde_json::json!(["REFRESH_TOKEN_REUSED"]),
+        "once, though the app kept calling"
+    );
+}
+
+/// The client library's own unit tests (its state machine against a fake server), in
+/// Node's test runner: `cd clients/js && npm test` does the same.
+#[test]
+fn the_client_librarys_unit_tests_pass() {
+    let demanded = std::env::var("TOKENMINT_TEST_BROWSER").is_ok_and(|v| v == "1");
+    let output = match std::process::Command::new("node")
+        .args(["--test", "test/"])
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/js"))
+        .output()
+    {
+        Ok(output) => output,
+        Err(e) if !demanded => {
+            eprintln!("skipping the client library's unit tests: node is missing ({e})");
+            return;
+        }
+        Err(e) => panic!("TOKENMINT_TEST_BROWSER=1, but node cannot run: {e}"),
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "node --test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("# fail 0"), "{stdout}");
+}

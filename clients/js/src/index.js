@@ -1,0 +1,336 @@
+// @tokenmint/client: the browser half of Tokenmint's refresh flow.
+//
+// - `fetch` adds the bearer token; on a 401 whose code is TOKEN_EXPIRED it refreshes once
+//   and retries once. Any other 401 goes back to the caller untouched.
+// - One refresh at a time: per tab (one promise), and in cookie mode, where the tabs of an
+//   origin share one session, across tabs (Web Locks), with the new access token handed
+//   to the other tabs (BroadcastChannel). A refresh happens only if the token that failed
+//   is still the current one, so a burst of 401s in five tabs costs one rotation.
+// - A refresh whose answer is lost (network error) is retried: the server answers a
+//   spent refresh token with the session's current one, so nobody is logged out.
+// - Cookie mode: the refresh token lives in an HttpOnly cookie and never reaches
+//   JavaScript. Otherwise it is kept in this object's memory only: never in
+//   localStorage or sessionStorage.
+// - `session-ended` fires once per session when a refresh is refused for good
+//   (REFRESH_TOKEN_REUSED, TOKEN_REVOKED, TOKEN_EXPIRED, AUTHENTICATION_FAILED).
+//
+// No dependencies; plain ES module.
+
+const ENDED = new Set([
+  'REFRESH_TOKEN_REUSED',
+  'TOKEN_REVOKED',
+  'TOKEN_EXPIRED',
+  'AUTHENTICATION_FAILED',
+]);
+
+/** An error from Tokenmint: `code` is API.md's error code, `status` the HTTP status. */
+export class TokenmintError extends Error {
+  constructor(status, code, message) {
+    super(message || code || `HTTP ${status}`);
+    this.name = 'TokenmintError';
+    this.status = status;
+    this.code = code;
+  }
+}
+
+async function errorOf(response) {
+  let body = {};
+  try {
+    body = await response.clone().json();
+  } catch {
+    // not JSON: the status says enough
+  }
+  return new TokenmintError(response.status, body.error, body.message);
+}
+
+/** Whether a 401 says the access token expired (and only that). */
+async function saysExpired(response) {
+  if (response.status !== 401) return false;
+  try {
+    const body = await response.clone().json();
+    return body && body.error === 'TOKEN_EXPIRED';
+  } catch {
+    return false;
+  }
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Creates a client for the Tokenmint at `issuer` (its base URL).
+ *
+ * @param {object} options
+ * @param {string} options.issuer Tokenmint's base URL, e.g. `https://id.example.com`.
+ * @param {boolean} [options.cookie=false] Keep the refresh token in Tokenmint's HttpOnly
+ *   cookie (recommended for browsers); the app's origin must be in
+ *   `TOKENMINT_CORS_ORIGINS`.
+ * @param {number} [options.refreshMarginMs=30000] Refresh this long before the access
+ *   token expires (at most a quarter of its lifetime). Measured on this machine's clock
+ *   from when the token arrived, so a skewed clock does not matter.
+ * @param {number} [options.retries=3] Retries of a refresh whose answer was lost.
+ * @param {typeof fetch} [options.fetch] For tests.
+ * @param {{request: Function}|null} [options.locks] For tests (`navigator.locks`).
+ * @param {typeof BroadcastChannel|null} [options.BroadcastChannel] For tests.
+ * @param {() => number} [options.now] For tests (`Date.now`).
+ */
+export function createClient(options) {
+  if (!options || !options.issuer) throw new TypeError('createClient: issuer is required');
+  const issuer = options.issuer.replace(/\/+$/, '');
+  const cookie = Boolean(options.cookie);
+  const marginMs = options.refreshMarginMs ?? 30_000;
+  const retries = options.retries ?? 3;
+  const rawFetch = options.fetch ?? globalThis.fetch.bind(globalThis);
+  const now = options.now ?? (() => Date.now());
+  // Tabs share a session only through the cookie: in memory mode each tab has its own
+  // session, and nothing is coordinated or handed between tabs.
+  const locks = !cookie
+    ? null
+    : options.locks !== undefined
+      ? options.locks
+      : globalThis.navigator?.locks ?? null;
+  const Channel = !cookie
+    ? null
+    : options.BroadcastChannel !== undefined
+      ? options.BroadcastChannel
+      : globalThis.BroadcastChannel ?? null;
+
+  const events = new EventTarget();
+  const lockName = `tokenmint-refresh:${issuer}`;
+  const channel = Channel ? new Channel(lockName) : null;
+
+  /** @type {{token: string, expiresAt: number, lifetimeMs: number} | null} */
+  let access = null;
+  let refreshToken = null; // memory mode only
+  let inflight = null;
+  let ended = false; // session-ended already fired for this session
+  let arrivals = []; // resolvers waiting for another tab's token
+
+  const credentials = cookie ? 'include' : 'same-origin';
+
+  function adopt(token, expiresInSecs, receivedAt = now()) {
+    const lifetimeMs = expiresInSecs * 1000;
+    access = { token, expiresAt: receivedAt + lifetimeMs, lifetimeMs };
+    ended = false;
+  }
+
+  function share() {
+    if (channel && access) {
+      channel.postMessage({
+        type: 'token',
+        token: access.token,
+        remainingMs: access.expiresAt - now(),
+        lifetimeMs: access.lifetimeMs,
+      });
+    }
+  }
+
+  function endSession(code, { broadcast = true } = {}) {
+    const hadSession = !ended;
+    access = null;
+    refreshToken = null;
+    ended = true;
+    if (broadcast && channel) channel.postMessage({ type: 'ended', code });
+    if (hadSession) events.dispatchEvent(new CustomEvent('session-ended', { detail: { code } }));
+  }
+
+  if (channel) {
+    channel.onmessage = (event) => {
+      const message = event.data || {};
+      if (message.type === 'token' && typeof message.token === 'string') {
+        // Another tab refreshed (or logged in): the same session's new access token.
+        const at = now();
+        access = {
+          token: message.token,
+          expiresAt: at + message.remainingMs,
+          lifetimeMs: message.lifetimeMs,
+        };
+        ended = false;
+      } else if (message.type === 'ended') {
+        endSession(message.code, { broadcast: false });
+      }
+      const waiting = arrivals;
+      arrivals = [];
+      waiting.forEach((resolve) => resolve());
+    };
+  }
+
+  function fresh() {
+    if (!access) return false;
+    const margin = Math.min(marginMs, access.lifetimeMs / 4);
+    return now() < access.expiresAt - margin;
+  }
+
+  async function callRefresh() {
+    const init = { method: 'POST', credentials, headers: {} };
+    if (!cookie) {
+      if (!refreshToken) throw new TokenmintError(401, 'AUTHENTICATION_FAILED', 'not logged in');
+      init.headers['content-type'] = 'application/json';
+      init.body = JSON.stringify({ refresh_token: refreshToken });
+    }
+    let lastError;
+    for (let attempt = 0; attempt <= retries; attempt += 1) {
+      let response;
+      try {
+        response = await rawFetch(`${issuer}/api/refresh-token`, init);
+      } catch (error) {
+        // The answer was lost (or never came): the server may have rotated. Presenting
+        // the same token again gets the session's current one.
+        lastError = error;
+        await sleep(100 * 2 ** attempt);
+        continue;
+      }
+      if (response.ok) {
+        const body = await response.json();
+        if (!cookie && body.refresh_token) refreshToken = body.refresh_token;
+        adopt(body.access_token, body.expires_in);
+        share();
+        return access.token;
+      }
+      const error = await errorOf(response);
+      if (response.status === 401 && ENDED.has(error.code)) {
+        endSession(error.code);
+      }
+      throw error;
+    }
+    throw lastError;
+  }
+
+  /**
+   * A fresh access token: the current one unless `failed` is the current one (it was
+   * refused) or it is about to expire. One refresh at a time, in this tab and across tabs.
+   */
+  function refresh(failed) {
+    const needed = () => !access || (failed ? access.token === failed : !fresh());
+    if (!needed()) return Promise.resolve(access.token);
+    if (inflight) return inflight;
+    const run = async () => (needed() ? callRefresh() : access.token);
+    // Across tabs: if no other tab holds the lock, refresh at once. If one does, it is
+    // refreshing the shared session: wait for the lock, then for its token to arrive on
+    // the channel (it is posted before the lock is let go, but may be delivered after
+    // this tab gets the lock), and refresh only if none came.
+    const afterOther = async () => {
+      if (needed()) {
+        await new Promise((resolve) => {
+          arrivals.push(resolve);
+          setTimeout(resolve, 1000);
+        });
+      }
+      return run();
+    };
+    const shared = locks
+      ? locks
+          .request(lockName, { ifAvailable: true }, async (lock) => (lock ? run() : null))
+          .then((token) => token ?? locks.request(lockName, afterOther))
+      : run();
+    inflight = shared.finally(() => {
+      inflight = null;
+    });
+    return inflight;
+  }
+
+  /** Logs in; the token pair is kept (the refresh token in the cookie, or in memory). */
+  async function login({ username, password, tenant, client_id: clientId, scope }) {
+    const body = { username, password };
+    if (tenant) body.tenant = tenant;
+    if (clientId) body.client_id = clientId;
+    if (scope) body.scope = scope;
+    if (cookie) body.cookie = true;
+    const response = await rawFetch(`${issuer}/api/login`, {
+      method: 'POST',
+      credentials,
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    if (!response.ok) throw await errorOf(response);
+    const pair = await response.json();
+    refreshToken = cookie ? null : pair.refresh_token;
+    adopt(pair.access_token, pair.expires_in);
+    share();
+    return { scope: pair.scope, sessionId: pair.session_id };
+  }
+
+  /** Ends the session at Tokenmint (refresh token and access token) and here. */
+  async function logout() {
+    const headers = { 'content-type': 'application/json' };
+    if (access) headers.authorization = `Bearer ${access.token}`;
+    const body = !cookie && refreshToken ? { refresh_token: refreshToken } : {};
+    access = null;
+    refreshToken = null;
+    ended = true;
+    if (channel) channel.postMessage({ type: 'ended', code: 'LOGGED_OUT' });
+    const response = await rawFetch(`${issuer}/api/logout`, {
+      method: 'POST',
+      credentials,
+      headers,
+      body: JSON.stringify(body),
+    });
+    if (!response.ok && response.status !== 401) throw await errorOf(response);
+  }
+
+  /** The access token, refreshed first if it is missing or about to expire. */
+  async function getAccessToken() {
+    return fresh() ? access.token : refresh();
+  }
+
+  /**
+   * For libraries that call back when a token expired and retry with what it returns:
+   * a fresh token (one refresh, however many callers ask at once).
+   */
+  async function onTokenExpired() {
+    return refresh(access ? access.token : undefined);
+  }
+
+  /**
+   * `fetch` with the bearer token. On a 401 TOKEN_EXPIRED it refreshes once and retries
+   * once; any other answer is returned as it is. A body that is a stream cannot be sent
+   * twice: pass strings, FormData, Blobs or a Request.
+   */
+  async function authorizedFetch(input, init = {}) {
+    const attempt = async (token) => {
+      const request = new Request(input instanceof Request ? input.clone() : input, init);
+      request.headers.set('authorization', `Bearer ${token}`);
+      return rawFetch(request);
+    };
+    const token = await getAccessToken();
+    const response = await attempt(token);
+    if (!(await saysExpired(response))) return response;
+    let next;
+    try {
+      next = await refresh(token);
+    } catch {
+      return response;
+    }
+    return attempt(next);
+  }
+
+  /** A connect ticket for `audience` (see Tokenmint's "WebSockets and other URLs"). */
+  async function ticket(audience, scope) {
+    const body = scope ? { audience, scope } : { audience };
+    const response = await authorizedFetch(`${issuer}/api/tickets`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    if (response.status !== 201) throw await errorOf(response);
+    return (await response.json()).ticket;
+  }
+
+  return {
+    login,
+    logout,
+    fetch: authorizedFetch,
+    getAccessToken,
+    onTokenExpired,
+    ticket,
+    /** Whether this tab holds an access token now. */
+    get loggedIn() {
+      return access !== null;
+    },
+    addEventListener: events.addEventListener.bind(events),
+    removeEventListener: events.removeEventListener.bind(events),
+    /** Stops listening to other tabs. */
+    close() {
+      if (channel) channel.close();
+    },
+  };
+}

@@ -1,0 +1,343 @@
+// The client's state machine against a fake Tokenmint (node --test).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { createClient, TokenmintError } from '../src/index.js';
+
+let issuers = 0;
+const freshIssuer = () => `https://id${(issuers += 1)}.test`;
+
+/** A fake Tokenmint: rotation with the "spent token leads to the current one" rule, an
+ * API at /api/me that refuses expired or revoked tokens, and switches to break things. */
+function fakeTokenmint({ cookieMode = false } = {}) {
+  const state = {
+    rotations: 0,
+    refreshCalls: 0,
+    current: 'r0', // the session's current refresh token
+    spent: new Set(),
+    cookie: null, // the browser's cookie jar, in cookie mode
+    expired: new Set(), // access tokens the API now calls expired
+    revoked: new Set(),
+    loseNextRefreshAnswers: 0, // answers lost after the server rotated
+    refuseRefreshWith: null, // an error code
+    apiCalls: [],
+    refreshBodies: [],
+    loginBodies: [],
+    tokens: 0,
+  };
+  const json = (status, body, headers = {}) =>
+    new Response(JSON.stringify(body), {
+      status,
+      headers: { 'content-type': 'application/json', ...headers },
+    });
+  const pair = () => {
+    state.tokens += 1;
+    return {
+      access_token: `a${state.tokens}`,
+      token: `a${state.tokens}`,
+      token_type: 'Bearer',
+      expires_in: 900,
+      refresh_expires_in: 604800,
+      scope: 'read',
+      session_id: 's1',
+      ...(cookieMode ? {} : { refresh_token: state.current }),
+    };
+  };
+  async function fetch(input, init = {}) {
+    const request = input instanceof Request ? input : new Request(input, init);
+    const url = new URL(request.url);
+    const body = await request.text();
+    switch (url.pathname) {
+      case '/api/login': {
+        state.loginBodies.push({ body: JSON.parse(body), credentials: init.credentials });
+        if (cookieMode) state.cookie = state.current;
+        return json(200, pair());
+      }
+      case '/api/refresh-token': {
+        state.refreshCalls += 1;
+        state.refreshBodies.push({ body, credentials: init.credentials });
+        if (state.refuseRefreshWith) {
+          return json(401, { error: state.refuseRefreshWith, message: 'refused' });
+        }
+        const presented = cookieMode ? state.cookie : JSON.parse(body).refresh_token;
+        if (presented === state.current) {
+          state.spent.add(state.current);
+          state.rotations += 1;
+          state.current = `r${state.rotations}`;
+        } else if (!state.spent.has(presented)) {
+          return json(401, { error: 'AUTHENTICATION_FAILED', message: 'invalid' });
+        }
+        // Cookies are set as the answer passes the network stack, even if it is lost later.
+        if (cookieMode) state.cookie = state.current;
+        if (state.loseNextRefreshAnswers > 0) {
+          state.loseNextRefreshAnswers -= 1;
+          throw new TypeError('Failed to fetch');
+        }
+        return json(200, pair());
+      }
+      case '/api/me': {
+        const token = (request.headers.get('authorization') || '').replace(/^Bearer /, '');
+        state.apiCalls.push({ token, body });
+        if (state.revoked.has(token)) {
+          return json(401, { error: 'TOKEN_REVOKED', message: 'revoked' }, {
+            'www-authenticate': 'Bearer error="invalid_token"',
+          });
+        }
+        if (state.expired.has(token)) {
+          return json(401, { error: 'TOKEN_EXPIRED', message: 'expired' }, {
+            'www-authenticate': 'Bearer error="invalid_token"',
+          });
+        }
+        return json(200, { sub: 'u1', body });
+      }
+      case '/api/tickets': {
+        const token = (request.headers.get('authorization') || '').replace(/^Bearer /, '');
+        if (state.expired.has(token)) return json(401, { error: 'TOKEN_EXPIRED' });
+        return json(201, { ticket: `t-for-${JSON.parse(body).audience}`, expires_in: 30 });
+      }
+      case '/api/logout':
+        return new Response(null, { status: 204 });
+      default:
+        return json(404, { error: 'NOT_FOUND' });
+    }
+  }
+  return { fetch, state };
+}
+
+/** navigator.locks, as far as the client uses it: one holder per name at a time, granted
+ * in request order, and `ifAvailable` (decided when asked: the callback gets `null`
+ * while the lock is held or promised to another). */
+function fakeLocks() {
+  const queues = new Map(); // name -> waiting grants; present while held
+  const grant = (name, callback, settle) => {
+    Promise.resolve()
+      .then(() => callback({ name }))
+      .then(
+        (value) => settle.resolve(value),
+        (error) => settle.reject(error),
+      )
+      .finally(() => {
+        const next = queues.get(name).shift();
+        if (next) next();
+        else queues.delete(name);
+      });
+  };
+  return {
+    request(name, optionsOrCallback, maybeCallback) {
+      const callback = maybeCallback ?? optionsOrCallback;
+      const options = maybeCallback ? optionsOrCallback : {};
+      return new Promise((resolve, reject) => {
+        const settle = { resolve, reject };
+        if (!queues.has(name)) {
+          queues.set(name, []);
+          grant(name, callback, settle);
+        } else if (options.ifAvailable) {
+          Promise.resolve(callback(null)).then(resolve, reject);
+        } else {
+          queues.get(name).push(() => grant(name, callback, settle));
+        }
+      });
+    },
+  };
+}
+
+test('fetch adds the bearer token and returns other answers untouched', async () => {
+  const server = fakeTokenmint();
+  const client = createClient({ issuer: freshIssuer(), fetch: server.fetch });
+  await client.login({ username: 'u', password: 'p' });
+  const response = await client.fetch(`${'https://api.test'}/api/me`);
+  assert.equal(response.status, 200);
+  assert.equal(server.state.apiCalls[0].token, 'a1');
+  assert.equal(server.state.refreshCalls, 0);
+});
+
+test('a 401 TOKEN_EXPIRED refreshes once and retries once, body included', async () => {
+  const server = fakeTokenmint();
+  const client = createClient({ issuer: freshIssuer(), fetch: server.fetch });
+  await client.login({ username: 'u', password: 'p' });
+  server.state.expired.add('a1');
+  const response = await client.fetch('https://api.test/api/me', {
+    method: 'POST',
+    body: 'payload',
+  });
+  assert.equal(response.status, 200);
+  assert.equal(server.state.refreshCalls, 1);
+  assert.deepEqual(
+    server.state.apiCalls.map((c) => [c.token, c.body]),
+    [
+      ['a1', 'payload'],
+      ['a2', 'payload'],
+    ],
+  );
+});
+
+test('any other 401 is returned without a refresh', async () => {
+  const server = fakeTokenmint();
+  const client = createClient({ issuer: freshIssuer(), fetch: server.fetch });
+  await client.login({ username: 'u', password: 'p' });
+  server.state.revoked.add('a1');
+  const response = await client.fetch('https://api.test/api/me');
+  assert.equal(response.status, 401);
+  assert.equal((await response.json()).error, 'TOKEN_REVOKED');
+  assert.equal(server.state.refreshCalls, 0);
+  assert.equal(server.state.apiCalls.length, 1);
+});
+
+test('the retry happens once: a second TOKEN_EXPIRED goes back to the caller', async () => {
+  const server = fakeTokenmint();
+  const client = createClient({ issuer: freshIssuer(), fetch: server.fetch });
+  await client.login({ username: 'u', password: 'p' });
+  server.state.expired.add('a1');
+  server.state.expired.add('a2');
+  const response = await client.fetch('https://api.test/api/me');
+  assert.equal(response.status, 401);
+  assert.equal(server.state.refreshCalls, 1);
+  assert.equal(server.state.apiCalls.length, 2);
+});
+
+test('a burst of expired requests in one tab costs one refresh', async () => {
+  const server = fakeTokenmint();
+  const client = createClient({ issuer: freshIssuer(), fetch: server.fetch });
+  await client.login({ username: 'u', password: 'p' });
+  server.state.expired.add('a1');
+  const answers = await Promise.all(
+    Array.from({ length: 10 }, () => client.fetch('https://api.test/api/me')),
+  );
+  assert.deepEqual(
+    answers.map((a) => a.status),
+    Array(10).fill(200),
+  );
+  assert.equal(server.state.refreshCalls, 1);
+  assert.equal(server.state.rotations, 1);
+});
+
+test('in cookie mode five tabs share one refresh (locks and a channel)', async () => {
+  const server = fakeTokenmint({ cookieMode: true });
+  const issuer = freshIssuer();
+  const locks = fakeLocks();
+  const tabs = Array.from({ length: 5 }, () =>
+    createClient({ issuer, cookie: true, fetch: server.fetch, locks }),
+  );
+  try {
+    await tabs[0].login({ username: 'u', password: 'p' });
+    // The other tabs learn the first tab's token from the channel.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.ok(tabs.every((t) => t.loggedIn));
+    server.state.expired.add('a1');
+    const answers = await Promise.all(
+      tabs.flatMap((tab) => [0, 1, 2].map(() => tab.fetch('https://api.test/api/me'))),
+    );
+    assert.deepEqual(
+      answers.map((a) => a.status),
+      Array(15).fill(200),
+    );
+    assert.equal(server.state.rotations, 1, 'one rotation for 15 requests in 5 tabs');
+    // Cookie mode: no refresh token in any body, credentials included.
+    assert.ok(server.state.refreshBodies.every((r) => r.body === '' && r.credentials === 'include'));
+    assert.equal(server.state.loginBodies[0].body.cookie, true);
+  } finally {
+    tabs.forEach((t) => t.close());
+  }
+});
+
+test('a refresh whose answer is lost is retried and converges', async () => {
+  for (const cookieMode of [false, true]) {
+    const server = fakeTokenmint({ cookieMode });
+    const client = createClient({ issuer: freshIssuer(), cookie: cookieMode, fetch: server.fetch });
+    let ended = 0;
+    client.addEventListener('session-ended', () => {
+      ended += 1;
+    });
+    await client.login({ username: 'u', password: 'p' });
+    server.state.expired.add('a1');
+    server.state.loseNextRefreshAnswers = 2;
+    const response = await client.fetch('https://api.test/api/me');
+    assert.equal(response.status, 200, `cookie mode ${cookieMode}`);
+    assert.equal(server.state.refreshCalls, 3);
+    // In memory the client presents the same token again and gets the current one; in
+    // cookie mode the lost answers' cookies arrived, so each retry moves the chain on.
+    // Either way one chain, never a fork or a revocation.
+    assert.equal(server.state.rotations, cookieMode ? 3 : 1);
+    assert.equal(ended, 0);
+    client.close();
+  }
+});
+
+test('session-ended fires once when the session is over', async () => {
+  const server = fakeTokenmint();
+  const client = createClient({ issuer: freshIssuer(), fetch: server.fetch });
+  const codes = [];
+  client.addEventListener('session-ended', (event) => codes.push(event.detail.code));
+  await client.login({ username: 'u', password: 'p' });
+  server.state.expired.add('a1');
+  server.state.refuseRefreshWith = 'REFRESH_TOKEN_REUSED';
+  const first = await client.fetch('https://api.test/api/me');
+  assert.equal(first.status, 401, 'the original answer goes back');
+  assert.equal(client.loggedIn, false);
+  await assert.rejects(client.getAccessToken(), TokenmintError);
+  server.state.refuseRefreshWith = 'TOKEN_REVOKED';
+  await assert.rejects(client.onTokenExpired(), (e) => e.code === 'AUTHENTICATION_FAILED');
+  assert.deepEqual(codes, ['REFRESH_TOKEN_REUSED']);
+});
+
+test('getAccessToken refreshes shortly before expiry, by this machine\'s clock', async () => {
+  const server = fakeTokenmint();
+  let clock = 1_000_000;
+  const client = createClient({ issuer: freshIssuer(), fetch: server.fetch, now: () => clock });
+  await client.login({ username: 'u', password: 'p' });
+  clock += 869_000; // 31 s left of 900
+  assert.equal(await client.getAccessToken(), 'a1');
+  assert.equal(server.state.refreshCalls, 0);
+  clock += 2_000; // 29 s left: inside the 30 s margin
+  assert.equal(await client.getAccessToken(), 'a2');
+  assert.equal(server.state.refreshCalls, 1);
+});
+
+test('onTokenExpired gives every caller one fresh token', async () => {
+  const server = fakeTokenmint();
+  const client = createClient({ issuer: freshIssuer(), fetch: server.fetch });
+  await client.login({ username: 'u', password: 'p' });
+  const tokens = await Promise.all([1, 2, 3, 4].map(() => client.onTokenExpired()));
+  assert.deepEqual(tokens, ['a2', 'a2', 'a2', 'a2']);
+  assert.equal(server.state.refreshCalls, 1);
+});
+
+test('the refresh token never reaches web storage', async () => {
+  const touched = [];
+  const trap = new Proxy(
+    {},
+    {
+      get(_, key) {
+        touched.push(String(key));
+        return () => {};
+      },
+    },
+  );
+  globalThis.localStorage = trap;
+  globalThis.sessionStorage = trap;
+  try {
+    for (const cookieMode of [false, true]) {
+      const server = fakeTokenmint({ cookieMode });
+      const client = createClient({ issuer: freshIssuer(), cookie: cookieMode, fetch: server.fetch });
+      await client.login({ username: 'u', password: 'p' });
+      server.state.expired.add('a1');
+      await client.fetch('https://api.test/api/me');
+      await client.logout();
+      client.close();
+    }
+  } finally {
+    delete globalThis.localStorage;
+    delete globalThis.sessionStorage;
+  }
+  assert.deepEqual(touched, []);
+});
+
+test('ticket asks with the bearer token and refreshes on TOKEN_EXPIRED', async () => {
+  const server = fakeTokenmint();
+  const issuer = freshIssuer();
+  const client = createClient({ issuer, fetch: server.fetch });
+  await client.login({ username: 'u', password: 'p' });
+  server.state.expired.add('a1');
+  assert.equal(await client.ticket('wss://agents.example'), 't-for-wss://agents.example');
+  assert.equal(server.state.refreshCalls, 1);
+});
