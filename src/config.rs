@@ -27,6 +27,11 @@ pub struct ConfigError {
 /// Every setting of the service, typed and checked.
 #[derive(Debug)]
 pub struct Settings {
+    /// Separate address for `/metrics` (`TOKENMINT_METRICS_BIND`); unset: on the main one.
+    pub metrics_bind: Option<SocketAddr>,
+    /// CA certificates (PEM) that Redis's TLS certificate must chain to
+    /// (`TOKENMINT_REDIS_CA`); unset: the system's roots.
+    pub redis_ca: Option<PathBuf>,
     /// Listen address (`TOKENMINT_BIND`).
     pub bind: SocketAddr,
     /// Database (`TOKENMINT_DATABASE_URL`).
@@ -111,6 +116,22 @@ impl Settings {
         let bind: SocketAddr = bind_raw
             .parse()
             .map_err(|_| invalid("TOKENMINT_BIND", "expected IP:PORT, e.g. 127.0.0.1:8080"))?;
+        let metrics_bind = get("TOKENMINT_METRICS_BIND")
+            .map(|raw| {
+                raw.parse::<SocketAddr>().map_err(|_| {
+                    invalid(
+                        "TOKENMINT_METRICS_BIND",
+                        "expected IP:PORT, e.g. 127.0.0.1:9100",
+                    )
+                })
+            })
+            .transpose()?;
+        let redis_ca = get("TOKENMINT_REDIS_CA").map(PathBuf::from);
+        if let Some(path) = &redis_ca
+            && !path.is_file()
+        {
+            return Err(invalid("TOKENMINT_REDIS_CA", "no such file"));
+        }
         let database_url = DatabaseUrl::parse(
             &get("TOKENMINT_DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
         )
@@ -231,6 +252,8 @@ impl Settings {
             issuer: get("TOKENMINT_ISSUER").unwrap_or_else(|| format!("http://{bind}")),
             audience: get("TOKENMINT_AUDIENCE").unwrap_or_else(|| "tokenmint".into()),
             bind,
+            metrics_bind,
+            redis_ca,
             database_url,
             redis_url,
             redis_prefix: get("TOKENMINT_REDIS_PREFIX").unwrap_or_else(|| "tokenmint:".into()),

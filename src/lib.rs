@@ -19,6 +19,7 @@ pub mod http;
 pub mod identity;
 pub mod keys;
 pub mod lifetimes;
+pub mod metrics;
 pub mod openapi;
 pub mod principal;
 pub mod redis_conn;

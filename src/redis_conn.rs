@@ -19,13 +19,48 @@ pub struct LazyRedis {
 }
 
 impl LazyRedis {
-    /// A handle for `url`; nothing is connected yet.
-    pub fn new(url: &str) -> Result<Self, RedisError> {
+    /// A handle for `url`; nothing is connected yet. A `rediss://` URL connects over TLS
+    /// (rustls): the server's certificate must chain to `ca` (PEM) if given, else to the
+    /// system's roots, and name the URL's host.
+    pub fn new(url: &str, ca: Option<&[u8]>) -> Result<Self, RedisError> {
+        let client = match ca {
+            Some(pem) => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.to_vec()),
+                },
+            )?,
+            None => redis::Client::open(url)?,
+        };
         Ok(Self {
-            client: redis::Client::open(url)?,
+            client,
             conn: ArcSwapOption::empty(),
             connecting: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// At start: an unreachable Redis is no reason not to start (checks answer 503 until
+    /// it is back), but one that is reachable and refuses us (a certificate that does not
+    /// verify, a TLS port spoken to in plain text, a wrong password) is a configuration
+    /// error to stop on, with its cause.
+    pub async fn check_at_start(&self) -> Result<(), RedisError> {
+        let info = self.client.get_connection_info();
+        let reachable = match info.addr() {
+            redis::ConnectionAddr::Tcp(host, port)
+            | redis::ConnectionAddr::TcpTls { host, port, .. } => tokio::time::timeout(
+                TIMEOUT,
+                tokio::net::TcpStream::connect((host.as_str(), *port)),
+            )
+            .await
+            .is_ok_and(|c| c.is_ok()),
+            _ => true,
+        };
+        if !reachable {
+            return Ok(());
+        }
+        let mut conn = self.conn().await?;
+        redis::cmd("PING").query_async::<()>(&mut conn).await
     }
 
     /// The connection, made now if there is none yet.

@@ -1,7 +1,7 @@
 //! Wiring: the use-case services over the pools, keyring and revocation list (also what
 //! the command line uses), the background work, and the HTTP server.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,6 +51,12 @@ pub enum StartupError {
     /// Redis could not be reached.
     #[error("TOKENMINT_REDIS_URL: {0}")]
     Redis(#[from] RevocationError),
+    /// Redis answers but refuses the connection (TLS verification, authentication).
+    #[error("TOKENMINT_REDIS_URL: Redis answers but the connection is refused: {0}")]
+    RedisRefused(String),
+    /// The Redis CA file could not be read.
+    #[error("TOKENMINT_REDIS_CA: {0}")]
+    RedisCa(std::io::Error),
     /// The password hasher could not start.
     #[error("password hasher: {0}")]
     Password(#[from] PasswordError),
@@ -182,13 +188,25 @@ impl Services {
 
     async fn wire(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
         crypto_provider::install();
+        // rediss:// goes through rustls, on ring like everything else here.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let settings = Arc::new(settings);
         let db = open_database(&settings).await?;
         let limits = settings.login_limits();
         let redis = match settings.redis_url.as_ref() {
-            Some(url) => Some(Arc::new(
-                LazyRedis::new(url.expose_secret()).map_err(RevocationError::from)?,
-            )),
+            Some(url) => {
+                let ca = match &settings.redis_ca {
+                    Some(path) => Some(std::fs::read(path).map_err(StartupError::RedisCa)?),
+                    None => None,
+                };
+                let redis = LazyRedis::new(url.expose_secret(), ca.as_deref())
+                    .map_err(RevocationError::from)?;
+                redis
+                    .check_at_start()
+                    .await
+                    .map_err(|e| StartupError::RedisRefused(e.to_string()))?;
+                Some(Arc::new(redis))
+            }
             None => None,
         };
         let prefix = settings.redis_prefix.clone();
@@ -338,6 +356,7 @@ impl Services {
 pub struct Application {
     port: u16,
     server: Server,
+    metrics_server: Option<Server>,
     services: Services,
 }
 
@@ -362,11 +381,20 @@ impl Application {
             tickets: services.tickets.clone(),
             keyring: services.keyring.clone(),
             audit: services.audit.clone(),
-            health: Health::new(services.db.clone(), services.revocations.clone()),
+            health: Health::new(
+                services.db.clone(),
+                services.revocations.clone(),
+                services.keyring.clone(),
+            ),
             routes: KnownRoutes::from_openapi(&doc),
             openapi_json: web::Bytes::from(doc.to_json()?),
         });
 
+        crate::metrics::install();
+        let metrics_server = match settings.metrics_bind {
+            Some(address) => Some(metrics_server(address, state.clone())?),
+            None => None,
+        };
         spawn_housekeeping(services.clone());
         spawn_key_maintenance(services.clone());
         spawn_revocation_sync(services.clone());
@@ -413,6 +441,7 @@ impl Application {
         Ok(Self {
             port,
             server,
+            metrics_server,
             services,
         })
     }
@@ -429,8 +458,33 @@ impl Application {
 
     /// Serves until SIGTERM or SIGINT, then drains in-flight requests.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        if let Some(metrics) = self.metrics_server {
+            let handle = metrics.handle();
+            tokio::spawn(metrics);
+            let served = self.server.await;
+            handle.stop(true).await;
+            return served;
+        }
         self.server.await
     }
+}
+
+/// `/metrics` alone on its own address (`TOKENMINT_METRICS_BIND`), one worker.
+fn metrics_server(address: SocketAddr, state: web::Data<AppState>) -> std::io::Result<Server> {
+    let server = HttpServer::new(move || {
+        App::new().app_data(state.clone()).route(
+            "/metrics",
+            web::get().to(|state: web::Data<AppState>| async move {
+                http::ops::metrics_response(&state.health)
+            }),
+        )
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(address)?
+    .run();
+    tracing::info!(%address, "metrics are served here");
+    Ok(server)
 }
 
 /// CORS for the configured exact origins, with credentials (the refresh cookie). An

@@ -203,12 +203,34 @@ impl Tickets {
                 "audience: not one of the audiences tickets are issued for",
             ));
         }
-        Ok(self.tokens.issue_ticket(subject, audience, self.ttl, now)?)
+        let ticket = self.tokens.issue_ticket(subject, audience, self.ttl, now)?;
+        crate::metrics::count(crate::metrics::TICKETS, "issued");
+        Ok(ticket)
     }
 
     /// The use case of `POST /api/tickets/redeem`: by an API key with scope `tickets`,
     /// a valid, unrevoked ticket for `audience`, the first time on any instance.
     pub async fn redeem(
+        &self,
+        presented: Presented,
+        ip: Option<String>,
+        ticket: &str,
+        audience: &str,
+        now: DateTime<Utc>,
+    ) -> Result<TicketClaims, Error> {
+        let redeemed = self.redeem_once(presented, ip, ticket, audience, now).await;
+        match &redeemed {
+            Ok(_) => crate::metrics::count(crate::metrics::TICKETS, "redeemed"),
+            Err(Error::Unauthenticated {
+                credential: Credential::Ticket,
+                ..
+            }) => crate::metrics::count(crate::metrics::TICKETS, "refused"),
+            Err(_) => {}
+        }
+        redeemed
+    }
+
+    async fn redeem_once(
         &self,
         presented: Presented,
         ip: Option<String>,

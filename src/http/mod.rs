@@ -122,6 +122,7 @@ pub fn routes(cfg: &mut ServiceConfig<'_>) {
         .service(ops::healthz)
         .service(ops::readyz)
         .service(ops::openapi_json)
+        .service(ops::metrics)
         .service(ops::docs);
 }
 
@@ -252,16 +253,39 @@ pub async fn log_request(
     let method = req.method().clone();
     let path = req.path().to_owned();
     let response = next.call(req).await;
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    match &response {
-        Ok(res) => {
-            tracing::info!(%method, %path, status = res.status().as_u16(), elapsed_ms, "request")
-        }
-        Err(e) => {
-            tracing::info!(%method, %path, status = e.as_response_error().status_code().as_u16(), elapsed_ms, "request")
-        }
-    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let elapsed_ms = elapsed * 1000.0;
+    // The route is the matched path template (`/api/admin/users/{id}`), never the raw
+    // path: its values are bounded by the routes there are.
+    let (status, route) = match &response {
+        Ok(res) => (res.status().as_u16(), res.request().match_pattern()),
+        Err(e) => (e.as_response_error().status_code().as_u16(), None),
+    };
+    tracing::info!(%method, %path, status, elapsed_ms, "request");
+    let route = route.unwrap_or_else(|| "unmatched".to_owned());
+    metrics::counter!(
+        crate::metrics::HTTP_REQUESTS,
+        "method" => method_label(&method),
+        "route" => route.clone(),
+        "status" => status.to_string()
+    )
+    .increment(1);
+    metrics::histogram!(crate::metrics::HTTP_DURATION, "route" => route).record(elapsed);
     response
+}
+
+/// The method as a label: the ones the API uses, else `other` (bounded).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::PUT => "PUT",
+        Method::OPTIONS => "OPTIONS",
+        Method::HEAD => "HEAD",
+        _ => "other",
+    }
 }
 
 /// Request and answer rules every endpoint shares:

@@ -23,6 +23,7 @@ use crate::audit::{Action, Actor, Audit, AuditEvent, Outcome};
 use crate::client::{Client, ClientId};
 use crate::error::{Credential, Error, Refusal};
 use crate::lifetimes::{Lifetimes, delta};
+use crate::metrics;
 use crate::revocation::{Recorded, Revocations};
 use crate::sessions::{self, Sessions, TokenPair};
 use crate::store::users::{self as store, Lock, UserRow};
@@ -199,6 +200,7 @@ impl Identity {
                     now,
                 )
                 .await;
+            metrics::count(metrics::LOGINS, "rate_limited");
             return Err(Error::RateLimited { retry_after_secs });
         }
 
@@ -223,6 +225,7 @@ impl Identity {
             _ => None,
         };
         let Some((row, needs_rehash)) = checked else {
+            metrics::count(metrics::LOGINS, "failure");
             self.audit
                 .record(
                     audit(Actor::Anonymous, Action::Login, Outcome::Failure),
@@ -279,6 +282,7 @@ impl Identity {
             })
             .await?;
         let Some((user, scopes, opened)) = opened else {
+            metrics::count(metrics::LOGINS, "failure");
             self.audit
                 .record(
                     audit(Actor::Anonymous, Action::Login, Outcome::Failure),
@@ -293,6 +297,7 @@ impl Identity {
         if needs_rehash {
             self.spawn_rehash(&row, attempt.password, now);
         }
+        metrics::count(metrics::LOGINS, "success");
         self.audit
             .record(
                 audit(Actor::User(user.id), Action::Login, Outcome::Success),

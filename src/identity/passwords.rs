@@ -140,8 +140,12 @@ impl PasswordHasher {
         &self,
         f: impl FnOnce() -> Result<T, PasswordError> + Send + 'static,
     ) -> Result<T, PasswordError> {
+        let in_flight = metrics::gauge!(crate::metrics::HASHES_IN_FLIGHT);
+        in_flight.increment(1.0);
         // A panic in argon2 is a bug; the request gets a 500, the thread lives on.
-        self.threads.run(f).await.map_err(|_| PasswordError::Task)?
+        let result = self.threads.run(f).await;
+        in_flight.decrement(1.0);
+        result.map_err(|_| PasswordError::Task)?
     }
 
     /// Hashes a new password into a PHC string.

@@ -338,7 +338,7 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let redis = Arc::new(LazyRedis::new(&format!("redis://127.0.0.1:{port}")).unwrap());
+        let redis = Arc::new(LazyRedis::new(&format!("redis://127.0.0.1:{port}"), None).unwrap());
         let l = LoginLimiter::redis(
             redis,
             "t:".into(),

@@ -53,9 +53,21 @@ pub struct JwksDocument {
 struct Snapshot {
     // (kid, status) of every live key: a reload that finds the same skips the rebuild.
     fingerprint: Vec<(String, String)>,
+    census: KeyCensus,
     current: Option<CurrentKey>,
     verifying: HashMap<String, VerifyingKey>,
     jwks: JwksDocument,
+}
+
+/// The published keys this instance holds, by status (for readiness and metrics).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyCensus {
+    /// The kid that signs, if any.
+    pub current: Option<String>,
+    /// The kid published to sign next, if any.
+    pub next: Option<String>,
+    /// How many retired-from-signing keys are still published.
+    pub retiring: usize,
 }
 
 /// Signs tokens with the current key and verifies them with any published key.
@@ -209,6 +221,7 @@ impl Keyring {
         match outcome {
             Some(TxOutcome::Rotated) => {
                 tracing::info!(scheduled, kid = ?self.current_kid(), "signing key rotated");
+                metrics::counter!(crate::metrics::KEY_ROTATIONS).increment(1);
                 Ok(true)
             }
             // Another instance rotated first: that rotation stands.
@@ -366,6 +379,11 @@ impl Keyring {
         self.snapshot.load().jwks.clone()
     }
 
+    /// The published keys by status.
+    pub fn census(&self) -> KeyCensus {
+        self.snapshot.load().census.clone()
+    }
+
     /// The kid that signs now.
     pub fn current_kid(&self) -> Option<String> {
         self.snapshot.load().current.as_ref().map(|c| c.kid.clone())
@@ -424,6 +442,7 @@ fn rotate_tx(
 fn empty_snapshot() -> Result<Snapshot, KeyError> {
     Ok(Snapshot {
         fingerprint: Vec::new(),
+        census: KeyCensus::default(),
         current: None,
         verifying: HashMap::new(),
         jwks: jwks_document(&JwkSet { keys: Vec::new() })?,
@@ -432,6 +451,7 @@ fn empty_snapshot() -> Result<Snapshot, KeyError> {
 
 fn build_snapshot(kek: &Kek, rows: Vec<SigningKeyRow>) -> Result<Snapshot, KeyError> {
     let fingerprint = fingerprint(&rows);
+    let mut census = KeyCensus::default();
     let mut current = None;
     let mut verifying = HashMap::new();
     let mut published = Vec::new();
@@ -460,10 +480,17 @@ fn build_snapshot(kek: &Kek, rows: Vec<SigningKeyRow>) -> Result<Snapshot, KeyEr
                 signer: RingSigner(pair),
             });
         }
+        match row.status.as_str() {
+            "current" => census.current = Some(row.kid.clone()),
+            "next" => census.next = Some(row.kid.clone()),
+            "retiring" => census.retiring += 1,
+            _ => {}
+        }
         verifying.insert(row.kid, VerifyingKey { alg, key });
         published.push(jwk);
     }
     Ok(Snapshot {
+        census,
         fingerprint,
         current,
         verifying,

@@ -322,6 +322,21 @@ impl Revocations {
         ids: TokenIds<'_>,
         now: DateTime<Utc>,
     ) -> Result<Revoked, RevocationError> {
+        let checked = self.read_and_decide(ids, now).await;
+        let outcome = match &checked {
+            Ok(Revoked::No) => "active",
+            Ok(Revoked::Yes) => "revoked",
+            Err(_) => "unavailable",
+        };
+        crate::metrics::count(crate::metrics::REVOCATION_CHECKS, outcome);
+        checked
+    }
+
+    async fn read_and_decide(
+        &self,
+        ids: TokenIds<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Revoked, RevocationError> {
         let fields = check_fields(ids);
         for attempt in 0..2 {
             let known = self.known.load(Ordering::SeqCst);

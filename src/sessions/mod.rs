@@ -30,6 +30,7 @@ use crate::audit::{Action, Actor, Audit, AuditEvent, Outcome};
 use crate::client::{Client, ClientId, ClientKind};
 use crate::error::{Credential, Error, Refusal};
 use crate::lifetimes::{Lifetimes, delta};
+use crate::metrics;
 use crate::revocation::{Recorded, Revocation, Revocations};
 use crate::store::clients as client_store;
 use crate::store::sessions::{self as store, RefreshRow, SessionRow};
@@ -176,6 +177,8 @@ enum Rotation {
         expires_at: NaiveDateTime,
         /// The scopes of the session's client now, if it has one.
         client_scopes: Option<Vec<Scope>>,
+        /// A spent token answered with the session's current one (no new token).
+        converged: bool,
     },
     Reused {
         session: SessionRow,
@@ -254,7 +257,17 @@ impl Sessions {
                     )
                 })
             })
-            .await?;
+            .await
+            .inspect_err(|e| {
+                if let Error::Unauthenticated { refusal, .. } = e {
+                    let outcome = match refusal {
+                        Refusal::Expired => "expired",
+                        Refusal::Revoked => "revoked",
+                        _ => "invalid",
+                    };
+                    metrics::count(metrics::REFRESHES, outcome);
+                }
+            })?;
         match rotation {
             Rotation::Rotated {
                 session,
@@ -262,7 +275,12 @@ impl Sessions {
                 token,
                 expires_at,
                 client_scopes,
+                converged,
             } => {
+                metrics::count(
+                    metrics::REFRESHES,
+                    if converged { "converged" } else { "rotated" },
+                );
                 // Refreshes never widen a session: scopes the user (or its client) lost
                 // since login are dropped.
                 let mut scopes: Vec<Scope> = Scope::parse_space_separated(&session.scope)?
@@ -284,6 +302,7 @@ impl Sessions {
                 self.pair(&user, &scopes, session.client_id.as_deref(), opened, now)
             }
             Rotation::Reused { session, recorded } => {
+                metrics::count(metrics::REFRESHES, "reused");
                 tracing::warn!(session_id = %session.id, user_id = %session.user_id, "refresh token reuse: session revoked");
                 let actor = Uuid::parse_str(&session.user_id).map_or(Actor::Anonymous, Actor::User);
                 let event = AuditEvent {
@@ -537,6 +556,7 @@ fn rotate(
             token: successor,
             expires_at,
             client_scopes,
+            converged: false,
         });
     }
 
@@ -558,6 +578,7 @@ fn rotate(
                 token,
                 expires_at: head.expires_at,
                 client_scopes,
+                converged: true,
             });
         }
     }

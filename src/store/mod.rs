@@ -215,6 +215,15 @@ impl Db {
         self.backend
     }
 
+    /// Open connections: (in use, idle).
+    pub fn connections(&self) -> (u32, u32) {
+        let state = self.pool.state();
+        (
+            state.connections.saturating_sub(state.idle_connections),
+            state.idle_connections,
+        )
+    }
+
     /// Runs `f` on a pooled connection on a database thread. A whole transaction goes
     /// inside `f`. `f` may fail with the store's error or with a caller's error type that
     /// converts from it (a domain refusal that rolls a transaction back, say).

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, free_port, spawn_app_with};
 
-fn interop_dir() -> PathBuf {
+pub fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
 }
 
@@ -27,7 +27,7 @@ fn runs(program: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-fn interop_available() -> bool {
+pub fn interop_available() -> bool {
     let demanded = std::env::var("TOKENMINT_TEST_INTEROP").is_ok_and(|v| v == "1");
     let present = runs("python3") && runs("node");
     assert!(
@@ -45,10 +45,13 @@ fn interop_available() -> bool {
 static PIP: Once = Once::new();
 static NPM: Once = Once::new();
 
-fn install() {
+pub fn install() {
     let dir = interop_dir();
     PIP.call_once(|| {
-        if !dir.join(".pydeps/authlib").exists() {
+        // Installed again whenever requirements.txt changes.
+        let wanted = std::fs::read_to_string(dir.join("requirements.txt")).unwrap();
+        let marker = dir.join(".pydeps/.requirements");
+        if std::fs::read_to_string(&marker).ok().as_deref() != Some(wanted.as_str()) {
             let status = Command::new("python3")
                 .args([
                     "-m",
@@ -56,6 +59,7 @@ fn install() {
                     "install",
                     "--quiet",
                     "--disable-pip-version-check",
+                    "--upgrade",
                     "--target",
                     ".pydeps",
                     "-r",
@@ -65,6 +69,7 @@ fn install() {
                 .status()
                 .expect("pip runs");
             assert!(status.success(), "pip install in tests/interop failed");
+            std::fs::write(&marker, wanted).unwrap();
         }
     });
     NPM.call_once(|| {

@@ -18,9 +18,28 @@ async fn readyz_reports_each_dependency() {
     let app = spawn_app().await;
     let response = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body: Value = response.json().await.unwrap();
+    let census = app.services.keyring.census();
+    let backend = |redis: bool| if redis { "redis" } else { "memory" };
     assert_eq!(
-        response.json::<Value>().await.unwrap(),
-        json!({"status": "ok", "database": "ok", "revocation_list": "ok"})
+        body,
+        json!({
+            "status": "ok", "database": "ok", "revocation_list": "ok",
+            "checks": {
+                "database": {"status": "ok", "backend": app.services.db.backend()},
+                "revocation_list": {
+                    "status": "ok",
+                    "backend": backend(app.services.settings.redis_url.is_some()),
+                },
+                "signing_keys": {
+                    "status": "ok",
+                    "current": census.current.unwrap(),
+                    "next": census.next.unwrap(),
+                    "retiring": 0,
+                },
+            },
+        })
     );
 }
 

@@ -1,0 +1,111 @@
+//! Prometheus metrics through the `metrics` facade: the use cases count their events
+//! (`metrics::counter!`), `metrics-exporter-prometheus` renders them, and
+//! `metrics-process` adds the process figures. Labels are bounded sets (outcomes, path
+//! templates, statuses): never a username, token, key or address.
+//!
+//! The recorder is process-wide, like the process it describes: several servers in one
+//! process (tests) share it.
+
+use std::sync::OnceLock;
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// `tokenmint_http_requests_total{method, route, status}`.
+pub const HTTP_REQUESTS: &str = "tokenmint_http_requests_total";
+/// `tokenmint_http_request_duration_seconds{route}`.
+pub const HTTP_DURATION: &str = "tokenmint_http_request_duration_seconds";
+/// `tokenmint_logins_total{outcome}`: `success`, `failure`, `rate_limited`.
+pub const LOGINS: &str = "tokenmint_logins_total";
+/// `tokenmint_refreshes_total{outcome}`: `rotated`, `converged`, `reused`, `expired`,
+/// `revoked`, `invalid`.
+pub const REFRESHES: &str = "tokenmint_refreshes_total";
+/// `tokenmint_revocation_checks_total{outcome}`: `active`, `revoked`, `unavailable`.
+pub const REVOCATION_CHECKS: &str = "tokenmint_revocation_checks_total";
+/// `tokenmint_tickets_total{outcome}`: `issued`, `redeemed`, `refused`.
+pub const TICKETS: &str = "tokenmint_tickets_total";
+/// `tokenmint_signing_key_rotations_total`.
+pub const KEY_ROTATIONS: &str = "tokenmint_signing_key_rotations_total";
+/// `tokenmint_signing_keys{status}`.
+pub const SIGNING_KEYS: &str = "tokenmint_signing_keys";
+/// `tokenmint_db_connections{state}`: `idle`, `in_use`.
+pub const DB_CONNECTIONS: &str = "tokenmint_db_connections";
+/// `tokenmint_password_hashes_in_flight`.
+pub const HASHES_IN_FLIGHT: &str = "tokenmint_password_hashes_in_flight";
+
+/// Latency buckets, seconds: from a cached JWKS answer to a contended argon2 login.
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+struct Installed {
+    handle: PrometheusHandle,
+    process: metrics_process::Collector,
+}
+
+static INSTALLED: OnceLock<Option<Installed>> = OnceLock::new();
+
+/// Installs the recorder (once per process) and describes every metric.
+pub fn install() {
+    INSTALLED.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.to_owned()), BUCKETS)
+            .ok()?
+            .build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            // Another recorder is installed (an embedding program's): leave it.
+            return None;
+        }
+        describe();
+        let process = metrics_process::Collector::default();
+        process.describe();
+        Some(Installed { handle, process })
+    });
+}
+
+fn describe() {
+    describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests answered, by method, route template and status."
+    );
+    describe_histogram!(
+        HTTP_DURATION,
+        Unit::Seconds,
+        "Time to answer, by route template."
+    );
+    describe_counter!(LOGINS, "Login attempts by outcome.");
+    describe_counter!(REFRESHES, "Refresh-token presentations by outcome.");
+    describe_counter!(
+        REVOCATION_CHECKS,
+        "Revocation-list checks by outcome (unavailable: the list could not be read; the request failed closed)."
+    );
+    describe_counter!(
+        TICKETS,
+        "Connect tickets issued, redeemed and refused at redemption."
+    );
+    describe_counter!(
+        KEY_ROTATIONS,
+        "Signing-key rotations (scheduled or on demand)."
+    );
+    describe_gauge!(SIGNING_KEYS, "Signing keys by status.");
+    describe_gauge!(DB_CONNECTIONS, "Database pool connections by state.");
+    describe_gauge!(
+        HASHES_IN_FLIGHT,
+        "Password hashes (argon2id) being computed or waiting for a thread."
+    );
+}
+
+/// The Prometheus text exposition of everything recorded, after refreshing the process
+/// figures; `None` if this process uses another recorder.
+pub fn render() -> Option<String> {
+    let installed = INSTALLED.get()?.as_ref()?;
+    installed.process.collect();
+    installed.handle.run_upkeep();
+    Some(installed.handle.render())
+}
+
+/// Counts one event.
+pub fn count(name: &'static str, outcome: &'static str) {
+    metrics::counter!(name, "outcome" => outcome).increment(1);
+}
