@@ -1,4 +1,5 @@
-# Build: bundled SQLite, libpq and jemalloc, so only a C compiler and make are needed.
+# Build: bundled SQLite, libpq, OpenSSL (for TLS to PostgreSQL) and jemalloc, so only a C
+# compiler, make and perl are needed (all in the rust image).
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
@@ -18,6 +19,6 @@ COPY --from=build /src/target/release/tokenmint /usr/local/bin/tokenmint
 USER tokenmint
 WORKDIR /var/lib/tokenmint
 ENV TOKENMINT_BIND=0.0.0.0:8080
-EXPOSE 8080
+EXPOSE 8080 9100
 ENTRYPOINT ["tokenmint"]
 CMD ["serve"]
