@@ -15,6 +15,7 @@ TOKENMINT_BIND="127.0.0.1:$port" \
 TOKENMINT_DATABASE_URL="sqlite://$work/st.db" \
 TOKENMINT_BOOTSTRAP_ADMIN="admin:schemathesis-admin-password" \
 TOKENMINT_LOGIN_MAX_FAILURES=1000000 TOKENMINT_LOGIN_MAX_FAILURES_PER_IP=1000000 \
+TOKENMINT_TICKET_AUDIENCES="wss://agents.example" \
 TOKENMINT_LOG=warn \
   target/debug/tokenmint >"$work/server.log" 2>&1 &
 server=$!

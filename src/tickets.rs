@@ -149,7 +149,6 @@ impl Tickets {
         scopes: Option<Vec<Scope>>,
         now: DateTime<Utc>,
     ) -> Result<IssuedTicket, Error> {
-        self.require_enabled()?;
         let presented = presented.normalized()?;
         let subject = match presented {
             Presented {
@@ -198,6 +197,8 @@ impl Tickets {
                 }
             }
         };
+        // Authenticated first: the caller learns nothing before that.
+        self.require_enabled()?;
         if !self.audiences.iter().any(|a| a == audience) {
             return Err(Error::invalid(
                 "audience: not one of the audiences tickets are issued for",
@@ -238,8 +239,8 @@ impl Tickets {
         audience: &str,
         now: DateTime<Utc>,
     ) -> Result<TicketClaims, Error> {
-        self.require_enabled()?;
         let caller = self.authenticator.authenticate(presented, ip, now).await?;
+        self.require_enabled()?;
         let Principal::ApiKey(key) = &caller.principal else {
             return Err(Error::Forbidden(
                 "redeeming tickets needs an API key with scope `tickets`",
