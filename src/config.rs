@@ -68,6 +68,9 @@ pub struct Settings {
     pub cookie_mode: bool,
     /// Exact origins allowed by CORS (`TOKENMINT_CORS_ORIGINS`).
     pub cors_origins: Vec<String>,
+    /// Logins wait for a hashing thread at most about this long; beyond it they get 503
+    /// at once (`TOKENMINT_LOGIN_QUEUE_TIMEOUT`, 1 s).
+    pub login_queue_timeout: Duration,
     /// Audiences connect tickets may name (`TOKENMINT_TICKET_AUDIENCES`, exact strings,
     /// comma-separated); empty: tickets are off.
     pub ticket_audiences: Vec<String>,
@@ -287,6 +290,12 @@ impl Settings {
             ticket_audiences: parse_audiences(get("TOKENMINT_TICKET_AUDIENCES").as_deref())
                 .map_err(|r| invalid("TOKENMINT_TICKET_AUDIENCES", r))?,
             ticket_ttl: duration("TOKENMINT_TICKET_TTL", 30 * SECOND, SECOND, 5 * MINUTE)?,
+            login_queue_timeout: duration(
+                "TOKENMINT_LOGIN_QUEUE_TIMEOUT",
+                SECOND,
+                Duration::from_millis(10),
+                MINUTE,
+            )?,
             bootstrap_admin,
             log: get("TOKENMINT_LOG").unwrap_or_else(|| "info".into()),
             login_max_failures: number("TOKENMINT_LOGIN_MAX_FAILURES", 5, 1, 1_000_000)? as u32,

@@ -180,6 +180,12 @@ pub enum Error {
         /// When the window ends.
         retry_after_secs: u64,
     },
+    /// More work queued than can be done in time: shed at once, try again shortly.
+    #[error("busy; retry in {retry_after_secs} s")]
+    Busy {
+        /// When trying again may succeed.
+        retry_after_secs: u64,
+    },
     /// A backing service cannot be reached; nothing was half-done.
     #[error("{dependency} is unavailable: {source}")]
     Unavailable {
@@ -345,7 +351,8 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        if status.is_server_error() {
+        // Load shed on purpose (503 with Retry-After) is no failure to log.
+        if status.is_server_error() && self.retry_after_secs.is_none() {
             match &self.source {
                 Some(source) => {
                     tracing::error!(code = ?self.code, error = %ErrorChain(source.as_ref()), "request failed")
@@ -491,6 +498,11 @@ impl From<Error> for ApiError {
                 Self::new(ErrorCode::RateLimited, "too many attempts; try again later")
                     .retry_after(retry_after_secs)
             }
+            Error::Busy { retry_after_secs } => Self::new(
+                ErrorCode::Unavailable,
+                "too many logins at once; try again in a moment",
+            )
+            .retry_after(retry_after_secs),
             Error::Unavailable { dependency, source } => Self::new(
                 ErrorCode::Unavailable,
                 format!("{dependency} is unavailable; try again shortly"),
@@ -608,6 +620,11 @@ impl From<Error> for OAuthError {
                 "temporarily_unavailable",
                 "too many attempts; try again later".into(),
                 StatusCode::TOO_MANY_REQUESTS,
+            ),
+            Error::Busy { .. } => plain(
+                "temporarily_unavailable",
+                "busy; try again in a moment".into(),
+                StatusCode::SERVICE_UNAVAILABLE,
             ),
             Error::Unavailable { dependency, source } => Self {
                 error: "temporarily_unavailable",

@@ -241,8 +241,8 @@ impl Services {
         );
         let hasher = Arc::new(
             tokio::task::spawn_blocking({
-                let n = settings.hash_concurrency;
-                move || PasswordHasher::new(n)
+                let (n, timeout) = (settings.hash_concurrency, settings.login_queue_timeout);
+                move || PasswordHasher::with_queue_timeout(n, timeout)
             })
             .await
             .map_err(|_| PasswordError::Task)??,

@@ -182,6 +182,11 @@ impl Identity {
             detail: None,
         };
 
+        // Shed a flood before it counts against anyone's limits: a place in the hashing
+        // queue, or 503 with Retry-After at once.
+        let admission = self.hasher.admit().inspect_err(|_| {
+            metrics::count(metrics::LOGINS, "busy");
+        })?;
         if let Limit::Limited {
             retry_after_secs,
             counter,
@@ -216,7 +221,7 @@ impl Identity {
         // Verify even when the user is unknown, so that timing tells nothing.
         let verified = self
             .hasher
-            .verify(attempt.password.clone(), stored_hash)
+            .verify(admission, attempt.password.clone(), stored_hash)
             .await?;
         let checked = match (row, verified) {
             (Some(row), Verified::Match { needs_rehash }) if row.enabled => {

@@ -4,6 +4,10 @@ use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier 
 use argon2::{Algorithm, Argon2, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
 use crate::error::Error;
 use crate::threads::Threads;
 
@@ -90,6 +94,25 @@ pub enum Verified {
 pub struct PasswordHasher {
     threads: Threads,
     dummy_hash: String,
+    concurrency: usize,
+    /// Logins admitted only while the queue can be worked off within this.
+    queue_timeout: Duration,
+    /// Hashes queued or running.
+    in_flight: Arc<AtomicUsize>,
+    /// Moving average of one hash, microseconds.
+    mean_micros: Arc<AtomicU64>,
+}
+
+/// A login's place in the hashing queue, given back when dropped.
+#[derive(Debug)]
+pub struct Admission {
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn argon2() -> Argon2<'static> {
@@ -127,36 +150,105 @@ impl PasswordHasher {
     /// A hasher running at most `concurrency` hashes at once. Computes the dummy hash
     /// that unknown users are checked against, so they cost what a real user costs.
     pub fn new(concurrency: usize) -> Result<Self, PasswordError> {
+        Self::with_queue_timeout(concurrency, Duration::from_secs(1))
+    }
+
+    /// [`PasswordHasher::new`], admitting logins only while the queue ahead of them can be
+    /// worked off within `queue_timeout` (see [`PasswordHasher::admit`]).
+    pub fn with_queue_timeout(
+        concurrency: usize,
+        queue_timeout: Duration,
+    ) -> Result<Self, PasswordError> {
+        let started = Instant::now();
         let dummy_hash = hash_blocking(b"tokenmint dummy password, never matched")?;
+        let first = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let threads = Threads::new("argon2", concurrency, ARGON2_NICENESS)
             .map_err(|_| PasswordError::Task)?;
         Ok(Self {
             threads,
             dummy_hash,
+            concurrency: concurrency.max(1),
+            queue_timeout,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            mean_micros: Arc::new(AtomicU64::new(first.max(1))),
         })
+    }
+
+    /// A place in the queue for one login's verification, or `Busy` at once when more
+    /// hashes are queued than the threads can finish within the queue timeout (measured
+    /// by the moving average of recent hashes): a flood then gets quick 503s instead of
+    /// waits that end in client timeouts.
+    pub fn admit(&self) -> Result<Admission, Error> {
+        let mean = self.mean_micros.load(Ordering::Relaxed).max(1);
+        let budget = u64::try_from(self.queue_timeout.as_micros()).unwrap_or(u64::MAX);
+        let per_thread = usize::try_from(budget / mean).unwrap_or(usize::MAX);
+        let capacity = per_thread
+            .saturating_mul(self.concurrency)
+            .max(self.concurrency);
+        let ahead = self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let admission = Admission {
+            in_flight: self.in_flight.clone(),
+        };
+        if ahead >= capacity {
+            return Err(Error::Busy {
+                retry_after_secs: self.queue_timeout.as_secs().max(1),
+            });
+        }
+        Ok(admission)
     }
 
     async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> Result<T, PasswordError> + Send + 'static,
     ) -> Result<T, PasswordError> {
-        let in_flight = metrics::gauge!(crate::metrics::HASHES_IN_FLIGHT);
-        in_flight.increment(1.0);
+        let gauge = metrics::gauge!(crate::metrics::HASHES_IN_FLIGHT);
+        gauge.increment(1.0);
+        let mean = self.mean_micros.clone();
         // A panic in argon2 is a bug; the request gets a 500, the thread lives on.
-        let result = self.threads.run(f).await;
-        in_flight.decrement(1.0);
+        let result = self
+            .threads
+            .run(move || {
+                let started = Instant::now();
+                let result = f();
+                let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                let old = mean.load(Ordering::Relaxed);
+                mean.store(
+                    (old.saturating_mul(7) / 8).saturating_add(took / 8).max(1),
+                    Ordering::Relaxed,
+                );
+                result
+            })
+            .await;
+        gauge.decrement(1.0);
         result.map_err(|_| PasswordError::Task)?
+    }
+
+    /// Runs `f` as an admitted job (the admission is counted in the queue already).
+    async fn run_admitted<T: Send + 'static>(
+        &self,
+        admission: Admission,
+        f: impl FnOnce() -> Result<T, PasswordError> + Send + 'static,
+    ) -> Result<T, PasswordError> {
+        let result = self.run(f).await;
+        drop(admission);
+        result
     }
 
     /// Hashes a new password into a PHC string.
     pub async fn hash(&self, password: Password) -> Result<String, PasswordError> {
-        self.run(move || hash_blocking(password.bytes())).await
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let admission = Admission {
+            in_flight: self.in_flight.clone(),
+        };
+        self.run_admitted(admission, move || hash_blocking(password.bytes()))
+            .await
     }
 
     /// Verifies `password` against `stored`; with `None` (unknown user) it verifies
     /// against the dummy hash and answers `Mismatch`, taking the same time.
     pub async fn verify(
         &self,
+        admission: Admission,
         password: Password,
         stored: Option<String>,
     ) -> Result<Verified, PasswordError> {
@@ -165,7 +257,7 @@ impl PasswordHasher {
             None => (self.dummy_hash.clone(), false),
         };
         let verified = self
-            .run(move || verify_blocking(password.bytes(), &hash))
+            .run_admitted(admission, move || verify_blocking(password.bytes(), &hash))
             .await?;
         Ok(if known { verified } else { Verified::Mismatch })
     }
@@ -189,7 +281,11 @@ mod tests {
         );
         assert_eq!(
             hasher
-                .verify(pw("correct horse"), Some(hash.clone()))
+                .verify(
+                    hasher.admit().unwrap(),
+                    pw("correct horse"),
+                    Some(hash.clone())
+                )
                 .await
                 .unwrap(),
             Verified::Match {
@@ -197,7 +293,10 @@ mod tests {
             }
         );
         assert_eq!(
-            hasher.verify(pw("wrong horse"), Some(hash)).await.unwrap(),
+            hasher
+                .verify(hasher.admit().unwrap(), pw("wrong horse"), Some(hash))
+                .await
+                .unwrap(),
             Verified::Mismatch
         );
     }
@@ -207,7 +306,10 @@ mod tests {
         let hasher = PasswordHasher::new(1).unwrap();
         let dummy = pw("tokenmint dummy password, never matched");
         assert_eq!(
-            hasher.verify(dummy, None).await.unwrap(),
+            hasher
+                .verify(hasher.admit().unwrap(), dummy, None)
+                .await
+                .unwrap(),
             Verified::Mismatch
         );
     }
@@ -223,7 +325,10 @@ mod tests {
         let hash = weak.hash_password(b"pw-123456", &salt).unwrap().to_string();
         let hasher = PasswordHasher::new(1).unwrap();
         assert_eq!(
-            hasher.verify(pw("pw-123456"), Some(hash)).await.unwrap(),
+            hasher
+                .verify(hasher.admit().unwrap(), pw("pw-123456"), Some(hash))
+                .await
+                .unwrap(),
             Verified::Match { needs_rehash: true }
         );
     }
@@ -234,5 +339,26 @@ mod tests {
         assert!(Password::parse_new(SecretString::from("long enough".to_owned())).is_ok());
         assert!(Password::parse_presented(SecretString::from(String::new())).is_err());
         assert!(Password::parse_presented(SecretString::from("x".repeat(1025))).is_err());
+    }
+
+    #[test]
+    fn logins_beyond_what_the_queue_timeout_allows_are_turned_away_at_once() {
+        // One thread, hashes of about a second, a queue timeout of a second and a half:
+        // one running and none waiting fit; the next is busy at once, and a finished
+        // one makes room again.
+        let hasher = PasswordHasher::with_queue_timeout(1, Duration::from_millis(1500)).unwrap();
+        hasher.mean_micros.store(1_000_000, Ordering::Relaxed);
+        let first = hasher.admit().unwrap();
+        match hasher.admit() {
+            Err(Error::Busy { retry_after_secs }) => assert_eq!(retry_after_secs, 1),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            hasher.in_flight.load(Ordering::SeqCst),
+            1,
+            "a refusal takes no place"
+        );
+        drop(first);
+        assert!(hasher.admit().is_ok());
     }
 }

@@ -1,6 +1,8 @@
 //! Guarantees under concurrency: bursts of requests against one use case, and admin
 //! changes racing logins. Each guarantee is one domain function doing the whole thing.
 
+use std::time::Duration;
+
 use futures_util::future::join_all;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -438,4 +440,51 @@ async fn administration_needs_the_admin_scope_in_the_token() {
         "INSUFFICIENT_PERMISSIONS",
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_login_flood_beyond_the_queue_timeout_gets_quick_503s_and_charges_no_limit() {
+    // One hashing thread and a queue timeout shorter than one hash: one login at a time
+    // is admitted, the rest of a burst is turned away at once.
+    let app = spawn_app_with(|s| {
+        s.hash_concurrency = 1;
+        s.login_queue_timeout = Duration::from_millis(10);
+    })
+    .await;
+    app.create_user("flood", "flood-password", &[], json!({}))
+        .await;
+    let body = json!({"username": "flood", "password": "flood-password"});
+    let burst = (0..16).map(|_| app.post_login(&body));
+    let answers = join_all(burst).await;
+    let mut ok = 0;
+    let mut busy = 0;
+    for answer in answers {
+        match answer.status().as_u16() {
+            200 => ok += 1,
+            503 => {
+                assert_eq!(answer.headers()["retry-after"], "1");
+                let body: Value = answer.json().await.unwrap();
+                assert_eq!(body["error"], "UNAVAILABLE");
+                busy += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(ok >= 1, "at least the first was admitted");
+    assert!(
+        busy >= 1,
+        "a burst of 16 on one thread is more than 10 ms of work"
+    );
+    assert_eq!(ok + busy, 16);
+    // Turned away before the limits: the username's counter was not charged.
+    for _ in 0..6 {
+        let again = app
+            .post_login(&json!({"username": "flood", "password": "flood-password"}))
+            .await;
+        assert_ne!(again.status(), 429);
+        if again.status() == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
