@@ -248,7 +248,7 @@ impl Settings {
         // SQLite has one writer: more connections only queue on its lock (its busy handler
         // sleeps), and each keeps its own page cache.
         let default_pool_size = match database_url {
-            DatabaseUrl::Sqlite(_) => 4,
+            DatabaseUrl::Sqlite(_) => 1,
             DatabaseUrl::Postgres(_) => 8,
         };
         Ok(Self {
@@ -337,6 +337,10 @@ impl Settings {
             "TOKENMINT_ISSUER" => Some("http://tokenmint.test".to_owned()),
             "TOKENMINT_BOOTSTRAP_ADMIN" => Some(format!("admin:{admin_password}")),
             "TOKENMINT_WORKERS" => Some("2".to_owned()),
+            // A test suite runs many servers on few cores: hashes take many times their
+            // usual time, and the bursts of the concurrency tests would be shed as
+            // "busy". Tests of the queue itself set their own timeout.
+            "TOKENMINT_LOGIN_QUEUE_TIMEOUT" => Some("1m".to_owned()),
             _ => None,
         };
         let mut settings = match Self::from_lookup(lookup) {

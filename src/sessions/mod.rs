@@ -251,6 +251,27 @@ impl Sessions {
         let rotation = self
             .db
             .run(move |conn| {
+                if let (DbConnection::Postgres(pg), RefreshClient::FirstParty) =
+                    (&mut *conn, &client)
+                    && let Some(rotated) = store::rotate_in_one_statement(
+                        pg,
+                        &presented.hash(),
+                        now.naive_utc(),
+                        &sealed,
+                        &successor.hash(),
+                        (now + delta(lifetimes.refresh_ttl)).naive_utc(),
+                        now.naive_utc() - delta(lifetimes.reuse_leeway),
+                    )?
+                {
+                    return Ok(Rotation::Rotated {
+                        user: User::from_row(&rotated.user)?,
+                        session: rotated.session,
+                        token: successor,
+                        expires_at: rotated.expires_at,
+                        client_scopes: None,
+                        converged: false,
+                    });
+                }
                 write_transaction(conn, |conn| {
                     rotate(
                         conn, &presented, successor, &sealed, now, &lifetimes, &client,
@@ -471,7 +492,8 @@ fn walk_to_head(
     Ok(Some(token))
 }
 
-/// The rotation transaction. A refusal is an `Err`, which rolls it back (a won update
+/// The rotation transaction (on PostgreSQL, after [`store::rotate_in_one_statement`]
+/// found that the common case does not apply). A refusal is an `Err`, which rolls it back (a won update
 /// with it); a detected reuse is an `Ok`, so that the revocation commits.
 fn rotate(
     conn: &mut DbConnection,

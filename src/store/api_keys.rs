@@ -48,20 +48,20 @@ pub fn insert(conn: &mut DbConnection, row: &ApiKeyRow) -> Result<(), StoreError
 
 /// Finds a key by id.
 pub fn find(conn: &mut DbConnection, id: &str) -> Result<Option<ApiKeyRow>, StoreError> {
-    Ok(api_keys::table
-        .find(id)
-        .select(ApiKeyRow::as_select())
-        .first(conn)
-        .optional()?)
+    Ok(super::unique!(
+        conn,
+        api_keys::table.find(id).select(ApiKeyRow::as_select())
+    )?)
 }
 
 /// Finds a key by the hash of its secret.
 pub fn find_by_hash(conn: &mut DbConnection, hash: &str) -> Result<Option<ApiKeyRow>, StoreError> {
-    Ok(api_keys::table
-        .filter(api_keys::key_hash.eq(hash))
-        .select(ApiKeyRow::as_select())
-        .first(conn)
-        .optional()?)
+    Ok(super::unique!(
+        conn,
+        api_keys::table
+            .filter(api_keys::key_hash.eq(hash))
+            .select(ApiKeyRow::as_select())
+    )?)
 }
 
 /// A page of keys ordered by id, after `after`, optionally filtered.

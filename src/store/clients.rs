@@ -53,11 +53,12 @@ pub fn insert(conn: &mut DbConnection, row: &ClientRow) -> Result<(), StoreError
 
 /// A client by id.
 pub fn find(conn: &mut DbConnection, client_id: &str) -> Result<Option<ClientRow>, StoreError> {
-    Ok(clients::table
-        .find(client_id)
-        .select(ClientRow::as_select())
-        .first(conn)
-        .optional()?)
+    Ok(super::unique!(
+        conn,
+        clients::table
+            .find(client_id)
+            .select(ClientRow::as_select())
+    )?)
 }
 
 /// A page of clients ordered by id, after `after`, optionally of one tenant.

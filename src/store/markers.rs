@@ -12,10 +12,8 @@ pub const REVOCATIONS: &str = "revocations";
 
 /// A marker's value.
 pub fn get(conn: &mut DbConnection, name: &str) -> Result<i64, StoreError> {
-    Ok(markers::table
-        .find(name)
-        .select(markers::value)
-        .first(conn)?)
+    super::unique!(conn, markers::table.find(name).select(markers::value))?
+        .ok_or(StoreError::NotFound)
 }
 
 /// Sets a marker.

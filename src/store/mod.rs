@@ -6,6 +6,7 @@ pub mod audit;
 pub mod clients;
 pub mod conn;
 pub mod markers;
+mod prepared;
 pub mod revocations;
 pub mod schema;
 pub mod sessions;
@@ -17,11 +18,11 @@ pub mod users;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use diesel::r2d2::{Pool, R2D2Connection};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use tokio::sync::Semaphore;
 
 use secrecy::SecretString;
 
@@ -179,9 +180,8 @@ impl From<serde_json::Error> for StoreError {
 #[derive(Clone)]
 pub struct Db {
     pool: Pool<ConnectionManager>,
-    // Bounds the callers waiting for a connection, so that a burst queues here, in
-    // order and with the configured timeout, rather than in the threads' queue.
-    permits: Arc<Semaphore>,
+    // The SQLite checkpointer runs while any clone of this handle lives.
+    _alive: Arc<()>,
     threads: Threads,
     timeout: Duration,
     backend: &'static str,
@@ -200,9 +200,14 @@ impl Db {
             .connection_timeout(timeout)
             .test_on_check_out(false)
             .build_unchecked(ConnectionManager::new(url));
+        let alive = Arc::new(());
+        if let DatabaseUrl::Sqlite(_) = url {
+            spawn_checkpointer(ConnectionManager::new(url), Arc::downgrade(&alive))
+                .map_err(|e| StoreError::Other(Box::new(e)))?;
+        }
         Ok(Self {
             pool,
-            permits: Arc::new(Semaphore::new(size as usize)),
+            _alive: alive,
             threads: Threads::new("db", size as usize, 0)
                 .map_err(|e| StoreError::Other(Box::new(e)))?,
             timeout,
@@ -233,33 +238,60 @@ impl Db {
         E: From<StoreError> + LostConnection + Send + 'static,
         F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
     {
-        let permit = tokio::time::timeout(self.timeout, self.permits.clone().acquire_owned())
-            .await
-            .map_err(|_| {
-                StoreError::Unavailable("timed out waiting for a database connection".into())
-            })?
-            .map_err(|e| StoreError::Other(Box::new(e)))?;
+        // Jobs queue in the threads' queue, in order, and each thread takes the next one
+        // the moment it is free (a semaphore in front of the queue cost a round trip
+        // through the async side between two jobs: a third of the database thread's time
+        // idle under load). A job still queued after the timeout is given up, and never
+        // starts; one that has started is waited for, since it may commit.
+        const QUEUED: u8 = 0;
+        const STARTED: u8 = 1;
+        const ABANDONED: u8 = 2;
+        let state = Arc::new(AtomicU8::new(QUEUED));
+        let job_state = state.clone();
         let pool = self.pool.clone();
-        let answer = self
-            .threads
-            .run(move || {
-                let _permit = permit;
-                let mut pooled = pool
-                    .get()
-                    .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
-                let result = f(&mut pooled.conn);
-                if result
-                    .as_ref()
-                    .is_err_and(LostConnection::is_lost_connection)
+        let job = self.threads.run(move || {
+            if job_state
+                .compare_exchange(QUEUED, STARTED, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+            {
+                return None;
+            }
+            let mut pooled = match pool.get() {
+                Ok(pooled) => pooled,
+                Err(e) => return Some(Err(StoreError::Unavailable(Box::new(e)).into())),
+            };
+            let result = f(&mut pooled.conn);
+            if result
+                .as_ref()
+                .is_err_and(LostConnection::is_lost_connection)
+            {
+                // Discarded on return to the pool instead of handed to the next request.
+                pooled.lost = true;
+            }
+            Some(result)
+        });
+        let mut job = std::pin::pin!(job);
+        let answer = tokio::select! {
+            answer = &mut job => answer,
+            () = tokio::time::sleep(self.timeout) => {
+                if state
+                    .compare_exchange(QUEUED, ABANDONED, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
                 {
-                    // Discarded on return to the pool instead of handed to the next request.
-                    pooled.lost = true;
+                    return Err(StoreError::Unavailable(
+                        "timed out waiting for a database connection".into(),
+                    )
+                    .into());
                 }
-                result
-            })
-            .await;
+                job.await
+            }
+        };
         match answer {
-            Ok(result) => result,
+            Ok(Some(result)) => result,
+            Ok(None) => Err(StoreError::Unavailable(
+                "timed out waiting for a database connection".into(),
+            )
+            .into()),
             Err(JobError::Panicked(panic)) => std::panic::resume_unwind(panic),
             Err(JobError::Gone) => {
                 Err(StoreError::Other("the database threads are gone".into()).into())
@@ -278,6 +310,36 @@ impl Db {
         self.run(|conn| conn.ping().map(|_| ()).map_err(StoreError::from))
             .await
     }
+}
+
+/// SQLite's checkpoints, off the serving connections: every quarter second, a passive
+/// checkpoint copies the WAL's committed pages into the database file and fsyncs it, on a
+/// connection of its own, while the database threads keep committing. It never blocks a
+/// reader or a writer; it stops when the last handle of its `Db` is dropped.
+fn spawn_checkpointer(
+    manager: ConnectionManager,
+    alive: std::sync::Weak<()>,
+) -> std::io::Result<()> {
+    use diesel::connection::SimpleConnection as _;
+    std::thread::Builder::new()
+        .name("db-checkpoint".to_owned())
+        .spawn(move || {
+            let mut conn = None;
+            while alive.strong_count() > 0 {
+                #[allow(clippy::disallowed_methods)] // a dedicated thread, not an async worker
+                std::thread::sleep(Duration::from_millis(250));
+                if conn.is_none() {
+                    conn = manager.connect().ok();
+                }
+                if let Some(c) = conn.as_mut()
+                    && let Err(error) = c.batch_execute("PRAGMA wal_checkpoint(PASSIVE)")
+                {
+                    tracing::warn!(%error, "SQLite checkpoint");
+                    conn = None;
+                }
+            }
+        })?;
+    Ok(())
 }
 
 /// Makes sure the SQLite file is readable by its owner only (it holds password hashes):
@@ -355,4 +417,31 @@ where
             Err(e)
         }
     }
+}
+
+/// The row a lookup by a unique key finds, if any: `.first()` without its `LIMIT ?`.
+/// SQLite 3.50 reads a bound LIMIT while planning, so binding it again (as every
+/// execution does) expires the cached statement and it is parsed and planned anew each
+/// time: a fifth of a refresh's time on the database thread. A unique key needs no limit.
+///
+/// The query (written once, built per backend) runs on the backend's own connection:
+/// through the multi-backend connection, diesel writes a query's SQL out again at every
+/// execution.
+macro_rules! unique {
+    ($conn:expr, $query:expr) => {
+        match $conn {
+            $crate::store::DbConnection::Postgres(c) => $crate::store::unique_in($query, c),
+            $crate::store::DbConnection::Sqlite(c) => $crate::store::unique_in($query, c),
+        }
+    };
+}
+pub(crate) use unique;
+
+/// [`unique!`] on a backend's connection.
+pub fn unique_in<'q, Q, U, C>(query: Q, conn: &mut C) -> diesel::QueryResult<Option<U>>
+where
+    Q: diesel::RunQueryDsl<C> + diesel::query_dsl::LoadQuery<'q, C, U>,
+    C: diesel::Connection,
+{
+    Ok(query.load::<U>(conn)?.into_iter().next())
 }

@@ -71,9 +71,11 @@ pub fn insert_session(conn: &mut DbConnection, row: &SessionRow) -> Result<(), S
 
 /// Inserts a refresh token.
 pub fn insert_refresh(conn: &mut DbConnection, row: &RefreshRow) -> Result<(), StoreError> {
-    diesel::insert_into(refresh_tokens::table)
-        .values(row)
-        .execute(conn)?;
+    let insert = diesel::insert_into(refresh_tokens::table).values(row);
+    match conn {
+        DbConnection::Postgres(c) => insert.execute(c)?,
+        DbConnection::Sqlite(c) => insert.execute(c)?,
+    };
     Ok(())
 }
 
@@ -86,17 +88,15 @@ pub fn spend_refresh(
     now: NaiveDateTime,
     successor_sealed: &[u8],
 ) -> Result<bool, StoreError> {
-    let updated = diesel::update(
-        refresh_tokens::table
-            .filter(refresh_tokens::token_hash.eq(token_hash))
-            .filter(refresh_tokens::spent_at.is_null())
-            .filter(refresh_tokens::expires_at.gt(now)),
-    )
-    .set((
-        refresh_tokens::spent_at.eq(now),
-        refresh_tokens::successor_sealed.eq(successor_sealed),
-    ))
-    .execute(conn)?;
+    let spend = super::prepared::Spend {
+        token_hash,
+        now,
+        sealed: successor_sealed,
+    };
+    let updated = match conn {
+        DbConnection::Postgres(c) => spend.execute(c)?,
+        DbConnection::Sqlite(c) => spend.execute(c)?,
+    };
     Ok(updated == 1)
 }
 
@@ -105,12 +105,13 @@ pub fn find_refresh(
     conn: &mut DbConnection,
     token_hash: &str,
 ) -> Result<Option<(RefreshRow, SessionRow)>, StoreError> {
-    Ok(refresh_tokens::table
-        .inner_join(sessions::table)
-        .filter(refresh_tokens::token_hash.eq(token_hash))
-        .select((RefreshRow::as_select(), SessionRow::as_select()))
-        .first(conn)
-        .optional()?)
+    Ok(super::unique!(
+        conn,
+        refresh_tokens::table
+            .inner_join(sessions::table)
+            .filter(refresh_tokens::token_hash.eq(token_hash))
+            .select((RefreshRow::as_select(), SessionRow::as_select()))
+    )?)
 }
 
 /// The token of `generation` in a session.
@@ -119,12 +120,13 @@ pub fn find_generation(
     session_id: &str,
     generation: i64,
 ) -> Result<Option<RefreshRow>, StoreError> {
-    Ok(refresh_tokens::table
-        .filter(refresh_tokens::session_id.eq(session_id))
-        .filter(refresh_tokens::generation.eq(generation))
-        .select(RefreshRow::as_select())
-        .first(conn)
-        .optional()?)
+    Ok(super::unique!(
+        conn,
+        refresh_tokens::table
+            .filter(refresh_tokens::session_id.eq(session_id))
+            .filter(refresh_tokens::generation.eq(generation))
+            .select(RefreshRow::as_select())
+    )?)
 }
 
 /// The current refresh token of a session: the one not yet spent (there is one per
@@ -149,14 +151,11 @@ pub fn wipe_sealed_spent_before(
     session_id: &str,
     before: NaiveDateTime,
 ) -> Result<usize, StoreError> {
-    Ok(diesel::update(
-        refresh_tokens::table
-            .filter(refresh_tokens::session_id.eq(session_id))
-            .filter(refresh_tokens::spent_at.lt(before))
-            .filter(refresh_tokens::successor_sealed.is_not_null()),
-    )
-    .set(refresh_tokens::successor_sealed.eq(None::<Vec<u8>>))
-    .execute(conn)?)
+    let wipe = super::prepared::WipeSealed { session_id, before };
+    Ok(match conn {
+        DbConnection::Postgres(c) => wipe.execute(c)?,
+        DbConnection::Sqlite(c) => wipe.execute(c)?,
+    })
 }
 
 /// Revokes a session if it is not yet; returns it if this call revoked it.
@@ -179,11 +178,10 @@ pub fn revoke_session(
     if updated == 0 {
         return Ok(None);
     }
-    Ok(sessions::table
-        .find(id)
-        .select(SessionRow::as_select())
-        .first(conn)
-        .optional()?)
+    Ok(super::unique!(
+        conn,
+        sessions::table.find(id).select(SessionRow::as_select())
+    )?)
 }
 
 /// Deletes sessions (and their refresh tokens) that ended before `before`.
@@ -238,4 +236,110 @@ pub fn revoke_tenant_sessions(
         sessions::revoked_reason.eq(reason),
     ))
     .execute(conn)?)
+}
+
+/// What a rotation in one statement hands back: the session and its user as they were
+/// when the token was spent, and the successor's expiry.
+pub struct Rotated {
+    /// The session (live: it was checked in the statement).
+    pub session: SessionRow,
+    /// Its user (enabled, in an enabled tenant: checked in the statement).
+    pub user: super::users::UserRow,
+    /// The successor's idle expiry.
+    pub expires_at: NaiveDateTime,
+}
+
+#[derive(QueryableByName)]
+struct RotatedRow {
+    #[diesel(sql_type = diesel::sql_types::Timestamp)]
+    next_expires_at: NaiveDateTime,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    s_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    s_user_id: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    s_client_id: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    s_scope: String,
+    #[diesel(sql_type = diesel::sql_types::Timestamp)]
+    s_created_at: NaiveDateTime,
+    #[diesel(sql_type = diesel::sql_types::Timestamp)]
+    s_expires_at: NaiveDateTime,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    s_legacy_client: bool,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    u_username: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    u_username_key: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    u_password_hash: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    u_roles: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    u_scopes: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    u_claims: String,
+    #[diesel(sql_type = diesel::sql_types::Timestamp)]
+    u_created_at: NaiveDateTime,
+    #[diesel(sql_type = diesel::sql_types::Timestamp)]
+    u_updated_at: NaiveDateTime,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    u_tenant_id: String,
+}
+
+/// The common rotation as one PostgreSQL statement, committed on its own: spend the
+/// token if it is live and unspent, its session live and first-party, its user and
+/// tenant enabled; insert the successor; forget the sealed successors of tokens spent
+/// before `wipe_before`. One round trip and one commit, where the general transaction
+/// takes eight. `None` when any condition does not hold: nothing was written, and the
+/// caller runs the general transaction, which tells why (or converges, or detects reuse).
+///
+/// `successor_expires_at` is the successor's idle expiry before the session's end caps it.
+#[allow(clippy::too_many_arguments)]
+pub fn rotate_in_one_statement(
+    conn: &mut diesel::PgConnection,
+    token_hash: &str,
+    now: NaiveDateTime,
+    successor_sealed: &[u8],
+    successor_hash: &str,
+    successor_expires_at: NaiveDateTime,
+    wipe_before: NaiveDateTime,
+) -> Result<Option<Rotated>, StoreError> {
+    let row: Option<RotatedRow> = super::prepared::RotateOnce {
+        token_hash,
+        now,
+        sealed: successor_sealed,
+        successor_hash,
+        successor_expires_at,
+        wipe_before,
+    }
+    .get_result(conn)
+    .optional()?;
+    Ok(row.map(|r| Rotated {
+        expires_at: r.next_expires_at,
+        user: super::users::UserRow {
+            id: r.s_user_id.clone(),
+            username: r.u_username,
+            username_key: r.u_username_key,
+            password_hash: r.u_password_hash,
+            roles: r.u_roles,
+            scopes: r.u_scopes,
+            claims: r.u_claims,
+            enabled: true,
+            created_at: r.u_created_at,
+            updated_at: r.u_updated_at,
+            tenant_id: r.u_tenant_id,
+        },
+        session: SessionRow {
+            id: r.s_id,
+            user_id: r.s_user_id,
+            client_id: r.s_client_id,
+            scope: r.s_scope,
+            created_at: r.s_created_at,
+            expires_at: r.s_expires_at,
+            revoked_at: None,
+            revoked_reason: None,
+            legacy_client: r.s_legacy_client,
+        },
+    }))
 }

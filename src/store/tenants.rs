@@ -33,11 +33,10 @@ pub fn insert(conn: &mut DbConnection, row: &TenantRow) -> Result<(), StoreError
 
 /// A tenant by id.
 pub fn find(conn: &mut DbConnection, id: &str) -> Result<Option<TenantRow>, StoreError> {
-    Ok(tenants::table
-        .find(id)
-        .select(TenantRow::as_select())
-        .first(conn)
-        .optional()?)
+    Ok(super::unique!(
+        conn,
+        tenants::table.find(id).select(TenantRow::as_select())
+    )?)
 }
 
 /// A tenant by id, its row locked until the transaction ends (see `users::lock`): a login
@@ -55,11 +54,9 @@ pub fn lock(
                 Lock::Update => query.for_update().first(c).optional()?,
             }
         }
-        DbConnection::Sqlite(c) => tenants::table
-            .find(id)
-            .select(TenantRow::as_select())
-            .first(c)
-            .optional()?,
+        DbConnection::Sqlite(c) => {
+            super::unique_in(tenants::table.find(id).select(TenantRow::as_select()), c)?
+        }
     };
     Ok(row)
 }

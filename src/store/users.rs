@@ -47,20 +47,20 @@ pub fn find_by_username_key(
     conn: &mut DbConnection,
     key: &str,
 ) -> Result<Option<UserRow>, StoreError> {
-    Ok(users::table
-        .filter(users::username_key.eq(key))
-        .select(UserRow::as_select())
-        .first(conn)
-        .optional()?)
+    Ok(super::unique!(
+        conn,
+        users::table
+            .filter(users::username_key.eq(key))
+            .select(UserRow::as_select())
+    )?)
 }
 
 /// Finds a user by id.
 pub fn find_by_id(conn: &mut DbConnection, id: &str) -> Result<Option<UserRow>, StoreError> {
-    Ok(users::table
-        .find(id)
-        .select(UserRow::as_select())
-        .first(conn)
-        .optional()?)
+    Ok(super::unique!(
+        conn,
+        users::table.find(id).select(UserRow::as_select())
+    )?)
 }
 
 /// How a transaction locks a user row it reads.
@@ -84,11 +84,9 @@ pub fn lock(conn: &mut DbConnection, id: &str, mode: Lock) -> Result<Option<User
                 Lock::Update => query.for_update().first(c).optional()?,
             }
         }
-        DbConnection::Sqlite(c) => users::table
-            .find(id)
-            .select(UserRow::as_select())
-            .first(c)
-            .optional()?,
+        DbConnection::Sqlite(c) => {
+            super::unique_in(users::table.find(id).select(UserRow::as_select()), c)?
+        }
     };
     Ok(row)
 }

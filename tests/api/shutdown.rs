@@ -25,6 +25,8 @@ async fn sigterm_lets_in_flight_requests_finish() {
         // attempts before the password is checked.
         .env("TOKENMINT_LOGIN_MAX_FAILURES", "1000")
         .env("TOKENMINT_LOGIN_MAX_FAILURES_PER_IP", "1000")
+        // ...and more than one slot works off in the default 1 s queue timeout.
+        .env("TOKENMINT_LOGIN_QUEUE_TIMEOUT", "1m")
         .env("TOKENMINT_LOG", "warn")
         .env_remove("TOKENMINT_REDIS_URL")
         .stdout(Stdio::null())
