@@ -63,6 +63,11 @@ impl LazyRedis {
         redis::cmd("PING").query_async::<()>(&mut conn).await
     }
 
+    /// The client, for connections of their own (a subscription).
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
     /// The connection, made now if there is none yet.
     pub async fn conn(&self) -> Result<ConnectionManager, RedisError> {
         if let Some(conn) = self.conn.load_full() {

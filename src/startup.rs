@@ -536,6 +536,8 @@ fn spawn_housekeeping(services: Services) {
 /// instance committed but could not publish is refilled into this instance's list (and
 /// trusted lists are never behind the database by more than a second).
 fn spawn_revocation_sync(services: Services) {
+    let revocations = services.revocations.clone();
+    tokio::spawn(async move { revocations.keep_mirror().await });
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -59,6 +59,16 @@ impl MemoryList {
         state.advance();
     }
 
+    /// A mirror's update: entries merged, and the watermark raised to `watermark` (which
+    /// the source reached with every entry up to it, all of them given to this list).
+    pub(super) fn copy(&self, fields: &[(String, Held)], watermark: Option<i64>) {
+        let mut state = self.state();
+        state.merge(fields);
+        if let Some(w) = watermark {
+            state.watermark = Some(state.watermark.map_or(w, |old| old.max(w)));
+        }
+    }
+
     pub(super) fn read(&self, fields: &[String; 4]) -> (Option<i64>, [Option<Held>; 4]) {
         let state = self.state();
         let get = |f: &String| state.entries.get(f).copied();

@@ -14,6 +14,12 @@
 //! back, and an instance learns within a second of a revocation that another instance
 //! could not publish. Reads fail closed: when the list cannot be read, callers answer
 //! 503, never "active".
+//!
+//! With Redis, each instance also keeps a mirror of the list in memory: subscribed to the
+//! announcements every merge publishes, then a copy of the hash. Checks read the mirror
+//! when its watermark has reached what the instance knows, so they cost no round trip;
+//! the moment the subscription is lost (connection closed, a ping unanswered for a
+//! second), the mirror is dropped and checks read Redis again, failing closed.
 
 mod memory;
 mod redis;
@@ -315,8 +321,8 @@ impl Revocations {
         }
     }
 
-    /// Whether a token is revoked: one round trip to the list, after a refill if the list
-    /// is behind the database.
+    /// Whether a token is revoked: from the mirror of the Redis list when it is complete,
+    /// else one round trip to the list, after a refill if the list is behind the database.
     pub async fn check(
         &self,
         ids: TokenIds<'_>,
@@ -338,6 +344,17 @@ impl Revocations {
         now: DateTime<Utc>,
     ) -> Result<Revoked, RevocationError> {
         let fields = check_fields(ids);
+        if let Backend::Redis(list) = &self.backend
+            && let Some(mirror) = list.mirror()
+        {
+            // The mirror answers when it has everything this instance knows of; else
+            // Redis does, and refills it if it is behind.
+            let known = self.known.load(Ordering::SeqCst);
+            let (watermark, held) = mirror.read(&fields);
+            if watermark.is_some_and(|w| w >= known) {
+                return Ok(decide(held, ids.iat, now));
+            }
+        }
         for attempt in 0..2 {
             let known = self.known.load(Ordering::SeqCst);
             let (watermark, held) = match &self.backend {
@@ -398,6 +415,14 @@ impl Revocations {
         Ok(fields.len())
     }
 
+    /// Keeps this instance's mirror of the Redis list current, for as long as the process
+    /// runs (nothing to do for the in-memory list). See [`RedisList`].
+    pub async fn keep_mirror(&self) {
+        if let Backend::Redis(list) = &self.backend {
+            list.keep_mirror().await;
+        }
+    }
+
     /// Answers whether the list can be read.
     pub async fn ping(&self) -> Result<(), RevocationError> {
         match &self.backend {
@@ -410,7 +435,12 @@ impl Revocations {
     pub async fn purge(&self, now: DateTime<Utc>) -> Result<usize, RevocationError> {
         match &self.backend {
             Backend::Memory(list) => list.purge(now.timestamp()),
-            Backend::Redis(list) => list.purge(now.timestamp()).await?,
+            Backend::Redis(list) => {
+                if let Some(mirror) = list.mirror() {
+                    mirror.purge(now.timestamp());
+                }
+                list.purge(now.timestamp()).await?;
+            }
         }
         let naive = now.naive_utc();
         Ok(self
