@@ -109,3 +109,49 @@ pub fn render() -> Option<String> {
 pub fn count(name: &'static str, outcome: &'static str) {
     metrics::counter!(name, "outcome" => outcome).increment(1);
 }
+
+/// Drains the histograms' sample buffers into their buckets. The exporter does it at
+/// each scrape; between scrapes (or with no scraper at all) the buffers would grow with
+/// every request, so the server also calls this every few seconds.
+pub fn upkeep() {
+    if let Some(Some(installed)) = INSTALLED.get() {
+        installed.handle.run_upkeep();
+    }
+}
+
+/// Records one answered request. The handles are kept per thread by (method, route,
+/// status), so a request costs a lookup, not the labels' allocation and the registry's
+/// lock.
+pub fn http_request(method: &'static str, route: Option<String>, status: u16, seconds: f64) {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    type Key = (&'static str, u16, Option<String>);
+    type Handles = (metrics::Counter, metrics::Histogram);
+    thread_local! {
+        static HANDLES: RefCell<HashMap<Key, Handles>> = RefCell::new(HashMap::new());
+    }
+    let key = (method, status, route);
+    HANDLES.with_borrow_mut(|handles| {
+        if handles.len() > 4096 {
+            // Bounded by the routes and statuses there are; this only guards the guard.
+            handles.clear();
+        }
+        let (counter, histogram) =
+            handles
+                .entry(key)
+                .or_insert_with_key(|(method, status, route)| {
+                    let route = route.clone().unwrap_or_else(|| "unmatched".to_owned());
+                    (
+                        metrics::counter!(
+                            HTTP_REQUESTS,
+                            "method" => *method,
+                            "route" => route.clone(),
+                            "status" => status.to_string()
+                        ),
+                        metrics::histogram!(HTTP_DURATION, "route" => route),
+                    )
+                });
+        counter.increment(1);
+        histogram.record(seconds);
+    });
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use actix_cors::Cors;
 use actix_web::dev::Server;
-use actix_web::middleware::{Condition, DefaultHeaders, ErrorHandlers, from_fn};
+use actix_web::middleware::{Condition, ErrorHandlers, from_fn};
 use actix_web::{App, HttpServer, web};
 use secrecy::ExposeSecret;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -388,9 +388,22 @@ impl Application {
             ),
             routes: KnownRoutes::from_openapi(&doc),
             openapi_json: web::Bytes::from(doc.to_json()?),
+            // Digits and ASCII: it cannot fail; if it did, not caching is the safe answer.
+            jwks_cache_control: actix_web::http::header::HeaderValue::try_from(format!(
+                "public, max-age={}",
+                settings.jwks_max_age.as_secs()
+            ))
+            .unwrap_or_else(|_| actix_web::http::header::HeaderValue::from_static("no-cache")),
         });
 
         crate::metrics::install();
+        tokio::spawn(async {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                crate::metrics::upkeep();
+            }
+        });
         let metrics_server = match settings.metrics_bind {
             Some(address) => Some(metrics_server(address, state.clone())?),
             None => None,
@@ -413,18 +426,11 @@ impl Application {
                 )
                 .default_service(web::to(http::not_matched))
                 .wrap(ErrorHandlers::new().default_handler(http::error_body_for_foreign_errors))
-                .wrap(from_fn(http::log_request))
-                .wrap(from_fn(http::shared_rules))
                 .wrap(Condition::new(
                     !cors_origins.is_empty(),
                     cors(&cors_origins),
                 ))
-                .wrap(
-                    DefaultHeaders::new()
-                        .add(("X-Content-Type-Options", "nosniff"))
-                        .add(("Referrer-Policy", "no-referrer"))
-                        .add(("X-Frame-Options", "DENY")),
-                )
+                .wrap(from_fn(http::frame))
         })
         .workers(settings.workers)
         .shutdown_timeout(30)

@@ -73,12 +73,16 @@ pub struct AppState {
     pub routes: KnownRoutes,
     /// The OpenAPI document, serialized once.
     pub openapi_json: web::Bytes,
+    /// `Cache-Control` of the JWKS (`public, max-age=<TOKENMINT_JWKS_MAX_AGE>`).
+    pub jwks_cache_control: actix_web::http::header::HeaderValue,
 }
 
 /// Registers every documented endpoint. Only `.service()`: utoipa-actix-web leaves
 /// `.route()` handlers out of the OpenAPI document.
 pub fn routes(cfg: &mut ServiceConfig<'_>) {
-    cfg.service(auth::login)
+    // Routes are tried in this order: the busiest first.
+    cfg.service(wellknown::jwks)
+        .service(auth::login)
         .service(auth::refresh)
         .service(auth::refresh_with_cookie)
         .service(auth::logout)
@@ -116,7 +120,6 @@ pub fn routes(cfg: &mut ServiceConfig<'_>) {
         .service(admin::clients::rotate_client_secret)
         .service(admin::clients::delete_client)
         .service(oauth::token)
-        .service(wellknown::jwks)
         .service(wellknown::openid_configuration)
         .service(wellknown::oauth_authorization_server)
         .service(ops::healthz)
@@ -244,33 +247,66 @@ pub async fn not_matched(
     })
 }
 
-/// One log line per request: method, path (never the query: it may hold a key), status, time.
-pub async fn log_request(
-    req: ServiceRequest,
+/// What every request goes through, in one middleware (each layer of its own cost a
+/// boxed future and a pass over the headers per request, a fifth of a cached JWKS answer):
+/// - `HEAD` is routed as `GET` (RFC 9110 section 9.3.2); the server then sends the
+///   headers without the body;
+/// - the security headers, unless the answer set its own: `nosniff`, `no-referrer`,
+///   `DENY`, and a strict Content-Security-Policy (API answers may load nothing; the
+///   documentation UI, served from the binary, only its own scripts and styles);
+/// - `Cache-Control: no-store` on every `/api/` answer that sets no policy of its own:
+///   they describe users, keys and tokens, which no cache should keep;
+/// - one log line: method, path (never the query: it may hold a key), status, time;
+/// - the request metrics, by route template (never the raw path: the templates are
+///   bounded by the routes there are).
+pub async fn frame(
+    mut req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    use actix_web::http::header::{self, HeaderValue};
+    const API_POLICY: &str =
+        "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+    const DOCS_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+         connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
     let started = Instant::now();
-    let method = req.method().clone();
-    let path = req.path().to_owned();
-    let response = next.call(req).await;
+    let method = method_label(req.method());
+    if req.method() == Method::HEAD {
+        req.head_mut().method = Method::GET;
+    }
+    let docs = req.path() == "/docs" || req.path().starts_with("/docs/");
+    let api = req.path().starts_with("/api/");
+    let logged = tracing::enabled!(tracing::Level::INFO);
+    let path = logged.then(|| req.path().to_owned());
+    let mut response = next.call(req).await;
     let elapsed = started.elapsed().as_secs_f64();
-    let elapsed_ms = elapsed * 1000.0;
-    // The route is the matched path template (`/api/admin/users/{id}`), never the raw
-    // path: its values are bounded by the routes there are.
-    let (status, route) = match &response {
-        Ok(res) => (res.status().as_u16(), res.request().match_pattern()),
+    let (status, route) = match &mut response {
+        Ok(res) => {
+            let headers = res.headers_mut();
+            let policy = if docs { DOCS_POLICY } else { API_POLICY };
+            headers.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(policy),
+            );
+            if api && !headers.contains_key(header::CACHE_CONTROL) {
+                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            }
+            for (name, value) in [
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                (header::REFERRER_POLICY, "no-referrer"),
+                (header::X_FRAME_OPTIONS, "DENY"),
+            ] {
+                if !headers.contains_key(&name) {
+                    headers.insert(name, HeaderValue::from_static(value));
+                }
+            }
+            (res.status().as_u16(), res.request().match_pattern())
+        }
         Err(e) => (e.as_response_error().status_code().as_u16(), None),
     };
-    tracing::info!(%method, %path, status, elapsed_ms, "request");
-    let route = route.unwrap_or_else(|| "unmatched".to_owned());
-    metrics::counter!(
-        crate::metrics::HTTP_REQUESTS,
-        "method" => method_label(&method),
-        "route" => route.clone(),
-        "status" => status.to_string()
-    )
-    .increment(1);
-    metrics::histogram!(crate::metrics::HTTP_DURATION, "route" => route).record(elapsed);
+    if let Some(path) = path {
+        tracing::info!(method, %path, status, elapsed_ms = elapsed * 1000.0, "request");
+    }
+    crate::metrics::http_request(method, route, status, elapsed);
     response
 }
 
@@ -286,41 +322,6 @@ fn method_label(method: &Method) -> &'static str {
         Method::HEAD => "HEAD",
         _ => "other",
     }
-}
-
-/// Request and answer rules every endpoint shares:
-/// - `HEAD` is routed as `GET` (RFC 9110 section 9.3.2); the server then sends the
-///   headers without the body;
-/// - a strict Content-Security-Policy: API answers may load nothing; the documentation
-///   UI (served from the binary) may load only its own scripts and styles;
-/// - `Cache-Control: no-store` on every `/api/` answer that sets no policy of its own:
-///   they describe users, keys and tokens, which no cache should keep.
-pub async fn shared_rules(
-    mut req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    use actix_web::http::header::{self, HeaderValue};
-    if req.method() == Method::HEAD {
-        req.head_mut().method = Method::GET;
-    }
-    let docs = req.path() == "/docs" || req.path().starts_with("/docs/");
-    let api = req.path().starts_with("/api/");
-    let mut response = next.call(req).await?;
-    let policy = if docs {
-        "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
-         connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-    } else {
-        "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-    };
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(policy),
-    );
-    if api && !headers.contains_key(header::CACHE_CONTROL) {
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    Ok(response)
 }
 
 /// Whether a cookie-authenticated POST comes from a page we trust: no `Origin` (not a

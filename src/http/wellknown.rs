@@ -1,7 +1,7 @@
 //! `/.well-known/jwks.json`, `/.well-known/openid-configuration` and
 //! `/.well-known/oauth-authorization-server`.
 
-use actix_web::http::header::{self, EntityTag, IfNoneMatch};
+use actix_web::http::header::{self, IfNoneMatch};
 use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, get, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -31,32 +31,35 @@ pub struct JwksResponse {
 #[get("/.well-known/jwks.json")]
 pub async fn jwks(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let doc = state.keyring.jwks();
-    // A `next` key is published at least max-age before it signs, so a cached JWKS
-    // always knows the signing key.
-    let cache_control = format!("public, max-age={}", state.settings.jwks_max_age.as_secs());
     // Tags are compared weakly for If-None-Match (RFC 9110 section 13.1.2).
-    let fresh = match req.get_header::<IfNoneMatch>() {
-        Some(IfNoneMatch::Any) => true,
-        Some(IfNoneMatch::Items(tags)) => {
-            let ours = doc.etag.trim_matches('"');
-            tags.iter().any(|t| t.tag() == ours)
-        }
-        None => false,
-    };
+    let fresh = req.headers().contains_key(header::IF_NONE_MATCH)
+        && match req.get_header::<IfNoneMatch>() {
+            Some(IfNoneMatch::Any) => true,
+            Some(IfNoneMatch::Items(tags)) => {
+                let ours = doc.etag.to_str().unwrap_or_default().trim_matches('"');
+                tags.iter().any(|t| t.tag() == ours)
+            }
+            None => false,
+        };
     let mut response = if fresh {
         HttpResponse::NotModified()
     } else {
         HttpResponse::Ok()
     };
+    // A `next` key is published at least max-age before it signs, so a cached JWKS
+    // always knows the signing key.
     response
-        .insert_header((header::CACHE_CONTROL, cache_control))
-        .insert_header(header::ETag(EntityTag::new_strong(
-            doc.etag.trim_matches('"').to_owned(),
-        )));
+        .insert_header((header::CACHE_CONTROL, state.jwks_cache_control.clone()))
+        .insert_header((header::ETAG, doc.etag));
     if fresh {
         response.finish()
     } else {
-        response.content_type("application/json").body(doc.body)
+        response
+            .insert_header((
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            ))
+            .body(doc.body)
     }
 }
 

@@ -46,8 +46,8 @@ struct CurrentKey {
 pub struct JwksDocument {
     /// The JSON body.
     pub body: actix_web::web::Bytes,
-    /// Strong ETag (quoted), a digest of the body.
-    pub etag: String,
+    /// Strong ETag (quoted), a digest of the body, as the header's value.
+    pub etag: actix_web::http::header::HeaderValue,
 }
 
 struct Snapshot {
@@ -525,6 +525,8 @@ fn jwks_document(set: &JwkSet) -> Result<JwksDocument, KeyError> {
     let etag = format!("\"{}\"", URL_SAFE_NO_PAD.encode(&digest.as_ref()[..16]));
     Ok(JwksDocument {
         body: body.into(),
-        etag,
+        // Quotes and base64url only: always a valid header value.
+        etag: actix_web::http::header::HeaderValue::from_str(&etag)
+            .map_err(|_| KeyError::Crypto)?,
     })
 }
