@@ -22,6 +22,9 @@ pub const LOGINS: &str = "tokenmint_logins_total";
 pub const REFRESHES: &str = "tokenmint_refreshes_total";
 /// `tokenmint_revocation_checks_total{outcome}`: `active`, `revoked`, `unavailable`.
 pub const REVOCATION_CHECKS: &str = "tokenmint_revocation_checks_total";
+/// `tokenmint_revocation_mirror`: 1 while revocation checks are answered from the
+/// in-memory mirror of the Redis list, 0 while they read Redis.
+pub const REVOCATION_MIRROR: &str = "tokenmint_revocation_mirror";
 /// `tokenmint_tickets_total{outcome}`: `issued`, `redeemed`, `refused`.
 pub const TICKETS: &str = "tokenmint_tickets_total";
 /// `tokenmint_signing_key_rotations_total`.
@@ -89,6 +92,10 @@ fn describe() {
         "Signing-key rotations (scheduled or on demand)."
     );
     describe_gauge!(SIGNING_KEYS, "Signing keys by status.");
+    describe_gauge!(
+        REVOCATION_MIRROR,
+        "1 while revocation checks are answered from the in-memory mirror of the Redis list (subscribed and complete), 0 while they read Redis."
+    );
     describe_gauge!(DB_CONNECTIONS, "Database pool connections by state.");
     describe_gauge!(
         HASHES_IN_FLIGHT,

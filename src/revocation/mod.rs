@@ -423,6 +423,14 @@ impl Revocations {
         }
     }
 
+    /// Whether checks are answered from a complete mirror of the Redis list right now.
+    pub fn mirrored(&self) -> bool {
+        match &self.backend {
+            Backend::Memory(_) => false,
+            Backend::Redis(list) => list.mirror().is_some(),
+        }
+    }
+
     /// Answers whether the list can be read.
     pub async fn ping(&self) -> Result<(), RevocationError> {
         match &self.backend {

@@ -164,6 +164,7 @@ impl RedisList {
         loop {
             let error = self.mirror_once().await;
             self.mirror.store(None);
+            metrics::gauge!(crate::metrics::REVOCATION_MIRROR).set(0.0);
             tracing::debug!(%error, "revocation list mirror lost; reading Redis until it is back");
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(2));
@@ -210,6 +211,7 @@ impl RedisList {
                     let watermark = all.get("gen").and_then(|g| g.parse().ok());
                     mirror.copy(&entries(all.iter()), watermark);
                     self.mirror.store(Some(mirror.clone()));
+                    metrics::gauge!(crate::metrics::REVOCATION_MIRROR).set(1.0);
                 }
                 message = messages.next() => {
                     let Some(message) = message else {
@@ -225,7 +227,8 @@ impl RedisList {
                     mirror.copy(&entries(announced.f.iter()), (announced.g >= 0).then_some(announced.g));
                 }
                 _ = heartbeat.tick() => {
-                    match tokio::time::timeout(HEARTBEAT, sink.ping::<String>()).await {
+                    // Subscribed, PING answers ["pong", ""]: any answer will do.
+                    match tokio::time::timeout(HEARTBEAT, sink.ping::<redis::Value>()).await {
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => return e,
                         Err(_) => return lost("the subscription stopped answering"),

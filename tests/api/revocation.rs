@@ -168,6 +168,67 @@ async fn an_unreachable_revocation_list_fails_closed_and_recovers() {
     .await;
 }
 
+/// Polls until `app`'s revocation checks are (or are no longer) answered from its mirror.
+async fn until_mirrored(app: &TestApp, wanted: bool) {
+    for _ in 0..100 {
+        if app.services.revocations.mirrored() == wanted {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the revocation mirror never became {wanted}");
+}
+
+/// With Redis, checks are answered from each instance's mirror of the list: a revocation
+/// made on one instance holds at once on both, and once Redis goes away the mirror is
+/// dropped and checks fail closed.
+#[tokio::test]
+async fn the_mirror_of_the_list_answers_checks_and_goes_when_redis_goes() {
+    if redis_url().is_none() {
+        return;
+    }
+    let port = free_port();
+    let redis = start_redis(port).await;
+    let url = format!("redis://127.0.0.1:{port}");
+    let a = spawn_app_with(|s| s.redis_url = Some(url.clone().into())).await;
+    let (database_url, prefix) = (
+        a.services.settings.database_url.clone(),
+        a.services.settings.redis_prefix.clone(),
+    );
+    let b = spawn_app_with(|s| {
+        s.redis_url = Some(url.clone().into());
+        s.database_url = database_url;
+        s.redis_prefix = prefix;
+    })
+    .await;
+    until_mirrored(&a, true).await;
+    until_mirrored(&b, true).await;
+
+    let login = a.login("admin", ADMIN_PASSWORD).await;
+    let access = login["access_token"].as_str().unwrap();
+    assert_eq!(a.get_me(access).await.status(), 200);
+    assert_eq!(b.get_me(access).await.status(), 200);
+    let logout = a
+        .client
+        .post(a.url("/api/logout"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), 204);
+    assert_error(a.get_me(access).await, 401, "TOKEN_REVOKED").await;
+    assert_error(b.get_me(access).await, 401, "TOKEN_REVOKED").await;
+    assert!(a.services.revocations.mirrored() && b.services.revocations.mirrored());
+
+    let fresh = a.login("admin", ADMIN_PASSWORD).await;
+    let fresh = fresh["access_token"].as_str().unwrap();
+    assert_eq!(b.get_me(fresh).await.status(), 200);
+    drop(redis);
+    until_mirrored(&b, false).await;
+    assert_error(b.get_me(fresh).await, 503, "UNAVAILABLE").await;
+    assert_error(b.introspect(fresh, fresh).await, 503, "UNAVAILABLE").await;
+}
+
 /// Every key of an app's Redis prefix, with its DUMP.
 async fn snapshot(
     conn: &mut redis::aio::MultiplexedConnection,
