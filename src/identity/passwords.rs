@@ -101,17 +101,32 @@ pub struct PasswordHasher {
     in_flight: Arc<AtomicUsize>,
     /// Moving average of one hash, microseconds.
     mean_micros: Arc<AtomicU64>,
+    /// argon2 memory (19 MiB each) kept between verifications while logins queue.
+    memory: Memory,
+}
+
+/// argon2 memory kept between verifications while more logins are admitted than there are
+/// threads: allocating it afresh cost page faults and the kernel's zeroing of every page,
+/// a sixth of a verification. Freed as soon as the queue is empty.
+type Memory = Arc<std::sync::Mutex<Vec<Vec<argon2::Block>>>>;
+
+fn memory(memory: &Memory) -> std::sync::MutexGuard<'_, Vec<Vec<argon2::Block>>> {
+    memory.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A login's place in the hashing queue, given back when dropped.
 #[derive(Debug)]
 pub struct Admission {
     in_flight: Arc<AtomicUsize>,
+    memory: Memory,
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            // Nothing queued or running: no memory is kept while idle.
+            memory(&self.memory).clear();
+        }
     }
 }
 
@@ -129,16 +144,12 @@ fn hash_blocking(password: &[u8]) -> Result<String, PasswordError> {
         .map_err(|e| PasswordError::Hash(e.to_string()))
 }
 
-thread_local! {
-    /// The hashing thread's argon2 memory (19 MiB at our parameters), kept between
-    /// verifications while logins are queued: allocating it afresh cost page faults and
-    /// the kernel's zeroing of every page, a sixth of a verification.
-    static BLOCKS: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// `argon2().verify_password`, computing into this thread's kept memory; `keep` says
-/// whether to keep it for the next verification (more logins queued) or to free it.
-fn verify_blocking(password: &[u8], stored: &str, keep: bool) -> Result<Verified, PasswordError> {
+/// `argon2().verify_password`, computing into `blocks` (grown if it is too small).
+fn verify_blocking(
+    password: &[u8],
+    stored: &str,
+    blocks: &mut Vec<argon2::Block>,
+) -> Result<Verified, PasswordError> {
     let hash_error = |e: argon2::password_hash::Error| PasswordError::Hash(e.to_string());
     let parsed = PasswordHash::new(stored).map_err(hash_error)?;
     let algorithm = Algorithm::try_from(parsed.algorithm).map_err(hash_error)?;
@@ -158,18 +169,16 @@ fn verify_blocking(password: &[u8], stored: &str, keep: bool) -> Result<Verified
     let out = out
         .get_mut(..expected.len())
         .ok_or_else(|| PasswordError::Hash("the stored output is too long".into()))?;
-    let blocks = params.block_count();
-    let computed = BLOCKS.with_borrow_mut(|memory| {
-        if memory.len() < blocks {
-            memory.resize(blocks, argon2::Block::default());
-        }
-        let computed = Argon2::new(algorithm, version, params.clone())
-            .hash_password_into_with_memory(password, salt, out, &mut memory[..blocks]);
-        if !keep {
-            *memory = Vec::new();
-        }
-        computed
-    });
+    let count = params.block_count();
+    if blocks.len() < count {
+        blocks.resize(count, argon2::Block::default());
+    }
+    let computed = Argon2::new(algorithm, version, params.clone()).hash_password_into_with_memory(
+        password,
+        salt,
+        out,
+        &mut blocks[..count],
+    );
     let matched = match computed {
         // Output's equality is constant-time.
         Ok(()) => argon2::password_hash::Output::new(out)
@@ -216,6 +225,7 @@ impl PasswordHasher {
             queue_timeout,
             in_flight: Arc::new(AtomicUsize::new(0)),
             mean_micros: Arc::new(AtomicU64::new(first.max(1))),
+            memory: Memory::default(),
         })
     }
 
@@ -233,6 +243,7 @@ impl PasswordHasher {
         let ahead = self.in_flight.fetch_add(1, Ordering::SeqCst);
         let admission = Admission {
             in_flight: self.in_flight.clone(),
+            memory: self.memory.clone(),
         };
         if ahead >= capacity {
             return Err(Error::Busy {
@@ -290,6 +301,7 @@ impl PasswordHasher {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         let admission = Admission {
             in_flight: self.in_flight.clone(),
+            memory: self.memory.clone(),
         };
         self.run_admitted(admission, move || hash_blocking(password.bytes()))
             .await
@@ -307,12 +319,20 @@ impl PasswordHasher {
             Some(h) => (h, true),
             None => (self.dummy_hash.clone(), false),
         };
-        let (in_flight, threads) = (self.in_flight.clone(), self.concurrency);
+        let (in_flight, threads, kept) = (
+            self.in_flight.clone(),
+            self.concurrency,
+            self.memory.clone(),
+        );
         let verified = self
             .run_admitted(admission, move || {
-                // More admitted than threads: someone waits for this thread's memory.
-                let keep = in_flight.load(Ordering::SeqCst) > threads;
-                verify_blocking(password.bytes(), &hash, keep)
+                let mut blocks = memory(&kept).pop().unwrap_or_default();
+                let verified = verify_blocking(password.bytes(), &hash, &mut blocks);
+                // More admitted than threads: a login is waiting, and will use it.
+                if in_flight.load(Ordering::SeqCst) > threads {
+                    memory(&kept).push(blocks);
+                }
+                verified
             })
             .await?;
         Ok(if known { verified } else { Verified::Mismatch })
