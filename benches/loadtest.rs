@@ -227,6 +227,101 @@ fn start_static_reference() -> anyhow::Result<u16> {
     Ok(port)
 }
 
+/// Minimal rotations per second on `url`: `concurrency` connections (one on SQLite,
+/// where writers take turns anyway), each looping look-up (locked), update, insert,
+/// commit, for `seconds`, on a scratch table of 20 000 tokens.
+fn minimal_rotation_rate(url: &str, concurrency: usize, seconds: u64) -> anyhow::Result<f64> {
+    use diesel::connection::SimpleConnection as _;
+    use diesel::sql_types::{BigInt, Text};
+    use diesel::{Connection as _, RunQueryDsl as _};
+    const ROWS: i64 = 20_000;
+    #[derive(diesel::QueryableByName)]
+    struct Found {
+        #[diesel(sql_type = BigInt)]
+        #[allow(dead_code)]
+        id: i64,
+    }
+    let sqlite = url.starts_with("sqlite://");
+    let path = url.trim_start_matches("sqlite://").to_owned();
+    let setup = "DROP TABLE IF EXISTS bench_rotation; \
+        CREATE TABLE bench_rotation (id BIGINT PRIMARY KEY, token_hash TEXT NOT NULL, \
+        user_id BIGINT NOT NULL, expires_at BIGINT NOT NULL, used_at BIGINT); \
+        CREATE UNIQUE INDEX bench_rotation_hash ON bench_rotation (token_hash);";
+    let fill = format!(
+        "INSERT INTO bench_rotation (id, token_hash, user_id, expires_at) \
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {ROWS}) \
+         SELECT i, 'h' || i, i % 1000, 4102444800 FROM n"
+    );
+    if sqlite {
+        let mut c = diesel::SqliteConnection::establish(&path)?;
+        c.batch_execute(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
+        )?;
+        c.batch_execute(setup)?;
+        c.batch_execute(&fill)?;
+    } else {
+        let mut c = diesel::PgConnection::establish(url)?;
+        c.batch_execute(setup)?;
+        c.batch_execute(&fill)?;
+    }
+    let threads = if sqlite { 1 } else { concurrency.max(1) };
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let next_id = Arc::new(std::sync::atomic::AtomicI64::new(ROWS + 1));
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let (url, path, next_id) = (url.to_owned(), path.clone(), next_id.clone());
+            std::thread::spawn(move || -> anyhow::Result<u64> {
+                let mut n = 0u64;
+                let mut pick = (t as i64 * 7919) % ROWS;
+                macro_rules! rotate {
+                    ($conn:expr, $begin:expr, $lock:expr) => {{
+                        while Instant::now() < deadline {
+                            pick = (pick * 48271 + 11) % ROWS + 1;
+                            let hash = format!("h{pick}");
+                            let id = next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            $conn.batch_execute($begin)?;
+                            let found: Vec<Found> = diesel::sql_query(concat!(
+                                "SELECT id FROM bench_rotation WHERE token_hash = $1",
+                                $lock
+                            ))
+                            .bind::<Text, _>(&hash)
+                            .load(&mut $conn)?;
+                            diesel::sql_query("UPDATE bench_rotation SET used_at = $1 WHERE token_hash = $2")
+                                .bind::<BigInt, _>(id)
+                                .bind::<Text, _>(&hash)
+                                .execute(&mut $conn)?;
+                            diesel::sql_query("INSERT INTO bench_rotation (id, token_hash, user_id, expires_at) VALUES ($1, $2, $3, 4102444800)")
+                                .bind::<BigInt, _>(id)
+                                .bind::<Text, _>(format!("n{id}"))
+                                .bind::<BigInt, _>(found.len() as i64)
+                                .execute(&mut $conn)?;
+                            $conn.batch_execute("COMMIT")?;
+                            n += 1;
+                        }
+                    }};
+                }
+                if sqlite {
+                    let mut c = diesel::SqliteConnection::establish(&path)?;
+                    c.batch_execute("PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")?;
+                    rotate!(c, "BEGIN IMMEDIATE", "");
+                } else {
+                    let mut c = diesel::PgConnection::establish(&url)?;
+                    rotate!(c, "BEGIN", " FOR UPDATE");
+                }
+                Ok(n)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for worker in workers {
+        total += worker
+            .join()
+            .map_err(|_| anyhow::anyhow!("a rotation thread panicked"))??;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -315,81 +410,16 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let admin_token = admin["access_token"].as_str().context("token")?.to_owned();
 
-    // Direct rotation reference: the rotation transaction through the same pool, no HTTP.
+    // Rotation reference: what the database itself does for a minimal refresh rotation
+    // (look the token up row-locked, mark it used, insert its successor; durable commit),
+    // in raw SQL through the same driver, on a scratch table of the same database: the
+    // statements a pgbench rotation script runs. Not Tokenmint's own
+    // transaction, which would only measure itself.
     let direct_rotation_rate = {
-        use tokenmint::clock::Clock as _;
-        use tokenmint::identity::LoginAttempt;
-        use tokenmint::identity::passwords::Password;
-        let settings = tokenmint::config::Settings::from_lookup(|k| match k {
-            "TOKENMINT_DATABASE_URL" => Some(database_url.clone()),
-            "TOKENMINT_KEY_ENCRYPTION_KEY" => {
-                Some("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into())
-            }
-            "TOKENMINT_LOGIN_MAX_FAILURES" => Some("1000000".into()),
-            _ => None,
-        })?;
-        let services =
-            tokenmint::startup::Services::build(settings, Arc::new(tokenmint::clock::SystemClock))
-                .await?;
-        let login = |services: tokenmint::startup::Services| async move {
-            let attempt = LoginAttempt {
-                username: "admin".to_owned(),
-                password: Password::parse_presented("loadtest-admin-password".to_owned().into())?,
-                tenant: tokenmint::user::TenantId::default_tenant(),
-                client_id: None,
-                scopes: None,
-                ip: None,
-            };
-            anyhow::Ok(
-                services
-                    .identity
-                    .login(attempt, tokenmint::clock::SystemClock.now())
-                    .await?,
-            )
-        };
-        let mut firsts = Vec::new();
-        for _ in 0..args.concurrency {
-            let Ok(first) = login(services.clone()).await else {
-                bail!("direct rotation reference: login failed");
-            };
-            firsts.push(first);
-        }
-        let deadline = Instant::now() + Duration::from_secs(args.seconds);
-        let started = Instant::now();
-        let mut tasks = Vec::new();
-        for first in firsts {
-            let services = services.clone();
-            tasks.push(tokio::spawn(async move {
-                let clock = tokenmint::clock::SystemClock;
-                let mut pair = first;
-                let mut n = 0u64;
-                while Instant::now() < deadline {
-                    match services
-                        .sessions
-                        .refresh(
-                            pair.refresh_token.clone(),
-                            tokenmint::sessions::RefreshClient::FirstParty,
-                            None,
-                            None,
-                            clock.now(),
-                        )
-                        .await
-                    {
-                        Ok(next) => {
-                            pair = next;
-                            n += 1;
-                        }
-                        Err(_) => break,
-                    }
-                }
-                n
-            }));
-        }
-        let mut total = 0;
-        for task in tasks {
-            total += task.await.unwrap_or(0);
-        }
-        total as f64 / started.elapsed().as_secs_f64()
+        let url = database_url.clone();
+        let (concurrency, seconds) = (args.concurrency, args.seconds);
+        tokio::task::spawn_blocking(move || minimal_rotation_rate(&url, concurrency, seconds))
+            .await??
     };
 
     let static_port = start_static_reference()?;
@@ -564,7 +594,7 @@ async fn main() -> anyhow::Result<()> {
             true,
         ),
         (
-            "refresh / direct rotation >= 0.60",
+            "refresh / minimal rotation in raw SQL >= 0.60",
             rps("refresh") / direct_rotation_rate,
             0.60,
             true,
@@ -628,7 +658,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!(
-        "references: ES256 sign {sign_rate:.0}/s, verify {verify_rate:.0}/s (one thread); argon2 verify {:.1} ms; direct rotation {direct_rotation_rate:.0}/s",
+        "references: ES256 sign {sign_rate:.0}/s, verify {verify_rate:.0}/s (one thread); argon2 verify {:.1} ms; minimal rotation (raw SQL, same driver) {direct_rotation_rate:.0}/s",
         argon2_secs * 1000.0
     );
     println!(
