@@ -105,6 +105,17 @@ async fn post(
     request.send().await.unwrap()
 }
 
+/// `POST /api/login` as admin with `password`.
+async fn login_admin(client: &reqwest::Client, base: &str, password: &str) -> reqwest::Response {
+    post(
+        client,
+        format!("{base}/api/login"),
+        None,
+        json!({"username": "admin", "password": password}),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn metrics_count_the_events_with_bounded_labels_and_no_secrets() {
     if !crate::interop::interop_available() {
@@ -146,24 +157,13 @@ async fn metrics_count_the_events_with_bounded_labels_and_no_secrets() {
     assert_eq!(main.status(), 404);
 
     // A failed and a successful login.
-    let wrong = post(
-        &client,
-        format!("{base}/api/login"),
-        None,
-        json!({"username": "admin", "password": "not-the-password"}),
-    )
-    .await;
+    let wrong = login_admin(&client, &base, "not-the-password").await;
     assert_eq!(wrong.status(), 401);
-    let login: Value = post(
-        &client,
-        format!("{base}/api/login"),
-        None,
-        json!({"username": "admin", "password": "metrics-admin-password"}),
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let login: Value = login_admin(&client, &base, "metrics-admin-password")
+        .await
+        .json()
+        .await
+        .unwrap();
     let admin = login["access_token"].as_str().unwrap().to_owned();
     let first = login["refresh_token"].as_str().unwrap().to_owned();
 
@@ -215,16 +215,11 @@ async fn metrics_count_the_events_with_bounded_labels_and_no_secrets() {
     );
 
     // A rotation on demand (the next key has been published for the 1 s max-age).
-    let fresh: Value = post(
-        &client,
-        format!("{base}/api/login"),
-        None,
-        json!({"username": "admin", "password": "metrics-admin-password"}),
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let fresh: Value = login_admin(&client, &base, "metrics-admin-password")
+        .await
+        .json()
+        .await
+        .unwrap();
     let admin = fresh["access_token"].as_str().unwrap().to_owned();
     let rotated = post(
         &client,
