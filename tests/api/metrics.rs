@@ -230,8 +230,19 @@ async fn metrics_count_the_events_with_bounded_labels_and_no_secrets() {
     .await;
     assert_eq!(rotated.status(), 200, "{}", rotated.text().await.unwrap());
 
-    // The revocation list goes away: checks fail closed and are counted.
+    // The revocation list goes away: once the instance has seen its connection close
+    // (the mirror of the list is dropped), checks fail closed and are counted.
     drop(redis);
+    for _ in 0..100 {
+        if Scrape::of(&client, &scrape_url)
+            .await
+            .get("tokenmint_revocation_mirror", &[])
+            == 0.0
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let me = client
         .get(format!("{base}/api/me"))
         .bearer_auth(&admin)

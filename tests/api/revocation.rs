@@ -160,6 +160,8 @@ async fn an_unreachable_revocation_list_fails_closed_and_recovers() {
     );
 
     drop(redis);
+    // Once the instance has seen the connection close (its mirror of the list dropped).
+    until_mirrored(&app, false).await;
     assert_error(
         app.get_me(fresh["access_token"].as_str().unwrap()).await,
         503,
