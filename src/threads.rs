@@ -58,6 +58,16 @@ impl Threads {
         Ok(Self { jobs })
     }
 
+    /// Queues `f` to run on one of the threads and returns at once. A panic in `f` is
+    /// caught and the thread lives on; `false` when the threads are gone.
+    pub fn spawn(&self, f: impl FnOnce() + Send + 'static) -> bool {
+        let span = tracing::Span::current();
+        let job: Job = Box::new(move || {
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| span.in_scope(f)));
+        });
+        self.jobs.send(job).is_ok()
+    }
+
     /// Runs `f` on one of the threads, inside the caller's tracing span, and awaits its
     /// answer. A panic in `f` is caught (the thread lives on) and returned.
     pub async fn run<T: Send + 'static>(

@@ -33,10 +33,12 @@ use crate::lifetimes::{Lifetimes, delta};
 use crate::metrics;
 use crate::revocation::{Recorded, Revocation, Revocations};
 use crate::store::clients as client_store;
+use crate::store::group::Group;
+use crate::store::sessions::CommonRotation;
 use crate::store::sessions::{self as store, RefreshRow, SessionRow};
 use crate::store::tenants as tenant_store;
 use crate::store::users::{self as user_store};
-use crate::store::{Db, DbConnection, write_transaction};
+use crate::store::{Db, DbConnection, StoreError, write_transaction};
 use crate::tokens::access::{Grant, IssuedToken, TokenService};
 use crate::user::{Scope, User};
 
@@ -167,6 +169,101 @@ pub struct Sessions {
     tokens: Arc<TokenService>,
     audit: Arc<Audit>,
     lifetimes: Lifetimes,
+    rotations: Rotations,
+}
+
+/// How rotations reach the database: grouped with those of concurrent requests (see
+/// [`crate::store::group`]), each still answered only once its own outcome has committed.
+enum Rotations {
+    /// The common rotations of a group in one statement; any other (a racer, reuse,
+    /// convergence, a refusal, a client's session) in the general transaction of its own.
+    Postgres(Arc<Group<CommonRotation, Option<store::Rotated>>>),
+    /// A group in one write transaction (one commit), each rotation in a savepoint: a
+    /// refusal rolls back its own writes only, a detected reuse commits its revocation.
+    Sqlite(Arc<Group<Rotate, Result<Rotation, Error>>>),
+}
+
+/// At most this many rotations run together: a few milliseconds of database work.
+const ROTATION_GROUP: usize = 64;
+
+/// One rotation's inputs, for the general transaction.
+struct Rotate {
+    presented: RefreshToken,
+    successor: RefreshToken,
+    sealed: Vec<u8>,
+    now: DateTime<Utc>,
+    lifetimes: Lifetimes,
+    client: RefreshClient,
+}
+
+/// Runs a group of rotations on SQLite: see [`Rotations::Sqlite`]. The common case
+/// first ([`store::rotate_common_in_transaction`]); anything else in a savepoint.
+fn rotate_group(
+    conn: &mut DbConnection,
+    group: Vec<Rotate>,
+) -> Result<Vec<Result<Rotation, Error>>, StoreError> {
+    write_transaction(conn, |conn| {
+        let mut answers = Vec::with_capacity(group.len());
+        for r in group {
+            if let (DbConnection::Sqlite(c), RefreshClient::FirstParty) = (&mut *conn, &r.client)
+                && let Some(rotated) = store::rotate_common_in_transaction(c, &r.common())?
+            {
+                answers.push(rotated.into_rotation(r.successor));
+                continue;
+            }
+            answers.push(diesel::Connection::transaction(conn, |conn| {
+                rotate(
+                    conn,
+                    &r.presented,
+                    r.successor,
+                    &r.sealed,
+                    r.now,
+                    &r.lifetimes,
+                    &r.client,
+                )
+            }));
+        }
+        Ok(answers)
+    })
+}
+
+impl Rotate {
+    /// The inputs of the common case.
+    fn common(&self) -> CommonRotation {
+        CommonRotation {
+            token_hash: self.presented.hash(),
+            now: self.now.naive_utc(),
+            sealed: self.sealed.clone(),
+            successor_hash: self.successor.hash(),
+            successor_expires_at: (self.now + delta(self.lifetimes.refresh_ttl)).naive_utc(),
+            wipe_before: self.now.naive_utc() - delta(self.lifetimes.reuse_leeway),
+        }
+    }
+}
+
+impl store::Rotated {
+    /// The common case's outcome, with the successor it stored.
+    fn into_rotation(self, successor: RefreshToken) -> Result<Rotation, Error> {
+        Ok(Rotation::Rotated {
+            user: User::from_row(&self.user)?,
+            session: self.session,
+            token: successor,
+            expires_at: self.expires_at,
+            client_scopes: None,
+            converged: false,
+        })
+    }
+}
+
+/// Runs a group of common rotations on PostgreSQL: see [`Rotations::Postgres`].
+fn rotate_common(
+    conn: &mut DbConnection,
+    group: Vec<CommonRotation>,
+) -> Result<Vec<Option<store::Rotated>>, StoreError> {
+    match conn {
+        DbConnection::Postgres(pg) => store::rotate_in_one_statement(pg, &group),
+        DbConnection::Sqlite(_) => Ok(group.iter().map(|_| None).collect()),
+    }
 }
 
 enum Rotation {
@@ -195,12 +292,19 @@ impl Sessions {
         audit: Arc<Audit>,
         lifetimes: Lifetimes,
     ) -> Self {
+        let rotations = match db.backend() {
+            "postgres" => {
+                Rotations::Postgres(Group::new(db.clone(), ROTATION_GROUP, rotate_common))
+            }
+            _ => Rotations::Sqlite(Group::new(db.clone(), ROTATION_GROUP, rotate_group)),
+        };
         Self {
             db,
             revocations,
             tokens,
             audit,
             lifetimes,
+            rotations,
         }
     }
 
@@ -248,47 +352,64 @@ impl Sessions {
             .seal_successor(&successor)
             .map_err(|_| Error::internal("sealing the successor failed"))?;
         let lifetimes = self.lifetimes;
-        let rotation = self
-            .db
-            .run(move |conn| {
-                if let (DbConnection::Postgres(pg), RefreshClient::FirstParty) =
-                    (&mut *conn, &client)
-                    && let Some(rotated) = store::rotate_in_one_statement(
-                        pg,
-                        &presented.hash(),
-                        now.naive_utc(),
-                        &sealed,
-                        &successor.hash(),
-                        (now + delta(lifetimes.refresh_ttl)).naive_utc(),
-                        now.naive_utc() - delta(lifetimes.reuse_leeway),
-                    )?
-                {
-                    return Ok(Rotation::Rotated {
-                        user: User::from_row(&rotated.user)?,
-                        session: rotated.session,
-                        token: successor,
-                        expires_at: rotated.expires_at,
-                        client_scopes: None,
-                        converged: false,
-                    });
-                }
-                write_transaction(conn, |conn| {
-                    rotate(
-                        conn, &presented, successor, &sealed, now, &lifetimes, &client,
-                    )
+        let rotation = match &self.rotations {
+            Rotations::Sqlite(group) => group
+                .run(Rotate {
+                    presented,
+                    successor,
+                    sealed,
+                    now,
+                    lifetimes,
+                    client,
                 })
-            })
-            .await
-            .inspect_err(|e| {
-                if let Error::Unauthenticated { refusal, .. } = e {
-                    let outcome = match refusal {
-                        Refusal::Expired => "expired",
-                        Refusal::Revoked => "revoked",
-                        _ => "invalid",
-                    };
-                    metrics::count(metrics::REFRESHES, outcome);
+                .await
+                .map_err(Error::from)
+                .and_then(|rotation| rotation),
+            Rotations::Postgres(group) => {
+                let job = Rotate {
+                    presented,
+                    successor,
+                    sealed,
+                    now,
+                    lifetimes,
+                    client,
+                };
+                let common = match job.client {
+                    RefreshClient::FirstParty => group.run(job.common()).await?,
+                    RefreshClient::Client(_) => None,
+                };
+                match common {
+                    Some(rotated) => rotated.into_rotation(job.successor),
+                    None => {
+                        self.db
+                            .run(move |conn| {
+                                write_transaction(conn, |conn| {
+                                    rotate(
+                                        conn,
+                                        &job.presented,
+                                        job.successor,
+                                        &job.sealed,
+                                        job.now,
+                                        &job.lifetimes,
+                                        &job.client,
+                                    )
+                                })
+                            })
+                            .await
+                    }
                 }
-            })?;
+            }
+        };
+        let rotation = rotation.inspect_err(|e| {
+            if let Error::Unauthenticated { refusal, .. } = e {
+                let outcome = match refusal {
+                    Refusal::Expired => "expired",
+                    Refusal::Revoked => "revoked",
+                    _ => "invalid",
+                };
+                metrics::count(metrics::REFRESHES, outcome);
+            }
+        })?;
         match rotation {
             Rotation::Rotated {
                 session,
@@ -493,7 +614,7 @@ fn walk_to_head(
 }
 
 /// The rotation transaction (on PostgreSQL, after [`store::rotate_in_one_statement`]
-/// found that the common case does not apply). A refusal is an `Err`, which rolls it back (a won update
+/// found that the common case does not apply; on SQLite, in a savepoint of a group). A refusal is an `Err`, which rolls it back (a won update
 /// with it); a detected reuse is an `Ok`, so that the revocation commits.
 fn rotate(
     conn: &mut DbConnection,

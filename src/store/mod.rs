@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod clients;
 pub mod conn;
+pub mod group;
 pub mod markers;
 mod prepared;
 pub mod revocations;

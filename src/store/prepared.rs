@@ -78,77 +78,87 @@ where
 
 impl<C> RunQueryDsl<C> for WipeSealed<'_> {}
 
-/// The common rotation as one PostgreSQL statement: see
-/// [`super::sessions::rotate_in_one_statement`].
-pub struct RotateOnce<'a> {
-    /// The presented token's hash.
-    pub token_hash: &'a str,
-    /// Now.
-    pub now: NaiveDateTime,
-    /// The successor, sealed.
-    pub sealed: &'a [u8],
-    /// The successor's hash.
-    pub successor_hash: &'a str,
-    /// The successor's idle expiry before the session's end caps it.
-    pub successor_expires_at: NaiveDateTime,
-    /// Seals of tokens spent before this are wiped.
-    pub wipe_before: NaiveDateTime,
+/// Common rotations, any number, as one PostgreSQL statement: see
+/// [`super::sessions::rotate_in_one_statement`]. One array per input, an element per
+/// rotation; `n` in the answer is the rotation's position, from 1.
+pub struct RotateMany<'a> {
+    /// The presented tokens' hashes.
+    pub token_hashes: &'a [String],
+    /// Each rotation's now.
+    pub nows: &'a [NaiveDateTime],
+    /// The successors, sealed.
+    pub sealed: &'a [Vec<u8>],
+    /// The successors' hashes.
+    pub successor_hashes: &'a [String],
+    /// The successors' idle expiries before the sessions' ends cap them.
+    pub successor_expires_at: &'a [NaiveDateTime],
+    /// Seals of tokens spent before these are wiped.
+    pub wipe_before: &'a [NaiveDateTime],
 }
 
-impl QueryId for RotateOnce<'_> {
-    type QueryId = RotateOnce<'static>;
+impl QueryId for RotateMany<'_> {
+    type QueryId = RotateMany<'static>;
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-impl Query for RotateOnce<'_> {
+impl Query for RotateMany<'_> {
     type SqlType = diesel::sql_types::Untyped;
 }
 
-impl QueryFragment<diesel::pg::Pg> for RotateOnce<'_> {
+impl QueryFragment<diesel::pg::Pg> for RotateMany<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
-        out.push_sql("WITH spent AS (UPDATE refresh_tokens r SET spent_at = ");
-        out.push_bind_param::<Timestamp, _>(&self.now)?;
-        out.push_sql(", successor_sealed = ");
-        out.push_bind_param::<Binary, _>(self.sealed)?;
+        use diesel::sql_types::Array;
+        out.push_sql("WITH i AS (SELECT * FROM unnest(");
+        out.push_bind_param::<Array<Text>, _>(self.token_hashes)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Timestamp>, _>(self.nows)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Binary>, _>(self.sealed)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(self.successor_hashes)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Timestamp>, _>(self.successor_expires_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Timestamp>, _>(self.wipe_before)?;
+        // Each lookup is a lateral subquery fenced by OFFSET 0, so that every rotation
+        // is found through the indexes from its own token: left free, the planner read
+        // the whole sessions table for every group (it guesses 10 rows for an unnest).
         out.push_sql(
-            " FROM sessions s, users u, tenants t \
-             WHERE r.token_hash = ",
-        );
-        out.push_bind_param::<Text, _>(self.token_hash)?;
-        out.push_sql(" AND r.spent_at IS NULL AND r.expires_at > ");
-        out.push_bind_param::<Timestamp, _>(&self.now)?;
-        out.push_sql(" AND s.id = r.session_id AND s.revoked_at IS NULL AND s.expires_at > ");
-        out.push_bind_param::<Timestamp, _>(&self.now)?;
-        out.push_sql(
-            " AND (s.client_id IS NULL OR s.legacy_client) \
-             AND u.id = s.user_id AND u.enabled AND t.id = u.tenant_id AND t.enabled \
-             RETURNING r.generation, LEAST(",
-        );
-        out.push_bind_param::<Timestamp, _>(&self.successor_expires_at)?;
-        out.push_sql(
-            ", s.expires_at) AS next_expires_at, \
-             s.id AS s_id, s.user_id AS s_user_id, s.client_id AS s_client_id, \
-             s.scope AS s_scope, s.created_at AS s_created_at, s.expires_at AS s_expires_at, \
-             s.legacy_client AS s_legacy_client, \
-             u.username AS u_username, u.username_key AS u_username_key, \
-             u.password_hash AS u_password_hash, u.roles AS u_roles, u.scopes AS u_scopes, \
-             u.claims AS u_claims, u.created_at AS u_created_at, \
-             u.updated_at AS u_updated_at, u.tenant_id AS u_tenant_id\
+            ") WITH ORDINALITY AS i(token_hash, now, sealed, successor_hash, \
+             successor_expires_at, wipe_before, n)\
+             ), c AS MATERIALIZED (SELECT i.*, r.generation, \
+             LEAST(i.successor_expires_at, s.s_expires_at) AS next_expires_at, s.*, u.* \
+             FROM i \
+             CROSS JOIN LATERAL (SELECT r.generation, r.session_id FROM refresh_tokens r \
+             WHERE r.token_hash = i.token_hash AND r.spent_at IS NULL \
+             AND r.expires_at > i.now OFFSET 0) r \
+             CROSS JOIN LATERAL (SELECT s.id AS s_id, s.user_id AS s_user_id, \
+             s.client_id AS s_client_id, s.scope AS s_scope, s.created_at AS s_created_at, \
+             s.expires_at AS s_expires_at, s.legacy_client AS s_legacy_client \
+             FROM sessions s WHERE s.id = r.session_id AND s.revoked_at IS NULL \
+             AND s.expires_at > i.now AND (s.client_id IS NULL OR s.legacy_client) \
+             OFFSET 0) s \
+             CROSS JOIN LATERAL (SELECT u.username AS u_username, \
+             u.username_key AS u_username_key, u.password_hash AS u_password_hash, \
+             u.roles AS u_roles, u.scopes AS u_scopes, u.claims AS u_claims, \
+             u.created_at AS u_created_at, u.updated_at AS u_updated_at, \
+             u.tenant_id AS u_tenant_id FROM users u WHERE u.id = s.s_user_id AND u.enabled \
+             AND EXISTS (SELECT 1 FROM tenants t WHERE t.id = u.tenant_id AND t.enabled) \
+             OFFSET 0) u\
+             ), spent AS (UPDATE refresh_tokens r SET spent_at = c.now, \
+             successor_sealed = c.sealed FROM c \
+             WHERE r.token_hash = c.token_hash AND r.spent_at IS NULL AND r.expires_at > c.now \
+             RETURNING c.*\
              ), successor AS (INSERT INTO refresh_tokens \
-             (token_hash, session_id, generation, created_at, expires_at) SELECT ",
+             (token_hash, session_id, generation, created_at, expires_at) \
+             SELECT successor_hash, s_id, generation + 1, now, next_expires_at FROM spent\
+             ), wiped AS (UPDATE refresh_tokens w SET successor_sealed = NULL FROM spent p \
+             WHERE w.session_id = p.s_id AND w.spent_at < p.wipe_before \
+             AND w.successor_sealed IS NOT NULL) \
+             SELECT * FROM spent",
         );
-        out.push_bind_param::<Text, _>(self.successor_hash)?;
-        out.push_sql(", s_id, generation + 1, ");
-        out.push_bind_param::<Timestamp, _>(&self.now)?;
-        out.push_sql(
-            ", next_expires_at FROM spent\
-             ), wiped AS (UPDATE refresh_tokens SET successor_sealed = NULL \
-             WHERE session_id = (SELECT s_id FROM spent) AND spent_at < ",
-        );
-        out.push_bind_param::<Timestamp, _>(&self.wipe_before)?;
-        out.push_sql(" AND successor_sealed IS NOT NULL) SELECT * FROM spent");
         Ok(())
     }
 }
 
-impl<C> RunQueryDsl<C> for RotateOnce<'_> {}
+impl<C> RunQueryDsl<C> for RotateMany<'_> {}

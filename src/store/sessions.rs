@@ -251,6 +251,8 @@ pub struct Rotated {
 
 #[derive(QueryableByName)]
 struct RotatedRow {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
     #[diesel(sql_type = diesel::sql_types::Timestamp)]
     next_expires_at: NaiveDateTime,
     #[diesel(sql_type = diesel::sql_types::Text)]
@@ -287,59 +289,167 @@ struct RotatedRow {
     u_tenant_id: String,
 }
 
-/// The common rotation as one PostgreSQL statement, committed on its own: spend the
-/// token if it is live and unspent, its session live and first-party, its user and
-/// tenant enabled; insert the successor; forget the sealed successors of tokens spent
-/// before `wipe_before`. One round trip and one commit, where the general transaction
-/// takes eight. `None` when any condition does not hold: nothing was written, and the
-/// caller runs the general transaction, which tells why (or converges, or detects reuse).
+/// One common rotation's inputs, for [`rotate_in_one_statement`].
+pub struct CommonRotation {
+    /// The presented token's hash.
+    pub token_hash: String,
+    /// Now.
+    pub now: NaiveDateTime,
+    /// The successor, sealed under the presented token.
+    pub sealed: Vec<u8>,
+    /// The successor's hash.
+    pub successor_hash: String,
+    /// The successor's idle expiry before the session's end caps it.
+    pub successor_expires_at: NaiveDateTime,
+    /// Seals of the session's tokens spent before this are wiped.
+    pub wipe_before: NaiveDateTime,
+}
+
+/// Common rotations, any number of them, as one PostgreSQL statement committed on its
+/// own: for each, spend the token if it is live and unspent, its session live and
+/// first-party, its user and tenant enabled; insert the successor; forget the sealed
+/// successors of the session's tokens spent before `wipe_before`. One round trip and one
+/// commit for the lot, where the general transaction takes eight each. `None` for a
+/// rotation when any condition does not hold: nothing was written for it, and the caller
+/// runs the general transaction, which tells why (or converges, or detects reuse). Two
+/// rotations of one token: one spends it, the other gets `None` (and converges).
 ///
-/// `successor_expires_at` is the successor's idle expiry before the session's end caps it.
-#[allow(clippy::too_many_arguments)]
+/// A deadlock with another writer (PostgreSQL aborts one of them) rolls the statement
+/// back: every rotation gets `None` and goes the general way.
 pub fn rotate_in_one_statement(
     conn: &mut diesel::PgConnection,
-    token_hash: &str,
-    now: NaiveDateTime,
-    successor_sealed: &[u8],
-    successor_hash: &str,
-    successor_expires_at: NaiveDateTime,
-    wipe_before: NaiveDateTime,
-) -> Result<Option<Rotated>, StoreError> {
-    let row: Option<RotatedRow> = super::prepared::RotateOnce {
-        token_hash,
-        now,
-        sealed: successor_sealed,
-        successor_hash,
-        successor_expires_at,
-        wipe_before,
+    rotations: &[CommonRotation],
+) -> Result<Vec<Option<Rotated>>, StoreError> {
+    fn column<T: Clone>(rotations: &[CommonRotation], f: impl Fn(&CommonRotation) -> &T) -> Vec<T> {
+        rotations.iter().map(|r| f(r).clone()).collect()
     }
-    .get_result(conn)
-    .optional()?;
-    Ok(row.map(|r| Rotated {
-        expires_at: r.next_expires_at,
-        user: super::users::UserRow {
-            id: r.s_user_id.clone(),
-            username: r.u_username,
-            username_key: r.u_username_key,
-            password_hash: r.u_password_hash,
-            roles: r.u_roles,
-            scopes: r.u_scopes,
-            claims: r.u_claims,
-            enabled: true,
-            created_at: r.u_created_at,
-            updated_at: r.u_updated_at,
-            tenant_id: r.u_tenant_id,
-        },
-        session: SessionRow {
-            id: r.s_id,
-            user_id: r.s_user_id,
-            client_id: r.s_client_id,
-            scope: r.s_scope,
-            created_at: r.s_created_at,
-            expires_at: r.s_expires_at,
-            revoked_at: None,
-            revoked_reason: None,
-            legacy_client: r.s_legacy_client,
-        },
+    let statement = super::prepared::RotateMany {
+        token_hashes: &column(rotations, |r| &r.token_hash),
+        nows: &column(rotations, |r| &r.now),
+        sealed: &column(rotations, |r| &r.sealed),
+        successor_hashes: &column(rotations, |r| &r.successor_hash),
+        successor_expires_at: &column(rotations, |r| &r.successor_expires_at),
+        wipe_before: &column(rotations, |r| &r.wipe_before),
+    };
+    let rows: Vec<RotatedRow> = match statement.load(conn) {
+        Ok(rows) => rows,
+        Err(diesel::result::Error::DatabaseError(kind, info))
+            if matches!(
+                kind,
+                diesel::result::DatabaseErrorKind::SerializationFailure
+            ) || info.message().contains("deadlock detected") =>
+        {
+            tracing::warn!(
+                message = info.message(),
+                "rotations in one statement rolled back; each goes the general way"
+            );
+            Vec::new()
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut answers: Vec<Option<Rotated>> = rotations.iter().map(|_| None).collect();
+    for r in rows {
+        let Some(slot) = usize::try_from(r.n - 1)
+            .ok()
+            .and_then(|i| answers.get_mut(i))
+        else {
+            return Err(StoreError::Other("a rotation answered out of range".into()));
+        };
+        *slot = Some(Rotated {
+            expires_at: r.next_expires_at,
+            user: super::users::UserRow {
+                id: r.s_user_id.clone(),
+                username: r.u_username,
+                username_key: r.u_username_key,
+                password_hash: r.u_password_hash,
+                roles: r.u_roles,
+                scopes: r.u_scopes,
+                claims: r.u_claims,
+                enabled: true,
+                created_at: r.u_created_at,
+                updated_at: r.u_updated_at,
+                tenant_id: r.u_tenant_id,
+            },
+            session: SessionRow {
+                id: r.s_id,
+                user_id: r.s_user_id,
+                client_id: r.s_client_id,
+                scope: r.s_scope,
+                created_at: r.s_created_at,
+                expires_at: r.s_expires_at,
+                revoked_at: None,
+                revoked_reason: None,
+                legacy_client: r.s_legacy_client,
+            },
+        });
+    }
+    Ok(answers)
+}
+
+/// The common rotation on SQLite, inside the caller's write transaction (which holds the
+/// database's write lock, so nothing changes between the statements): one lookup that
+/// checks every condition of [`rotate_in_one_statement`], then the spend, the successor
+/// and the wipe. Four prepared statements, where the general transaction takes six.
+/// `None` when any condition does not hold, with nothing written: the caller runs the
+/// general transaction, which tells why (or converges, or detects reuse). An error may
+/// leave part of it written: the caller must roll the transaction back.
+pub fn rotate_common_in_transaction(
+    conn: &mut diesel::SqliteConnection,
+    rotation: &CommonRotation,
+) -> Result<Option<Rotated>, StoreError> {
+    use super::schema::{tenants, users};
+    use super::users::UserRow;
+    let now = rotation.now;
+    let found: Option<(i64, SessionRow, UserRow)> = super::unique_in(
+        refresh_tokens::table
+            .inner_join(sessions::table.inner_join(users::table.inner_join(tenants::table)))
+            .filter(refresh_tokens::token_hash.eq(&rotation.token_hash))
+            .filter(refresh_tokens::spent_at.is_null())
+            .filter(refresh_tokens::expires_at.gt(now))
+            .filter(sessions::revoked_at.is_null())
+            .filter(sessions::expires_at.gt(now))
+            .filter(sessions::client_id.is_null().or(sessions::legacy_client))
+            .filter(users::enabled)
+            .filter(tenants::enabled)
+            .select((
+                refresh_tokens::generation,
+                SessionRow::as_select(),
+                UserRow::as_select(),
+            )),
+        conn,
+    )?;
+    let Some((generation, session, user)) = found else {
+        return Ok(None);
+    };
+    let spent = super::prepared::Spend {
+        token_hash: &rotation.token_hash,
+        now,
+        sealed: &rotation.sealed,
+    }
+    .execute(conn)?;
+    if spent != 1 {
+        return Ok(None);
+    }
+    let expires_at = rotation.successor_expires_at.min(session.expires_at);
+    diesel::insert_into(refresh_tokens::table)
+        .values(&RefreshRow {
+            token_hash: rotation.successor_hash.clone(),
+            session_id: session.id.clone(),
+            generation: generation + 1,
+            created_at: now,
+            expires_at,
+            spent_at: None,
+            successor_sealed: None,
+        })
+        .execute(conn)?;
+    super::prepared::WipeSealed {
+        session_id: &session.id,
+        before: rotation.wipe_before,
+    }
+    .execute(conn)?;
+    Ok(Some(Rotated {
+        session,
+        user,
+        expires_at,
     }))
 }
