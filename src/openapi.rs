@@ -60,7 +60,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     let (_app, mut doc) = App::new()
         .into_utoipa_app()
         .openapi(ApiDoc::openapi())
-        .configure(crate::http::routes)
+        .configure(|cfg| crate::http::routes(cfg))
         .split_for_parts();
     CommonResponses.modify(&mut doc);
     doc

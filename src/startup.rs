@@ -10,7 +10,6 @@ use actix_web::dev::Server;
 use actix_web::middleware::{Condition, ErrorHandlers, from_fn};
 use actix_web::{App, HttpServer, web};
 use secrecy::ExposeSecret;
-use utoipa_actix_web::service_config::ServiceConfig;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::api_keys::ApiKeys;
@@ -420,7 +419,7 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .configure(|cfg| http::extractor_configs(cfg, body_limit))
-                .configure(|cfg| http::routes(&mut ServiceConfig::new(cfg)))
+                .configure(http::routes)
                 .service(
                     SwaggerUi::new("/docs/{_:.*}").config(Config::new(["/api-docs/openapi.json"])),
                 )

@@ -77,9 +77,39 @@ pub struct AppState {
     pub jwks_cache_control: actix_web::http::header::HeaderValue,
 }
 
+/// Where the endpoints are registered: utoipa-actix-web's configuration, which also
+/// writes each endpoint's part of the OpenAPI document (see `crate::openapi::document`),
+/// or actix-web's own, which the server uses. Every worker registers the routes again,
+/// and writing the document each time left 4 MiB per worker resident (its freed pieces
+/// among the routes' live ones), so the server serves the document written once.
+pub trait Register {
+    /// Registers one endpoint.
+    fn service<F>(&mut self, factory: F) -> &mut Self
+    where
+        F: actix_web::dev::HttpServiceFactory + utoipa_actix_web::OpenApiFactory + 'static;
+}
+
+impl Register for ServiceConfig<'_> {
+    fn service<F>(&mut self, factory: F) -> &mut Self
+    where
+        F: actix_web::dev::HttpServiceFactory + utoipa_actix_web::OpenApiFactory + 'static,
+    {
+        ServiceConfig::service(self, factory)
+    }
+}
+
+impl Register for web::ServiceConfig {
+    fn service<F>(&mut self, factory: F) -> &mut Self
+    where
+        F: actix_web::dev::HttpServiceFactory + utoipa_actix_web::OpenApiFactory + 'static,
+    {
+        web::ServiceConfig::service(self, factory)
+    }
+}
+
 /// Registers every documented endpoint. Only `.service()`: utoipa-actix-web leaves
 /// `.route()` handlers out of the OpenAPI document.
-pub fn routes(cfg: &mut ServiceConfig<'_>) {
+pub fn routes<C: Register>(cfg: &mut C) {
     // Routes are tried in this order: the busiest first.
     cfg.service(wellknown::jwks)
         .service(auth::login)
