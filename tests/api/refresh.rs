@@ -186,6 +186,74 @@ async fn concurrent_refreshes_of_one_token_all_get_the_same_successor() {
     app.refresh(&successors[0]).await;
 }
 
+/// Rotations that arrive together are committed together (one statement or one
+/// transaction for the lot): each request must still get its own outcome, a refusal or a
+/// reuse among them must not touch the others, and the others must not mask it.
+#[tokio::test]
+async fn a_burst_across_sessions_gets_each_request_its_own_outcome() {
+    let app = spawn_app().await;
+    let mut heads = Vec::new();
+    for _ in 0..10 {
+        heads.push(app.login("admin", ADMIN_PASSWORD).await);
+    }
+    // A session whose first token is reuse by the time of the burst.
+    let stolen = refresh_of(&app.login("admin", ADMIN_PASSWORD).await);
+    let second = app.refresh(&stolen).await;
+    app.clock.advance(Duration::from_secs(6));
+    let robbed = app.refresh(&refresh_of(&second)).await;
+    // A session that has ended.
+    let ended = app.login("admin", ADMIN_PASSWORD).await;
+    let response = app
+        .client
+        .post(app.url("/api/logout"))
+        .json(&json!({"refresh_token": refresh_of(&ended)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+
+    // Every head twice, the reused token and the ended session's, all at once.
+    let mut presented: Vec<String> = heads.iter().chain(heads.iter()).map(refresh_of).collect();
+    presented.push(stolen);
+    presented.push(refresh_of(&ended));
+    let mut answers =
+        futures_util::future::join_all(presented.iter().map(|t| app.post_refresh(t))).await;
+
+    let ended_answer = answers.pop().unwrap();
+    let stolen_answer = answers.pop().unwrap();
+    assert_error(ended_answer, 401, "TOKEN_REVOKED").await;
+    assert_error(stolen_answer, 401, "REFRESH_TOKEN_REUSED").await;
+    let mut bodies = Vec::new();
+    for response in answers {
+        assert_eq!(response.status(), 200);
+        bodies.push(response.json::<Value>().await.unwrap());
+    }
+    for (i, login) in heads.iter().enumerate() {
+        let (first, twin) = (&bodies[i], &bodies[i + heads.len()]);
+        assert_eq!(first["session_id"], login["session_id"], "its own session");
+        assert_eq!(twin["session_id"], login["session_id"], "its own session");
+        assert_ne!(refresh_of(first), refresh_of(login), "rotated");
+        assert_eq!(
+            refresh_of(first),
+            refresh_of(twin),
+            "one successor per session"
+        );
+        assert_eq!(app.get_me(&access_of(first)).await.status(), 200);
+    }
+
+    // Afterwards: the successors rotate on; the reused token's session is over.
+    for body in &bodies[..heads.len()] {
+        app.refresh(&refresh_of(body)).await;
+    }
+    assert_error(
+        app.post_refresh(&refresh_of(&robbed)).await,
+        401,
+        "TOKEN_REVOKED",
+    )
+    .await;
+    assert_error(app.get_me(&access_of(&robbed)).await, 401, "TOKEN_REVOKED").await;
+}
+
 #[tokio::test]
 async fn an_idle_refresh_token_expires_and_the_session_caps_its_tokens() {
     let app = spawn_app_with(|s| {
