@@ -120,16 +120,22 @@ impl QueryFragment<diesel::pg::Pg> for RotateMany<'_> {
         out.push_bind_param::<Array<Timestamp>, _>(self.successor_expires_at)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<Timestamp>, _>(self.wipe_before)?;
+        // The wipe looks only at tokens spent since a leeway before the spent token was
+        // issued (twice that, for clocks of several instances): the rotation that issued
+        // it wiped everything older. Unbounded, it walked every dead index entry the
+        // session's wiped seals had left (until a vacuum), and slowed by the minute.
+        //
         // Each lookup is a lateral subquery fenced by OFFSET 0, so that every rotation
         // is found through the indexes from its own token: left free, the planner read
         // the whole sessions table for every group (it guesses 10 rows for an unnest).
         out.push_sql(
             ") WITH ORDINALITY AS i(token_hash, now, sealed, successor_hash, \
              successor_expires_at, wipe_before, n)\
-             ), c AS MATERIALIZED (SELECT i.*, r.generation, \
+             ), c AS MATERIALIZED (SELECT i.*, r.generation, r.r_created_at, \
              LEAST(i.successor_expires_at, s.s_expires_at) AS next_expires_at, s.*, u.* \
              FROM i \
-             CROSS JOIN LATERAL (SELECT r.generation, r.session_id FROM refresh_tokens r \
+             CROSS JOIN LATERAL (SELECT r.generation, r.session_id, \
+             r.created_at AS r_created_at FROM refresh_tokens r \
              WHERE r.token_hash = i.token_hash AND r.spent_at IS NULL \
              AND r.expires_at > i.now OFFSET 0) r \
              CROSS JOIN LATERAL (SELECT s.id AS s_id, s.user_id AS s_user_id, \
@@ -154,6 +160,7 @@ impl QueryFragment<diesel::pg::Pg> for RotateMany<'_> {
              SELECT successor_hash, s_id, generation + 1, now, next_expires_at FROM spent\
              ), wiped AS (UPDATE refresh_tokens w SET successor_sealed = NULL FROM spent p \
              WHERE w.session_id = p.s_id AND w.spent_at < p.wipe_before \
+             AND w.spent_at >= p.r_created_at - 2 * (p.now - p.wipe_before) \
              AND w.successor_sealed IS NOT NULL) \
              SELECT * FROM spent",
         );
