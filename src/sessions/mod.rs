@@ -212,15 +212,7 @@ fn rotate_group(
                 continue;
             }
             answers.push(diesel::Connection::transaction(conn, |conn| {
-                rotate(
-                    conn,
-                    &r.presented,
-                    r.successor,
-                    &r.sealed,
-                    r.now,
-                    &r.lifetimes,
-                    &r.client,
-                )
+                r.general(conn)
             }));
         }
         Ok(answers)
@@ -228,6 +220,19 @@ fn rotate_group(
 }
 
 impl Rotate {
+    /// The general transaction, in the caller's transaction or savepoint.
+    fn general(self, conn: &mut DbConnection) -> Result<Rotation, Error> {
+        rotate(
+            conn,
+            &self.presented,
+            self.successor,
+            &self.sealed,
+            self.now,
+            &self.lifetimes,
+            &self.client,
+        )
+    }
+
     /// The inputs of the common case.
     fn common(&self) -> CommonRotation {
         CommonRotation {
@@ -351,29 +356,21 @@ impl Sessions {
         let sealed = presented
             .seal_successor(&successor)
             .map_err(|_| Error::internal("sealing the successor failed"))?;
-        let lifetimes = self.lifetimes;
+        let job = Rotate {
+            presented,
+            successor,
+            sealed,
+            now,
+            lifetimes: self.lifetimes,
+            client,
+        };
         let rotation = match &self.rotations {
             Rotations::Sqlite(group) => group
-                .run(Rotate {
-                    presented,
-                    successor,
-                    sealed,
-                    now,
-                    lifetimes,
-                    client,
-                })
+                .run(job)
                 .await
                 .map_err(Error::from)
                 .and_then(|rotation| rotation),
             Rotations::Postgres(group) => {
-                let job = Rotate {
-                    presented,
-                    successor,
-                    sealed,
-                    now,
-                    lifetimes,
-                    client,
-                };
                 let common = match job.client {
                     RefreshClient::FirstParty => group.run(job.common()).await?,
                     RefreshClient::Client(_) => None,
@@ -382,19 +379,7 @@ impl Sessions {
                     Some(rotated) => rotated.into_rotation(job.successor),
                     None => {
                         self.db
-                            .run(move |conn| {
-                                write_transaction(conn, |conn| {
-                                    rotate(
-                                        conn,
-                                        &job.presented,
-                                        job.successor,
-                                        &job.sealed,
-                                        job.now,
-                                        &job.lifetimes,
-                                        &job.client,
-                                    )
-                                })
-                            })
+                            .run(move |conn| write_transaction(conn, |conn| job.general(conn)))
                             .await
                     }
                 }
