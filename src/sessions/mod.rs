@@ -205,8 +205,8 @@ fn rotate_group(
     write_transaction(conn, |conn| {
         let mut answers = Vec::with_capacity(group.len());
         for r in group {
-            if let (DbConnection::Sqlite(c), RefreshClient::FirstParty) = (&mut *conn, &r.client)
-                && let Some(rotated) = store::rotate_common_in_transaction(c, &r.common())?
+            if let RefreshClient::FirstParty = r.client
+                && let Some(rotated) = store::rotate_common_in_transaction(conn, &r.common())?
             {
                 answers.push(rotated.into_rotation(r.successor));
                 continue;

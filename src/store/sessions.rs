@@ -394,13 +394,14 @@ pub fn rotate_in_one_statement(
 /// general transaction, which tells why (or converges, or detects reuse). An error may
 /// leave part of it written: the caller must roll the transaction back.
 pub fn rotate_common_in_transaction(
-    conn: &mut diesel::SqliteConnection,
+    conn: &mut DbConnection,
     rotation: &CommonRotation,
 ) -> Result<Option<Rotated>, StoreError> {
     use super::schema::{tenants, users};
     use super::users::UserRow;
     let now = rotation.now;
-    let found: Option<(i64, SessionRow, UserRow)> = super::unique_in(
+    let found: Option<(i64, SessionRow, UserRow)> = super::unique!(
+        conn,
         refresh_tokens::table
             .inner_join(sessions::table.inner_join(users::table.inner_join(tenants::table)))
             .filter(refresh_tokens::token_hash.eq(&rotation.token_hash))
@@ -415,24 +416,18 @@ pub fn rotate_common_in_transaction(
                 refresh_tokens::generation,
                 SessionRow::as_select(),
                 UserRow::as_select(),
-            )),
-        conn,
+            ))
     )?;
     let Some((generation, session, user)) = found else {
         return Ok(None);
     };
-    let spent = super::prepared::Spend {
-        token_hash: &rotation.token_hash,
-        now,
-        sealed: &rotation.sealed,
-    }
-    .execute(conn)?;
-    if spent != 1 {
+    if !spend_refresh(conn, &rotation.token_hash, now, &rotation.sealed)? {
         return Ok(None);
     }
     let expires_at = rotation.successor_expires_at.min(session.expires_at);
-    diesel::insert_into(refresh_tokens::table)
-        .values(&RefreshRow {
+    insert_refresh(
+        conn,
+        &RefreshRow {
             token_hash: rotation.successor_hash.clone(),
             session_id: session.id.clone(),
             generation: generation + 1,
@@ -440,13 +435,9 @@ pub fn rotate_common_in_transaction(
             expires_at,
             spent_at: None,
             successor_sealed: None,
-        })
-        .execute(conn)?;
-    super::prepared::WipeSealed {
-        session_id: &session.id,
-        before: rotation.wipe_before,
-    }
-    .execute(conn)?;
+        },
+    )?;
+    wipe_sealed_spent_before(conn, &session.id, rotation.wipe_before)?;
     Ok(Some(Rotated {
         session,
         user,
