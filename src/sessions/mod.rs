@@ -673,10 +673,12 @@ fn rotate(
             },
         )?;
         // Tokens spent more than the leeway before this new head can never lead to it.
+        let leeway = delta(lifetimes.reuse_leeway);
         store::wipe_sealed_spent_before(
             conn,
             &session.id,
-            naive_now - delta(lifetimes.reuse_leeway),
+            store::wipe_since(row.created_at, leeway),
+            naive_now - leeway,
         )?;
         return Ok(Rotation::Rotated {
             session,

@@ -47,10 +47,12 @@ where
 
 impl<C> RunQueryDsl<C> for Spend<'_> {}
 
-/// Forgets the sealed successors of a session's tokens spent before `before`.
+/// Forgets the sealed successors of a session's tokens spent in `[since, before)`.
 pub struct WipeSealed<'a> {
     /// The session.
     pub session_id: &'a str,
+    /// Spent at or after this: see [`super::sessions::wipe_since`].
+    pub since: NaiveDateTime,
     /// Spent before this.
     pub before: NaiveDateTime,
 }
@@ -69,6 +71,8 @@ where
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         out.push_sql("UPDATE refresh_tokens SET successor_sealed = NULL WHERE session_id = ");
         out.push_bind_param::<Text, _>(self.session_id)?;
+        out.push_sql(" AND spent_at >= ");
+        out.push_bind_param::<Timestamp, _>(&self.since)?;
         out.push_sql(" AND spent_at < ");
         out.push_bind_param::<Timestamp, _>(&self.before)?;
         out.push_sql(" AND successor_sealed IS NOT NULL");
@@ -120,10 +124,8 @@ impl QueryFragment<diesel::pg::Pg> for RotateMany<'_> {
         out.push_bind_param::<Array<Timestamp>, _>(self.successor_expires_at)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<Timestamp>, _>(self.wipe_before)?;
-        // The wipe looks only at tokens spent since a leeway before the spent token was
-        // issued (twice that, for clocks of several instances): the rotation that issued
-        // it wiped everything older. Unbounded, it walked every dead index entry the
-        // session's wiped seals had left (until a vacuum), and slowed by the minute.
+        // The wipe's lower bound is `wipe_since` written in SQL (`now - wipe_before` is
+        // the leeway).
         //
         // Each lookup is a lateral subquery fenced by OFFSET 0, so that every rotation
         // is found through the indexes from its own token: left free, the planner read

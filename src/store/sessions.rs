@@ -144,18 +144,34 @@ pub fn find_head(
         .optional()?)
 }
 
-/// Forgets the sealed successors of a session's tokens spent before `before`: they can
-/// no longer lead anyone to the current token.
+/// Forgets the sealed successors of a session's tokens spent in `[since, before)`: they
+/// can no longer lead anyone to the current token. `since` comes from [`wipe_since`].
 pub fn wipe_sealed_spent_before(
     conn: &mut DbConnection,
     session_id: &str,
+    since: NaiveDateTime,
     before: NaiveDateTime,
 ) -> Result<usize, StoreError> {
-    let wipe = super::prepared::WipeSealed { session_id, before };
+    let wipe = super::prepared::WipeSealed {
+        session_id,
+        since,
+        before,
+    };
     Ok(match conn {
         DbConnection::Postgres(c) => wipe.execute(c)?,
         DbConnection::Sqlite(c) => wipe.execute(c)?,
     })
+}
+
+/// Where a rotation's wipe of old seals starts, for a rotation that spends a token
+/// issued at `spent_issued_at` and wipes what was spent more than `leeway` ago. The
+/// rotation that issued that token wiped everything spent a leeway before it (its own
+/// `now`, the token's `created_at`), so this one starts there, with a second leeway as
+/// margin (say, for a leeway shortened between the two). Without a lower bound the wipe
+/// walks every index entry the session's earlier wipes left, which on PostgreSQL stay
+/// (dead) until a vacuum: refresh slowed by the minute.
+pub fn wipe_since(spent_issued_at: NaiveDateTime, leeway: chrono::TimeDelta) -> NaiveDateTime {
+    spent_issued_at - leeway * 2
 }
 
 /// Revokes a session if it is not yet; returns it if this call revoked it.
@@ -400,7 +416,7 @@ pub fn rotate_common_in_transaction(
     use super::schema::{tenants, users};
     use super::users::UserRow;
     let now = rotation.now;
-    let found: Option<(i64, SessionRow, UserRow)> = super::unique!(
+    let found: Option<(i64, NaiveDateTime, SessionRow, UserRow)> = super::unique!(
         conn,
         refresh_tokens::table
             .inner_join(sessions::table.inner_join(users::table.inner_join(tenants::table)))
@@ -414,11 +430,12 @@ pub fn rotate_common_in_transaction(
             .filter(tenants::enabled)
             .select((
                 refresh_tokens::generation,
+                refresh_tokens::created_at,
                 SessionRow::as_select(),
                 UserRow::as_select(),
             ))
     )?;
-    let Some((generation, session, user)) = found else {
+    let Some((generation, issued_at, session, user)) = found else {
         return Ok(None);
     };
     if !spend_refresh(conn, &rotation.token_hash, now, &rotation.sealed)? {
@@ -437,7 +454,13 @@ pub fn rotate_common_in_transaction(
             successor_sealed: None,
         },
     )?;
-    wipe_sealed_spent_before(conn, &session.id, rotation.wipe_before)?;
+    let leeway = rotation.now - rotation.wipe_before;
+    wipe_sealed_spent_before(
+        conn,
+        &session.id,
+        wipe_since(issued_at, leeway),
+        rotation.wipe_before,
+    )?;
     Ok(Some(Rotated {
         session,
         user,

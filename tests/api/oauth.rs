@@ -442,6 +442,63 @@ async fn concurrent_refreshes_at_the_token_endpoint_converge_on_one_successor() 
     assert_eq!(app.refresh(&successors[0]).await["scope"], "read");
 }
 
+/// Sealed successors in the database, all sessions.
+async fn sealed_count(app: &TestApp) -> i64 {
+    use diesel::prelude::*;
+    use tokenmint::store::schema::refresh_tokens;
+    app.services
+        .db
+        .run(|conn| -> Result<_, tokenmint::store::StoreError> {
+            Ok(refresh_tokens::table
+                .filter(refresh_tokens::successor_sealed.is_not_null())
+                .count()
+                .get_result::<i64>(conn)?)
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_client_sessions_rotations_keep_only_the_seals_that_can_still_be_needed() {
+    // A client's session rotates through the general transaction (not the grouped common
+    // case): its wipe of old seals, bounded below, must still reach every older seal.
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    app.create_user("erin", "erin-password", &["read"], json!({}))
+        .await;
+    register(
+        &app,
+        &admin,
+        json!({"client_id": "spa", "name": "SPA", "type": "public",
+               "grant_types": ["password", "refresh_token"], "scopes": ["read"]}),
+    )
+    .await;
+    let mut token = login_through(&app, "spa").await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for round in 1..=4 {
+        let previous = token.clone();
+        token = app.refresh(&previous).await["refresh_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            sealed_count(&app).await,
+            1,
+            "round {round}: the new predecessor's only"
+        );
+        // Within the leeway the predecessor still converges on the current token.
+        assert_eq!(
+            app.refresh(&previous).await["refresh_token"],
+            token.as_str()
+        );
+        app.clock.advance(Duration::from_secs(6));
+    }
+    assert_eq!(app.refresh(&token).await["token_type"], "Bearer");
+    assert_eq!(sealed_count(&app).await, 1);
+}
+
 #[tokio::test]
 async fn token_exchange_gives_a_short_lived_token_for_an_allowed_audience() {
     let app = spawn_app().await;
