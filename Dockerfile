@@ -3,6 +3,8 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+# jemalloc's build-time defaults (see the file).
+COPY .cargo ./.cargo
 COPY src ./src
 COPY migrations ./migrations
 COPY tests ./tests

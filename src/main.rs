@@ -16,6 +16,7 @@ use tokenmint::user::{Claims, Role, Scope, TenantId, Username};
 
 // jemalloc returns freed argon2 blocks (19 MiB each) to the system at once; glibc kept
 // them in per-thread arenas and the process grew to hundreds of MiB under a login flood.
+// Its defaults are set where it is built: `.cargo/config.toml`.
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
