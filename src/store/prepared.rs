@@ -162,7 +162,7 @@ impl QueryFragment<diesel::pg::Pg> for RotateMany<'_> {
              SELECT successor_hash, s_id, generation + 1, now, next_expires_at FROM spent\
              ), wiped AS (UPDATE refresh_tokens w SET successor_sealed = NULL FROM spent p \
              WHERE w.session_id = p.s_id AND w.spent_at < p.wipe_before \
-             AND w.spent_at >= p.r_created_at - 2 * (p.now - p.wipe_before) \
+             AND w.spent_at >= p.r_created_at - (p.now - p.wipe_before) \
              AND w.successor_sealed IS NOT NULL) \
              SELECT * FROM spent",
         );

@@ -165,13 +165,15 @@ pub fn wipe_sealed_spent_before(
 
 /// Where a rotation's wipe of old seals starts, for a rotation that spends a token
 /// issued at `spent_issued_at` and wipes what was spent more than `leeway` ago. The
-/// rotation that issued that token wiped everything spent a leeway before it (its own
-/// `now`, the token's `created_at`), so this one starts there, with a second leeway as
-/// margin (say, for a leeway shortened between the two). Without a lower bound the wipe
-/// walks every index entry the session's earlier wipes left, which on PostgreSQL stay
-/// (dead) until a vacuum: refresh slowed by the minute.
+/// rotation that issued that token (at its `created_at`) wiped everything spent a leeway
+/// before it, so this one starts exactly there: together the wipes cover every spent
+/// token, and each looks only at the rotations since the previous one. (Should the
+/// leeway be shortened between two rotations, seals spent in the gap stay until the
+/// session ends; they can no longer converge, which compares timestamps.) Without a lower
+/// bound the wipe walks every index entry the session's earlier wipes left, which on
+/// PostgreSQL stay (dead) until a vacuum: refresh slowed by the minute.
 pub fn wipe_since(spent_issued_at: NaiveDateTime, leeway: chrono::TimeDelta) -> NaiveDateTime {
-    spent_issued_at - leeway * 2
+    spent_issued_at - leeway
 }
 
 /// Revokes a session if it is not yet; returns it if this call revoked it.
