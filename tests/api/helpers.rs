@@ -187,6 +187,22 @@ impl TestApp {
         response.json().await.expect("json")
     }
 
+    /// How many spent refresh tokens still keep their sealed successor, all sessions.
+    pub async fn sealed_successors(&self) -> i64 {
+        use diesel::prelude::*;
+        use tokenmint::store::schema::refresh_tokens;
+        self.services
+            .db
+            .run(|conn| -> Result<_, tokenmint::store::StoreError> {
+                Ok(refresh_tokens::table
+                    .filter(refresh_tokens::successor_sealed.is_not_null())
+                    .count()
+                    .get_result::<i64>(conn)?)
+            })
+            .await
+            .expect("count sealed successors")
+    }
+
     /// Introspects `token` as `caller` (a bearer token, or an API key if it starts with `tmk_`).
     pub async fn introspect(&self, caller: &str, token: &str) -> reqwest::Response {
         self.call(

@@ -442,22 +442,6 @@ async fn concurrent_refreshes_at_the_token_endpoint_converge_on_one_successor() 
     assert_eq!(app.refresh(&successors[0]).await["scope"], "read");
 }
 
-/// Sealed successors in the database, all sessions.
-async fn sealed_count(app: &TestApp) -> i64 {
-    use diesel::prelude::*;
-    use tokenmint::store::schema::refresh_tokens;
-    app.services
-        .db
-        .run(|conn| -> Result<_, tokenmint::store::StoreError> {
-            Ok(refresh_tokens::table
-                .filter(refresh_tokens::successor_sealed.is_not_null())
-                .count()
-                .get_result::<i64>(conn)?)
-        })
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_client_sessions_rotations_keep_only_the_seals_that_can_still_be_needed() {
     // A client's session rotates through the general transaction (not the grouped common
@@ -484,7 +468,7 @@ async fn a_client_sessions_rotations_keep_only_the_seals_that_can_still_be_neede
             .unwrap()
             .to_owned();
         assert_eq!(
-            sealed_count(&app).await,
+            app.sealed_successors().await,
             1,
             "round {round}: the new predecessor's only"
         );
@@ -496,7 +480,7 @@ async fn a_client_sessions_rotations_keep_only_the_seals_that_can_still_be_neede
         app.clock.advance(Duration::from_secs(6));
     }
     assert_eq!(app.refresh(&token).await["token_type"], "Bearer");
-    assert_eq!(sealed_count(&app).await, 1);
+    assert_eq!(app.sealed_successors().await, 1);
 }
 
 #[tokio::test]

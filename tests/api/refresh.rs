@@ -619,38 +619,27 @@ async fn logout_through_the_cookie() {
 
 #[tokio::test]
 async fn sealed_successors_are_kept_while_they_can_be_needed_and_ended_sessions_go() {
-    use diesel::prelude::*;
-    use tokenmint::store::schema::refresh_tokens;
-
     let app = spawn_app().await;
     let first = refresh_of(&app.login("admin", ADMIN_PASSWORD).await);
     let second = refresh_of(&app.refresh(&first).await);
-    let sealed = || async {
-        app.services
-            .db
-            .run(|conn| -> Result<_, tokenmint::store::StoreError> {
-                Ok(refresh_tokens::table
-                    .filter(refresh_tokens::successor_sealed.is_not_null())
-                    .count()
-                    .get_result::<i64>(conn)?)
-            })
-            .await
-            .unwrap()
-    };
-    assert_eq!(sealed().await, 1);
+    assert_eq!(app.sealed_successors().await, 1);
 
     // The predecessor of the current token may be presented at any time: its seal stays.
     app.clock.advance(Duration::from_secs(6));
     app.services.sessions.sweep(app.clock_now()).await.unwrap();
     assert_eq!(
-        sealed().await,
+        app.sealed_successors().await,
         1,
         "kept while it leads to the current token"
     );
 
     // A rotation more than a leeway later: `first` can never be accepted again.
     app.refresh(&second).await;
-    assert_eq!(sealed().await, 1, "only the new predecessor's");
+    assert_eq!(
+        app.sealed_successors().await,
+        1,
+        "only the new predecessor's"
+    );
 
     app.clock.advance(Duration::from_secs(31 * 24 * 3600));
     assert_eq!(
@@ -658,5 +647,5 @@ async fn sealed_successors_are_kept_while_they_can_be_needed_and_ended_sessions_
         1,
         "the ended session is deleted"
     );
-    assert_eq!(sealed().await, 0);
+    assert_eq!(app.sealed_successors().await, 0);
 }
