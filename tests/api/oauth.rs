@@ -405,8 +405,8 @@ async fn a_confidential_clients_session_rotates_only_with_its_secret() {
     assert_oauth_error(narrowed, 400, "invalid_scope").await;
 }
 
-#[tokio::test]
-async fn concurrent_refreshes_at_the_token_endpoint_converge_on_one_successor() {
+/// A fresh app where erin (scope `read`) has logged in through the public client `spa`.
+async fn logged_in_through_a_public_client() -> (TestApp, Value) {
     let app = spawn_app().await;
     let admin = app.admin_token().await;
     app.create_user("erin", "erin-password", &["read"], json!({}))
@@ -419,6 +419,12 @@ async fn concurrent_refreshes_at_the_token_endpoint_converge_on_one_successor() 
     )
     .await;
     let login = login_through(&app, "spa").await;
+    (app, login)
+}
+
+#[tokio::test]
+async fn concurrent_refreshes_at_the_token_endpoint_converge_on_one_successor() {
+    let (app, login) = logged_in_through_a_public_client().await;
     let token = login["refresh_token"].as_str().unwrap().to_owned();
     let burst = (0..24).map(|_| {
         let form = [
@@ -446,21 +452,8 @@ async fn concurrent_refreshes_at_the_token_endpoint_converge_on_one_successor() 
 async fn a_client_sessions_rotations_keep_only_the_seals_that_can_still_be_needed() {
     // A client's session rotates through the general transaction (not the grouped common
     // case): its wipe of old seals, bounded below, must still reach every older seal.
-    let app = spawn_app().await;
-    let admin = app.admin_token().await;
-    app.create_user("erin", "erin-password", &["read"], json!({}))
-        .await;
-    register(
-        &app,
-        &admin,
-        json!({"client_id": "spa", "name": "SPA", "type": "public",
-               "grant_types": ["password", "refresh_token"], "scopes": ["read"]}),
-    )
-    .await;
-    let mut token = login_through(&app, "spa").await["refresh_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (app, login) = logged_in_through_a_public_client().await;
+    let mut token = login["refresh_token"].as_str().unwrap().to_owned();
     for round in 1..=4 {
         let previous = token.clone();
         token = app.refresh(&previous).await["refresh_token"]
