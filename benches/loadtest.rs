@@ -241,6 +241,14 @@ fn minimal_rotation_rate(url: &str, concurrency: usize, seconds: u64) -> anyhow:
         #[allow(dead_code)]
         id: i64,
     }
+    // The driver connects as the service does: with the URL as the service reads it (on
+    // loopback without an sslmode, plain text first; see `DatabaseUrl::parse`).
+    let url = &match tokenmint::store::DatabaseUrl::parse(url).map_err(anyhow::Error::msg)? {
+        tokenmint::store::DatabaseUrl::Postgres(effective) => {
+            secrecy::ExposeSecret::expose_secret(&effective).to_owned()
+        }
+        tokenmint::store::DatabaseUrl::Sqlite(_) => url.to_owned(),
+    };
     let sqlite = url.starts_with("sqlite://");
     let path = url.trim_start_matches("sqlite://").to_owned();
     let setup = "DROP TABLE IF EXISTS bench_rotation; \

@@ -51,7 +51,9 @@ impl std::fmt::Debug for DatabaseUrl {
 }
 
 impl DatabaseUrl {
-    /// Parses `sqlite://PATH` or `postgres://...` / `postgresql://...`.
+    /// Parses `sqlite://PATH` or `postgres://...` / `postgresql://...`. A PostgreSQL URL
+    /// whose hosts are all loopback and that sets no `sslmode` gets `sslmode=allow` (see
+    /// [`plain_on_loopback`]).
     pub fn parse(url: &str) -> Result<Self, String> {
         if let Some(path) = url.strip_prefix("sqlite://") {
             if path.is_empty() {
@@ -65,7 +67,15 @@ impl DatabaseUrl {
             }
             Ok(Self::Sqlite(PathBuf::from(path)))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Self::Postgres(SecretString::from(url.to_owned())))
+            let libpq_env_sets_tls = ["PGSSLMODE", "PGREQUIRESSL", "PGSERVICE"]
+                .iter()
+                .any(|name| std::env::var_os(name).is_some());
+            let url = match libpq_env_sets_tls {
+                true => None,
+                false => plain_on_loopback(url),
+            }
+            .unwrap_or_else(|| url.to_owned());
+            Ok(Self::Postgres(SecretString::from(url)))
         } else {
             Err("expected sqlite://PATH or postgres://...".into())
         }
@@ -78,6 +88,57 @@ impl DatabaseUrl {
             Self::Postgres(_) => "postgres",
         }
     }
+}
+
+/// `url` with `sslmode=allow` added when every host it names is loopback and nothing in
+/// it chooses TLS (`sslmode`, `requiressl`, `service`) or moves the host (`host`,
+/// `hostaddr`); `None` leaves the URL to libpq's defaults.
+///
+/// libpq's default, `prefer`, asks every server for TLS, loopback included: each
+/// connection loads OpenSSL and builds a TLS context (3.7 MiB of the process's memory),
+/// and every statement then goes through TLS records. Traffic over loopback never
+/// leaves the host, so TLS there protects nothing that `prefer` (which verifies no
+/// certificate) would protect. `allow` tries plain text first and TLS if the server
+/// requires it, so a server that insists on TLS on loopback still gets it. A URL that
+/// names `sslmode` keeps it, and so does the `PGSSLMODE` environment (see the caller).
+fn plain_on_loopback(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))?;
+    let (before_query, query) = match rest.split_once('?') {
+        Some((before, query)) => (before, Some(query)),
+        None => (rest, None),
+    };
+    let chooses = ["sslmode", "requiressl", "service", "host", "hostaddr"];
+    let query_chooses = query.is_some_and(|q| {
+        q.split('&')
+            .map(|pair| pair.split_once('=').map_or(pair, |(key, _)| key))
+            .any(|key| chooses.contains(&key))
+    });
+    if query_chooses {
+        return None;
+    }
+    let authority = before_query.split('/').next().unwrap_or_default();
+    let hosts = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let loopback = |spec: &str| {
+        let host = match spec.strip_prefix('[') {
+            Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+            None => spec.split(':').next().unwrap_or_default(),
+        };
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    };
+    // An empty host means a Unix socket, where libpq never uses TLS: nothing to change.
+    if hosts.is_empty() || !hosts.split(',').all(loopback) {
+        return None;
+    }
+    Some(match query {
+        None => format!("{url}?sslmode=allow"),
+        Some("") => format!("{url}sslmode=allow"),
+        Some(_) => format!("{url}&sslmode=allow"),
+    })
 }
 
 /// Errors of the store layer.
@@ -445,4 +506,63 @@ where
     C: diesel::Connection,
 {
     Ok(query.load::<U>(conn)?.into_iter().next())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_on_loopback;
+
+    #[test]
+    fn loopback_urls_without_an_sslmode_try_plain_text_first() {
+        let cases = [
+            (
+                "postgres://u:p@127.0.0.1:5432/db",
+                "postgres://u:p@127.0.0.1:5432/db?sslmode=allow",
+            ),
+            (
+                "postgresql://localhost/db?connect_timeout=5",
+                "postgresql://localhost/db?connect_timeout=5&sslmode=allow",
+            ),
+            (
+                "postgres://[::1]:5433/db?",
+                "postgres://[::1]:5433/db?sslmode=allow",
+            ),
+            (
+                "postgres://u@127.0.0.2,localhost:5433/db",
+                "postgres://u@127.0.0.2,localhost:5433/db?sslmode=allow",
+            ),
+            (
+                "postgres://u:p%40ss@LOCALHOST",
+                "postgres://u:p%40ss@LOCALHOST?sslmode=allow",
+            ),
+        ];
+        for (given, expected) in cases {
+            assert_eq!(
+                plain_on_loopback(given).as_deref(),
+                Some(expected),
+                "{given}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_hosts_and_chosen_modes_are_left_to_libpq() {
+        for url in [
+            "postgres://u@db.example.com/db",
+            "postgres://u@10.0.0.5:5432/db",
+            "postgres://u@127.0.0.1,db.example.com/db",
+            "postgres://u@[2001:db8::1]/db",
+            "postgres://u@127.0.0.1/db?sslmode=require",
+            "postgres://u@localhost/db?sslmode=prefer",
+            "postgres://u@localhost/db?requiressl=1",
+            "postgres://u@localhost/db?service=prod",
+            "postgres://u@localhost/db?host=db.example.com",
+            "postgres://u@localhost/db?hostaddr=10.0.0.5",
+            "postgres:///db",
+            "postgres://u@/db?host=/var/run/postgresql",
+            "postgres://u@localhost.example.com/db",
+        ] {
+            assert_eq!(plain_on_loopback(url), None, "{url}");
+        }
+    }
 }

@@ -66,7 +66,8 @@ impl TestDatabase {
         let mut test_url = Url::parse(&url).expect("TOKENMINT_TEST_DATABASE_URL is a URL");
         test_url.set_path(&format!("/{name}"));
         Self {
-            url: DatabaseUrl::Postgres(SecretString::from(test_url.to_string())),
+            // As the service reads TOKENMINT_DATABASE_URL (loopback: plain text first).
+            url: DatabaseUrl::parse(test_url.as_str()).expect("a PostgreSQL URL"),
             url_string: test_url.to_string(),
             dir,
             pg_database: Some((url, name)),

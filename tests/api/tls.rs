@@ -232,6 +232,15 @@ async fn postgres_over_tls_verifies_the_server_and_refuses_what_does_not() {
     .await;
     login_works(&base).await;
 
+    // On loopback without an sslmode the service tries plain text first (sslmode=allow):
+    // this server refuses plain text (see `sslmode=disable` below), so it must get TLS.
+    let (_loopback, base) = tokenmint(
+        dir.path(),
+        &[("TOKENMINT_DATABASE_URL", url("localhost", "")), admin()],
+    )
+    .await;
+    login_works(&base).await;
+
     // Each refusal stops the start and says why.
     let other_ca = certs.other_ca.to_str().unwrap();
     let cases = [
@@ -349,4 +358,39 @@ async fn redis_over_tls_verifies_the_server_and_refuses_what_does_not() {
             "{redis} should say {reason:?}:\n{output}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_database_on_loopback_is_reached_in_plain_text_unless_the_url_says_otherwise() {
+    use diesel::prelude::*;
+    use diesel::sql_types::{BigInt, Bool};
+    let app = crate::helpers::spawn_app().await;
+    // The service's own pooled connections, seen from the server's side.
+    let (server_has_tls, tls_connections) = app
+        .services
+        .db
+        .run(|conn| -> Result<_, tokenmint::store::StoreError> {
+            let tokenmint::store::DbConnection::Postgres(pg) = conn else {
+                return Ok(None);
+            };
+            let on = diesel::select(diesel::dsl::sql::<Bool>("current_setting('ssl') = 'on'"))
+                .get_result::<bool>(pg)?;
+            let tls = diesel::select(diesel::dsl::sql::<BigInt>(
+                "(SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+                 WHERE a.datname = current_database() AND s.ssl)",
+            ))
+            .get_result::<i64>(pg)?;
+            Ok(Some((on, tls)))
+        })
+        .await
+        .expect("query pg_stat_ssl")
+        .unwrap_or_default();
+    if !server_has_tls {
+        eprintln!("skipped: needs PostgreSQL with ssl = on (TOKENMINT_TEST_DATABASE_URL)");
+        return;
+    }
+    assert_eq!(
+        tls_connections, 0,
+        "the server offers TLS, but on loopback the service should not ask for it"
+    );
 }
