@@ -91,8 +91,9 @@ impl DatabaseUrl {
 }
 
 /// `url` with `sslmode=allow` added when every host it names is loopback and nothing in
-/// it chooses TLS (`sslmode`, `requiressl`, `service`) or moves the host (`host`,
-/// `hostaddr`); `None` leaves the URL to libpq's defaults.
+/// it is about TLS (`sslmode`, `sslrootcert` or any other `ssl*`, `requiressl`,
+/// `service`) or moves the host (`host`, `hostaddr`); `None` leaves the URL to libpq's
+/// defaults.
 ///
 /// libpq's default, `prefer`, asks every server for TLS, loopback included: each
 /// connection loads OpenSSL and builds a TLS context (3.7 MiB of the process's memory),
@@ -109,11 +110,14 @@ fn plain_on_loopback(url: &str) -> Option<String> {
         Some((before, query)) => (before, Some(query)),
         None => (rest, None),
     };
-    let chooses = ["sslmode", "requiressl", "service", "host", "hostaddr"];
+    // Any ssl* parameter (sslmode, sslrootcert, sslcert...) says the URL is about TLS.
+    let chooses = |key: &str| {
+        key.starts_with("ssl") || ["requiressl", "service", "host", "hostaddr"].contains(&key)
+    };
     let query_chooses = query.is_some_and(|q| {
         q.split('&')
             .map(|pair| pair.split_once('=').map_or(pair, |(key, _)| key))
-            .any(|key| chooses.contains(&key))
+            .any(chooses)
     });
     if query_chooses {
         return None;
@@ -555,6 +559,8 @@ mod tests {
             "postgres://u@127.0.0.1/db?sslmode=require",
             "postgres://u@localhost/db?sslmode=prefer",
             "postgres://u@localhost/db?requiressl=1",
+            "postgres://u@localhost/db?sslrootcert=/etc/ssl/db-ca.pem",
+            "postgres://u@localhost/db?connect_timeout=5&sslcert=/c.pem&sslkey=/k.pem",
             "postgres://u@localhost/db?service=prod",
             "postgres://u@localhost/db?host=db.example.com",
             "postgres://u@localhost/db?hostaddr=10.0.0.5",
