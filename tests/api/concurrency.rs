@@ -79,10 +79,20 @@ async fn a_burst_of_wrong_passwords_gets_no_more_attempts_than_the_limit() {
 
     let answers = login_burst(&app, bodies).await;
 
+    // A success starts the username's count over (by design). If the right password was
+    // among the first admitted and its check finished before the last of the burst had
+    // arrived (a loaded machine spreads the 40 arrivals), the later ones met a fresh
+    // count: at most `limit` before the success and `limit` after it.
+    let bound = match count(&answers, 200) {
+        0 => limit,
+        _ => 2 * limit,
+    };
     let admitted = answers.len() - count(&answers, 429);
     assert!(
-        (1..=limit).contains(&admitted),
-        "{admitted} of {BURST} attempts reached the password check; the limit is {limit}"
+        (1..=bound).contains(&admitted),
+        "{admitted} of {BURST} attempts reached the password check; the limit is {limit} \
+         ({} succeeded)",
+        count(&answers, 200)
     );
     for (status, body) in &answers {
         assert!(matches!(status, 200 | 401 | 429), "{status} {body}");
