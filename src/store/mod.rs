@@ -52,8 +52,8 @@ impl std::fmt::Debug for DatabaseUrl {
 
 impl DatabaseUrl {
     /// Parses `sqlite://PATH` or `postgres://...` / `postgresql://...`. A PostgreSQL URL
-    /// whose hosts are all loopback and that sets no `sslmode` gets `sslmode=allow` (see
-    /// [`plain_on_loopback`]).
+    /// whose hosts are all loopback and that says nothing about TLS (nor does libpq's
+    /// environment) gets `sslmode=allow` (see [`plain_on_loopback`]).
     pub fn parse(url: &str) -> Result<Self, String> {
         if let Some(path) = url.strip_prefix("sqlite://") {
             if path.is_empty() {
@@ -67,15 +67,17 @@ impl DatabaseUrl {
             }
             Ok(Self::Sqlite(PathBuf::from(path)))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let libpq_env_sets_tls = ["PGSSLMODE", "PGREQUIRESSL", "PGSERVICE"]
+            // libpq's environment can choose TLS for every URL; then libpq decides.
+            let env_chooses_tls = ["PGSSLMODE", "PGREQUIRESSL", "PGSERVICE"]
                 .iter()
                 .any(|name| std::env::var_os(name).is_some());
-            let url = match libpq_env_sets_tls {
+            let plain = match env_chooses_tls {
                 true => None,
                 false => plain_on_loopback(url),
-            }
-            .unwrap_or_else(|| url.to_owned());
-            Ok(Self::Postgres(SecretString::from(url)))
+            };
+            Ok(Self::Postgres(SecretString::from(
+                plain.unwrap_or_else(|| url.to_owned()),
+            )))
         } else {
             Err("expected sqlite://PATH or postgres://...".into())
         }
