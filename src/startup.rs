@@ -29,7 +29,7 @@ use crate::keys::{KeyError, Keyring, SigningKeys, crypto_provider};
 use crate::principal::Authenticator;
 use crate::redis_conn::LazyRedis;
 use crate::revocation::{RevocationError, Revocations};
-use crate::sessions::Sessions;
+use crate::sessions::{RefreshKey, Sessions};
 use crate::store::startup_lock::StartupLock;
 use crate::store::{DatabaseUrl, Db, StoreError};
 use crate::tenancy::clients::Clients;
@@ -228,10 +228,12 @@ impl Services {
         if let Err(error) = revocations.refill(clock.now()).await {
             tracing::warn!(%error, "revocation list not reachable at start; checks answer 503 until it is");
         }
+        let kek = key_encryption_key(&settings)?;
+        let refresh_key = RefreshKey::new(&*kek.derive(b"refresh-token")?);
         let keyring = Arc::new(
             Keyring::load_or_init(
                 db.clone(),
-                key_encryption_key(&settings)?,
+                kek,
                 settings.signing_alg,
                 key_timing(&settings),
                 clock.now(),
@@ -263,6 +265,7 @@ impl Services {
             tokens.clone(),
             audit.clone(),
             lifetimes,
+            refresh_key,
         ));
         let identity = Arc::new(Identity::new(IdentityParts {
             db: db.clone(),

@@ -14,7 +14,7 @@ use crate::client::ClientId;
 use crate::error::{ApiError, Credential, Error, ErrorBody, Refusal};
 use crate::identity::LoginAttempt;
 use crate::identity::passwords::Password;
-use crate::sessions::{RefreshClient, RefreshToken, TokenPair};
+use crate::sessions::{Presented, RefreshClient, TokenPair};
 use crate::user::{Scope, TenantId};
 
 /// Name of the HttpOnly cookie that carries the refresh token in cookie mode, when it is
@@ -189,7 +189,7 @@ async fn rotate(
     cookie_mode: bool,
 ) -> Result<HttpResponse, ApiError> {
     let presented = presented.ok_or(Error::refused(Credential::RefreshToken, Refusal::Missing))?;
-    let token = RefreshToken::parse(presented.expose_secret())
+    let token = Presented::parse(presented.expose_secret())
         .ok_or(Error::refused(Credential::RefreshToken, Refusal::Invalid))?;
     let now = state.clock.now();
     let pair = state
@@ -227,7 +227,7 @@ pub async fn logout(
         Some(token) => Some(token),
         None => trusted_cookie(&state, &req)?,
     };
-    let refresh_token = presented.and_then(|t| RefreshToken::parse(t.expose_secret()));
+    let refresh_token = presented.and_then(|t| Presented::parse(t.expose_secret()));
     // A malformed or foreign Authorization header does not stop a logout.
     let access = BearerToken::optional(&req).ok().flatten();
     state

@@ -14,7 +14,7 @@ use super::AppState;
 use super::extract::client_ip;
 use crate::client::{Audience, ClientId};
 use crate::error::{ErrorBody, OAuthError, OAuthErrorBody};
-use crate::sessions::RefreshToken;
+use crate::sessions::Presented;
 use crate::tenancy::clients::ClientSecret;
 use crate::tenancy::oauth::ClientAuth;
 use crate::user::Scope;
@@ -130,7 +130,7 @@ pub async fn token(
         }
         Some("refresh_token") => {
             let presented = required(form.refresh_token, "refresh_token")?;
-            let token = RefreshToken::parse(secrecy::ExposeSecret::expose_secret(&presented))
+            let token = Presented::parse(secrecy::ExposeSecret::expose_secret(&presented))
                 .ok_or_else(|| {
                     OAuthError::from(crate::error::Error::refused(
                         crate::error::Credential::RefreshToken,

@@ -255,6 +255,7 @@ impl Identity {
         let tenant = attempt.tenant.clone();
         let verified_hash = row.password_hash.clone();
         let user_id = row.id.clone();
+        let refresh_key = self.sessions.refresh_key().clone();
         let opened = self
             .db
             .run(move |conn| {
@@ -285,6 +286,7 @@ impl Identity {
                     let scopes = narrow(&current, client.as_ref(), requested.as_deref())?;
                     let opened = sessions::open(
                         conn,
+                        &refresh_key,
                         current.id,
                         &scopes,
                         client_id.as_ref().map(ClientId::as_str),

@@ -29,6 +29,8 @@ pub fn parse_kek(b64: &str) -> Result<KeyEncryptionKey, String> {
 /// a stored key cannot be swapped onto another row.
 pub struct Kek {
     key: LessSafeKey,
+    /// For keys of other purposes derived from the same secret ([`Kek::derive`]).
+    prk: ring::hkdf::Prk,
 }
 
 impl std::fmt::Debug for Kek {
@@ -41,8 +43,11 @@ impl Kek {
     /// A KEK from 32 secret bytes.
     pub fn new(secret: &KeyEncryptionKey) -> Result<Self, KeyError> {
         let unbound = UnboundKey::new(&AES_256_GCM, secret.expose_secret())?;
+        let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"tokenmint/kek-derived/v1")
+            .extract(secret.expose_secret());
         Ok(Self {
             key: LessSafeKey::new(unbound),
+            prk,
         })
     }
 
@@ -50,6 +55,22 @@ impl Kek {
     /// beside the database it protects is for the embedded default only).
     pub fn from_file(path: &Path) -> Result<Self, KeyError> {
         Self::new(&load_or_generate(path)?)
+    }
+
+    /// 32 bytes for one purpose, named by `label`, derived from the same secret (HKDF-SHA256):
+    /// whoever holds the KEK holds them, the database never does, and one purpose's key
+    /// tells nothing of another's or of the KEK.
+    pub fn derive(&self, label: &[u8]) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+        struct Len;
+        impl ring::hkdf::KeyType for Len {
+            fn len(&self) -> usize {
+                32
+            }
+        }
+        let mut out = Zeroizing::new([0u8; 32]);
+        let labels = [label];
+        self.prk.expand(&labels, Len)?.fill(out.as_mut())?;
+        Ok(out)
     }
 
     /// `nonce || ciphertext || tag`.

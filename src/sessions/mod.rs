@@ -1,32 +1,25 @@
-//! Sessions: a login opens one with a refresh token; every refresh rotates the token in
-//! one transaction, with reuse detection; logout and revocation end it.
+//! Sessions: a login opens one with a refresh token; a refresh rotates it, with reuse
+//! detection; logout and revocation end it.
 //!
-//! Rotation rules (`/api/refresh-token`), for the session's current token (its *head*)
-//! and a spent token P:
-//! - the head is spent and a successor becomes the head, once, however many requests
-//!   race (one conditional update decides);
-//! - P is accepted, and answered with the head, when the head was issued no more than the
-//!   reuse leeway after P was spent. So the head's immediate predecessor is accepted at
-//!   any time (a client that lost a response, or a browser whose cookie jar a late
-//!   response set back one step, recovers), and every token that racing tabs spent within
-//!   the leeway of one another leads to the head, whatever order their responses arrive in;
-//! - any other spent token is reuse: the whole session is revoked. A stolen token is
-//!   therefore detected once the session has rotated past it again more than a leeway
-//!   after it was spent: at most one rotation later than strict rotation would.
-//!
-//! Only hashes of refresh tokens are stored. Each spent token keeps its successor sealed
-//! under a key derived from itself, so only the holder of an accepted token can walk the
-//! chain forward to the head; seals that can no longer be needed are wiped at rotation.
+//! The rules a presented refresh token is answered by are in [`rules`], one pure
+//! function that every path calls. A session is one row whatever its number of
+//! rotations: it keeps its head's generation and issue time, and a refresh token is
+//! (session, generation, MAC) ([`refresh_token`]), so the head and its predecessor can be
+//! recomputed and nothing per token is stored. A rotation is one conditional update of
+//! that row (the head's generation moves on only if it is still the one read), which is
+//! what serializes concurrent refreshes of one session on every backend.
 
 pub mod refresh_token;
+pub mod rules;
 
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-pub use self::refresh_token::RefreshToken;
-use crate::audit::{Action, Actor, Audit, AuditEvent, Outcome};
+pub use self::refresh_token::{Presented, RefreshKey, RefreshToken, TokenId};
+use self::rules::{Outcome, SessionState, Standing, Windows};
+use crate::audit::{Action, Actor, Audit, AuditEvent, Outcome as AuditOutcome};
 use crate::client::{Client, ClientId, ClientKind};
 use crate::error::{Credential, Error, Refusal};
 use crate::lifetimes::{Lifetimes, delta};
@@ -34,10 +27,7 @@ use crate::metrics;
 use crate::revocation::{Recorded, Revocation, Revocations};
 use crate::store::clients as client_store;
 use crate::store::group::Group;
-use crate::store::sessions::CommonRotation;
-use crate::store::sessions::{self as store, RefreshRow, SessionRow};
-use crate::store::tenants as tenant_store;
-use crate::store::users::{self as user_store};
+use crate::store::sessions::{self as store, HeadRotation, SessionRow};
 use crate::store::{Db, DbConnection, StoreError, write_transaction};
 use crate::tokens::access::{Grant, IssuedToken, TokenService};
 use crate::user::{Scope, User};
@@ -72,6 +62,7 @@ pub struct Opened {
 /// that re-reads (and locks) the user, so no session outlives a change that ended them.
 pub fn open(
     conn: &mut DbConnection,
+    key: &RefreshKey,
     user_id: Uuid,
     scopes: &[Scope],
     client_id: Option<&str>,
@@ -79,9 +70,7 @@ pub fn open(
     now: DateTime<Utc>,
 ) -> Result<Opened, Error> {
     let session_id = Uuid::new_v4();
-    let token = RefreshToken::generate().map_err(|_| Error::internal("random generator failed"))?;
     let session_end = lifetimes.session_end(now);
-    let refresh_expires_at = lifetimes.refresh_end(now, session_end);
     store::insert_session(
         conn,
         &SessionRow {
@@ -94,24 +83,17 @@ pub fn open(
             revoked_at: None,
             revoked_reason: None,
             legacy_client: false,
-        },
-    )?;
-    store::insert_refresh(
-        conn,
-        &RefreshRow {
-            token_hash: token.hash(),
-            session_id: session_id.to_string(),
             generation: 0,
-            created_at: now.naive_utc(),
-            expires_at: refresh_expires_at.naive_utc(),
-            spent_at: None,
-            successor_sealed: None,
+            refreshed_at: now.naive_utc(),
         },
     )?;
     Ok(Opened {
         session_id,
-        refresh_token: token,
-        refresh_expires_at,
+        refresh_token: key.token(TokenId {
+            session_id,
+            generation: 0,
+        }),
+        refresh_expires_at: lifetimes.refresh_end(now, session_end),
     })
 }
 
@@ -169,101 +151,93 @@ pub struct Sessions {
     tokens: Arc<TokenService>,
     audit: Arc<Audit>,
     lifetimes: Lifetimes,
+    key: RefreshKey,
     rotations: Rotations,
 }
 
-/// How rotations reach the database: grouped with those of concurrent requests (see
+/// How refreshes reach the database: grouped with those of concurrent requests (see
 /// [`crate::store::group`]), each still answered only once its own outcome has committed.
 enum Rotations {
-    /// The common rotations of a group in one statement; any other (a racer, reuse,
-    /// convergence, a refusal, a client's session) in the general transaction of its own.
-    Postgres(Arc<Group<CommonRotation, Option<store::Rotated>>>),
-    /// A group in one write transaction (one commit), each rotation in a savepoint: a
-    /// refusal rolls back its own writes only, a detected reuse commits its revocation.
-    Sqlite(Arc<Group<Rotate, Result<Rotation, Error>>>),
+    /// The head rotations of first-party sessions of a group in one statement (the
+    /// `Rotate` row only); anything else decided by [`refresh_in`] in a transaction of
+    /// its own.
+    Postgres(Arc<Group<HeadRotation, Option<store::Rotated>>>),
+    /// A group in one write transaction (one commit), each refresh decided by
+    /// [`refresh_in`].
+    Sqlite(Arc<Group<Refresh, Result<Answer, Error>>>),
 }
 
-/// At most this many rotations run together: a few milliseconds of database work.
+/// At most this many refreshes run together: a few milliseconds of database work.
 const ROTATION_GROUP: usize = 64;
 
-/// One rotation's inputs, for the general transaction.
-struct Rotate {
-    presented: RefreshToken,
-    successor: RefreshToken,
-    sealed: Vec<u8>,
+/// A presented token once its form and MAC are checked: what it claims to be.
+#[derive(Debug, Clone)]
+enum Claimed {
+    /// A token of this release, its MAC verified.
+    Id(TokenId),
+    /// A token of the release before, by hash: looked up in the database.
+    Legacy(String),
+}
+
+impl Claimed {
+    /// The session and generation the token stands for, if it stands for any.
+    fn resolve(&self, conn: &mut DbConnection) -> Result<Option<TokenId>, Error> {
+        match self {
+            Self::Id(id) => Ok(Some(*id)),
+            Self::Legacy(hash) => match store::find_legacy(conn, hash)? {
+                None => Ok(None),
+                Some((session, generation)) => {
+                    Ok(Uuid::parse_str(&session).ok().map(|session_id| TokenId {
+                        session_id,
+                        generation,
+                    }))
+                }
+            },
+        }
+    }
+}
+
+/// One refresh's inputs.
+struct Refresh {
+    claimed: Claimed,
     now: DateTime<Utc>,
+    windows: Windows,
     lifetimes: Lifetimes,
     client: RefreshClient,
 }
 
-/// Runs a group of rotations on SQLite: see [`Rotations::Sqlite`]. The common case
-/// first ([`store::rotate_common_in_transaction`]); anything else in a savepoint.
-fn rotate_group(
+/// What [`refresh_in`] found.
+enum Answer {
+    /// Answered with the session's head: rotated now (`rotated`), or as it was.
+    Head {
+        /// The session, at its head.
+        session: SessionRow,
+        user: User,
+        /// The scopes of the session's client now, if it has one.
+        client_scopes: Option<Vec<Scope>>,
+        rotated: bool,
+    },
+    /// Reuse: the session is revoked (committed with the caller's transaction).
+    Reused {
+        session: SessionRow,
+        recorded: Recorded,
+    },
+}
+
+/// Runs a group of refreshes on SQLite: see [`Rotations::Sqlite`].
+fn refresh_group(
     conn: &mut DbConnection,
-    group: Vec<Rotate>,
-) -> Result<Vec<Result<Rotation, Error>>, StoreError> {
+    group: Vec<Refresh>,
+) -> Result<Vec<Result<Answer, Error>>, StoreError> {
     write_transaction(conn, |conn| {
-        let mut answers = Vec::with_capacity(group.len());
-        for r in group {
-            if let RefreshClient::FirstParty = r.client
-                && let Some(rotated) = store::rotate_common_in_transaction(conn, &r.common())?
-            {
-                answers.push(rotated.into_rotation(r.successor));
-                continue;
-            }
-            answers.push(diesel::Connection::transaction(conn, |conn| {
-                r.general(conn)
-            }));
-        }
-        Ok(answers)
+        Ok(group.iter().map(|job| refresh_in(conn, job)).collect())
     })
 }
 
-impl Rotate {
-    /// The general transaction, in the caller's transaction or savepoint.
-    fn general(self, conn: &mut DbConnection) -> Result<Rotation, Error> {
-        rotate(
-            conn,
-            &self.presented,
-            self.successor,
-            &self.sealed,
-            self.now,
-            &self.lifetimes,
-            &self.client,
-        )
-    }
-
-    /// The inputs of the common case.
-    fn common(&self) -> CommonRotation {
-        CommonRotation {
-            token_hash: self.presented.hash(),
-            now: self.now.naive_utc(),
-            sealed: self.sealed.clone(),
-            successor_hash: self.successor.hash(),
-            successor_expires_at: (self.now + delta(self.lifetimes.refresh_ttl)).naive_utc(),
-            wipe_before: self.now.naive_utc() - delta(self.lifetimes.reuse_leeway),
-        }
-    }
-}
-
-impl store::Rotated {
-    /// The common case's outcome, with the successor it stored.
-    fn into_rotation(self, successor: RefreshToken) -> Result<Rotation, Error> {
-        Ok(Rotation::Rotated {
-            user: User::from_row(&self.user)?,
-            session: self.session,
-            token: successor,
-            expires_at: self.expires_at,
-            client_scopes: None,
-            converged: false,
-        })
-    }
-}
-
-/// Runs a group of common rotations on PostgreSQL: see [`Rotations::Postgres`].
-fn rotate_common(
+/// Runs a group of head rotations on PostgreSQL: see [`Rotations::Postgres`].
+fn rotate_heads(
     conn: &mut DbConnection,
-    group: Vec<CommonRotation>,
+    group: Vec<HeadRotation>,
 ) -> Result<Vec<Option<store::Rotated>>, StoreError> {
     match conn {
         DbConnection::Postgres(pg) => store::rotate_in_one_statement(pg, &group),
@@ -271,21 +245,130 @@ fn rotate_common(
     }
 }
 
-enum Rotation {
-    Rotated {
-        session: SessionRow,
-        user: User,
-        token: RefreshToken,
-        expires_at: NaiveDateTime,
-        /// The scopes of the session's client now, if it has one.
-        client_scopes: Option<Vec<Scope>>,
-        /// A spent token answered with the session's current one (no new token).
-        converged: bool,
-    },
-    Reused {
-        session: SessionRow,
-        recorded: Recorded,
-    },
+/// A refresh, inside the caller's transaction: reads the session, asks
+/// [`rules::decide`], and does what it says. A rotation is one conditional update; if
+/// another request rotated the session between the read and the update, the refresh is
+/// decided again on what that left (the presented token is then the predecessor). A
+/// refusal writes nothing; a detected reuse revokes the session in a savepoint.
+fn refresh_in(conn: &mut DbConnection, job: &Refresh) -> Result<Answer, Error> {
+    let refused = |refusal| Err(Error::refused(Credential::RefreshToken, refusal));
+    let Some(id) = job.claimed.resolve(conn)? else {
+        return refused(Refusal::Invalid);
+    };
+    let session_id = id.session_id.to_string();
+    // After a lost race the session's generation has moved past the presented one, so
+    // the second decision is never `Rotate`: two rounds always suffice.
+    for _ in 0..2 {
+        let Some((session, user, tenant_enabled)) = store::find_for_refresh(conn, &session_id)?
+        else {
+            return refused(Refusal::Invalid);
+        };
+        let (standing, client_scopes) =
+            standing(conn, &session, user.enabled && tenant_enabled, &job.client)?;
+        let state = SessionState {
+            generation: session.generation,
+            refreshed_at: session.refreshed_at.and_utc(),
+            expires_at: session.expires_at.and_utc(),
+            standing,
+        };
+        match rules::decide(id.generation, &state, job.now, job.windows) {
+            Outcome::Rotate => {
+                let now = job.now.naive_utc();
+                if store::advance(conn, &session_id, session.generation, now)? {
+                    return Ok(Answer::Head {
+                        session: SessionRow {
+                            generation: session.generation + 1,
+                            refreshed_at: now,
+                            ..session
+                        },
+                        user: User::from_row(&user)?,
+                        client_scopes,
+                        rotated: true,
+                    });
+                }
+            }
+            Outcome::Head => {
+                return Ok(Answer::Head {
+                    session,
+                    user: User::from_row(&user)?,
+                    client_scopes,
+                    rotated: false,
+                });
+            }
+            Outcome::Reuse => {
+                return diesel::Connection::transaction(conn, |conn| {
+                    let Some(revoked) =
+                        store::revoke_session(conn, &session_id, job.now.naive_utc(), "reuse")?
+                    else {
+                        return refused(Refusal::Revoked);
+                    };
+                    let entry = session_entry(&revoked, &job.lifetimes, job.now);
+                    let recorded = Revocations::record(conn, vec![entry])?;
+                    Ok(Answer::Reused {
+                        session: revoked,
+                        recorded,
+                    })
+                });
+            }
+            Outcome::Refuse(refusal) => return refused(refusal),
+        }
+    }
+    Err(Error::internal("a refresh lost two races for one session"))
+}
+
+/// Whether the presenter may refresh `session` and whether it is still live; with the
+/// scopes of its client now, if it has one.
+fn standing(
+    conn: &mut DbConnection,
+    session: &SessionRow,
+    owner_enabled: bool,
+    presenter: &RefreshClient,
+) -> Result<(Standing, Option<Vec<Scope>>), Error> {
+    let ended = session.revoked_at.is_some() || !owner_enabled;
+    let live = if ended {
+        Standing::Ended
+    } else {
+        Standing::Live
+    };
+    match (&session.client_id, presenter) {
+        (None, RefreshClient::FirstParty) => Ok((live, None)),
+        (Some(_), RefreshClient::FirstParty) if session.legacy_client => Ok((live, None)),
+        (None, RefreshClient::Client(_)) => Ok((Standing::NotYours, None)),
+        (Some(_), RefreshClient::Client(_)) if session.legacy_client => {
+            Ok((Standing::NotYours, None))
+        }
+        (Some(bound), presenter) => {
+            let row = client_store::find(conn, bound)?;
+            let Some(bound) = row.as_ref().map(Client::from_row).transpose()? else {
+                // The session's client was deleted: the session went with it.
+                return Ok((Standing::Ended, None));
+            };
+            let allowed = match presenter {
+                // Without client authentication, only a public client's sessions.
+                RefreshClient::FirstParty => bound.kind == ClientKind::Public,
+                RefreshClient::Client(id) => &bound.client_id == id,
+            };
+            if !allowed {
+                Ok((Standing::NotYours, None))
+            } else if !bound.enabled {
+                Ok((Standing::Ended, None))
+            } else {
+                Ok((live, Some(bound.scopes)))
+            }
+        }
+    }
+}
+
+impl store::Rotated {
+    /// The one-statement rotation's outcome.
+    fn into_answer(self) -> Result<Answer, Error> {
+        Ok(Answer::Head {
+            user: User::from_row(&self.user)?,
+            session: self.session,
+            client_scopes: None,
+            rotated: true,
+        })
+    }
 }
 
 impl Sessions {
@@ -296,12 +379,11 @@ impl Sessions {
         tokens: Arc<TokenService>,
         audit: Arc<Audit>,
         lifetimes: Lifetimes,
+        key: RefreshKey,
     ) -> Self {
         let rotations = match db.backend() {
-            "postgres" => {
-                Rotations::Postgres(Group::new(db.clone(), ROTATION_GROUP, rotate_common))
-            }
-            _ => Rotations::Sqlite(Group::new(db.clone(), ROTATION_GROUP, rotate_group)),
+            "postgres" => Rotations::Postgres(Group::new(db.clone(), ROTATION_GROUP, rotate_heads)),
+            _ => Rotations::Sqlite(Group::new(db.clone(), ROTATION_GROUP, refresh_group)),
         };
         Self {
             db,
@@ -309,7 +391,28 @@ impl Sessions {
             tokens,
             audit,
             lifetimes,
+            key,
             rotations,
+        }
+    }
+
+    /// The key refresh tokens are issued with (for [`open`]).
+    pub fn refresh_key(&self) -> &RefreshKey {
+        &self.key
+    }
+
+    fn windows(&self) -> Windows {
+        Windows {
+            idle: delta(self.lifetimes.refresh_ttl),
+            leeway: delta(self.lifetimes.reuse_leeway),
+        }
+    }
+
+    /// What a presented token claims to be; `None` for a forged one (bad MAC).
+    fn claim(&self, presented: &Presented) -> Option<Claimed> {
+        match presented {
+            Presented::Current { id, tag } => self.key.verify(*id, tag).map(Claimed::Id),
+            Presented::Legacy { hash } => Some(Claimed::Legacy(hash.clone())),
         }
     }
 
@@ -340,52 +443,31 @@ impl Sessions {
     }
 
     /// The use case of `/api/refresh-token` and of the token endpoint's refresh grant:
-    /// rotates a refresh token (see the module doc). A reuse revokes the session, is
-    /// audited and answers `REFRESH_TOKEN_REUSED`. `narrow` asks for fewer scopes than the
-    /// session has (RFC 6749 section 6); more is `ScopeNotAllowed`.
+    /// answers a presented refresh token by the rules of [`rules`]. A reuse revokes the
+    /// session, is audited and answers `REFRESH_TOKEN_REUSED`. `narrow` asks for fewer
+    /// scopes than the session has (RFC 6749 section 6); more is `ScopeNotAllowed`.
     pub async fn refresh(
         &self,
-        presented: RefreshToken,
+        presented: Presented,
         client: RefreshClient,
         narrow: Option<Vec<Scope>>,
         ip: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<TokenPair, Error> {
-        let successor =
-            RefreshToken::generate().map_err(|_| Error::internal("random generator failed"))?;
-        let sealed = presented
-            .seal_successor(&successor)
-            .map_err(|_| Error::internal("sealing the successor failed"))?;
-        let job = Rotate {
-            presented,
-            successor,
-            sealed,
-            now,
-            lifetimes: self.lifetimes,
-            client,
-        };
-        let rotation = match &self.rotations {
-            Rotations::Sqlite(group) => group
-                .run(job)
-                .await
-                .map_err(Error::from)
-                .and_then(|rotation| rotation),
-            Rotations::Postgres(group) => {
-                let common = match job.client {
-                    RefreshClient::FirstParty => group.run(job.common()).await?,
-                    RefreshClient::Client(_) => None,
+        let answer = match self.claim(&presented) {
+            None => Err(Error::refused(Credential::RefreshToken, Refusal::Invalid)),
+            Some(claimed) => {
+                let job = Refresh {
+                    claimed,
+                    now,
+                    windows: self.windows(),
+                    lifetimes: self.lifetimes,
+                    client,
                 };
-                match common {
-                    Some(rotated) => rotated.into_rotation(job.successor),
-                    None => {
-                        self.db
-                            .run(move |conn| write_transaction(conn, |conn| job.general(conn)))
-                            .await
-                    }
-                }
+                self.run(job).await
             }
         };
-        let rotation = rotation.inspect_err(|e| {
+        let answer = answer.inspect_err(|e| {
             if let Error::Unauthenticated { refusal, .. } = e {
                 let outcome = match refusal {
                     Refusal::Expired => "expired",
@@ -395,18 +477,16 @@ impl Sessions {
                 metrics::count(metrics::REFRESHES, outcome);
             }
         })?;
-        match rotation {
-            Rotation::Rotated {
+        match answer {
+            Answer::Head {
                 session,
                 user,
-                token,
-                expires_at,
                 client_scopes,
-                converged,
+                rotated,
             } => {
                 metrics::count(
                     metrics::REFRESHES,
-                    if converged { "converged" } else { "rotated" },
+                    if rotated { "rotated" } else { "converged" },
                 );
                 // Refreshes never widen a session: scopes the user (or its client) lost
                 // since login are dropped.
@@ -421,14 +501,20 @@ impl Sessions {
                     }
                     scopes = narrow;
                 }
+                let session_id = Uuid::parse_str(&session.id).map_err(Error::internal)?;
                 let opened = Opened {
-                    session_id: Uuid::parse_str(&session.id).map_err(Error::internal)?,
-                    refresh_token: token,
-                    refresh_expires_at: expires_at.and_utc(),
+                    session_id,
+                    refresh_token: self.key.token(TokenId {
+                        session_id,
+                        generation: session.generation,
+                    }),
+                    refresh_expires_at: self
+                        .windows()
+                        .idle_end(session.refreshed_at.and_utc(), session.expires_at.and_utc()),
                 };
                 self.pair(&user, &scopes, session.client_id.as_deref(), opened, now)
             }
-            Rotation::Reused { session, recorded } => {
+            Answer::Reused { session, recorded } => {
                 metrics::count(metrics::REFRESHES, "reused");
                 tracing::warn!(session_id = %session.id, user_id = %session.user_id, "refresh token reuse: session revoked");
                 let actor = Uuid::parse_str(&session.user_id).map_or(Actor::Anonymous, Actor::User);
@@ -437,7 +523,7 @@ impl Sessions {
                     action: Action::RefreshReuse,
                     target: Some(format!("session:{}", session.id)),
                     ip,
-                    outcome: Outcome::Failure,
+                    outcome: AuditOutcome::Failure,
                     detail: None,
                 };
                 self.audit.record(event, now).await;
@@ -447,11 +533,43 @@ impl Sessions {
         }
     }
 
+    /// Runs one refresh on this backend's path.
+    async fn run(&self, job: Refresh) -> Result<Answer, Error> {
+        match &self.rotations {
+            Rotations::Sqlite(group) => group.run(job).await.map_err(Error::from).and_then(|a| a),
+            Rotations::Postgres(group) => {
+                let fast = match (&job.claimed, &job.client) {
+                    (Claimed::Id(id), RefreshClient::FirstParty) => {
+                        let window = rules::rotation_window(job.now, job.windows);
+                        group
+                            .run(HeadRotation {
+                                session_id: id.session_id.to_string(),
+                                generation: id.generation,
+                                now: job.now.naive_utc(),
+                                idle_after: window.idle_after.naive_utc(),
+                                rotate_until: window.rotate_until.naive_utc(),
+                            })
+                            .await?
+                    }
+                    _ => None,
+                };
+                match fast {
+                    Some(rotated) => rotated.into_answer(),
+                    None => {
+                        self.db
+                            .run(move |conn| write_transaction(conn, |conn| refresh_in(conn, &job)))
+                            .await
+                    }
+                }
+            }
+        }
+    }
+
     /// The use case of `/api/logout`: ends the session of the refresh token and the
     /// presented access token (and its session). Unknown or invalid tokens are no error.
     pub async fn logout(
         &self,
-        refresh: Option<RefreshToken>,
+        refresh: Option<Presented>,
         access: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
@@ -473,7 +591,7 @@ impl Sessions {
     pub async fn revoke_token(&self, token: &str, now: DateTime<Utc>) -> Result<(), Error> {
         // The two forms cannot be confused: refresh tokens are 43 base64url characters,
         // access tokens are JWTs with dots. A hint (RFC 7009 section 2.1) is not needed.
-        let recorded = if let Some(refresh) = RefreshToken::parse(token) {
+        let recorded = if let Some(refresh) = Presented::parse(token) {
             self.revoke_refresh_in_db(&refresh, "revoke", now).await?
         } else if let Ok(claims) = self.tokens.verify(token, now) {
             self.revoke_access_in_db(&claims.jti, claims.exp, None, now)
@@ -496,19 +614,22 @@ impl Sessions {
 
     async fn revoke_refresh_in_db(
         &self,
-        token: &RefreshToken,
+        token: &Presented,
         reason: &'static str,
         now: DateTime<Utc>,
     ) -> Result<Recorded, Error> {
-        let hash = token.hash();
+        let Some(claimed) = self.claim(token) else {
+            return Ok(Recorded::default());
+        };
         let lifetimes = self.lifetimes;
         self.db
             .run(move |conn| {
                 write_transaction(conn, |conn| {
-                    let Some((_, session)) = store::find_refresh(conn, &hash)? else {
+                    let Some(id) = claimed.resolve(conn)? else {
                         return Ok(Recorded::default());
                     };
-                    let entries = revoke_session_in(conn, &session.id, reason, &lifetimes, now)?;
+                    let session_id = id.session_id.to_string();
+                    let entries = revoke_session_in(conn, &session_id, reason, &lifetimes, now)?;
                     Ok(Revocations::record(conn, entries)?)
                 })
             })
@@ -543,7 +664,7 @@ impl Sessions {
             .await
     }
 
-    /// Housekeeping: deletes ended sessions (their refresh tokens and seals go with
+    /// Housekeeping: deletes ended sessions (their legacy refresh tokens go with
     /// them). Returns the number of sessions deleted.
     pub async fn sweep(&self, now: DateTime<Utc>) -> Result<usize, Error> {
         let naive_now = now.naive_utc();
@@ -566,159 +687,4 @@ fn revoke_session_in(
         return Ok(Vec::new());
     };
     Ok(vec![session_entry(&session, lifetimes, now)])
-}
-
-/// Opens the sealed successors from `row` (the presented, spent token) up to the head;
-/// `None` if a seal is missing or does not open to the next token of the chain.
-fn walk_to_head(
-    conn: &mut DbConnection,
-    presented: &RefreshToken,
-    mut row: RefreshRow,
-    head: &RefreshRow,
-) -> Result<Option<RefreshToken>, Error> {
-    let mut token = presented.clone();
-    while row.generation < head.generation {
-        let Some(next) = row
-            .successor_sealed
-            .as_deref()
-            .and_then(|sealed| token.open_successor(sealed))
-        else {
-            return Ok(None);
-        };
-        let Some(next_row) = store::find_generation(conn, &row.session_id, row.generation + 1)?
-        else {
-            return Ok(None);
-        };
-        if next.hash() != next_row.token_hash {
-            return Ok(None);
-        }
-        token = next;
-        row = next_row;
-    }
-    Ok(Some(token))
-}
-
-/// The rotation transaction (on PostgreSQL, after [`store::rotate_in_one_statement`]
-/// found that the common case does not apply; on SQLite, in a savepoint of a group). A refusal is an `Err`, which rolls it back (a won update
-/// with it); a detected reuse is an `Ok`, so that the revocation commits.
-fn rotate(
-    conn: &mut DbConnection,
-    presented: &RefreshToken,
-    successor: RefreshToken,
-    sealed: &[u8],
-    now: DateTime<Utc>,
-    lifetimes: &Lifetimes,
-    client: &RefreshClient,
-) -> Result<Rotation, Error> {
-    let naive_now = now.naive_utc();
-    let hash = presented.hash();
-    let refused = |refusal| Err(Error::refused(Credential::RefreshToken, refusal));
-    // First statement: the conditional update decides which racer rotates.
-    let won = store::spend_refresh(conn, &hash, naive_now, sealed)?;
-    let Some((row, session)) = store::find_refresh(conn, &hash)? else {
-        return refused(Refusal::Invalid);
-    };
-    if session.revoked_at.is_some() {
-        return refused(Refusal::Revoked);
-    }
-    if session.expires_at <= naive_now {
-        return refused(Refusal::Expired);
-    }
-    let user = match user_store::find_by_id(conn, &session.user_id)? {
-        Some(row) if row.enabled => User::from_row(&row)?,
-        _ => return refused(Refusal::Invalid),
-    };
-    // A disabled tenant's sessions were revoked with it; this also covers a race with it.
-    if !tenant_store::find(conn, user.tenant.as_str())?.is_some_and(|t| t.enabled) {
-        return refused(Refusal::Revoked);
-    }
-    let client_scopes = match (&session.client_id, client) {
-        (None, RefreshClient::FirstParty) => None,
-        (Some(_), RefreshClient::FirstParty) if session.legacy_client => None,
-        (None, RefreshClient::Client(_)) => return refused(Refusal::Invalid),
-        (Some(_), RefreshClient::Client(_)) if session.legacy_client => {
-            return refused(Refusal::Invalid);
-        }
-        (Some(bound), presenter) => {
-            let row = client_store::find(conn, bound)?;
-            let Some(bound) = row.as_ref().map(Client::from_row).transpose()? else {
-                return refused(Refusal::Invalid);
-            };
-            let allowed = match presenter {
-                // Without client authentication, only a public client's sessions.
-                RefreshClient::FirstParty => bound.kind == ClientKind::Public,
-                RefreshClient::Client(id) => &bound.client_id == id,
-            };
-            if !allowed || !bound.enabled {
-                return refused(Refusal::Invalid);
-            }
-            Some(bound.scopes)
-        }
-    };
-
-    if won {
-        let expires_at = lifetimes
-            .refresh_end(now, session.expires_at.and_utc())
-            .naive_utc();
-        store::insert_refresh(
-            conn,
-            &RefreshRow {
-                token_hash: successor.hash(),
-                session_id: session.id.clone(),
-                generation: row.generation + 1,
-                created_at: naive_now,
-                expires_at,
-                spent_at: None,
-                successor_sealed: None,
-            },
-        )?;
-        // Tokens spent more than the leeway before this new head can never lead to it.
-        let leeway = delta(lifetimes.reuse_leeway);
-        store::wipe_sealed_spent_before(
-            conn,
-            &session.id,
-            store::wipe_since(row.created_at, leeway),
-            naive_now - leeway,
-        )?;
-        return Ok(Rotation::Rotated {
-            session,
-            user,
-            token: successor,
-            expires_at,
-            client_scopes,
-            converged: false,
-        });
-    }
-
-    let Some(spent_at) = row.spent_at else {
-        // Not spent, yet the update missed it: it is past its idle lifetime.
-        return refused(Refusal::Expired);
-    };
-    let Some(head) = store::find_head(conn, &session.id)? else {
-        return refused(Refusal::Invalid);
-    };
-    if head.created_at - spent_at <= delta(lifetimes.reuse_leeway) {
-        if head.expires_at <= naive_now {
-            return refused(Refusal::Expired);
-        }
-        if let Some(token) = walk_to_head(conn, presented, row, &head)? {
-            return Ok(Rotation::Rotated {
-                session,
-                user,
-                token,
-                expires_at: head.expires_at,
-                client_scopes,
-                converged: true,
-            });
-        }
-    }
-    // Reuse: revoke the whole session, and commit that.
-    let Some(revoked) = store::revoke_session(conn, &session.id, naive_now, "reuse")? else {
-        return refused(Refusal::Revoked);
-    };
-    let recorded = Revocations::record(conn, vec![session_entry(&revoked, lifetimes, now)])?;
-    Ok(Rotation::Reused {
-        session: revoked,
-        recorded,
-    })
 }

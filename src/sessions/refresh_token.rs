@@ -1,14 +1,46 @@
-//! Refresh tokens: 256 bits from the OS CSPRNG, base64url; stored only as a hash.
+//! Refresh tokens: `tmr_` and base64url of (session id, generation, MAC).
+//!
+//! A session keeps one row whatever its number of rotations: the token of generation `g`
+//! of session `s` is `tmr_` + base64url(`s` (16 bytes) || `g` (8 bytes, big-endian) ||
+//! HMAC-SHA256(K, "tokenmint/refresh/v2" || `s` || `g`)), where K is derived from the
+//! key-encryption key (the secret that protects the signing keys), never stored in the
+//! database. So the head and its predecessor can be recomputed from the session row and
+//! nothing per token is stored; a database leak alone yields no usable token (the MAC
+//! needs K); a forged or altered token is refused before any lookup, in constant time.
+//! The `tmr_` prefix lets secret scanners recognise a leaked token.
+//!
+//! Tokens of the release before (43 base64url characters, 256 random bits, kept as
+//! SHA-256 hashes) are still read: see [`Presented::Legacy`].
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use ring::rand::{SecureRandom, SystemRandom};
+use ring::hmac;
 use secrecy::{ExposeSecret, SecretString};
+use uuid::Uuid;
 
-const TOKEN_BYTES: usize = 32;
-/// Length of the base64url form of 32 bytes, unpadded.
-const TOKEN_CHARS: usize = 43;
+/// What every refresh token of this form starts with.
+pub const PREFIX: &str = "tmr_";
+const SESSION_BYTES: usize = 16;
+const GENERATION_BYTES: usize = 8;
+const TAG_BYTES: usize = 32;
+const BODY_BYTES: usize = SESSION_BYTES + GENERATION_BYTES + TAG_BYTES;
+/// Length of the base64url form of the body, unpadded.
+const BODY_CHARS: usize = (BODY_BYTES * 8).div_ceil(6);
+const MAC_CONTEXT: &[u8] = b"tokenmint/refresh/v2\0";
+
+/// Length of a legacy token: 32 bytes, base64url, unpadded.
+const LEGACY_CHARS: usize = 43;
+const LEGACY_BYTES: usize = 32;
+
+/// Issues and checks refresh tokens. `Debug` never shows the key.
+#[derive(Clone)]
+pub struct RefreshKey(hmac::Key);
+
+impl std::fmt::Debug for RefreshKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RefreshKey([redacted])")
+    }
+}
 
 /// A refresh token as the client holds it. `Debug` never shows it.
 #[derive(Clone)]
@@ -21,82 +53,126 @@ impl std::fmt::Debug for RefreshToken {
 }
 
 impl RefreshToken {
-    /// A new random token.
-    pub fn generate() -> Result<Self, ring::error::Unspecified> {
-        let mut bytes = zeroize::Zeroizing::new([0u8; TOKEN_BYTES]);
-        SystemRandom::new().fill(bytes.as_mut())?;
-        Ok(Self(SecretString::from(
-            URL_SAFE_NO_PAD.encode(bytes.as_ref()),
-        )))
-    }
-
-    /// Parses a presented token: exactly 43 base64url characters. Anything else is
-    /// refused without a lookup.
-    pub fn parse(s: &str) -> Option<Self> {
-        let ok = s.len() == TOKEN_CHARS
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            && URL_SAFE_NO_PAD
-                .decode(s)
-                .is_ok_and(|b| b.len() == TOKEN_BYTES);
-        ok.then(|| Self(SecretString::from(s.to_owned())))
-    }
-
     /// The token, to hand to its owner.
     pub fn expose(&self) -> &str {
         self.0.expose_secret()
     }
+}
 
-    /// SHA-256, base64url: what the database keeps. The token has 256 bits of entropy,
-    /// so a fast hash is enough.
-    pub fn hash(&self) -> String {
-        URL_SAFE_NO_PAD.encode(ring::digest::digest(
-            &ring::digest::SHA256,
-            self.expose().as_bytes(),
-        ))
-    }
+/// Which token of which session a presented token names, once its MAC is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenId {
+    /// The session.
+    pub session_id: Uuid,
+    /// The generation: 0 for the login's token, +1 per rotation.
+    pub generation: i64,
+}
 
-    fn sealing_key(&self) -> Result<LessSafeKey, ring::error::Unspecified> {
-        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-        ctx.update(b"tokenmint/successor-seal/v1\0");
-        ctx.update(self.expose().as_bytes());
-        let key = UnboundKey::new(&AES_256_GCM, ctx.finish().as_ref())?;
-        Ok(LessSafeKey::new(key))
-    }
+/// A presented refresh token, parsed but not yet checked.
+#[derive(Clone)]
+pub enum Presented {
+    /// This release's form; its MAC is checked by [`RefreshKey::verify`].
+    Current {
+        /// What it claims to be.
+        id: TokenId,
+        /// Its MAC.
+        tag: [u8; TAG_BYTES],
+    },
+    /// A token of the release before: only its SHA-256 hash is known to the database,
+    /// in `legacy_refresh_tokens`, for the sessions that were live at the upgrade.
+    Legacy {
+        /// SHA-256 of the token, base64url.
+        hash: String,
+    },
+}
 
-    /// Encrypts `successor` under a key only the holder of `self` can derive.
-    pub fn seal_successor(
-        &self,
-        successor: &RefreshToken,
-    ) -> Result<Vec<u8>, ring::error::Unspecified> {
-        let mut nonce = [0u8; NONCE_LEN];
-        SystemRandom::new().fill(&mut nonce)?;
-        let mut buf = successor.expose().as_bytes().to_vec();
-        self.sealing_key()?.seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(self.hash().as_bytes()),
-            &mut buf,
-        )?;
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&buf);
-        Ok(out)
-    }
-
-    /// Reverses [`RefreshToken::seal_successor`].
-    pub fn open_successor(&self, sealed: &[u8]) -> Option<RefreshToken> {
-        if sealed.len() < NONCE_LEN {
-            return None;
+impl std::fmt::Debug for Presented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Current { id, .. } => f
+                .debug_struct("Current")
+                .field("id", id)
+                .finish_non_exhaustive(),
+            Self::Legacy { .. } => f.write_str("Legacy([redacted])"),
         }
-        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-        let mut buf = zeroize::Zeroizing::new(ciphertext.to_vec());
-        let plain = self
-            .sealing_key()
-            .ok()?
-            .open_in_place(nonce, Aad::from(self.hash().as_bytes()), &mut buf)
-            .ok()?;
-        let text = std::str::from_utf8(plain).ok()?;
-        RefreshToken::parse(text)
+    }
+}
+
+impl Presented {
+    /// Parses a presented token; anything not of either form is `None`, without a lookup.
+    pub fn parse(s: &str) -> Option<Self> {
+        if let Some(body) = s.strip_prefix(PREFIX) {
+            if body.len() != BODY_CHARS || !is_base64url(body) {
+                return None;
+            }
+            let bytes = URL_SAFE_NO_PAD.decode(body).ok()?;
+            let (session, rest) = bytes.split_at_checked(SESSION_BYTES)?;
+            let (generation, tag) = rest.split_at_checked(GENERATION_BYTES)?;
+            let generation = i64::from_be_bytes(generation.try_into().ok()?);
+            if generation < 0 {
+                return None;
+            }
+            return Some(Self::Current {
+                id: TokenId {
+                    session_id: Uuid::from_slice(session).ok()?,
+                    generation,
+                },
+                tag: tag.try_into().ok()?,
+            });
+        }
+        let legacy = s.len() == LEGACY_CHARS
+            && is_base64url(s)
+            && URL_SAFE_NO_PAD
+                .decode(s)
+                .is_ok_and(|b| b.len() == LEGACY_BYTES);
+        legacy.then(|| Self::Legacy {
+            hash: URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, s.as_bytes())),
+        })
+    }
+}
+
+fn is_base64url(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl RefreshKey {
+    /// The key, from 32 secret bytes derived for this purpose alone (see
+    /// [`crate::keys::kek::Kek::derive`]).
+    pub fn new(secret: &[u8; 32]) -> Self {
+        Self(hmac::Key::new(hmac::HMAC_SHA256, secret))
+    }
+
+    fn message(id: TokenId) -> [u8; MAC_CONTEXT.len() + SESSION_BYTES + GENERATION_BYTES] {
+        let mut message = [0u8; MAC_CONTEXT.len() + SESSION_BYTES + GENERATION_BYTES];
+        let (context, rest) = message.split_at_mut(MAC_CONTEXT.len());
+        let (session, generation) = rest.split_at_mut(SESSION_BYTES);
+        context.copy_from_slice(MAC_CONTEXT);
+        session.copy_from_slice(id.session_id.as_bytes());
+        generation.copy_from_slice(&id.generation.to_be_bytes());
+        message
+    }
+
+    /// The token of generation `id.generation` of session `id.session_id`.
+    pub fn token(&self, id: TokenId) -> RefreshToken {
+        let tag = hmac::sign(&self.0, &Self::message(id));
+        let mut body = zeroize::Zeroizing::new([0u8; BODY_BYTES]);
+        let (session, rest) = body.split_at_mut(SESSION_BYTES);
+        let (generation, mac) = rest.split_at_mut(GENERATION_BYTES);
+        session.copy_from_slice(id.session_id.as_bytes());
+        generation.copy_from_slice(&id.generation.to_be_bytes());
+        mac.copy_from_slice(tag.as_ref());
+        let mut text = String::with_capacity(PREFIX.len() + BODY_CHARS);
+        text.push_str(PREFIX);
+        URL_SAFE_NO_PAD.encode_string(body.as_ref(), &mut text);
+        RefreshToken(SecretString::from(text))
+    }
+
+    /// What a token of this form names, if its MAC is right (compared in constant time).
+    pub fn verify(&self, id: TokenId, tag: &[u8; TAG_BYTES]) -> Option<TokenId> {
+        hmac::verify(&self.0, &Self::message(id), tag)
+            .ok()
+            .map(|()| id)
     }
 }
 
@@ -105,57 +181,104 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    proptest! {
-        #[test]
-        fn parsing_any_string_never_panics_and_accepts_only_43_base64url(s in "\\PC*", t in "[A-Za-z0-9_-]{43}") {
-            if let Some(token) = RefreshToken::parse(&s) {
-                prop_assert_eq!(token.expose().len(), 43);
-            }
-            // 43 base64url characters are 258 bits: only those whose last character carries
-            // no stray bits decode to exactly 32 bytes.
-            let _ = RefreshToken::parse(&t);
+    fn key(byte: u8) -> RefreshKey {
+        RefreshKey::new(&[byte; 32])
+    }
+
+    fn id(generation: i64) -> TokenId {
+        TokenId {
+            session_id: Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef),
+            generation,
+        }
+    }
+
+    fn verified(key: &RefreshKey, token: &str) -> Option<TokenId> {
+        match Presented::parse(token)? {
+            Presented::Current { id, tag } => key.verify(id, &tag),
+            Presented::Legacy { .. } => None,
         }
     }
 
     #[test]
-    fn generated_tokens_parse_and_hash_stably() {
-        let token = RefreshToken::generate().unwrap();
-        assert_eq!(token.expose().len(), 43);
-        let parsed = RefreshToken::parse(token.expose()).unwrap();
-        assert_eq!(parsed.hash(), token.hash());
-        assert_ne!(token.hash(), RefreshToken::generate().unwrap().hash());
-        assert!(!format!("{token:?}").contains(token.expose()));
+    fn a_token_names_its_session_and_generation_and_only_its_key_verifies_it() {
+        let k = key(1);
+        for generation in [0, 1, 41, i64::MAX] {
+            let token = k.token(id(generation));
+            assert!(token.expose().starts_with("tmr_"));
+            assert_eq!(token.expose().len(), 4 + 75);
+            assert_eq!(verified(&k, token.expose()), Some(id(generation)));
+            assert_eq!(verified(&key(2), token.expose()), None, "another key");
+        }
+        assert_eq!(
+            k.token(id(3)).expose(),
+            k.token(id(3)).expose(),
+            "recomputable: the same (session, generation) gives the same token"
+        );
+        assert_ne!(k.token(id(3)).expose(), k.token(id(4)).expose());
+        assert!(!format!("{:?}", k.token(id(3))).contains("tmr_"));
+        assert!(!format!("{k:?}").contains('1'));
     }
 
     #[test]
     fn malformed_tokens_are_refused_without_lookup() {
+        let good = key(1).token(id(7));
+        let body = &good.expose()[4..];
         for bad in [
-            "",
-            "short",
-            &"a".repeat(42),
-            &"a".repeat(44),
-            &format!("{}=", "a".repeat(42)),
-            &"+".repeat(43),
+            String::new(),
+            "short".to_owned(),
+            "tmr_".to_owned(),
+            format!("tmr_{}", &body[1..]),
+            format!("tmr_{body}A"),
+            format!("tmx_{body}"),
+            format!("TMR_{body}"),
+            format!("tmr_{}+", &body[1..]),
+            "a".repeat(42),
+            "a".repeat(44),
+            format!("{}=", "a".repeat(42)),
+            "+".repeat(43),
         ] {
-            assert!(RefreshToken::parse(bad).is_none(), "{bad:?}");
+            assert!(Presented::parse(&bad).is_none(), "{bad:?}");
         }
+        // A negative generation is refused at parsing.
+        let mut bytes = URL_SAFE_NO_PAD.decode(body).unwrap();
+        bytes[SESSION_BYTES] = 0x80;
+        let negative = format!("tmr_{}", URL_SAFE_NO_PAD.encode(&bytes));
+        assert!(Presented::parse(&negative).is_none());
     }
 
     #[test]
-    fn only_the_predecessor_opens_its_sealed_successor() {
-        let predecessor = RefreshToken::generate().unwrap();
-        let successor = RefreshToken::generate().unwrap();
-        let sealed = predecessor.seal_successor(&successor).unwrap();
+    fn a_legacy_token_is_read_as_its_hash() {
+        let legacy = URL_SAFE_NO_PAD.encode([7u8; 32]);
+        let Some(Presented::Legacy { hash }) = Presented::parse(&legacy) else {
+            panic!("a legacy token");
+        };
         assert_eq!(
-            predecessor.open_successor(&sealed).unwrap().expose(),
-            successor.expose()
+            hash,
+            URL_SAFE_NO_PAD.encode(ring::digest::digest(
+                &ring::digest::SHA256,
+                legacy.as_bytes()
+            ))
         );
-        assert!(
-            RefreshToken::generate()
-                .unwrap()
-                .open_successor(&sealed)
-                .is_none()
-        );
-        assert!(predecessor.open_successor(&sealed[..10]).is_none());
+        assert!(!format!("{:?}", Presented::parse(&legacy).unwrap()).contains(&legacy));
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_any_string_never_panics(s in "\\PC*", t in "[A-Za-z0-9_-]{75}") {
+            let _ = Presented::parse(&s);
+            let _ = Presented::parse(&format!("tmr_{t}"));
+        }
+
+        #[test]
+        fn any_change_to_a_token_is_refused(generation in 0i64..1_000_000, at in 4usize..79, with in "[A-Za-z0-9_-]") {
+            let k = key(9);
+            let token = k.token(id(generation));
+            let mut altered = token.expose().to_owned();
+            altered.replace_range(at..=at, &with);
+            prop_assume!(altered != token.expose());
+            // Some single-character changes only touch the last character's unused bits
+            // and do not parse; none that parses verifies.
+            prop_assert_eq!(verified(&k, &altered), None);
+        }
     }
 }

@@ -42,18 +42,16 @@ diesel::table! {
         revoked_at -> Nullable<Timestamp>,
         revoked_reason -> Nullable<Text>,
         legacy_client -> Bool,
+        generation -> BigInt,
+        refreshed_at -> Timestamp,
     }
 }
 
 diesel::table! {
-    refresh_tokens (token_hash) {
+    legacy_refresh_tokens (token_hash) {
         token_hash -> Text,
         session_id -> Text,
         generation -> BigInt,
-        created_at -> Timestamp,
-        expires_at -> Timestamp,
-        spent_at -> Nullable<Timestamp>,
-        successor_sealed -> Nullable<Binary>,
     }
 }
 
@@ -67,7 +65,7 @@ diesel::table! {
 }
 
 diesel::joinable!(sessions -> users (user_id));
-diesel::joinable!(refresh_tokens -> sessions (session_id));
+diesel::joinable!(legacy_refresh_tokens -> sessions (session_id));
 
 diesel::table! {
     api_keys (id) {
@@ -148,7 +146,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     users,
     signing_keys,
     sessions,
-    refresh_tokens,
+    legacy_refresh_tokens,
     revocations,
     api_keys,
     audit_events,

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use super::clients::{Audience, Client, ClientId, ClientKind, ClientSecret, Clients, GrantType};
 use crate::error::{Credential, Error, Refusal};
 use crate::principal::Authenticator;
-use crate::sessions::{RefreshClient, RefreshToken, Sessions, TokenPair};
+use crate::sessions::{Presented, RefreshClient, Sessions, TokenPair};
 use crate::tokens::{IssuedToken, TokenService};
 use crate::user::Scope;
 
@@ -93,7 +93,7 @@ impl OAuth {
     pub async fn refresh(
         &self,
         auth: ClientAuth,
-        token: RefreshToken,
+        token: Presented,
         scopes: Option<Vec<Scope>>,
         ip: Option<String>,
         now: DateTime<Utc>,

@@ -36,11 +36,12 @@ async fn the_audit_log_records_admin_calls_failed_logins_reuse_and_rotation() {
         .as_str()
         .unwrap()
         .to_owned();
+    app.clock.advance(Duration::from_secs(5));
     let second = app.refresh(&first).await["refresh_token"]
         .as_str()
         .unwrap()
         .to_owned();
-    // The session moves past `first` a second time, later than the leeway: theft.
+    // `first`, presented later than the leeway after it was spent: theft.
     app.clock.advance(Duration::from_secs(301));
     app.refresh(&second).await;
     assert_error(app.post_refresh(&first).await, 401, "REFRESH_TOKEN_REUSED").await;

@@ -390,12 +390,13 @@ async fn a_login_names_only_an_enabled_password_client_of_its_tenant() {
     app.call(Method::POST, "/api/admin/clients/web/disable", &admin, None)
         .await;
     assert_error(login("web").await, 401, "AUTHENTICATION_FAILED").await;
-    // The refresh token of a disabled client's session stops rotating too.
+    // The refresh token of a disabled client's session stops rotating too: the
+    // contract's answer for a disabled client's session is TOKEN_REVOKED.
     assert_error(
         app.post_refresh(body["refresh_token"].as_str().unwrap())
             .await,
         401,
-        "AUTHENTICATION_FAILED",
+        "TOKEN_REVOKED",
     )
     .await;
     // Without client_id a login is first-party, with all the user's scopes.

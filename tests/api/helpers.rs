@@ -188,20 +188,61 @@ impl TestApp {
         response.json().await.expect("json")
     }
 
-    /// How many spent refresh tokens still keep their sealed successor, all sessions.
-    pub async fn sealed_successors(&self) -> i64 {
-        use diesel::prelude::*;
-        use tokenmint::store::schema::refresh_tokens;
+    /// Every table of the database (from its catalogue, so a new table is counted too)
+    /// with its number of rows, by name.
+    pub async fn row_counts(&self) -> std::collections::BTreeMap<String, i64> {
+        use diesel::sql_types::{BigInt, Text};
+        #[derive(diesel::QueryableByName)]
+        struct Name {
+            #[diesel(sql_type = Text)]
+            name: String,
+        }
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
         self.services
             .db
             .run(|conn| -> Result<_, tokenmint::store::StoreError> {
-                Ok(refresh_tokens::table
-                    .filter(refresh_tokens::successor_sealed.is_not_null())
-                    .count()
-                    .get_result::<i64>(conn)?)
+                let catalogue = match conn {
+                    tokenmint::store::DbConnection::Postgres(_) => {
+                        "SELECT tablename AS name FROM pg_tables WHERE schemaname = current_schema()"
+                    }
+                    tokenmint::store::DbConnection::Sqlite(_) => {
+                        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+                    }
+                };
+                let names: Vec<Name> = diesel::sql_query(catalogue).load(conn)?;
+                let mut counts = std::collections::BTreeMap::new();
+                for Name { name } in names {
+                    let count: Count =
+                        diesel::sql_query(format!(r#"SELECT COUNT(*) AS n FROM "{name}""#))
+                            .get_result(conn)?;
+                    counts.insert(name, count.n);
+                }
+                Ok(counts)
             })
             .await
-            .expect("count sealed successors")
+            .expect("count rows")
+    }
+
+    /// A session's head generation and whether it is revoked.
+    pub async fn session_state(&self, session_id: &str) -> (i64, bool) {
+        use diesel::prelude::*;
+        use tokenmint::store::schema::sessions;
+        let id = session_id.to_owned();
+        self.services
+            .db
+            .run(move |conn| -> Result<_, tokenmint::store::StoreError> {
+                let (generation, revoked): (i64, Option<chrono::NaiveDateTime>) = sessions::table
+                    .find(&id)
+                    .select((sessions::generation, sessions::revoked_at))
+                    .first(conn)?;
+                Ok((generation, revoked.is_some()))
+            })
+            .await
+            .expect("read the session")
     }
 
     /// Introspects `token` as `caller` (a bearer token, or an API key if it starts with `tmk_`).

@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Once;
+use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -118,6 +119,9 @@ async fn run(
 async fn setup() -> (TestApp, Vec<(&'static str, String)>) {
     let port = free_port();
     let app = spawn_app_with(|s| {
+        // Every refresh rotates (no leeway), so the libraries are seen to take a new
+        // refresh token each time; with a leeway a head younger than it comes back as is.
+        s.refresh_reuse_leeway = Duration::ZERO;
         s.bind = ([127, 0, 0, 1], port).into();
         s.issuer = format!("http://127.0.0.1:{port}");
     })

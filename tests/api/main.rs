@@ -30,6 +30,7 @@ mod ops;
 mod outage;
 mod processes;
 mod refresh;
+mod refresh_model;
 mod revocation;
 mod secrets;
 mod shutdown;

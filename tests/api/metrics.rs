@@ -183,6 +183,7 @@ async fn metrics_count_the_events_with_bounded_labels_and_no_secrets() {
     }
 
     // Rotation, then a reuse: the first token again, after the session moved on twice.
+    tokio::time::sleep(Duration::from_millis(1100)).await; // a head older than the leeway
     let second: Value = post(
         &client,
         format!("{base}/api/refresh-token"),

@@ -141,18 +141,45 @@ async fn admins_and_ownerless_keys_of_the_previous_release_keep_working() {
     .await;
 }
 
+/// A refresh token as releases before one-row sessions made them: 256 random bits,
+/// base64url, kept in the database as SHA-256 (base64url).
+struct LegacyRefreshToken {
+    token: String,
+    hash: String,
+}
+
+impl LegacyRefreshToken {
+    fn generate() -> Self {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let bytes: [u8; 32] = std::array::from_fn(|_| rand_byte());
+        let token = URL_SAFE_NO_PAD.encode(bytes);
+        let hash = URL_SAFE_NO_PAD.encode(ring::digest::digest(
+            &ring::digest::SHA256,
+            token.as_bytes(),
+        ));
+        Self { token, hash }
+    }
+}
+
+fn rand_byte() -> u8 {
+    use ring::rand::SecureRandom as _;
+    let mut b = [0u8; 1];
+    ring::rand::SystemRandom::new().fill(&mut b).unwrap();
+    b[0]
+}
+
 /// The last migration of the release before tenants and registered clients.
 const BEFORE_TENANTS_RELEASE: &str = "20261201000003";
 
 #[tokio::test]
 async fn users_keys_and_sessions_of_the_release_before_tenants_keep_working_under_default() {
-    use tokenmint::sessions::RefreshToken;
     let hasher = PasswordHasher::new(1).unwrap();
     let password = |p: &str| Password::parse_new(SecretString::from(p.to_owned())).unwrap();
     let admin_hash = hasher.hash(password("legacy-admin-pw")).await.unwrap();
     let user_hash = hasher.hash(password("legacy-user-pw")).await.unwrap();
     let key = ApiKeySecret::generate().unwrap();
-    let refresh = RefreshToken::generate().unwrap();
+    let refresh = LegacyRefreshToken::generate();
     let (admin_id, user_id, key_id, session_id) = (
         uuid::Uuid::now_v7(),
         uuid::Uuid::now_v7(),
@@ -190,7 +217,7 @@ async fn users_keys_and_sessions_of_the_release_before_tenants_keep_working_unde
         format!(
             "INSERT INTO refresh_tokens (token_hash, session_id, generation, created_at, expires_at) \
              VALUES ('{}', '{session_id}', 0, '{created}', '{expires}')",
-            refresh.hash()
+            refresh.hash
         ),
     ];
     let app = spawn_app_seeded(
@@ -223,7 +250,7 @@ async fn users_keys_and_sessions_of_the_release_before_tenants_keep_working_unde
     assert_eq!(named.status(), 200);
 
     // The session keeps rotating first-party, its label kept, under `default`.
-    let rotated = app.refresh(refresh.expose()).await;
+    let rotated = app.refresh(&refresh.token).await;
     let claims = jwt_part(rotated["access_token"].as_str().unwrap(), 1);
     assert_eq!(claims["sid"], session_id.to_string());
     assert_eq!(claims["client_id"], "mobile-app");

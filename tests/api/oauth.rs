@@ -319,6 +319,7 @@ async fn the_refresh_grant_is_the_rotation_of_api_refresh_token_for_its_own_clie
     };
 
     // Another client cannot use it, and its attempt does not spend it.
+    app.clock.advance(Duration::from_secs(5));
     assert_oauth_error(refresh(&other.id, first).await, 400, "invalid_grant").await;
     let rotated = refresh(&spa.id, first).await;
     assert_eq!(rotated.status(), 200);
@@ -332,6 +333,7 @@ async fn the_refresh_grant_is_the_rotation_of_api_refresh_token_for_its_own_clie
     assert_eq!(claims["sid"], login["session_id"]);
 
     // The same session rotates at /api/refresh-token too (a public client's).
+    app.clock.advance(Duration::from_secs(5));
     let third = app.refresh(&second).await["refresh_token"]
         .as_str()
         .unwrap()
@@ -449,31 +451,36 @@ async fn concurrent_refreshes_at_the_token_endpoint_converge_on_one_successor() 
 }
 
 #[tokio::test]
-async fn a_client_sessions_rotations_keep_only_the_seals_that_can_still_be_needed() {
-    // A client's session rotates through the general transaction (not the grouped common
-    // case): its wipe of old seals, bounded below, must still reach every older seal.
+async fn a_client_sessions_refreshes_follow_the_same_rules_and_keep_one_row() {
+    // A client's session is decided the general way (not by PostgreSQL's grouped
+    // statement): the same rules, the same single row.
     let (app, login) = logged_in_through_a_public_client().await;
     let mut token = login["refresh_token"].as_str().unwrap().to_owned();
+    let rows = app.row_counts().await;
     for round in 1..=4 {
+        app.clock.advance(Duration::from_secs(6));
         let previous = token.clone();
         token = app.refresh(&previous).await["refresh_token"]
             .as_str()
             .unwrap()
             .to_owned();
-        assert_eq!(
-            app.sealed_successors().await,
-            1,
-            "round {round}: the new predecessor's only"
-        );
-        // Within the leeway the predecessor still converges on the current token.
+        assert_ne!(token, previous, "round {round}: rotated");
+        // Within the leeway the predecessor still leads to the current token.
         assert_eq!(
             app.refresh(&previous).await["refresh_token"],
             token.as_str()
         );
-        app.clock.advance(Duration::from_secs(6));
+        assert_eq!(app.row_counts().await, rows, "round {round}: no new rows");
     }
-    assert_eq!(app.refresh(&token).await["token_type"], "Bearer");
-    assert_eq!(app.sealed_successors().await, 1);
+    let spent = token.clone();
+    app.clock.advance(Duration::from_secs(6));
+    token = app.refresh(&spent).await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.clock.advance(Duration::from_secs(6));
+    crate::helpers::assert_error(app.post_refresh(&spent).await, 401, "REFRESH_TOKEN_REUSED").await;
+    crate::helpers::assert_error(app.post_refresh(&token).await, 401, "TOKEN_REVOKED").await;
 }
 
 #[tokio::test]

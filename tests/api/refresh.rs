@@ -19,33 +19,46 @@ fn access_of(body: &Value) -> String {
 }
 
 #[tokio::test]
-async fn login_returns_a_refresh_token_that_rotates_on_every_use() {
+async fn login_returns_a_refresh_token_that_rotates_once_per_leeway() {
     let app = spawn_app().await;
     let login = app.login("admin", ADMIN_PASSWORD).await;
     let first = refresh_of(&login);
-    assert_eq!(first.len(), 43, "256 bits, base64url");
+    assert!(first.starts_with("tmr_"), "a prefix scanners know: {first}");
+    assert_eq!(
+        first.len(),
+        4 + 75,
+        "session, generation and a 256-bit MAC, base64url"
+    );
     assert_eq!(login["refresh_expires_in"], 7 * 24 * 3600);
 
-    // Right after login: refresh tokens carry no not-before.
+    // A head younger than the leeway is answered as it is, with a fresh access token.
     let response = app.post_refresh(&first).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["cache-control"], "no-store");
     let body: Value = response.json().await.unwrap();
-
-    let second = refresh_of(&body);
-    assert_ne!(second, first);
+    assert_eq!(refresh_of(&body), first, "not rotated within the leeway");
+    assert_ne!(access_of(&body), access_of(&login));
     assert_eq!(body["token"], body["access_token"]);
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["expires_in"], 900);
+    assert_eq!(body["session_id"], login["session_id"]);
+    assert_eq!(app.get_me(&access_of(&body)).await.status(), 200);
+
+    // A head as old as the leeway rotates.
+    app.clock.advance(Duration::from_secs(5));
+    let body = app.refresh(&first).await;
+    let second = refresh_of(&body);
+    assert_ne!(second, first);
     assert_eq!(
         body["session_id"], login["session_id"],
         "the session carries on"
     );
-    assert_ne!(access_of(&body), access_of(&login));
     assert_eq!(app.get_me(&access_of(&body)).await.status(), 200);
 
+    app.clock.advance(Duration::from_secs(5));
     let third = refresh_of(&app.refresh(&second).await);
     assert_ne!(third, second);
+    assert_ne!(third, first);
 }
 
 #[tokio::test]
@@ -65,25 +78,33 @@ async fn the_predecessor_within_the_leeway_gets_the_same_successor() {
     let app = spawn_app().await;
     let login = app.login("admin", ADMIN_PASSWORD).await;
     let first = refresh_of(&login);
+    app.clock.advance(Duration::from_secs(5));
     let successor = refresh_of(&app.refresh(&first).await);
+    assert_ne!(successor, first);
 
-    app.clock.advance(Duration::from_secs(3));
+    // A lost answer retried, or another tab: up to the leeway after the rotation.
+    app.clock.advance(Duration::from_secs(4));
     let again = app.refresh(&first).await;
 
     assert_eq!(refresh_of(&again), successor, "tabs converge on one token");
     assert_eq!(app.get_me(&access_of(&again)).await.status(), 200);
-    app.refresh(&successor).await;
+    app.clock.advance(Duration::from_secs(1));
+    assert_ne!(
+        refresh_of(&app.refresh(&successor).await),
+        successor,
+        "which rotates on"
+    );
 }
 
 #[tokio::test]
-async fn a_token_the_session_moved_past_more_than_a_leeway_later_is_reuse() {
+async fn the_immediate_predecessor_after_the_leeway_is_reuse_and_ends_the_session() {
     let app = spawn_app().await;
     let login = app.login("admin", ADMIN_PASSWORD).await;
     let first = refresh_of(&login);
-    let second = app.refresh(&first).await;
-    // The session moves on again, more than the leeway after `first` was spent.
+    app.clock.advance(Duration::from_secs(5));
+    let pair = app.refresh(&first).await;
+    // More than the leeway after `first` was spent; nothing else happened meanwhile.
     app.clock.advance(Duration::from_secs(6));
-    let pair = app.refresh(&refresh_of(&second)).await;
 
     assert_error(app.post_refresh(&first).await, 401, "REFRESH_TOKEN_REUSED").await;
 
@@ -96,80 +117,150 @@ async fn a_token_the_session_moved_past_more_than_a_leeway_later_is_reuse() {
     assert_error(app.get_me(&access_of(&pair)).await, 401, "TOKEN_REVOKED").await;
     assert_error(app.get_me(&access_of(&login)).await, 401, "TOKEN_REVOKED").await;
     assert!(!app.is_active(&access_of(&pair)).await);
+    // Reuse again is still refused, and the session stays ended.
+    assert_error(app.post_refresh(&first).await, 401, "TOKEN_REVOKED").await;
     // Other sessions of the same user are untouched.
     let other = app.login("admin", ADMIN_PASSWORD).await;
     assert_eq!(app.get_me(&access_of(&other)).await.status(), 200);
 }
 
 #[tokio::test]
-async fn the_predecessor_of_the_current_token_is_accepted_at_any_time() {
-    let app = spawn_app().await;
-    let first = refresh_of(&app.login("admin", ADMIN_PASSWORD).await);
-    let current = refresh_of(&app.refresh(&first).await);
+async fn a_spent_token_is_reuse_however_long_the_wait_and_whichever_it_is() {
+    // The defect this replaces: the head's immediate predecessor was accepted at any
+    // time, so a thief and the user could refresh side by side forever.
+    for (wait, older) in [(6, false), (3 * 24 * 3600, false), (6, true)] {
+        let app = spawn_app().await;
+        let first = refresh_of(&app.login("admin", ADMIN_PASSWORD).await);
+        app.clock.advance(Duration::from_secs(5));
+        let second = refresh_of(&app.refresh(&first).await);
+        app.clock.advance(Duration::from_secs(5));
+        let third = refresh_of(&app.refresh(&second).await);
+        // `second` is the immediate predecessor, `first` older than it.
+        let (spent, head) = if older {
+            (&first, &third)
+        } else {
+            (&second, &third)
+        };
 
-    // A response that never arrived: the client still holds `first`, days later.
-    app.clock.advance(Duration::from_secs(3 * 24 * 3600));
-    let recovered = app.refresh(&first).await;
-
-    assert_eq!(
-        refresh_of(&recovered),
-        current,
-        "answered with the current token"
-    );
-    assert_eq!(app.get_me(&access_of(&recovered)).await.status(), 200);
-    let next = app.refresh(&current).await;
-    assert_ne!(refresh_of(&next), current, "which still rotates");
-}
-
-#[tokio::test]
-async fn tokens_racing_tabs_spent_within_the_leeway_all_lead_to_the_current_token() {
-    let app = spawn_app().await;
-    let first = refresh_of(&app.login("admin", ADMIN_PASSWORD).await);
-    let second = refresh_of(&app.refresh(&first).await);
-    let third = refresh_of(&app.refresh(&second).await);
-
-    // A late response put `first` back into the cookie jar; the next refresh is an hour on.
-    app.clock.advance(Duration::from_secs(3600));
-    for stale in [&first, &second] {
-        let answer = app.refresh(stale).await;
-        assert_eq!(refresh_of(&answer), third, "the current token, not a fork");
-        assert_eq!(app.get_me(&access_of(&answer)).await.status(), 200);
+        app.clock.advance(Duration::from_secs(wait));
+        assert_error(app.post_refresh(spent).await, 401, "REFRESH_TOKEN_REUSED").await;
+        assert_error(app.post_refresh(head).await, 401, "TOKEN_REVOKED").await;
     }
-
-    // Once the session moves on more than a leeway later, they are theft.
-    let fourth = app.refresh(&third).await;
-    assert_error(app.post_refresh(&first).await, 401, "REFRESH_TOKEN_REUSED").await;
-    assert_error(
-        app.post_refresh(&refresh_of(&fourth)).await,
-        401,
-        "TOKEN_REVOKED",
-    )
-    .await;
 }
 
 #[tokio::test]
-async fn another_instance_answers_a_stale_token_with_the_current_one() {
+async fn an_owner_and_a_thief_who_alternate_are_caught_at_the_first_late_presentation() {
+    let app = spawn_app().await;
+    let login = app.login("admin", ADMIN_PASSWORD).await;
+    let sid = login["session_id"].as_str().unwrap().to_owned();
+    let copied = refresh_of(&login);
+
+    // The owner rotates; the thief, inside the leeway, joins with its copy and gets the
+    // head too (it cannot be told from a second tab).
+    app.clock.advance(Duration::from_secs(60));
+    let owner = refresh_of(&app.refresh(&copied).await);
+    app.clock.advance(Duration::from_secs(2));
+    let thief = refresh_of(&app.refresh(&copied).await);
+    assert_eq!(thief, owner, "joined inside the leeway");
+
+    // Long gaps between turns change nothing: both now hold the head. The owner
+    // rotates an hour later; the thief presents the same (now spent) token a day later.
+    app.clock.advance(Duration::from_secs(3600));
+    let owner_next = refresh_of(&app.refresh(&owner).await);
+    assert_ne!(owner_next, owner);
+    app.clock.advance(Duration::from_secs(24 * 3600));
+    assert_error(app.post_refresh(&thief).await, 401, "REFRESH_TOKEN_REUSED").await;
+    assert!(app.session_state(&sid).await.1, "the session is revoked");
+    assert_error(app.post_refresh(&owner_next).await, 401, "TOKEN_REVOKED").await;
+
+    // The other order: the thief rotates first, the owner comes back late.
+    let login = app.login("admin", ADMIN_PASSWORD).await;
+    let copied = refresh_of(&login);
+    app.clock.advance(Duration::from_secs(60));
+    let thief = refresh_of(&app.refresh(&copied).await);
+    app.clock.advance(Duration::from_secs(6));
+    assert_error(app.post_refresh(&copied).await, 401, "REFRESH_TOKEN_REUSED").await;
+    assert_error(app.post_refresh(&thief).await, 401, "TOKEN_REVOKED").await;
+}
+
+#[tokio::test]
+async fn a_lost_answer_retried_inside_the_leeway_converges_and_after_it_is_reuse() {
+    let app = spawn_app().await;
+    let first = refresh_of(&app.login("admin", ADMIN_PASSWORD).await);
+    app.clock.advance(Duration::from_secs(60));
+    // The answer to this refresh never reaches the client.
+    let lost = refresh_of(&app.refresh(&first).await);
+    app.clock.advance(Duration::from_secs(4));
+    let retried = app.refresh(&first).await;
+    assert_eq!(refresh_of(&retried), lost, "the answer it lost");
+    assert_eq!(app.get_me(&access_of(&retried)).await.status(), 200);
+
+    // A second client that lost its answer and retries after the leeway must log in
+    // again: its session is ended.
+    let first = refresh_of(&app.login("admin", ADMIN_PASSWORD).await);
+    app.clock.advance(Duration::from_secs(60));
+    let lost = refresh_of(&app.refresh(&first).await);
+    app.clock.advance(Duration::from_secs(6));
+    assert_error(app.post_refresh(&first).await, 401, "REFRESH_TOKEN_REUSED").await;
+    assert_error(app.post_refresh(&lost).await, 401, "TOKEN_REVOKED").await;
+}
+
+#[tokio::test]
+async fn a_late_response_in_a_cookie_jar_never_sets_a_browser_back_within_the_leeway() {
+    let app = spawn_app().await;
+    let login = app.login("admin", ADMIN_PASSWORD).await;
+    let sid = login["session_id"].as_str().unwrap().to_owned();
+    let first = refresh_of(&login);
+    app.clock.advance(Duration::from_secs(60));
+
+    // Tab A rotates; tab B, a moment later, presents the new head: a head younger than
+    // the leeway is answered as it is, so both answers carry the same token, in
+    // whatever order they reach the jar.
+    let a = refresh_of(&app.refresh(&first).await);
+    app.clock.advance(Duration::from_secs(1));
+    let b = refresh_of(&app.refresh(&a).await);
+    assert_eq!(a, b, "one head for both tabs");
+    assert_eq!(app.session_state(&sid).await, (1, false), "one rotation");
+
+    // An hour on, the jar's token rotates as usual.
+    app.clock.advance(Duration::from_secs(3600));
+    let next = refresh_of(&app.refresh(&b).await);
+    assert_ne!(next, b);
+    assert_eq!(app.session_state(&sid).await, (2, false));
+}
+
+#[tokio::test]
+async fn another_instance_answers_by_the_same_rules() {
     let a = spawn_app().await;
     let b = a.another_instance().await;
     let first = refresh_of(&a.login("admin", ADMIN_PASSWORD).await);
+    a.clock.advance(Duration::from_secs(60));
+    b.clock.advance(Duration::from_secs(60));
     let second = refresh_of(&a.refresh(&first).await);
-    let third = refresh_of(&b.refresh(&second).await);
+    assert_ne!(second, first);
+    // Inside the leeway, B leads the predecessor to A's head.
+    assert_eq!(refresh_of(&b.refresh(&first).await), second);
 
+    a.clock.advance(Duration::from_secs(600));
     b.clock.advance(Duration::from_secs(600));
-    assert_eq!(refresh_of(&b.refresh(&first).await), third);
-    assert_eq!(refresh_of(&a.refresh(&second).await), third);
-    let fourth = b.refresh(&third).await;
-    assert_ne!(refresh_of(&fourth), third);
-    assert_error(a.post_refresh(&first).await, 401, "REFRESH_TOKEN_REUSED").await;
+    let third = refresh_of(&b.refresh(&second).await);
+    assert_ne!(third, second);
+    a.clock.advance(Duration::from_secs(6));
+    assert_error(a.post_refresh(&second).await, 401, "REFRESH_TOKEN_REUSED").await;
+    assert_error(b.post_refresh(&third).await, 401, "TOKEN_REVOKED").await;
 }
 
 #[tokio::test]
-async fn concurrent_refreshes_of_one_token_all_get_the_same_successor() {
+async fn a_burst_of_40_on_the_head_never_forks_the_session() {
     let app = spawn_app().await;
     let login = app.login("admin", ADMIN_PASSWORD).await;
+    let sid = login["session_id"].as_str().unwrap().to_owned();
     let token = refresh_of(&login);
+    // Old enough to rotate: one request of the burst rotates it, the others are its
+    // predecessor's within the leeway, or the head younger than it.
+    app.clock.advance(Duration::from_secs(60));
 
-    let answers = futures_util::future::join_all((0..20).map(|_| app.post_refresh(&token))).await;
+    let answers = futures_util::future::join_all((0..40).map(|_| app.post_refresh(&token))).await;
 
     let mut successors = Vec::new();
     for response in answers {
@@ -181,14 +272,20 @@ async fn concurrent_refreshes_of_one_token_all_get_the_same_successor() {
         );
         successors.push(refresh_of(&body));
     }
+    successors.sort();
     successors.dedup();
     assert_eq!(successors.len(), 1, "one successor");
+    assert_ne!(successors[0], token);
+    assert_eq!(
+        app.session_state(&sid).await,
+        (1, false),
+        "rotated exactly once"
+    );
+    app.clock.advance(Duration::from_secs(5));
     app.refresh(&successors[0]).await;
+    assert_eq!(app.session_state(&sid).await, (2, false));
 }
 
-/// Rotations that arrive together are committed together (one statement or one
-/// transaction for the lot): each request must still get its own outcome, a refusal or a
-/// reuse among them must not touch the others, and the others must not mask it.
 #[tokio::test]
 async fn a_burst_across_sessions_gets_each_request_its_own_outcome() {
     let app = spawn_app().await;
@@ -198,6 +295,7 @@ async fn a_burst_across_sessions_gets_each_request_its_own_outcome() {
     }
     // A session whose first token is reuse by the time of the burst.
     let stolen = refresh_of(&app.login("admin", ADMIN_PASSWORD).await);
+    app.clock.advance(Duration::from_secs(5));
     let second = app.refresh(&stolen).await;
     app.clock.advance(Duration::from_secs(6));
     let robbed = app.refresh(&refresh_of(&second)).await;
@@ -242,6 +340,7 @@ async fn a_burst_across_sessions_gets_each_request_its_own_outcome() {
     }
 
     // Afterwards: the successors rotate on; the reused token's session is over.
+    app.clock.advance(Duration::from_secs(5));
     for body in &bodies[..heads.len()] {
         app.refresh(&refresh_of(body)).await;
     }
@@ -385,7 +484,8 @@ async fn cookie_mode_keeps_the_refresh_token_out_of_bodies() {
     );
     let body: Value = response.json().await.unwrap();
     assert!(body.get("refresh_token").is_none(), "{body}");
-    assert_eq!(cookie.len(), 43);
+    assert_eq!(cookie.len(), 79);
+    app.clock.advance(Duration::from_secs(5));
 
     let post = app
         .client
@@ -405,6 +505,7 @@ async fn cookie_mode_keeps_the_refresh_token_out_of_bodies() {
             .is_none()
     );
 
+    app.clock.advance(Duration::from_secs(5));
     let get = app
         .client
         .get(app.url("/api/refresh-token"))
@@ -618,27 +719,31 @@ async fn logout_through_the_cookie() {
 }
 
 #[tokio::test]
-async fn sealed_successors_are_kept_while_they_can_be_needed_and_ended_sessions_go() {
+async fn storage_does_not_grow_with_rotations_and_ended_sessions_go() {
     let app = spawn_app().await;
-    let first = refresh_of(&app.login("admin", ADMIN_PASSWORD).await);
-    let second = refresh_of(&app.refresh(&first).await);
-    assert_eq!(app.sealed_successors().await, 1);
+    let login = app.login("admin", ADMIN_PASSWORD).await;
+    let sid = login["session_id"].as_str().unwrap().to_owned();
+    let mut token = refresh_of(&login);
+    app.clock.advance(Duration::from_secs(5));
+    token = refresh_of(&app.refresh(&token).await);
+    let after_first = app.row_counts().await;
+    assert_eq!(after_first["sessions"], 1);
 
-    // The predecessor of the current token may be presented at any time: its seal stays.
-    app.clock.advance(Duration::from_secs(6));
-    app.services.sessions.sweep(app.clock_now()).await.unwrap();
+    for _ in 0..1_000 {
+        app.clock.advance(Duration::from_secs(5));
+        token = refresh_of(&app.refresh(&token).await);
+    }
+    assert_eq!(app.session_state(&sid).await, (1_001, false));
     assert_eq!(
-        app.sealed_successors().await,
-        1,
-        "kept while it leads to the current token"
+        app.row_counts().await,
+        after_first,
+        "every table holds the same rows after 1,001 rotations as after one"
     );
-
-    // A rotation more than a leeway later: `first` can never be accepted again.
-    app.refresh(&second).await;
     assert_eq!(
-        app.sealed_successors().await,
-        1,
-        "only the new predecessor's"
+        app.get_me(&access_of(&app.refresh(&token).await))
+            .await
+            .status(),
+        200
     );
 
     app.clock.advance(Duration::from_secs(31 * 24 * 3600));
@@ -647,5 +752,5 @@ async fn sealed_successors_are_kept_while_they_can_be_needed_and_ended_sessions_
         1,
         "the ended session is deleted"
     );
-    assert_eq!(app.sealed_successors().await, 0);
+    assert_eq!(app.row_counts().await["sessions"], 0);
 }

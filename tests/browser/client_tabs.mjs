@@ -87,7 +87,6 @@ try {
       failures: answers.filter((a) => a.status !== 200),
       warmup_rotations: warmup.rotations,
       burst_rotations: after.rotations - warmup.rotations,
-      forks: after.forks,
       revoked: after.revoked,
       refresh_requests: states.reduce((n, s) => n + s.refreshes, 0),
       session_ended: states.flatMap((s) => s.ended),
@@ -124,7 +123,6 @@ try {
       aborted,
       refresh_requests: state.refreshes,
       rotations: chain.rotations,
-      forks: chain.forks,
       revoked: chain.revoked,
       session_ended: state.ended,
     };
