@@ -323,3 +323,126 @@ async fn users_keys_and_sessions_of_the_release_before_tenants_keep_working_unde
     );
     assert_eq!(app.refresh(&next).await["scope"], "read");
 }
+
+/// The last migration of the release before one-row sessions.
+const BEFORE_ONE_ROW_SESSIONS: &str = "20261201000006";
+
+#[tokio::test]
+async fn sessions_of_the_release_before_one_row_sessions_keep_working() {
+    let (h0, h1, h2, ended) = (
+        LegacyRefreshToken::generate(),
+        LegacyRefreshToken::generate(),
+        LegacyRefreshToken::generate(),
+        LegacyRefreshToken::generate(),
+    );
+    let (live_sid, ended_sid) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let now = tokenmint::clock::SystemClock.now().naive_utc();
+    let at = |minutes: i64| {
+        (now + chrono::TimeDelta::minutes(minutes))
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    };
+    let mut rows = Vec::new();
+    for (sid, revoked) in [
+        (live_sid, "NULL".to_owned()),
+        (ended_sid, format!("'{}'", at(-1))),
+    ] {
+        rows.push(format!(
+            "INSERT INTO sessions (id, user_id, scope, created_at, expires_at, revoked_at) \
+             SELECT '{sid}', id, 'admin', '{}', '{}', {revoked} FROM users",
+            at(-60),
+            at(24 * 60)
+        ));
+    }
+    // A chain as that release kept it: two spent tokens, then the head (issued 10
+    // minutes ago); and the ended session's head.
+    for (token, sid, generation, created, spent) in [
+        (&h0, live_sid, 0, at(-60), format!("'{}'", at(-30))),
+        (&h1, live_sid, 1, at(-30), format!("'{}'", at(-10))),
+        (&h2, live_sid, 2, at(-10), "NULL".to_owned()),
+        (&ended, ended_sid, 0, at(-60), "NULL".to_owned()),
+    ] {
+        rows.push(format!(
+            "INSERT INTO refresh_tokens (token_hash, session_id, generation, created_at, expires_at, spent_at) \
+             VALUES ('{}', '{sid}', {generation}, '{created}', '{}', {spent})",
+            token.hash,
+            at(24 * 60)
+        ));
+    }
+    let app = spawn_app_seeded(
+        |_| {},
+        |url| async move {
+            let db = Db::new(&url, 1, Duration::from_secs(5)).unwrap();
+            db.run(move |conn| -> Result<(), StoreError> {
+                run_migrations_up_to(conn, BEFORE_ONE_ROW_SESSIONS).map_err(StoreError::Other)?;
+                // The admin the bootstrap would create, so that the sessions have a user.
+                diesel::sql_query(
+                    "INSERT INTO users (id, username, username_key, password_hash, roles, scopes, claims, enabled, created_at, updated_at, tenant_id) \
+                     VALUES ('0190a0a0-0000-7000-8000-000000000001', 'old-admin', 'default:old-admin', 'x', '[\"admin\"]', '[\"admin\"]', '{}', TRUE, '2026-12-01 00:00:00', '2026-12-01 00:00:00', 'default')",
+                )
+                .execute(conn)?;
+                for row in &rows {
+                    diesel::sql_query(row).execute(conn)?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        },
+    )
+    .await;
+
+    // Only the live session's head and its predecessor were kept, by hash; the old
+    // per-token table is gone.
+    let counts = app.row_counts().await;
+    assert_eq!(counts.get("legacy_refresh_tokens"), Some(&2), "{counts:?}");
+    assert!(!counts.contains_key("refresh_tokens"), "{counts:?}");
+    assert_eq!(app.session_state(&live_sid.to_string()).await, (2, false));
+
+    // The head rotates once into the new form; presented again within the leeway it
+    // leads to that token, as any predecessor does.
+    let rotated = app.refresh(&h2.token).await;
+    let next = rotated["refresh_token"].as_str().unwrap().to_owned();
+    assert!(next.starts_with("tmr_"), "{next}");
+    assert_eq!(rotated["session_id"], live_sid.to_string());
+    assert_eq!(
+        app.get_me(rotated["access_token"].as_str().unwrap())
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(app.session_state(&live_sid.to_string()).await, (3, false));
+    assert_eq!(app.refresh(&h2.token).await["refresh_token"], next.as_str());
+
+    // The ended session's token stays refused; a token spent before the upgrade and
+    // older than the head's predecessor was not kept: unknown.
+    assert_error(
+        app.post_refresh(&ended.token).await,
+        401,
+        "AUTHENTICATION_FAILED",
+    )
+    .await;
+    assert_error(
+        app.post_refresh(&h0.token).await,
+        401,
+        "AUTHENTICATION_FAILED",
+    )
+    .await;
+
+    // A spent legacy token of the live session is reuse like any other, and ends it.
+    assert_error(
+        app.post_refresh(&h1.token).await,
+        401,
+        "REFRESH_TOKEN_REUSED",
+    )
+    .await;
+    assert_error(app.post_refresh(&next).await, 401, "TOKEN_REVOKED").await;
+
+    app.clock.advance(Duration::from_secs(31 * 24 * 3600));
+    app.services.sessions.sweep(app.clock_now()).await.unwrap();
+    assert_eq!(
+        app.row_counts().await["legacy_refresh_tokens"],
+        0,
+        "gone with their sessions"
+    );
+}
