@@ -467,23 +467,26 @@ async fn the_client_library_keeps_tabs_on_one_session_and_ends_it_once() {
         tabs["burst_rotations"], 1,
         "one rotation for the whole burst: {tabs}"
     );
+    // The four new tabs shared one refresh (refresh_requests below), right after login:
+    // a head younger than the leeway is answered as it is, so nothing rotated.
     assert_eq!(
-        tabs["warmup_rotations"], 1,
-        "four new tabs shared one refresh: {tabs}"
+        tabs["warmup_rotations"], 0,
+        "a head younger than the leeway is not rotated: {tabs}"
     );
     assert_eq!(tabs["refresh_requests"], 2);
     assert_eq!(tabs["revoked"], false);
     assert_eq!(tabs["session_ended"], serde_json::json!([]));
 
     // A lost refresh answer: retried by the library, converged, nobody logged out.
-    for (name, rotations) in [("lost_answer_memory", 1), ("lost_answer_cookie", 2)] {
+    for name in ["lost_answer_memory", "lost_answer_cookie"] {
         let lost = &summary[name];
         assert_eq!(lost["aborted"], 1, "{name}: {lost}");
         assert_eq!(lost["answer"]["status"], 200, "{name}: {lost}");
         assert_eq!(lost["refresh_requests"], 2, "{name}: the library retried");
-        // In memory the retry presents the same token and gets the current one; in cookie
-        // mode the lost answer's cookie had arrived, so the retry moves the chain on.
-        assert_eq!(lost["rotations"], rotations, "{name}: {lost}");
+        // One rotation either way: in memory the retry presents the spent token within the
+        // leeway and gets the head; in cookie mode the lost answer's cookie had arrived,
+        // and the retry presents that head, younger than the leeway: answered as it is.
+        assert_eq!(lost["rotations"], 1, "{name}: {lost}");
         assert_eq!(lost["revoked"], false);
         assert_eq!(lost["session_ended"], serde_json::json!([]));
     }

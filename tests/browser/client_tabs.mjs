@@ -174,8 +174,9 @@ try {
       c.name.includes('tokenmint_refresh'),
     );
     await tab.evaluate(() => window.client.onTokenExpired());
-    await advance(10); // more than the reuse leeway
+    await advance(10); // more than the reuse leeway: the next refresh rotates
     await tab.evaluate(() => window.client.onTokenExpired());
+    await advance(10); // the stolen copy was spent more than the leeway ago
     // The stolen copy comes back (as if an attacker's browser used it).
     const cdp = await tab.createCDPSession();
     await cdp.send('Network.setCookie', { ...stolen, url: `${ISSUER}/` });
