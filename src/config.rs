@@ -54,7 +54,7 @@ pub struct Settings {
     pub refresh_ttl: Duration,
     /// Absolute session lifetime (`TOKENMINT_SESSION_TTL`).
     pub session_ttl: Duration,
-    /// Window in which the predecessor of a refresh token still gets its successor (`TOKENMINT_REFRESH_REUSE_LEEWAY`).
+    /// How long after a rotation its predecessor still leads to the head, and how young a head is answered as it is (`TOKENMINT_REFRESH_REUSE_LEEWAY`).
     pub refresh_reuse_leeway: Duration,
     /// Tolerance on `nbf` and `iat`, never on `exp` (`TOKENMINT_CLOCK_SKEW`).
     pub clock_skew: Duration,

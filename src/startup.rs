@@ -515,8 +515,8 @@ fn cors(origins: &[String]) -> Cors {
     )
 }
 
-/// Every minute: drop expired revocations, ended sessions and sealed successors past the
-/// leeway, and write API keys' last use. Every instance may run it; it is idempotent.
+/// Every minute: drop expired revocations and ended sessions, and write API keys' last
+/// use. Every instance may run it; it is idempotent.
 fn spawn_housekeeping(services: Services) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));

@@ -132,10 +132,10 @@ pub async fn login(
 
 /// Rotate a refresh token (body or cookie): a new access token and the current refresh token.
 ///
-/// The session's current token is spent and its successor answered. A spent token is
-/// answered with the current token when that was issued within the reuse leeway after
-/// the presented one was spent (so the current token's predecessor works at any time);
-/// any other spent token is reuse and revokes the whole session.
+/// The session's head (its newest refresh token) issued the reuse leeway or more ago is
+/// spent and a new head answered; a head younger than the leeway is answered as it is.
+/// The head's predecessor presented no more than the leeway after it was spent is
+/// answered with the head; any other spent token is reuse and revokes the whole session.
 #[utoipa::path(
     tag = "auth",
     request_body(content = Option<RefreshRequest>, description = "Omit to use the `__Host-tokenmint_refresh` cookie"),
