@@ -352,6 +352,10 @@ async fn main() -> anyhow::Result<()> {
             "1000000".into(),
         ),
         ("TOKENMINT_LOG".into(), "warn".into()),
+        // Every refresh rotates: a worker refreshes its chain far more often than once per
+        // leeway, and under the default leeway a head younger than it is answered without
+        // a write. The refresh figures are rotations, as the raw-SQL reference is.
+        ("TOKENMINT_REFRESH_REUSE_LEEWAY".into(), "0s".into()),
         (
             "TOKENMINT_VERIFIED_TOKEN_CACHE".into(),
             args.verified_token_cache.to_string(),

@@ -126,6 +126,7 @@ pub async fn login(
         &state,
         pair,
         body.cookie.unwrap_or(false),
+        false,
         now,
     ))
 }
@@ -196,7 +197,14 @@ async fn rotate(
         .sessions
         .refresh(token, RefreshClient::FirstParty, None, client_ip(req), now)
         .await?;
-    let mut response = token_response(state, pair, cookie_mode, now);
+    // The same token back (a head younger than the leeway): in cookie mode the jar
+    // already holds it, so the answer leaves the jar alone. Only answers that move the
+    // jar forward (a rotation, a predecessor answered with the head) set the cookie, so a
+    // late answer of one tab can never put back a token another tab's rotation spent.
+    let held = req
+        .cookie(refresh_cookie_name(state))
+        .is_some_and(|c| c.value() == pair.refresh_token.expose());
+    let mut response = token_response(state, pair, cookie_mode, held, now);
     if cookie_mode {
         forget_legacy_cookie(state, req, &mut response);
     }
@@ -278,11 +286,21 @@ fn trusted_cookie(state: &AppState, req: &HttpRequest) -> Result<Option<SecretSt
 
 /// The refresh cookie: `__Host-` prefixed with `Path=/` when `Secure`; over plain HTTP
 /// (development) the old name with `Path=/api`.
-fn refresh_cookie(state: &AppState, value: String, max_age_secs: i64) -> Cookie<'static> {
-    let (name, path) = if state.settings.cookie_secure {
-        (REFRESH_COOKIE, "/")
+/// The name the refresh cookie is set under.
+fn refresh_cookie_name(state: &AppState) -> &'static str {
+    if state.settings.cookie_secure {
+        REFRESH_COOKIE
     } else {
-        (LEGACY_REFRESH_COOKIE, "/api")
+        LEGACY_REFRESH_COOKIE
+    }
+}
+
+fn refresh_cookie(state: &AppState, value: String, max_age_secs: i64) -> Cookie<'static> {
+    let name = refresh_cookie_name(state);
+    let path = if state.settings.cookie_secure {
+        "/"
+    } else {
+        "/api"
     };
     Cookie::build(name, value)
         .http_only(true)
@@ -312,10 +330,12 @@ fn forget_legacy_cookie(state: &AppState, req: &HttpRequest, response: &mut Http
 
 /// The login/refresh answer: the access token, and the refresh token in the body or, in
 /// cookie mode, in `Set-Cookie`.
+/// `held`: the request's refresh cookie already holds this very token (no cookie is set).
 fn token_response(
     state: &AppState,
     pair: TokenPair,
     cookie_mode: bool,
+    held: bool,
     now: DateTime<Utc>,
 ) -> HttpResponse {
     let cookie_mode = cookie_mode || state.settings.cookie_mode;
@@ -327,7 +347,9 @@ fn token_response(
         .insert_header((header::PRAGMA, "no-cache"));
     let refresh_token = pair.refresh_token.expose().to_owned();
     let body_refresh = if cookie_mode {
-        response.cookie(refresh_cookie(state, refresh_token, refresh_expires_in));
+        if !held {
+            response.cookie(refresh_cookie(state, refresh_token, refresh_expires_in));
+        }
         None
     } else {
         Some(refresh_token)

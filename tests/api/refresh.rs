@@ -754,3 +754,54 @@ async fn storage_does_not_grow_with_rotations_and_ended_sessions_go() {
     );
     assert_eq!(app.row_counts().await["sessions"], 0);
 }
+
+#[tokio::test]
+async fn in_cookie_mode_only_an_answer_that_moves_the_jar_forward_sets_the_cookie() {
+    let app = spawn_app().await;
+    let response = app
+        .post_login(&json!({"username": "admin", "password": ADMIN_PASSWORD, "cookie": true}))
+        .await;
+    let (first, _) = cookie_value(&response);
+    let refresh = |token: String| {
+        let app = &app;
+        async move {
+            app.client
+                .post(app.url("/api/refresh-token"))
+                .header("cookie", format!("__Host-tokenmint_refresh={token}"))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let sets_refresh_cookie = |response: &reqwest::Response| {
+        response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .any(|h| h.to_str().unwrap().starts_with("__Host-tokenmint_refresh="))
+    };
+
+    // The head, younger than the leeway: the same token, so the jar is left alone (a
+    // late answer like this one cannot put back a token that a rotation spent since).
+    let young = refresh(first.clone()).await;
+    assert_eq!(young.status(), 200);
+    assert!(!sets_refresh_cookie(&young), "{:?}", young.headers());
+    let access = young.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        app.get_me(&access).await.status(),
+        200,
+        "a fresh access token"
+    );
+
+    // A rotation and its predecessor's answer both set the cookie to the new head.
+    app.clock.advance(Duration::from_secs(5));
+    let rotated = refresh(first.clone()).await;
+    let (second, _) = cookie_value(&rotated);
+    assert_ne!(second, first);
+    app.clock.advance(Duration::from_secs(1));
+    let converged = refresh(first.clone()).await;
+    assert_eq!(cookie_value(&converged).0, second);
+}
