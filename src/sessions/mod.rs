@@ -245,11 +245,12 @@ fn rotate_heads(
     }
 }
 
-/// A refresh, inside the caller's transaction: reads the session, asks
+/// A refresh (in the caller's transaction, if any): reads the session, asks
 /// [`rules::decide`], and does what it says. A rotation is one conditional update; if
 /// another request rotated the session between the read and the update, the refresh is
 /// decided again on what that left (the presented token is then the predecessor). A
-/// refusal writes nothing; a detected reuse revokes the session in a savepoint.
+/// refusal writes nothing; a detected reuse revokes the session and records it in a
+/// transaction (a savepoint inside the caller's).
 fn refresh_in(conn: &mut DbConnection, job: &Refresh) -> Result<Answer, Error> {
     let refused = |refusal| Err(Error::refused(Credential::RefreshToken, refusal));
     let Some(id) = job.claimed.resolve(conn)? else {
@@ -555,11 +556,9 @@ impl Sessions {
                 };
                 match fast {
                     Some(rotated) => rotated.into_answer(),
-                    None => {
-                        self.db
-                            .run(move |conn| write_transaction(conn, |conn| refresh_in(conn, &job)))
-                            .await
-                    }
+                    // No transaction around it: a rotation is one conditional statement,
+                    // a reuse opens its own, and an answer with the head only reads.
+                    None => self.db.run(move |conn| refresh_in(conn, &job)).await,
                 }
             }
         }

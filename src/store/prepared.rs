@@ -93,7 +93,14 @@ impl QueryFragment<diesel::pg::Pg> for RotateMany<'_> {
             ") WITH ORDINALITY AS i(session_id, generation, now, idle_after, rotate_until, n)\
              ), rotated AS (UPDATE sessions s SET generation = s.generation + 1, \
              refreshed_at = i.now FROM i \
-             WHERE s.id = i.session_id AND s.generation = i.generation \
+             WHERE s.id = ANY(",
+        );
+        // The sessions by their key: without it the planner may read the whole table and
+        // check every session's user before joining (3 ms a group on 257 sessions here,
+        // and growing with the table).
+        out.push_bind_param::<Array<Text>, _>(self.session_ids)?;
+        out.push_sql(
+            ") AND s.id = i.session_id AND s.generation = i.generation \
              AND s.refreshed_at > i.idle_after AND s.refreshed_at <= i.rotate_until \
              AND s.expires_at > i.now AND s.revoked_at IS NULL \
              AND (s.client_id IS NULL OR s.legacy_client) \
