@@ -12,7 +12,7 @@ use tokenmint::identity::passwords::{Password, PasswordHasher};
 use tokenmint::store::conn::run_migrations_up_to;
 use tokenmint::store::{Db, StoreError};
 
-use crate::helpers::{assert_error, jwt_part, spawn_app_seeded};
+use crate::helpers::{TestApp, assert_error, jwt_part, spawn_app_seeded};
 
 /// The last migration of the release before API keys needed an owner and
 /// administration needed the `admin` scope.
@@ -51,22 +51,7 @@ async fn admins_and_ownerless_keys_of_the_previous_release_keep_working() {
             owned.display_prefix()
         ),
     ];
-    let app = spawn_app_seeded(
-        |_| {},
-        |url| async move {
-            let db = Db::new(&url, 1, Duration::from_secs(5)).unwrap();
-            db.run(move |conn| -> Result<(), StoreError> {
-                run_migrations_up_to(conn, OWNERLESS_KEYS_RELEASE).map_err(StoreError::Other)?;
-                for row in &rows {
-                    diesel::sql_query(row).execute(conn)?;
-                }
-                Ok(())
-            })
-            .await
-            .unwrap();
-        },
-    )
-    .await;
+    let app = spawn_at_release(OWNERLESS_KEYS_RELEASE, rows.to_vec()).await;
 
     let login = app.login("legacy-admin", "legacy-admin-pw").await;
     assert_eq!(
@@ -220,22 +205,7 @@ async fn users_keys_and_sessions_of_the_release_before_tenants_keep_working_unde
             refresh.hash
         ),
     ];
-    let app = spawn_app_seeded(
-        |_| {},
-        |url| async move {
-            let db = Db::new(&url, 1, Duration::from_secs(5)).unwrap();
-            db.run(move |conn| -> Result<(), StoreError> {
-                run_migrations_up_to(conn, BEFORE_TENANTS_RELEASE).map_err(StoreError::Other)?;
-                for row in &rows {
-                    diesel::sql_query(row).execute(conn)?;
-                }
-                Ok(())
-            })
-            .await
-            .unwrap();
-        },
-    )
-    .await;
+    let app = spawn_at_release(BEFORE_TENANTS_RELEASE, rows.to_vec()).await;
 
     // Users log in as before, with or without naming `default`.
     let login = app.login("legacy-user", "legacy-user-pw").await;
@@ -342,7 +312,12 @@ async fn sessions_of_the_release_before_one_row_sessions_keep_working() {
             .format("%Y-%m-%d %H:%M:%S")
             .to_string()
     };
-    let mut rows = Vec::new();
+    // The admin the bootstrap would create, so that the sessions have a user.
+    let mut rows = vec![
+        "INSERT INTO users (id, username, username_key, password_hash, roles, scopes, claims, enabled, created_at, updated_at, tenant_id) \
+         VALUES ('0190a0a0-0000-7000-8000-000000000001', 'old-admin', 'default:old-admin', 'x', '[\"admin\"]', '[\"admin\"]', '{}', TRUE, '2026-12-01 00:00:00', '2026-12-01 00:00:00', 'default')"
+            .to_owned(),
+    ];
     for (sid, revoked) in [
         (live_sid, "NULL".to_owned()),
         (ended_sid, format!("'{}'", at(-1))),
@@ -369,28 +344,7 @@ async fn sessions_of_the_release_before_one_row_sessions_keep_working() {
             at(24 * 60)
         ));
     }
-    let app = spawn_app_seeded(
-        |_| {},
-        |url| async move {
-            let db = Db::new(&url, 1, Duration::from_secs(5)).unwrap();
-            db.run(move |conn| -> Result<(), StoreError> {
-                run_migrations_up_to(conn, BEFORE_ONE_ROW_SESSIONS).map_err(StoreError::Other)?;
-                // The admin the bootstrap would create, so that the sessions have a user.
-                diesel::sql_query(
-                    "INSERT INTO users (id, username, username_key, password_hash, roles, scopes, claims, enabled, created_at, updated_at, tenant_id) \
-                     VALUES ('0190a0a0-0000-7000-8000-000000000001', 'old-admin', 'default:old-admin', 'x', '[\"admin\"]', '[\"admin\"]', '{}', TRUE, '2026-12-01 00:00:00', '2026-12-01 00:00:00', 'default')",
-                )
-                .execute(conn)?;
-                for row in &rows {
-                    diesel::sql_query(row).execute(conn)?;
-                }
-                Ok(())
-            })
-            .await
-            .unwrap();
-        },
-    )
-    .await;
+    let app = spawn_at_release(BEFORE_ONE_ROW_SESSIONS, rows).await;
 
     // Only the live session's head and its predecessor were kept, by hash; the old
     // per-token table is gone.
@@ -445,4 +399,25 @@ async fn sessions_of_the_release_before_one_row_sessions_keep_working() {
         0,
         "gone with their sessions"
     );
+}
+
+/// The app over a database that an earlier release left: migrated up to `release`, then
+/// `rows` written, then started (which migrates the rest).
+async fn spawn_at_release(release: &'static str, rows: Vec<String>) -> TestApp {
+    spawn_app_seeded(
+        |_| {},
+        |url| async move {
+            let db = Db::new(&url, 1, Duration::from_secs(5)).unwrap();
+            db.run(move |conn| -> Result<(), StoreError> {
+                run_migrations_up_to(conn, release).map_err(StoreError::Other)?;
+                for row in &rows {
+                    diesel::sql_query(row).execute(conn)?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        },
+    )
+    .await
 }
