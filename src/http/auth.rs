@@ -284,9 +284,8 @@ fn trusted_cookie(state: &AppState, req: &HttpRequest) -> Result<Option<SecretSt
     Ok(presented)
 }
 
-/// The refresh cookie: `__Host-` prefixed with `Path=/` when `Secure`; over plain HTTP
-/// (development) the old name with `Path=/api`.
-/// The name the refresh cookie is set under.
+/// The name the refresh cookie is set under: `__Host-` prefixed when `Secure`; over
+/// plain HTTP (development) the old name.
 fn refresh_cookie_name(state: &AppState) -> &'static str {
     if state.settings.cookie_secure {
         REFRESH_COOKIE
@@ -295,6 +294,8 @@ fn refresh_cookie_name(state: &AppState) -> &'static str {
     }
 }
 
+/// The refresh cookie, under [`refresh_cookie_name`]: `Path=/` when `Secure`, `Path=/api`
+/// over plain HTTP.
 fn refresh_cookie(state: &AppState, value: String, max_age_secs: i64) -> Cookie<'static> {
     let name = refresh_cookie_name(state);
     let path = if state.settings.cookie_secure {
@@ -329,8 +330,8 @@ fn forget_legacy_cookie(state: &AppState, req: &HttpRequest, response: &mut Http
 }
 
 /// The login/refresh answer: the access token, and the refresh token in the body or, in
-/// cookie mode, in `Set-Cookie`.
-/// `held`: the request's refresh cookie already holds this very token (no cookie is set).
+/// cookie mode, in `Set-Cookie` unless `held` (the request's refresh cookie already holds
+/// this very token).
 fn token_response(
     state: &AppState,
     pair: TokenPair,

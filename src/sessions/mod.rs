@@ -18,11 +18,11 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 pub use self::refresh_token::{Presented, RefreshKey, RefreshToken, TokenId};
-use self::rules::{Outcome, SessionState, Standing, Windows};
+use self::rules::{Outcome, SessionState, Standing};
 use crate::audit::{Action, Actor, Audit, AuditEvent, Outcome as AuditOutcome};
 use crate::client::{Client, ClientId, ClientKind};
 use crate::error::{Credential, Error, Refusal};
-use crate::lifetimes::{Lifetimes, delta};
+use crate::lifetimes::Lifetimes;
 use crate::metrics;
 use crate::revocation::{Recorded, Revocation, Revocations};
 use crate::store::clients as client_store;
@@ -201,7 +201,6 @@ impl Claimed {
 struct Refresh {
     claimed: Claimed,
     now: DateTime<Utc>,
-    windows: Windows,
     lifetimes: Lifetimes,
     client: RefreshClient,
 }
@@ -272,7 +271,7 @@ fn refresh_in(conn: &mut DbConnection, job: &Refresh) -> Result<Answer, Error> {
             expires_at: session.expires_at.and_utc(),
             standing,
         };
-        match rules::decide(id.generation, &state, job.now, job.windows) {
+        match rules::decide(id.generation, &state, job.now, &job.lifetimes) {
             Outcome::Rotate => {
                 let now = job.now.naive_utc();
                 if store::advance(conn, &session_id, session.generation, now)? {
@@ -298,17 +297,14 @@ fn refresh_in(conn: &mut DbConnection, job: &Refresh) -> Result<Answer, Error> {
             }
             Outcome::Reuse => {
                 return diesel::Connection::transaction(conn, |conn| {
-                    let Some(revoked) =
-                        store::revoke_session(conn, &session_id, job.now.naive_utc(), "reuse")?
-                    else {
+                    let entries =
+                        revoke_session_in(conn, &session_id, "reuse", &job.lifetimes, job.now)?;
+                    if entries.is_empty() {
+                        // Another request revoked it first.
                         return refused(Refusal::Revoked);
-                    };
-                    let entry = session_entry(&revoked, &job.lifetimes, job.now);
-                    let recorded = Revocations::record(conn, vec![entry])?;
-                    Ok(Answer::Reused {
-                        session: revoked,
-                        recorded,
-                    })
+                    }
+                    let recorded = Revocations::record(conn, entries)?;
+                    Ok(Answer::Reused { session, recorded })
                 });
             }
             Outcome::Refuse(refusal) => return refused(refusal),
@@ -402,13 +398,6 @@ impl Sessions {
         &self.key
     }
 
-    fn windows(&self) -> Windows {
-        Windows {
-            idle: delta(self.lifetimes.refresh_ttl),
-            leeway: delta(self.lifetimes.reuse_leeway),
-        }
-    }
-
     /// What a presented token claims to be; `None` for a forged one (bad MAC).
     fn claim(&self, presented: &Presented) -> Option<Claimed> {
         match presented {
@@ -461,7 +450,6 @@ impl Sessions {
                 let job = Refresh {
                     claimed,
                     now,
-                    windows: self.windows(),
                     lifetimes: self.lifetimes,
                     client,
                 };
@@ -510,8 +498,8 @@ impl Sessions {
                         generation: session.generation,
                     }),
                     refresh_expires_at: self
-                        .windows()
-                        .idle_end(session.refreshed_at.and_utc(), session.expires_at.and_utc()),
+                        .lifetimes
+                        .refresh_end(session.refreshed_at.and_utc(), session.expires_at.and_utc()),
                 };
                 self.pair(&user, &scopes, session.client_id.as_deref(), opened, now)
             }
@@ -541,7 +529,7 @@ impl Sessions {
             Rotations::Postgres(group) => {
                 let fast = match (&job.claimed, &job.client) {
                     (Claimed::Id(id), RefreshClient::FirstParty) => {
-                        let window = rules::rotation_window(job.now, job.windows);
+                        let window = rules::rotation_window(job.now, &job.lifetimes);
                         group
                             .run(HeadRotation {
                                 session_id: id.session_id.to_string(),
@@ -588,8 +576,9 @@ impl Sessions {
     /// The use case of RFC 7009 revocation: an access token is listed until its `exp`, a
     /// refresh token ends its session. Unknown tokens are no error.
     pub async fn revoke_token(&self, token: &str, now: DateTime<Utc>) -> Result<(), Error> {
-        // The two forms cannot be confused: refresh tokens are 43 base64url characters,
-        // access tokens are JWTs with dots. A hint (RFC 7009 section 2.1) is not needed.
+        // The two forms cannot be confused: refresh tokens are `tmr_` and base64url (or,
+        // from earlier releases, 43 base64url characters), access tokens are JWTs with
+        // dots. A hint (RFC 7009 section 2.1) is not needed.
         let recorded = if let Some(refresh) = Presented::parse(token) {
             self.revoke_refresh_in_db(&refresh, "revoke", now).await?
         } else if let Ok(claims) = self.tokens.verify(token, now) {

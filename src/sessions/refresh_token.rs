@@ -23,7 +23,8 @@ pub const PREFIX: &str = "tmr_";
 const SESSION_BYTES: usize = 16;
 const GENERATION_BYTES: usize = 8;
 const TAG_BYTES: usize = 32;
-const BODY_BYTES: usize = SESSION_BYTES + GENERATION_BYTES + TAG_BYTES;
+const ID_BYTES: usize = SESSION_BYTES + GENERATION_BYTES;
+const BODY_BYTES: usize = ID_BYTES + TAG_BYTES;
 /// Length of the base64url form of the body, unpadded.
 const BODY_CHARS: usize = (BODY_BYTES * 8).div_ceil(6);
 const MAC_CONTEXT: &[u8] = b"tokenmint/refresh/v2\0";
@@ -66,6 +67,18 @@ pub struct TokenId {
     pub session_id: Uuid,
     /// The generation: 0 for the login's token, +1 per rotation.
     pub generation: i64,
+}
+
+impl TokenId {
+    /// What a token carries before its MAC, and what the MAC covers: the session id, then
+    /// the generation (big-endian).
+    fn to_bytes(self) -> [u8; ID_BYTES] {
+        let mut bytes = [0u8; ID_BYTES];
+        let (session, generation) = bytes.split_at_mut(SESSION_BYTES);
+        session.copy_from_slice(self.session_id.as_bytes());
+        generation.copy_from_slice(&self.generation.to_be_bytes());
+        bytes
+    }
 }
 
 /// A presented refresh token, parsed but not yet checked.
@@ -143,25 +156,20 @@ impl RefreshKey {
         Self(hmac::Key::new(hmac::HMAC_SHA256, secret))
     }
 
-    fn message(id: TokenId) -> [u8; MAC_CONTEXT.len() + SESSION_BYTES + GENERATION_BYTES] {
-        let mut message = [0u8; MAC_CONTEXT.len() + SESSION_BYTES + GENERATION_BYTES];
+    fn message(id: TokenId) -> [u8; MAC_CONTEXT.len() + ID_BYTES] {
+        let mut message = [0u8; MAC_CONTEXT.len() + ID_BYTES];
         let (context, rest) = message.split_at_mut(MAC_CONTEXT.len());
-        let (session, generation) = rest.split_at_mut(SESSION_BYTES);
         context.copy_from_slice(MAC_CONTEXT);
-        session.copy_from_slice(id.session_id.as_bytes());
-        generation.copy_from_slice(&id.generation.to_be_bytes());
+        rest.copy_from_slice(&id.to_bytes());
         message
     }
 
     /// The token of generation `id.generation` of session `id.session_id`.
     pub fn token(&self, id: TokenId) -> RefreshToken {
-        let tag = hmac::sign(&self.0, &Self::message(id));
         let mut body = zeroize::Zeroizing::new([0u8; BODY_BYTES]);
-        let (session, rest) = body.split_at_mut(SESSION_BYTES);
-        let (generation, mac) = rest.split_at_mut(GENERATION_BYTES);
-        session.copy_from_slice(id.session_id.as_bytes());
-        generation.copy_from_slice(&id.generation.to_be_bytes());
-        mac.copy_from_slice(tag.as_ref());
+        let (named, mac) = body.split_at_mut(ID_BYTES);
+        named.copy_from_slice(&id.to_bytes());
+        mac.copy_from_slice(hmac::sign(&self.0, &Self::message(id)).as_ref());
         let mut text = String::with_capacity(PREFIX.len() + BODY_CHARS);
         text.push_str(PREFIX);
         URL_SAFE_NO_PAD.encode_string(body.as_ref(), &mut text);

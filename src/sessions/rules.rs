@@ -23,9 +23,10 @@
 //! Every path calls [`decide`]. The one shortcut, PostgreSQL's grouped statement, does
 //! only the `Rotate` row, with bounds from [`rotation_window`].
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::error::Refusal;
+use crate::lifetimes::{Lifetimes, delta};
 
 /// Whether the session may be refreshed at all, as far as who presents it and who it
 /// belongs to go.
@@ -66,30 +67,14 @@ pub enum Outcome {
     Refuse(Refusal),
 }
 
-/// The idle lifetime and the leeway in force.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Windows {
-    /// How long a head stays usable without a refresh.
-    pub idle: TimeDelta,
-    /// L: how long after a rotation its predecessor still leads to the head, and how
-    /// young a head is answered as it is.
-    pub leeway: TimeDelta,
-}
-
-impl Windows {
-    /// When a head issued at `refreshed_at` in a session ending at `expires_at` stops
-    /// being usable.
-    pub fn idle_end(
-        &self,
-        refreshed_at: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
-    ) -> DateTime<Utc> {
-        (refreshed_at + self.idle).min(expires_at)
-    }
-}
-
-/// The rules: see the module doc.
-pub fn decide(presented: i64, session: &SessionState, now: DateTime<Utc>, w: Windows) -> Outcome {
+/// The rules: see the module doc. Of `lifetimes`, a head's idle lifetime
+/// ([`Lifetimes::refresh_end`]) and the leeway L (`reuse_leeway`) count.
+pub fn decide(
+    presented: i64,
+    session: &SessionState,
+    now: DateTime<Utc>,
+    lifetimes: &Lifetimes,
+) -> Outcome {
     match session.standing {
         Standing::NotYours => return Outcome::Refuse(Refusal::Invalid),
         Standing::Ended => return Outcome::Refuse(Refusal::Revoked),
@@ -99,18 +84,19 @@ pub fn decide(presented: i64, session: &SessionState, now: DateTime<Utc>, w: Win
         return Outcome::Refuse(Refusal::Expired);
     }
     let age = now - session.refreshed_at;
-    let head_usable = now < w.idle_end(session.refreshed_at, session.expires_at);
+    let leeway = delta(lifetimes.reuse_leeway);
+    let head_usable = now < lifetimes.refresh_end(session.refreshed_at, session.expires_at);
     if presented > session.generation {
         Outcome::Refuse(Refusal::Invalid)
     } else if presented == session.generation {
         if !head_usable {
             Outcome::Refuse(Refusal::Expired)
-        } else if age >= w.leeway {
+        } else if age >= leeway {
             Outcome::Rotate
         } else {
             Outcome::Head
         }
-    } else if presented == session.generation - 1 && age <= w.leeway {
+    } else if presented == session.generation - 1 && age <= leeway {
         if head_usable {
             Outcome::Head
         } else {
@@ -134,15 +120,17 @@ pub struct RotationWindow {
 }
 
 /// See [`RotationWindow`].
-pub fn rotation_window(now: DateTime<Utc>, w: Windows) -> RotationWindow {
+pub fn rotation_window(now: DateTime<Utc>, lifetimes: &Lifetimes) -> RotationWindow {
     RotationWindow {
-        idle_after: now - w.idle,
-        rotate_until: now - w.leeway,
+        idle_after: now - delta(lifetimes.refresh_ttl),
+        rotate_until: now - delta(lifetimes.reuse_leeway),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use proptest::prelude::*;
 
@@ -150,10 +138,16 @@ mod tests {
         DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
     }
 
-    const W: Windows = Windows {
-        idle: TimeDelta::seconds(3600),
-        leeway: TimeDelta::seconds(5),
-    };
+    /// An idle lifetime and a leeway, in seconds; the other lifetimes play no part.
+    fn lifetimes(idle: u64, leeway: u64) -> Lifetimes {
+        Lifetimes {
+            access_ttl: Duration::from_secs(900),
+            refresh_ttl: Duration::from_secs(idle),
+            session_ttl: Duration::from_secs(30 * 86_400),
+            reuse_leeway: Duration::from_secs(leeway),
+            clock_skew: Duration::from_secs(60),
+        }
+    }
 
     fn session(generation: i64, refreshed_at: i64, standing: Standing) -> SessionState {
         SessionState {
@@ -193,31 +187,29 @@ mod tests {
             ("revoked session, spent token: revoked", 1, session(3, 0, Ended), 10, Refuse(Refusal::Revoked)),
             ("someone else's session: unknown", 3, session(3, 0, NotYours), 10, Refuse(Refusal::Invalid)),
         ];
+        let w = lifetimes(3600, 5);
         for (row, presented, state, now, outcome) in rows {
-            assert_eq!(decide(*presented, state, at(*now), W), *outcome, "{row}");
+            assert_eq!(decide(*presented, state, at(*now), &w), *outcome, "{row}");
         }
         // The session's end caps the head's idle lifetime.
         let capped = SessionState {
             expires_at: at(50),
             ..session(3, 0, Live)
         };
-        assert_eq!(decide(3, &capped, at(49), W), Outcome::Rotate);
+        assert_eq!(decide(3, &capped, at(49), &w), Outcome::Rotate);
         assert_eq!(
-            decide(3, &capped, at(50), W),
+            decide(3, &capped, at(50), &w),
             Outcome::Refuse(Refusal::Expired)
         );
         // A leeway of zero: every presentation of the head rotates; the predecessor
         // leads to the head only at the very instant of the rotation.
-        let strict = Windows {
-            leeway: TimeDelta::zero(),
-            ..W
-        };
-        assert_eq!(decide(3, &live(3, 0), at(0), strict), Outcome::Rotate);
-        assert_eq!(decide(2, &live(3, 0), at(0), strict), Outcome::Head);
-        assert_eq!(decide(2, &live(3, 0), at(1), strict), Outcome::Reuse);
+        let strict = lifetimes(3600, 0);
+        assert_eq!(decide(3, &live(3, 0), at(0), &strict), Outcome::Rotate);
+        assert_eq!(decide(2, &live(3, 0), at(0), &strict), Outcome::Head);
+        assert_eq!(decide(2, &live(3, 0), at(1), &strict), Outcome::Reuse);
     }
 
-    fn arb_state() -> impl Strategy<Value = (i64, SessionState, i64, Windows)> {
+    fn arb_state() -> impl Strategy<Value = (i64, SessionState, i64, Lifetimes)> {
         (
             0i64..6,
             0i64..6,
@@ -229,8 +221,8 @@ mod tests {
                 Just(Standing::NotYours)
             ],
             0i64..200,
-            0i64..20,
-            1i64..200,
+            0u64..20,
+            1u64..200,
         )
             .prop_map(
                 |(presented, generation, refreshed_at, ttl, standing, now, leeway, idle)| {
@@ -243,10 +235,7 @@ mod tests {
                             standing,
                         },
                         now,
-                        Windows {
-                            idle: TimeDelta::seconds(idle),
-                            leeway: TimeDelta::seconds(leeway),
-                        },
+                        lifetimes(idle, leeway),
                     )
                 },
             )
@@ -256,26 +245,26 @@ mod tests {
         /// PostgreSQL's grouped statement rotates exactly what `decide` rotates.
         #[test]
         fn the_rotation_window_is_the_rotate_row((presented, state, now, w) in arb_state()) {
-            let window = rotation_window(at(now), w);
+            let window = rotation_window(at(now), &w);
             let admitted = state.standing == Standing::Live
                 && presented == state.generation
                 && at(now) < state.expires_at
                 && state.refreshed_at > window.idle_after
                 && state.refreshed_at <= window.rotate_until;
-            prop_assert_eq!(admitted, decide(presented, &state, at(now), w) == Outcome::Rotate);
+            prop_assert_eq!(admitted, decide(presented, &state, at(now), &w) == Outcome::Rotate);
         }
 
         /// Time only ever moves a spent token towards reuse: once reuse, always reuse
         /// (until the session ends), whatever rotations follow.
         #[test]
         fn reuse_is_final((presented, state, now, w) in arb_state(), later in 0i64..100, rotations in 0i64..3) {
-            if decide(presented, &state, at(now), w) == Outcome::Reuse {
+            if decide(presented, &state, at(now), &w) == Outcome::Reuse {
                 let moved_on = SessionState {
                     generation: state.generation + rotations,
                     refreshed_at: if rotations > 0 { at(now + later) } else { state.refreshed_at },
                     ..state
                 };
-                let outcome = decide(presented, &moved_on, at(now + later), w);
+                let outcome = decide(presented, &moved_on, at(now + later), &w);
                 prop_assert!(
                     matches!(outcome, Outcome::Reuse | Outcome::Refuse(Refusal::Expired)),
                     "{outcome:?}"
