@@ -15,6 +15,7 @@ mod concurrency;
 mod errors;
 mod fuzz;
 mod hardening;
+mod instances;
 mod interop;
 mod jose;
 mod jwks;
