@@ -497,7 +497,7 @@ impl Identity {
             )
             .await;
         let (user, recorded) = result?;
-        self.publish(&recorded, now).await;
+        self.revocations.publish(&recorded, now).await;
         Ok(user)
     }
 
@@ -623,17 +623,10 @@ impl Identity {
                 now,
             )
             .await;
-        self.publish(&result?, now).await;
+        self.revocations.publish(&result?, now).await;
         Ok(())
     }
 
-    /// Publishes committed revocations. If the list cannot take them now, it is refilled
-    /// from the database before its next answer, so the change holds either way.
-    async fn publish(&self, recorded: &Recorded, now: DateTime<Utc>) {
-        if let Err(error) = self.revocations.publish(recorded, now).await {
-            tracing::warn!(%error, "revocations recorded but not yet published; the list will be refilled");
-        }
-    }
 }
 
 /// The scopes a login asks for, all of which must be the user's (and, through a client,

@@ -25,7 +25,7 @@ mod memory;
 mod redis;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 
@@ -240,12 +240,21 @@ enum Backend {
     Redis(Box<RedisList>),
 }
 
+/// How long after reading the database's generation an instance still answers from its
+/// mirror (it reads it every second). A revoking call that could not publish waits this
+/// long before it answers: by then every mirror that answers knows the new generation,
+/// finds itself behind, and reads (and refills) the list instead.
+pub const SYNC_FRESH: std::time::Duration = std::time::Duration::from_millis(2500);
+
 /// The revocation list with its durable record.
 pub struct Revocations {
     backend: Backend,
     db: Db,
     /// The highest generation this instance knows the database has reached.
     known: AtomicI64,
+    /// When (ms after `started`) the last successful read of that generation began.
+    synced_at: AtomicU64,
+    started: std::time::Instant,
     refilling: tokio::sync::Mutex<()>,
 }
 
@@ -266,6 +275,8 @@ impl Revocations {
             backend,
             db,
             known: AtomicI64::new(0),
+            synced_at: AtomicU64::new(0),
+            started: std::time::Instant::now(),
             refilling: tokio::sync::Mutex::new(()),
         }
     }
@@ -294,15 +305,16 @@ impl Revocations {
         })
     }
 
-    /// Writes committed revocations to the list. On failure the database still holds
-    /// them, and every instance refills its list before trusting it again.
-    pub async fn publish(
-        &self,
-        recorded: &Recorded,
-        now: DateTime<Utc>,
-    ) -> Result<(), RevocationError> {
+    /// Writes committed revocations to the list, and answers once no instance can answer
+    /// from a copy of the list without them: every mirror has applied them, or has lost
+    /// its lease. If they cannot be written now the database still holds them; this waits
+    /// until every instance has read the database's new generation (and so stopped
+    /// trusting a list without them), and the next check on any instance refills its list
+    /// first. Either way the revocation holds everywhere once this returns, so the caller
+    /// is not told otherwise.
+    pub async fn publish(&self, recorded: &Recorded, now: DateTime<Utc>) {
         if recorded.entries.is_empty() {
-            return Ok(());
+            return;
         }
         self.known.fetch_max(recorded.generation, Ordering::SeqCst);
         let live: Vec<Listed> = recorded
@@ -312,12 +324,16 @@ impl Revocations {
             .cloned()
             .collect();
         let fields = held(&live);
-        match &self.backend {
+        let published = match &self.backend {
             Backend::Memory(list) => {
                 list.publish(&fields, recorded.generation);
                 Ok(())
             }
             Backend::Redis(list) => list.publish(&fields, recorded.generation).await,
+        };
+        if let Err(error) = published {
+            tracing::warn!(%error, "revocations recorded but not published; waiting until every instance has read the database's generation");
+            tokio::time::sleep(SYNC_FRESH).await;
         }
     }
 
@@ -345,6 +361,7 @@ impl Revocations {
     ) -> Result<Revoked, RevocationError> {
         let fields = check_fields(ids);
         if let Backend::Redis(list) = &self.backend
+            && self.synced_recently()
             && let Some(mirror) = list.mirror()
         {
             // The mirror answers when it has everything this instance knows of; else
@@ -374,13 +391,27 @@ impl Revocations {
         ))))
     }
 
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether the database's generation was read less than [`SYNC_FRESH`] ago.
+    fn synced_recently(&self) -> bool {
+        let synced_at = self.synced_at.load(Ordering::Acquire);
+        let fresh = u64::try_from(SYNC_FRESH.as_millis()).unwrap_or(u64::MAX);
+        synced_at > 0 && self.elapsed_ms() < synced_at.saturating_add(fresh)
+    }
+
     /// Learns the database's generation (every instance polls it every second).
     pub async fn sync(&self) -> Result<(), RevocationError> {
+        // From before the read: the generation read is at least the one of this moment.
+        let started = self.elapsed_ms().max(1);
         let generation = self
             .db
             .run(|conn| markers::get(conn, markers::REVOCATIONS))
             .await?;
         self.known.fetch_max(generation, Ordering::SeqCst);
+        self.synced_at.fetch_max(started, Ordering::AcqRel);
         Ok(())
     }
 
@@ -427,7 +458,7 @@ impl Revocations {
     pub fn mirrored(&self) -> bool {
         match &self.backend {
             Backend::Memory(_) => false,
-            Backend::Redis(list) => list.mirror().is_some(),
+            Backend::Redis(list) => self.synced_recently() && list.mirror().is_some(),
         }
     }
 
@@ -444,7 +475,7 @@ impl Revocations {
         match &self.backend {
             Backend::Memory(list) => list.purge(now.timestamp()),
             Backend::Redis(list) => {
-                if let Some(mirror) = list.mirror() {
+                if let Some(mirror) = list.mirror_copy() {
                     mirror.purge(now.timestamp());
                 }
                 list.purge(now.timestamp()).await?;

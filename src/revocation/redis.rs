@@ -9,7 +9,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use futures_util::StreamExt as _;
@@ -20,20 +21,69 @@ use super::memory::MemoryList;
 use super::{Held, RevocationError};
 use crate::redis_conn::LazyRedis;
 
+/// Lua helpers shared by the scripts that touch leases. `now_ms()`: Redis's clock, the
+/// one clock every lease is measured by. `leases()`: the holders, by id, each
+/// `{e = expires (ms), a = acknowledged sequence, r = sequence it must acknowledge before
+/// it is extended}`. `waiting(seq, now)`: marks every live holder that has not
+/// acknowledged `seq` (so it cannot be extended until it does) and answers how many there
+/// are and how long until the last of their leases runs out.
+const LEASE_HELPERS: &str = r"
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function leases()
+  local raw = redis.call('HGET', KEYS[1], 'leases')
+  if not raw then return {} end
+  return cjson.decode(raw)
+end
+local function save(all)
+  if next(all) == nil then
+    redis.call('HDEL', KEYS[1], 'leases')
+  else
+    redis.call('HSET', KEYS[1], 'leases', cjson.encode(all))
+  end
+end
+local function waiting(seq, now)
+  local all, pending, wait = leases(), 0, 0
+  for id, l in pairs(all) do
+    if l.e > now and l.a < seq then
+      l.r = math.max(l.r, seq)
+      pending = pending + 1
+      wait = math.max(wait, l.e - now)
+    elseif l.e < now - 60000 then
+      all[id] = nil
+    end
+  end
+  save(all)
+  return pending, wait
+end
+";
+
 /// Merges entries (the later expiry and cut-off win), then moves the watermark: with
 /// `publish`, generation `g` joins the pending ones and the watermark climbs while the
 /// next generation is there (a list with no watermark stays so: only a fill sets one);
-/// with `fill`, the watermark becomes at least `g`. Every call then announces on
-/// KEYS[2] what it wrote: `{"g": watermark, "f": {field: "expires_at:cutoff"}}`, for the
-/// instances' mirrors (watermark -1: the list has none).
+/// with `fill`, the watermark becomes at least `g`. Every call takes the next sequence
+/// number and announces on KEYS[2] what it wrote: `{"s": seq, "g": watermark, "f":
+/// {field: "expires_at:cutoff"}}`, for the instances' mirrors (watermark -1: the list has
+/// none). A publish then marks the mirrors that have not acknowledged it.
 /// KEYS[1]: the hash, KEYS[2]: the channel. ARGV: mode, g, then (field, expires_at,
-/// cutoff) triples.
+/// cutoff) triples. Answers `{seq, holders still to acknowledge, ms until their leases
+/// end, 1 if the hash had no epoch (flushed, evicted or new: leases it held are unknown)}`.
 const MERGE: &str = r"
 local key = KEYS[1]
+local fresh = 0
+if not redis.call('HGET', key, 'epoch') then
+  redis.call('HSET', key, 'epoch', string.format('%d', now_ms()))
+  fresh = 1
+end
+local seq = redis.call('HINCRBY', key, 'seq', 1)
 local written = {}
 local function announce(watermark)
-  redis.call('PUBLISH', KEYS[2], cjson.encode({g = watermark, f = written}))
-  return watermark
+  redis.call('PUBLISH', KEYS[2], cjson.encode({s = seq, g = watermark, f = written}))
+  if ARGV[1] ~= 'publish' then return {seq, 0, 0, fresh} end
+  local pending, wait = waiting(seq, now_ms())
+  return {seq, pending, wait, fresh}
 end
 for i = 3, #ARGV, 3 do
   local expires_at, cutoff = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
@@ -80,6 +130,51 @@ redis.call('HSET', key, 'gen', string.format('%d', gen))
 return announce(gen)
 ";
 
+/// How many live holders have not acknowledged sequence ARGV[1], and how long until the
+/// last of their leases ends: `{pending, ms}`. KEYS[1]: the hash.
+const WAITING: &str = r"
+local pending, wait = waiting(tonumber(ARGV[1]), now_ms())
+return {pending, wait}
+";
+
+/// A mirror takes or renews its lease. KEYS[1]: the hash. ARGV: holder id, the epoch its
+/// copy was taken in ('' for a hash that had none), the sequence it has applied, lease
+/// length in ms. The lease is extended when the holder has acknowledged what a waiting
+/// publish asked of it, or, for a lease that is new or has run out, everything published
+/// so far. Answers `{1 extended | 0 not now | -1 lost (the hash was flushed or replaced
+/// since the copy: copy again), epoch}`.
+const TAKE_LEASE: &str = r"
+local key, id, acked = KEYS[1], ARGV[1], tonumber(ARGV[3])
+local epoch = redis.call('HGET', key, 'epoch')
+local all = leases()
+local held = all[id]
+if ARGV[2] == '' then
+  if epoch then return {-1, ''} end
+  epoch = string.format('%d', now_ms())
+  redis.call('HSET', key, 'epoch', epoch)
+elseif epoch ~= ARGV[2] then
+  return {-1, epoch or ''}
+end
+local now = now_ms()
+local seq = tonumber(redis.call('HGET', key, 'seq') or '0')
+local extended = 0
+if held and held.e > now and acked >= held.r then
+  extended = 1
+elseif acked >= seq then
+  extended = 1
+end
+if not held then
+  held = {e = 0, a = acked, r = 0}
+end
+held.a = math.max(held.a, acked)
+if extended == 1 then
+  held.e = now + tonumber(ARGV[4])
+end
+all[id] = held
+save(all)
+return {extended, epoch}
+";
+
 /// Deletes the given fields that are still expired at `now` (a publish may have extended
 /// one since it was scanned). KEYS[1]: the hash. ARGV: now, then fields.
 const PURGE: &str = r"
@@ -101,16 +196,50 @@ pub struct RedisList {
     key: String,
     channel: String,
     merge: redis::Script,
+    waiting: redis::Script,
+    lease: redis::Script,
     purge: redis::Script,
     /// A copy of the hash kept current by the announcements on `channel`; `None` while
     /// it is not known to be complete (before the first copy, and from the moment the
     /// subscription is lost until a new one has copied the hash again).
     mirror: ArcSwapOption<MemoryList>,
+    /// Until when (ms after `started`) the mirror may answer: its lease, as this instance
+    /// counts it (from before the renewal was sent, so never later than Redis counts it).
+    lease_until: AtomicU64,
+    started: Instant,
+}
+
+/// What a publish learnt about the mirrors.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Published {
+    /// The sequence number of the announcement.
+    seq: i64,
+    /// Mirrors holding a lease that have not applied it yet.
+    pending: i64,
+    /// How long until the last of their leases ends.
+    wait: Duration,
+    /// The hash had no epoch: it was flushed, evicted or replaced, and the leases it held
+    /// are gone with it; they end within one lease length.
+    fresh: bool,
+}
+
+impl Published {
+    fn from_reply(reply: &[i64]) -> Option<Self> {
+        let [seq, pending, wait, fresh] = <[i64; 4]>::try_from(reply).ok()?;
+        Some(Self {
+            seq,
+            pending,
+            wait: Duration::from_millis(u64::try_from(wait).unwrap_or(0)),
+            fresh: fresh == 1,
+        })
+    }
 }
 
 /// An announcement of the merge script.
 #[derive(serde::Deserialize)]
 struct Announcement {
+    /// Its sequence number.
+    s: i64,
     /// The list's watermark after the merge (-1: none).
     g: i64,
     /// The fields it wrote, with their merged values. (Lua's cjson writes an empty
@@ -120,6 +249,29 @@ struct Announcement {
 
 /// How often the subscription proves that it is alive, and how long a ping may take.
 const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// How long a mirror may answer without renewing its lease: the longest a revoking call
+/// waits for an instance that does not acknowledge (stopped, partitioned, overloaded).
+pub const LEASE: Duration = Duration::from_millis(100);
+/// How often a mirror renews its lease when nothing new arrives.
+const RENEW_EVERY: Duration = Duration::from_millis(25);
+/// Taken off the lease as this instance counts it, for clocks that run at slightly
+/// different rates.
+const LEASE_MARGIN: Duration = Duration::from_millis(10);
+/// How long a revoking call waits for acknowledgements at most (leases end by then).
+const WAIT_AT_MOST: Duration = Duration::from_millis(300);
+
+/// The answer to a lease renewal.
+enum Renewed {
+    /// Extended from when it was sent; the hash's epoch.
+    Extended { sent: Instant, epoch: String },
+    /// Not extended: a publish waits for an announcement this mirror has not applied.
+    NotNow,
+    /// The hash was replaced since the copy.
+    Lost,
+}
+
+type Renewal = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Renewed, RedisError>> + Send>>;
 
 /// The entries of a copy or an announcement (the hash's other fields skipped).
 fn entries<'a>(fields: impl Iterator<Item = (&'a String, &'a String)>) -> Vec<(String, Held)> {
@@ -145,15 +297,38 @@ impl RedisList {
             redis,
             key: format!("{prefix}revocation-list"),
             channel: format!("{prefix}revocation-list:changes"),
-            merge: redis::Script::new(MERGE),
+            merge: redis::Script::new(&format!("{LEASE_HELPERS}{MERGE}")),
+            waiting: redis::Script::new(&format!("{LEASE_HELPERS}{WAITING}")),
+            lease: redis::Script::new(&format!("{LEASE_HELPERS}{TAKE_LEASE}")),
             purge: redis::Script::new(PURGE),
             mirror: ArcSwapOption::empty(),
+            lease_until: AtomicU64::new(0),
+            started: Instant::now(),
         }
     }
 
-    /// The mirror, while it is complete and its subscription alive.
+    fn elapsed_ms(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.started).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The mirror, while it is complete, its subscription alive and its lease held: every
+    /// revocation published more than a lease ago is in it, and any publish since waits
+    /// for it (or for the lease to end) before it answers.
     pub(super) fn mirror(&self) -> Option<Arc<MemoryList>> {
+        let mirror = self.mirror.load_full()?;
+        (self.elapsed_ms(Instant::now()) < self.lease_until.load(Ordering::Acquire))
+            .then_some(mirror)
+    }
+
+    /// The mirror whether or not it may answer now (for housekeeping).
+    pub(super) fn mirror_copy(&self) -> Option<Arc<MemoryList>> {
         self.mirror.load_full()
+    }
+
+    fn drop_mirror(&self) {
+        self.lease_until.store(0, Ordering::Release);
+        self.mirror.store(None);
+        metrics::gauge!(crate::metrics::REVOCATION_MIRROR).set(0.0);
     }
 
     /// Keeps the mirror for as long as the process runs: subscribe, copy the hash, apply
@@ -163,8 +338,7 @@ impl RedisList {
         let mut pause = Duration::from_millis(100);
         loop {
             let error = self.mirror_once().await;
-            self.mirror.store(None);
-            metrics::gauge!(crate::metrics::REVOCATION_MIRROR).set(0.0);
+            self.drop_mirror();
             tracing::debug!(%error, "revocation list mirror lost; reading Redis until it is back");
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(2));
@@ -199,20 +373,61 @@ impl RedisList {
         let mut copied = std::pin::pin!(copied);
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut copying = true;
+        let mut renew_tick = tokio::time::interval(RENEW_EVERY);
+        renew_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let holder = uuid::Uuid::new_v4().simple().to_string();
+        // The epoch the copy was taken in ('' for none), and the last sequence applied;
+        // `None` until the copy is in.
+        let mut copy: Option<(String, i64)> = None;
+        // One renewal at a time. Another starts when it ends if more was applied since
+        // (so that a waiting publish hears from us at once), and every RENEW_EVERY.
+        let mut renewing: Option<Renewal> = None;
+        let mut acknowledged = -1;
+        let mut tick_due = false;
         loop {
+            if renewing.is_none()
+                && let Some((epoch, applied)) = &copy
+                && (tick_due || *applied > acknowledged)
+            {
+                renewing = Some(self.renew(holder.clone(), epoch.clone(), *applied));
+                acknowledged = *applied;
+                tick_due = false;
+            }
             tokio::select! {
-                all = &mut copied, if copying => {
+                all = &mut copied, if copy.is_none() => {
                     let all = match all {
                         Ok(all) => all,
                         Err(e) => return e,
                     };
-                    copying = false;
                     let watermark = all.get("gen").and_then(|g| g.parse().ok());
+                    let seq = all.get("seq").and_then(|g| g.parse().ok()).unwrap_or(0);
                     mirror.copy(&entries(all.iter()), watermark);
+                    copy = Some((all.get("epoch").cloned().unwrap_or_default(), seq));
+                    // Usable once its lease is granted.
                     self.mirror.store(Some(mirror.clone()));
-                    metrics::gauge!(crate::metrics::REVOCATION_MIRROR).set(1.0);
                 }
+                renewed = async {
+                    match renewing.as_mut() {
+                        Some(renewal) => renewal.await,
+                        None => std::future::pending().await,
+                    }
+                }, if renewing.is_some() => {
+                    renewing = None;
+                    match renewed {
+                        Ok(Renewed::Extended { sent, epoch }) => {
+                            if let Some((held, _)) = copy.as_mut() {
+                                *held = epoch;
+                            }
+                            let until = self.elapsed_ms(sent + LEASE - LEASE_MARGIN);
+                            self.lease_until.fetch_max(until, Ordering::AcqRel);
+                            metrics::gauge!(crate::metrics::REVOCATION_MIRROR).set(1.0);
+                        }
+                        Ok(Renewed::NotNow) => {}
+                        Ok(Renewed::Lost) => return lost("the list was flushed or replaced since it was copied"),
+                        Err(e) => return e,
+                    }
+                }
+                _ = renew_tick.tick() => tick_due = true,
                 message = messages.next() => {
                     let Some(message) = message else {
                         return lost("the subscription ended");
@@ -225,6 +440,9 @@ impl RedisList {
                         continue;
                     };
                     mirror.copy(&entries(announced.f.iter()), (announced.g >= 0).then_some(announced.g));
+                    if let Some((_, applied)) = copy.as_mut() {
+                        *applied = (*applied).max(announced.s);
+                    }
                 }
                 _ = heartbeat.tick() => {
                     // Subscribed, PING answers ["pong", ""]: any answer will do.
@@ -238,6 +456,32 @@ impl RedisList {
         }
     }
 
+    /// Takes or renews this mirror's lease, acknowledging `applied`.
+    fn renew(&self, holder: String, epoch: String, applied: i64) -> Renewal {
+        let (redis, script, key) = (self.redis.clone(), self.lease.clone(), self.key.clone());
+        Box::pin(async move {
+            let mut invocation = script.key(&key);
+            invocation
+                .arg(holder)
+                .arg(epoch)
+                .arg(applied)
+                .arg(u64::try_from(LEASE.as_millis()).unwrap_or(100));
+            let sent = Instant::now();
+            let mut conn = redis.conn().await?;
+            let (granted, epoch): (i64, String) = tokio::time::timeout(
+                HEARTBEAT,
+                invocation.invoke_async(&mut conn),
+            )
+            .await
+            .map_err(|_| RedisError::from((redis::ErrorKind::Io, "a lease renewal timed out")))??;
+            Ok(match granted {
+                1 => Renewed::Extended { sent, epoch },
+                0 => Renewed::NotNow,
+                _ => Renewed::Lost,
+            })
+        })
+    }
+
     async fn conn(&self) -> Result<ConnectionManager, RedisError> {
         self.redis.conn().await
     }
@@ -247,23 +491,62 @@ impl RedisList {
         mode: &str,
         fields: &[(String, Held)],
         generation: i64,
-    ) -> Result<(), RevocationError> {
+    ) -> Result<Published, RevocationError> {
         let mut invocation = self.merge.key(&self.key);
         invocation.key(&self.channel).arg(mode).arg(generation);
         for (field, held) in fields {
             invocation.arg(field).arg(held.expires_at).arg(held.cutoff);
         }
         let mut conn = self.conn().await?;
-        invocation.invoke_async::<i64>(&mut conn).await?;
-        Ok(())
+        let reply: Vec<i64> = invocation.invoke_async(&mut conn).await?;
+        Published::from_reply(&reply).ok_or_else(|| {
+            RedisError::from((redis::ErrorKind::Parse, "the merge script answered oddly")).into()
+        })
     }
 
+    /// Merges the entries, announces them, and returns once every mirror that may answer
+    /// has applied them: each holder of a lease has acknowledged the announcement or its
+    /// lease has ended (it cannot be renewed until it acknowledges). Typically one round
+    /// trip more; at most a lease length for an instance that stopped answering.
     pub(super) async fn publish(
         &self,
         fields: &[(String, Held)],
         generation: i64,
     ) -> Result<(), RevocationError> {
-        self.merge("publish", fields, generation).await
+        let published = self.merge("publish", fields, generation).await?;
+        if published.fresh {
+            // Leases held before the hash was lost are unknown: wait them out.
+            tokio::time::sleep(LEASE).await;
+            return Ok(());
+        }
+        let deadline = Instant::now() + WAIT_AT_MOST;
+        let (mut pending, mut wait) = (published.pending, published.wait);
+        let mut pause = Duration::from_micros(250);
+        while pending > 0 {
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    pending,
+                    "mirrors neither acknowledged a revocation nor let their leases end in time"
+                );
+                return Err(RedisError::from((
+                    redis::ErrorKind::Io,
+                    "mirrors did not acknowledge a revocation in time",
+                ))
+                .into());
+            }
+            tokio::time::sleep(pause.min(wait.max(Duration::from_micros(250)))).await;
+            pause = (pause * 2).min(Duration::from_millis(5));
+            let mut conn = self.conn().await?;
+            let (p, w): (i64, i64) = self
+                .waiting
+                .key(&self.key)
+                .arg(published.seq)
+                .invoke_async(&mut conn)
+                .await?;
+            pending = p;
+            wait = Duration::from_millis(u64::try_from(w).unwrap_or(0));
+        }
+        Ok(())
     }
 
     /// Writes every entry, in chunks, and only then raises the watermark.
@@ -280,9 +563,9 @@ impl RedisList {
                 invocation.arg(field).arg(held.expires_at).arg(held.cutoff);
             }
             let mut conn = self.conn().await?;
-            invocation.invoke_async::<i64>(&mut conn).await?;
+            invocation.invoke_async::<Vec<i64>>(&mut conn).await?;
         }
-        self.merge("fill", &[], generation).await
+        self.merge("fill", &[], generation).await.map(|_| ())
     }
 
     /// The watermark and the four fields of a check, in one round trip.

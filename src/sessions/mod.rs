@@ -516,7 +516,7 @@ impl Sessions {
                     detail: None,
                 };
                 self.audit.record(event, now).await;
-                self.publish(&recorded, now).await;
+                self.revocations.publish(&recorded, now).await;
                 Err(Error::refused(Credential::RefreshToken, Refusal::Reused))
             }
         }
@@ -562,13 +562,13 @@ impl Sessions {
     ) -> Result<(), Error> {
         if let Some(token) = refresh {
             let recorded = self.revoke_refresh_in_db(&token, "logout", now).await?;
-            self.publish(&recorded, now).await;
+            self.revocations.publish(&recorded, now).await;
         }
         if let Some(claims) = access.and_then(|t| self.tokens.verify(t, now).ok()) {
             let recorded = self
                 .revoke_access_in_db(&claims.jti, claims.exp, claims.sid.as_deref(), now)
                 .await?;
-            self.publish(&recorded, now).await;
+            self.revocations.publish(&recorded, now).await;
         }
         Ok(())
     }
@@ -587,18 +587,10 @@ impl Sessions {
         } else {
             Recorded::default()
         };
-        self.publish(&recorded, now).await;
+        self.revocations.publish(&recorded, now).await;
         Ok(())
     }
 
-    /// Publishes revocations that are committed in the database. If the list cannot take
-    /// them now, it is refilled from the database before its next answer: the revocation
-    /// holds either way, so the caller is not told otherwise.
-    async fn publish(&self, recorded: &Recorded, now: DateTime<Utc>) {
-        if let Err(error) = self.revocations.publish(recorded, now).await {
-            tracing::warn!(%error, "revocations recorded but not yet published; the list will be refilled");
-        }
-    }
 
     async fn revoke_refresh_in_db(
         &self,

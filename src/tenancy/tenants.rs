@@ -231,9 +231,7 @@ impl Tenants {
             )
             .await;
         let (tenant, recorded) = result?;
-        if let Err(error) = self.revocations.publish(&recorded, now).await {
-            tracing::warn!(%error, "tenant cut-off recorded but not yet published; the list will be refilled");
-        }
+        self.revocations.publish(&recorded, now).await;
         Ok(tenant)
     }
 

@@ -423,6 +423,11 @@ impl TestApp {
         self.services.keyring.sign(claims).expect("sign").0
     }
 
+    /// The database as a `TOKENMINT_DATABASE_URL` value (for a process of its own).
+    pub fn database_url(&self) -> &str {
+        &self._database.url_string
+    }
+
     pub fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
         self.services.clock.now()
     }

@@ -144,6 +144,7 @@ impl Tally {
     }
 
     fn assert_none(&self) {
+        assert!(self.rounds > 0, "{}: no rounds", self.kind);
         assert_eq!(
             self.accepted, 0,
             "{}: B accepted in {} of {} rounds what A had revoked before it answered",
@@ -389,5 +390,80 @@ async fn requests_hammering_another_instance_are_refused_from_the_logouts_answer
         0,
         "of {} requests sent after A answered",
         late_sent.load(Ordering::SeqCst)
+    );
+}
+
+/// An instance that is stopped (SIGSTOP: it neither acknowledges nor renews) when another
+/// logs a session out: the logout waits for its lease to end, at most a lease length, and
+/// the stopped instance, resumed, refuses the token on its very next request.
+#[tokio::test]
+async fn a_stopped_instance_refuses_what_was_revoked_while_it_was_stopped() {
+    use base64::Engine as _;
+    let Some(redis) = non_empty_env("TOKENMINT_TEST_REDIS_URL") else {
+        return;
+    };
+    let a = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (b, b_url) = crate::processes::tokenmint(
+        dir.path(),
+        &[
+            ("TOKENMINT_DATABASE_URL", a.database_url().to_owned()),
+            ("TOKENMINT_REDIS_URL", redis),
+            ("TOKENMINT_REDIS_PREFIX", a.services.settings.redis_prefix.clone()),
+            ("TOKENMINT_ISSUER", a.services.settings.issuer.clone()),
+            (
+                "TOKENMINT_KEY_ENCRYPTION_KEY",
+                base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
+            ),
+        ],
+    )
+    .await;
+    let me_on_b = |token: String| {
+        let (client, url) = (a.client.clone(), format!("{b_url}/api/me"));
+        async move {
+            client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let mut waits = Vec::new();
+    for round in 0..10 {
+        let login = a.login("admin", ADMIN_PASSWORD).await;
+        let access = login["access_token"].as_str().unwrap().to_owned();
+        // B up, its mirror leased: the token is accepted from the mirror.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while me_on_b(access.clone()).await != 200 {
+            assert!(Instant::now() < deadline, "B never accepted the token");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if round == 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        b.signal("STOP");
+        let started = Instant::now();
+        let logout = a
+            .client
+            .post(a.url("/api/logout"))
+            .json(&json!({"refresh_token": login["refresh_token"]}))
+            .send()
+            .await
+            .unwrap();
+        waits.push(started.elapsed());
+        b.signal("CONT");
+        assert_eq!(logout.status(), 204);
+        assert_eq!(
+            me_on_b(access).await,
+            401,
+            "round {round}: B, resumed, accepted a token logged out while it was stopped"
+        );
+    }
+    // Reported, not asserted (a figure for the README, not a test of speed).
+    eprintln!(
+        "logout while another instance is stopped: longest {:?}",
+        waits.iter().max().unwrap()
     );
 }
