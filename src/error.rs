@@ -449,11 +449,13 @@ impl From<Error> for ApiError {
                 refusal,
             } => {
                 let code = match refusal {
-                    // A ticket is not renewed by its holder: every refusal is the same
-                    // code (API.md), the message says why.
-                    _ if credential == Credential::Ticket => ErrorCode::AuthenticationFailed,
                     Refusal::Expired => ErrorCode::TokenExpired,
                     Refusal::Revoked => ErrorCode::TokenRevoked,
+                    // A ticket used up is simply not valid any more (it is not a refresh
+                    // token: nothing was revoked by presenting it again).
+                    Refusal::Reused if credential == Credential::Ticket => {
+                        ErrorCode::AuthenticationFailed
+                    }
                     Refusal::Reused => ErrorCode::RefreshTokenReused,
                     Refusal::Missing | Refusal::Ambiguous | Refusal::Invalid => {
                         ErrorCode::AuthenticationFailed

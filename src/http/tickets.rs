@@ -123,7 +123,7 @@ pub async fn issue_ticket(
     request_body = RedeemRequest,
     responses(
         (status = 200, description = "The ticket's subject, the first time", body = RedeemedTicket),
-        (status = 401, description = "`AUTHENTICATION_FAILED`: no valid key, or the ticket is invalid, expired, revoked, for another audience or already used (the message says which)", body = ErrorBody),
+        (status = 401, description = "`TOKEN_EXPIRED`: the ticket has expired; `TOKEN_REVOKED`: its session, user or tenant was revoked or disabled; `AUTHENTICATION_FAILED`: no valid key, or the ticket is invalid, for another audience or already used (the message says which)", body = ErrorBody),
         (status = 403, description = "The caller is not an API key with scope `tickets`", body = ErrorBody),
         (status = 404, description = "Tickets are off", body = ErrorBody),
         (status = 503, description = "Redis, the revocation list or the database cannot be reached; the ticket was not used", body = ErrorBody),

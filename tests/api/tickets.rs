@@ -67,10 +67,17 @@ async fn redeem(app: &TestApp, key: &str, ticket: &str, audience: &str) -> reqwe
     .await
 }
 
+/// A 401 with the contract's code for why (`TOKEN_EXPIRED`, `TOKEN_REVOKED`, else
+/// `AUTHENTICATION_FAILED`) and a message that says so.
 async fn refused_with(response: reqwest::Response, message: &str) {
+    let code = match message {
+        "expired" => "TOKEN_EXPIRED",
+        "revoked" => "TOKEN_REVOKED",
+        _ => "AUTHENTICATION_FAILED",
+    };
     assert_eq!(response.status(), 401);
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body["error"], "AUTHENTICATION_FAILED", "{body}");
+    assert_eq!(body["error"], code, "{body}");
     assert!(
         body["message"].as_str().unwrap().contains(message),
         "{body} should say {message:?}"
@@ -474,4 +481,43 @@ async fn an_api_key_works_as_a_bearer_credential_wherever_x_api_key_does() {
         "AUTHENTICATION_FAILED",
     )
     .await;
+}
+
+/// A ticket of a disabled user or of a user of a disabled tenant is refused as revoked
+/// (`TOKEN_REVOKED`, as the contract says), not as unknown.
+#[tokio::test]
+async fn tickets_of_a_disabled_user_or_tenant_are_refused_as_revoked() {
+    let app = ticket_app().await;
+    let admin = app.admin_token().await;
+    let key = service_key(&app, &admin).await;
+    let login = user_login(&app).await;
+    let access = login["access_token"].as_str().unwrap();
+    let nora_id = jwt_part(access, 1)["sub"].as_str().unwrap().to_owned();
+    let of_nora = ticket(&app, access, AGENTS).await;
+    let disabled = app
+        .call(
+            Method::PATCH,
+            &format!("/api/admin/users/{nora_id}"),
+            &admin,
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(disabled.status(), 200);
+    refused_with(redeem(&app, &key, &of_nora, AGENTS).await, "revoked").await;
+
+    app.create_tenant(&admin, "acme").await;
+    app.create_tenant_user(&admin, "acme", "ann", &["user"], &[])
+        .await;
+    let ann = app.tenant_login("acme", "ann").await;
+    let of_ann = ticket(&app, ann["access_token"].as_str().unwrap(), AGENTS).await;
+    let cut_off = app
+        .call(
+            Method::PATCH,
+            "/api/admin/tenants/acme",
+            &admin,
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(cut_off.status(), 200);
+    refused_with(redeem(&app, &key, &of_ann, AGENTS).await, "revoked").await;
 }
