@@ -91,6 +91,8 @@ pub enum Credential {
     RefreshToken,
     /// An API key.
     ApiKey,
+    /// An API key sent as `Authorization: Bearer tmk_...`.
+    BearerApiKey,
     /// Either a bearer token or an API key (what a caller of an admin endpoint presents).
     Caller,
     /// A registered client's credentials at the token endpoint.
@@ -429,7 +431,7 @@ fn refusal_message(credential: Credential, refusal: Refusal) -> &'static str {
         }
         (C::RefreshToken, _) => "invalid refresh token",
         (C::ApiKey, R::Missing) => "missing API key",
-        (C::ApiKey, _) => "invalid, disabled or expired API key",
+        (C::ApiKey | C::BearerApiKey, _) => "invalid, disabled or expired API key",
         (C::Caller, _) => "missing credential: a bearer token or an API key",
         (C::Client, _) => "client authentication failed",
         (C::Ticket, R::Missing) => "missing ticket",
@@ -468,7 +470,9 @@ impl From<Error> for ApiError {
                     (Credential::AccessToken | Credential::Caller, Refusal::Missing) => {
                         error.bearer_required()
                     }
-                    (Credential::AccessToken, _) => error.invalid_token(),
+                    (Credential::AccessToken | Credential::BearerApiKey, _) => {
+                        error.invalid_token()
+                    }
                     _ => error,
                 }
             }

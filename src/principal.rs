@@ -269,6 +269,16 @@ impl Authenticator {
         now: DateTime<Utc>,
     ) -> Result<Caller, (Error, Actor)> {
         let anonymous = |e: Error| (e, Actor::Anonymous);
+        // A key refused as a bearer token is a refused bearer token (RFC 6750 challenge).
+        let key_credential = if presented
+            .bearer
+            .as_deref()
+            .is_some_and(|b| b.starts_with(ApiKeySecret::PREFIX))
+        {
+            Credential::BearerApiKey
+        } else {
+            Credential::ApiKey
+        };
         let principal = match presented.normalized().map_err(anonymous)? {
             // One credential per request: with two, which one acts would be a guess.
             Presented {
@@ -283,7 +293,7 @@ impl Authenticator {
             Presented {
                 api_key: Some(key), ..
             } => {
-                let refused = Error::refused(Credential::ApiKey, Refusal::Invalid);
+                let refused = Error::refused(key_credential, Refusal::Invalid);
                 // Shape and checksum first: a made-up key costs no lookup.
                 let secret = ApiKeySecret::parse(&key).ok_or_else(|| anonymous(refused))?;
                 match self
@@ -295,15 +305,12 @@ impl Authenticator {
                     KeyCheck::Usable(key) => Principal::ApiKey(Box::new(key)),
                     KeyCheck::Refused(id) => {
                         return Err((
-                            Error::refused(Credential::ApiKey, Refusal::Invalid),
+                            Error::refused(key_credential, Refusal::Invalid),
                             Actor::ApiKey(id),
                         ));
                     }
                     KeyCheck::Unknown => {
-                        return Err(anonymous(Error::refused(
-                            Credential::ApiKey,
-                            Refusal::Invalid,
-                        )));
+                        return Err(anonymous(Error::refused(key_credential, Refusal::Invalid)));
                     }
                 }
             }

@@ -117,11 +117,19 @@ struct KeyParam {
 /// `?key=` where headers cannot be set). An Authorization header that is not a bearer
 /// credential is refused here.
 pub fn presented(req: &HttpRequest) -> Result<Presented, Error> {
-    let api_key = match req.headers().get("x-api-key") {
-        Some(value) => Some(value.to_str().unwrap_or_default().to_owned()),
-        None => web::Query::<KeyParam>::from_query(req.query_string())
-            .ok()
-            .and_then(|q| q.into_inner().key),
+    let ambiguous = || Error::refused(Credential::Caller, Refusal::Ambiguous);
+    let mut headers = req.headers().get_all("x-api-key");
+    let in_header = headers.next();
+    if headers.next().is_some() {
+        return Err(ambiguous());
+    }
+    let in_query = web::Query::<KeyParam>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.into_inner().key);
+    let api_key = match (in_header, in_query) {
+        (Some(_), Some(_)) => return Err(ambiguous()),
+        (Some(value), None) => Some(value.to_str().unwrap_or_default().to_owned()),
+        (None, in_query) => in_query,
     };
     let bearer = match req.headers().get(header::AUTHORIZATION) {
         None => None,

@@ -12,6 +12,7 @@ mod browser;
 mod cli;
 mod clients;
 mod concurrency;
+mod edges;
 mod errors;
 mod fuzz;
 mod hardening;

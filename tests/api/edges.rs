@@ -1,0 +1,92 @@
+//! The contract's edges, each found by a client or an attacker (issue: hardening, third
+//! round): every one failed before its fix.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_error, spawn_app};
+
+/// An admin API key, made by the bootstrap admin.
+async fn admin_key(app: &TestApp) -> String {
+    let admin = app.admin_token().await;
+    let created: Value = app
+        .call(
+            Method::POST,
+            "/api/admin/api-keys",
+            &admin,
+            Some(json!({"name": "edges", "scopes": ["admin", "introspect"]})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    created["key"].as_str().unwrap().to_owned()
+}
+
+/// Two credentials are refused, whichever places they come in: `?key=` and `X-API-Key`,
+/// or `X-API-Key` twice.
+#[tokio::test]
+async fn a_request_with_a_key_in_the_query_and_in_the_header_is_refused() {
+    let app = spawn_app().await;
+    let key = admin_key(&app).await;
+    let single = app
+        .client
+        .get(app.url(&format!("/api/admin/users?key={key}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(single.status(), 200, "one key in the query is served");
+    let both = app
+        .client
+        .get(app.url(&format!("/api/admin/users?key={key}")))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_error(both, 401, "AUTHENTICATION_FAILED").await;
+    let twice = app
+        .client
+        .get(app.url("/api/admin/users"))
+        .header("x-api-key", &key)
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_error(twice, 401, "AUTHENTICATION_FAILED").await;
+}
+
+/// A dead or made-up API key sent as a bearer token is a refused bearer token: RFC 6750's
+/// challenge, like every other bearer 401.
+#[tokio::test]
+async fn a_refused_api_key_sent_as_a_bearer_gets_the_bearer_challenge() {
+    let app = spawn_app().await;
+    let key = admin_key(&app).await;
+    let made_up = format!("tmk_{}", "a".repeat(49));
+    let mut mistyped = key.clone();
+    mistyped.replace_range(10..11, if &key[10..11] == "a" { "b" } else { "a" });
+    for token in [made_up.as_str(), mistyped.as_str()] {
+        let refused = app
+            .client
+            .get(app.url("/api/admin/users"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 401);
+        assert_eq!(
+            refused.headers()["www-authenticate"],
+            r#"Bearer error="invalid_token""#
+        );
+        assert_error(refused, 401, "AUTHENTICATION_FAILED").await;
+    }
+    // The same key in X-API-Key is no bearer: no challenge.
+    let as_header = app
+        .client
+        .get(app.url("/api/admin/users"))
+        .header("x-api-key", &made_up)
+        .send()
+        .await
+        .unwrap();
+    assert!(as_header.headers().get("www-authenticate").is_none());
+    assert_error(as_header, 401, "AUTHENTICATION_FAILED").await;
+}
