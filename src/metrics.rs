@@ -15,7 +15,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub const HTTP_REQUESTS: &str = "tokenmint_http_requests_total";
 /// `tokenmint_http_request_duration_seconds{route}`.
 pub const HTTP_DURATION: &str = "tokenmint_http_request_duration_seconds";
-/// `tokenmint_logins_total{outcome}`: `success`, `failure`, `rate_limited`.
+/// `tokenmint_logins_total{outcome}`: `success`, `failure`, `rate_limited`, `busy`.
 pub const LOGINS: &str = "tokenmint_logins_total";
 /// `tokenmint_refreshes_total{outcome}`: `rotated`, `converged`, `reused`, `expired`,
 /// `revoked`, `invalid`.
@@ -35,6 +35,25 @@ pub const SIGNING_KEYS: &str = "tokenmint_signing_keys";
 pub const DB_CONNECTIONS: &str = "tokenmint_db_connections";
 /// `tokenmint_password_hashes_in_flight`.
 pub const HASHES_IN_FLIGHT: &str = "tokenmint_password_hashes_in_flight";
+
+/// Every outcome of each counted event: exported at 0 from the start, so that `rate()`
+/// and alerts work on a fresh instance.
+const OUTCOMES: &[(&str, &[&str])] = &[
+    (LOGINS, &["success", "failure", "rate_limited", "busy"]),
+    (
+        REFRESHES,
+        &[
+            "rotated",
+            "converged",
+            "reused",
+            "expired",
+            "revoked",
+            "invalid",
+        ],
+    ),
+    (REVOCATION_CHECKS, &["active", "revoked", "unavailable"]),
+    (TICKETS, &["issued", "redeemed", "refused"]),
+];
 
 /// Latency buckets, seconds: from a cached JWKS answer to a contended argon2 login.
 const BUCKETS: &[f64] = &[
@@ -61,6 +80,12 @@ pub fn install() {
             return None;
         }
         describe();
+        for (name, outcomes) in OUTCOMES {
+            for outcome in *outcomes {
+                metrics::counter!(*name, "outcome" => *outcome).increment(0);
+            }
+        }
+        metrics::counter!(KEY_ROTATIONS).increment(0);
         let process = metrics_process::Collector::default();
         process.describe();
         Some(Installed { handle, process })

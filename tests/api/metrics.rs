@@ -354,3 +354,57 @@ async fn metrics_count_the_events_with_bounded_labels_and_no_secrets() {
         assert!(!after.text.contains(secret), "{secret:?} in the scrape");
     }
 }
+
+/// A fresh instance exports every counter of the contract at 0, with every outcome, so
+/// that `rate()` and alerts work before the first event.
+#[tokio::test]
+async fn every_counter_of_the_contract_is_exported_at_zero_from_the_start() {
+    let database = TestDatabase::new();
+    let (_server, base) = tokenmint(
+        database.dir.path(),
+        &[("TOKENMINT_DATABASE_URL", database.url_string.clone())],
+    )
+    .await;
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut expected = vec!["tokenmint_signing_key_rotations_total 0".to_owned()];
+    for (name, outcomes) in [
+        (
+            "tokenmint_logins_total",
+            &["success", "failure", "rate_limited", "busy"][..],
+        ),
+        (
+            "tokenmint_refreshes_total",
+            &[
+                "rotated",
+                "converged",
+                "reused",
+                "expired",
+                "revoked",
+                "invalid",
+            ][..],
+        ),
+        (
+            "tokenmint_revocation_checks_total",
+            &["active", "revoked", "unavailable"][..],
+        ),
+        (
+            "tokenmint_tickets_total",
+            &["issued", "redeemed", "refused"][..],
+        ),
+    ] {
+        for outcome in outcomes {
+            expected.push(format!("{name}{{outcome=\"{outcome}\"}} 0"));
+        }
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let missing: Vec<&String> = expected
+        .iter()
+        .filter(|e| !lines.contains(&e.as_str()))
+        .collect();
+    assert!(missing.is_empty(), "missing {missing:?} in:\n{text}");
+}
