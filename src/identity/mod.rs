@@ -645,10 +645,18 @@ fn narrow(
     let Some(requested) = requested else {
         return Ok(allowed);
     };
-    if requested.iter().any(|s| !allowed.contains(s)) {
+    if requested.iter().any(|s| !user.scopes.contains(s)) {
         return Err(Error::invalid(
             "a requested scope is not granted to this user",
         ));
+    }
+    if let Some(client) = client
+        && requested.iter().any(|s| !allowed.contains(s))
+    {
+        return Err(Error::invalid(format!(
+            "a requested scope is not allowed for client `{}`",
+            client.client_id.as_str()
+        )));
     }
     Ok(requested.to_vec())
 }

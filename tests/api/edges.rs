@@ -90,3 +90,43 @@ async fn a_refused_api_key_sent_as_a_bearer_gets_the_bearer_challenge() {
     assert!(as_header.headers().get("www-authenticate").is_none());
     assert_error(as_header, 401, "AUTHENTICATION_FAILED").await;
 }
+
+/// A login through a client that asks for a scope the user holds but the client may not
+/// have is refused naming the client, not the user.
+#[tokio::test]
+async fn a_scope_the_client_may_not_have_is_refused_naming_the_client() {
+    let app = spawn_app().await;
+    app.create_user("carol", "carol-password", &["read", "write"], json!({}))
+        .await;
+    app.register_login_client("reader-app", &["read"]).await;
+    let refused = app
+        .post_login(&json!({"username": "carol", "password": "carol-password",
+                             "client_id": "reader-app", "scope": "write"}))
+        .await;
+    assert_eq!(refused.status(), 400);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "INVALID_REQUEST");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("client `reader-app`"),
+        "names the client: {message}"
+    );
+    let unheld = app
+        .post_login(&json!({"username": "carol", "password": "carol-password",
+                             "client_id": "reader-app", "scope": "admin"}))
+        .await;
+    assert_eq!(unheld.status(), 400);
+    let body: Value = unheld.json().await.unwrap();
+    assert_eq!(body["error"], "INVALID_REQUEST");
+    assert!(body["message"].as_str().unwrap().contains("this user"));
+    let narrowed = app
+        .post_login(&json!({"username": "carol", "password": "carol-password",
+                             "client_id": "reader-app"}))
+        .await;
+    assert_eq!(narrowed.status(), 200);
+    let token = narrowed.json::<Value>().await.unwrap();
+    assert_eq!(
+        crate::helpers::jwt_part(token["access_token"].as_str().unwrap(), 1)["scope"],
+        "read"
+    );
+}
