@@ -346,6 +346,10 @@ impl ApiError {
     }
 }
 
+/// `Retry-After` of a 503 for a backing store that cannot be reached (and of any 503 or
+/// 429 that has no better figure): clients and proxies read only that header.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 1;
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.code.status()
@@ -374,7 +378,14 @@ impl ResponseError for ApiError {
                     .insert_header((header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#));
             }
         }
-        if let Some(secs) = self.retry_after_secs {
+        let retry_after = self.retry_after_secs.or_else(|| {
+            matches!(
+                status,
+                StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+            )
+            .then_some(UNAVAILABLE_RETRY_AFTER_SECS)
+        });
+        if let Some(secs) = retry_after {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(secs)));
         }
         if let Some(value) = self
@@ -527,6 +538,8 @@ pub struct OAuthError {
     description: Cow<'static, str>,
     status: StatusCode,
     source: Option<BoxError>,
+    /// `Retry-After`, for a 429 or 503.
+    retry_after_secs: Option<u64>,
 }
 
 impl std::fmt::Display for OAuthError {
@@ -554,6 +567,7 @@ impl OAuthError {
             description: description.into(),
             status: StatusCode::BAD_REQUEST,
             source: None,
+            retry_after_secs: None,
         }
     }
 
@@ -564,6 +578,7 @@ impl OAuthError {
             description: "this grant type is not supported".into(),
             status: StatusCode::BAD_REQUEST,
             source: None,
+            retry_after_secs: None,
         }
     }
 
@@ -580,6 +595,7 @@ impl From<Error> for OAuthError {
             description,
             status,
             source: None,
+            retry_after_secs: None,
         };
         match e {
             Error::Unauthenticated {
@@ -622,27 +638,35 @@ impl From<Error> for OAuthError {
             Error::Conflict { message, .. } => {
                 plain("invalid_request", message, StatusCode::BAD_REQUEST)
             }
-            Error::RateLimited { .. } => plain(
-                "temporarily_unavailable",
-                "too many attempts; try again later".into(),
-                StatusCode::TOO_MANY_REQUESTS,
-            ),
-            Error::Busy { .. } => plain(
-                "temporarily_unavailable",
-                "busy; try again in a moment".into(),
-                StatusCode::SERVICE_UNAVAILABLE,
-            ),
+            Error::RateLimited { retry_after_secs } => Self {
+                retry_after_secs: Some(retry_after_secs),
+                ..plain(
+                    "temporarily_unavailable",
+                    "too many attempts; try again later".into(),
+                    StatusCode::TOO_MANY_REQUESTS,
+                )
+            },
+            Error::Busy { retry_after_secs } => Self {
+                retry_after_secs: Some(retry_after_secs),
+                ..plain(
+                    "temporarily_unavailable",
+                    "busy; try again in a moment".into(),
+                    StatusCode::SERVICE_UNAVAILABLE,
+                )
+            },
             Error::Unavailable { dependency, source } => Self {
                 error: "temporarily_unavailable",
                 description: format!("{dependency} is unavailable; try again shortly").into(),
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 source: Some(source),
+                retry_after_secs: Some(UNAVAILABLE_RETRY_AFTER_SECS),
             },
             Error::Internal(source) => Self {
                 error: "server_error",
                 description: "internal error".into(),
                 status: StatusCode::INTERNAL_SERVER_ERROR,
                 source: Some(source),
+                retry_after_secs: None,
             },
         }
     }
@@ -666,6 +690,9 @@ impl ResponseError for OAuthError {
         response
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .insert_header((header::PRAGMA, "no-cache"));
+        if let Some(secs) = self.retry_after_secs {
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from(secs)));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             // RFC 6749 section 5.2: invalid_client answers 401 with a challenge.
             response.insert_header((header::WWW_AUTHENTICATE, r#"Basic realm="tokenmint""#));

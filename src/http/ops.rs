@@ -113,7 +113,12 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let mut response = if readiness.ready() {
         HttpResponse::Ok()
     } else {
-        HttpResponse::ServiceUnavailable()
+        let mut unavailable = HttpResponse::ServiceUnavailable();
+        unavailable.insert_header((
+            actix_web::http::header::RETRY_AFTER,
+            crate::error::UNAVAILABLE_RETRY_AFTER_SECS,
+        ));
+        unavailable
     };
     response
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))

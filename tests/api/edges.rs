@@ -130,3 +130,94 @@ async fn a_scope_the_client_may_not_have_is_refused_naming_the_client() {
         "read"
     );
 }
+
+/// Every 503 and every 429 carries `Retry-After` (clients and proxies read only that):
+/// a revocation list that cannot be reached at `/api/me`, `/readyz` and the token
+/// endpoint, and the login limit.
+#[tokio::test]
+async fn every_503_and_429_carries_retry_after() {
+    let closed = crate::helpers::free_port();
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.redis_url = Some(format!("redis://127.0.0.1:{closed}").into());
+        s.redis_prefix = "edges:".to_owned();
+    })
+    .await;
+    let admin = app.admin_token().await;
+    let retry_after = |headers: &reqwest::header::HeaderMap| {
+        headers
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|secs| secs >= 1)
+    };
+
+    let me = assert_error(app.get_me(&admin).await, 503, "UNAVAILABLE").await;
+    assert!(retry_after(&me), "/api/me: {me:?}");
+
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    assert!(retry_after(ready.headers()), "/readyz");
+
+    // Registered through the domain, as the command line does: every admin call checks
+    // its bearer against the list that cannot be reached.
+    let (gateway, secret) = {
+        use tokenmint::client::{Audience, GrantType};
+        use tokenmint::tenancy::clients::{ClientKind, NewClient};
+        let new = NewClient {
+            client_id: None,
+            name: "gateway".to_owned(),
+            tenant: None,
+            kind: ClientKind::Confidential,
+            grant_types: vec![GrantType::TokenExchange],
+            scopes: vec![],
+            audiences: vec![Audience::parse("https://orders.internal").unwrap()],
+        };
+        let (client, secret) = app
+            .services
+            .clients
+            .create(&tokenmint::actor::Admin::operator(), new, app.clock_now())
+            .await
+            .unwrap();
+        (
+            client.client_id.as_str().to_owned(),
+            secret.unwrap().expose().to_owned(),
+        )
+    };
+    let exchanged = app
+        .token_request(
+            &[
+                (
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:token-exchange",
+                ),
+                ("subject_token", admin.as_str()),
+                (
+                    "subject_token_type",
+                    "urn:ietf:params:oauth:token-type:access_token",
+                ),
+                ("audience", "https://orders.internal"),
+            ],
+            Some((&gateway, &secret)),
+        )
+        .await;
+    assert_eq!(exchanged.status(), 503);
+    assert!(retry_after(exchanged.headers()), "/oauth/token");
+    assert_eq!(
+        exchanged.json::<Value>().await.unwrap()["error"],
+        "temporarily_unavailable"
+    );
+
+    let mut limited = None;
+    for _ in 0..30 {
+        let answer = app
+            .post_login(&json!({"username": "admin", "password": "wrong password"}))
+            .await;
+        if answer.status() == 429 {
+            limited = Some(answer);
+            break;
+        }
+        assert_eq!(answer.status(), 401);
+    }
+    let limited = limited.expect("the login limit answers 429");
+    assert!(retry_after(limited.headers()), "/api/login 429");
+}
