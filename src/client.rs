@@ -35,6 +35,13 @@ impl ClientId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether it has the shape of a user id (a UUID, in any spelling): a client's own
+    /// token carries its `client_id` as `sub`, and must never name a user (RFC 9068
+    /// section 5), so a chosen `client_id` may not be one.
+    pub fn could_be_a_user_id(&self) -> bool {
+        uuid::Uuid::try_parse(&self.0).is_ok()
+    }
 }
 
 impl std::fmt::Display for ClientId {

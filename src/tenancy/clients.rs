@@ -168,6 +168,11 @@ impl Clients {
             ClientKind::Public => None,
         };
         let client_id = match new.client_id {
+            Some(id) if id.could_be_a_user_id() => {
+                return Err(Error::invalid(
+                    "client_id must not be a UUID: user ids are, and a client's own token names its client_id as its subject",
+                ));
+            }
             Some(id) => id,
             None => ClientId::generate()?,
         };

@@ -221,3 +221,34 @@ async fn every_503_and_429_carries_retry_after() {
     let limited = limited.expect("the login limit answers 429");
     assert!(retry_after(limited.headers()), "/api/login 429");
 }
+
+/// A client id that is a user id would give its client-credentials token `sub` = that
+/// user (with the client's scopes): chosen client ids may not have a user id's shape.
+#[tokio::test]
+async fn a_client_id_may_not_be_a_user_id() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let admin_id = crate::helpers::jwt_part(&admin, 1)["sub"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for chosen in [admin_id.clone(), admin_id.replace('-', ""), admin_id.to_uppercase()] {
+        let answer = app
+            .call(
+                Method::POST,
+                "/api/admin/clients",
+                &admin,
+                Some(json!({"client_id": chosen, "name": "impostor", "type": "confidential",
+                            "grant_types": ["client_credentials"], "scopes": ["admin"]})),
+            )
+            .await;
+        assert_error(answer, 400, "INVALID_REQUEST").await;
+    }
+    let listed: Value = app
+        .call(Method::GET, "/api/admin/clients", &admin, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"], json!([]), "nothing was registered");
+}
