@@ -290,7 +290,12 @@ impl Services {
             audit.clone(),
             lifetimes,
         ));
-        let clients = Arc::new(Clients::new(db.clone(), audit.clone()));
+        let clients = Arc::new(Clients::new(
+            db.clone(),
+            audit.clone(),
+            revocations.clone(),
+            lifetimes,
+        ));
         let oauth = Arc::new(OAuth::new(
             clients.clone(),
             sessions.clone(),

@@ -125,6 +125,22 @@ pub fn revoke_user_in(
     Ok(entries)
 }
 
+/// Revokes every live session opened through a client (deleted or disabled), inside the
+/// caller's transaction. Returns the entries for the caller to record.
+pub fn revoke_client_in(
+    conn: &mut DbConnection,
+    client_id: &str,
+    reason: &'static str,
+    lifetimes: &Lifetimes,
+    now: DateTime<Utc>,
+) -> Result<Vec<Listed>, Error> {
+    let revoked = store::revoke_client_sessions(conn, client_id, now.naive_utc(), reason)?;
+    Ok(revoked
+        .iter()
+        .map(|s| session_entry(s, lifetimes, now))
+        .collect())
+}
+
 fn session_entry(session: &SessionRow, lifetimes: &Lifetimes, now: DateTime<Utc>) -> Listed {
     (
         Revocation::Session {

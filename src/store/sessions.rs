@@ -158,6 +158,33 @@ pub fn revoke_user_sessions(
     Ok(live)
 }
 
+/// Revokes every live session opened through a registered client (sessions whose
+/// `client_id` was a free-text label before clients were registered are not its);
+/// returns the sessions that were live.
+pub fn revoke_client_sessions(
+    conn: &mut DbConnection,
+    client_id: &str,
+    now: NaiveDateTime,
+    reason: &str,
+) -> Result<Vec<SessionRow>, StoreError> {
+    let of_client = sessions::client_id
+        .eq(client_id)
+        .and(sessions::legacy_client.eq(false))
+        .and(sessions::revoked_at.is_null());
+    let live: Vec<SessionRow> = sessions::table
+        .filter(of_client)
+        .filter(sessions::expires_at.gt(now))
+        .select(SessionRow::as_select())
+        .load(conn)?;
+    diesel::update(sessions::table.filter(of_client))
+        .set((
+            sessions::revoked_at.eq(now),
+            sessions::revoked_reason.eq(reason),
+        ))
+        .execute(conn)?;
+    Ok(live)
+}
+
 /// Revokes every live session of a tenant's users; returns how many.
 pub fn revoke_tenant_sessions(
     conn: &mut DbConnection,

@@ -15,6 +15,9 @@ pub use crate::client::{Audience, Client, ClientId, ClientKind, GrantType};
 use crate::error::{Credential, Error, Refusal};
 use crate::store::clients::{self as store, ClientRow};
 use crate::store::{Db, DbConnection, StoreError, tenants, write_transaction};
+use crate::lifetimes::Lifetimes;
+use crate::revocation::{Listed, Recorded, Revocations};
+use crate::sessions::revoke_client_in;
 use crate::user::{Scope, TenantId};
 
 /// A client secret: `tmcs_` and 256 random bits, base64url. `Debug` never shows it.
@@ -129,12 +132,24 @@ fn check_grants(kind: ClientKind, grants: &[GrantType]) -> Result<(), Error> {
 pub struct Clients {
     db: Db,
     audit: Arc<Audit>,
+    revocations: Arc<Revocations>,
+    lifetimes: Lifetimes,
 }
 
 impl Clients {
     /// The service.
-    pub fn new(db: Db, audit: Arc<Audit>) -> Self {
-        Self { db, audit }
+    pub fn new(
+        db: Db,
+        audit: Arc<Audit>,
+        revocations: Arc<Revocations>,
+        lifetimes: Lifetimes,
+    ) -> Self {
+        Self {
+            db,
+            audit,
+            revocations,
+            lifetimes,
+        }
     }
 
     /// Registers a client; a confidential one gets its secret, shown only in this answer.
@@ -274,7 +289,8 @@ impl Clients {
         action: Action,
         now: DateTime<Utc>,
     ) -> Result<Client, Error> {
-        let result = self.change(admin, &id, now, move |row, client| {
+        let lifetimes = self.lifetimes;
+        let result = self.change(admin, &id, now, move |conn, row, client| {
             if let Some(name) = patch.name {
                 row.name = name;
             }
@@ -288,12 +304,30 @@ impl Clients {
             if let Some(audiences) = patch.audiences {
                 row.audiences = serde_json::to_string(&audiences)?;
             }
+            let mut ended = Vec::new();
             if let Some(enabled) = patch.enabled {
+                if client.enabled && !enabled {
+                    // Its sessions end with it, in this transaction: enabling it again
+                    // does not bring them back.
+                    ended = revoke_client_in(
+                        conn,
+                        client.client_id.as_str(),
+                        "client disabled",
+                        &lifetimes,
+                        now,
+                    )?;
+                }
                 row.enabled = enabled;
             }
-            Ok(())
+            Ok(ended)
         });
-        let result = result.await.map(|(client, _)| client);
+        let result = match result.await {
+            Ok((client, recorded)) => {
+                self.revocations.publish(&recorded, now).await;
+                Ok(client)
+            }
+            Err(e) => Err(e),
+        };
         self.audit
             .admin_call(
                 admin,
@@ -316,12 +350,12 @@ impl Clients {
         let secret = ClientSecret::generate()?;
         let hash = secret.hash();
         let result = self
-            .change(admin, &id, now, move |row, client| {
+            .change(admin, &id, now, move |_, row, client| {
                 if client.kind != ClientKind::Confidential {
                     return Err(Error::conflict("a public client has no secret"));
                 }
                 row.secret_hash = Some(hash);
-                Ok(())
+                Ok(Vec::new())
             })
             .await;
         self.audit
@@ -336,13 +370,17 @@ impl Clients {
         Ok((result?.0, secret))
     }
 
+    /// Changes a client in one transaction; `apply` may end sessions (the entries it
+    /// returns are recorded in the same transaction, for the caller to publish).
     async fn change(
         &self,
         admin: &Admin,
         id: &ClientId,
         now: DateTime<Utc>,
-        apply: impl FnOnce(&mut ClientRow, &Client) -> Result<(), Error> + Send + 'static,
-    ) -> Result<(Client, ()), Error> {
+        apply: impl FnOnce(&mut DbConnection, &mut ClientRow, &Client) -> Result<Vec<Listed>, Error>
+        + Send
+        + 'static,
+    ) -> Result<(Client, Recorded), Error> {
         let key = id.as_str().to_owned();
         let admin = admin.clone();
         self.db
@@ -353,29 +391,48 @@ impl Clients {
                     if !admin.may_see(&client.tenant) {
                         return Err(Error::NotFound("client"));
                     }
-                    apply(&mut row, &client)?;
+                    let ended = apply(conn, &mut row, &client)?;
                     row.updated_at = now.naive_utc();
                     store::update(conn, &row)?;
-                    Ok((Client::from_row(&row)?, ()))
+                    let recorded = Revocations::record(conn, ended)?;
+                    Ok((Client::from_row(&row)?, recorded))
                 })
             })
             .await
     }
 
-    /// Deletes a client; its tokens stay valid until they expire, its refresh tokens stop.
+    /// Deletes a client and, in the same transaction, ends every session opened through
+    /// it (refresh and access tokens alike): registering the same `client_id` again
+    /// brings none of them back.
     pub async fn delete(
         &self,
         admin: &Admin,
         id: ClientId,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
-        let result = async {
-            self.visible(admin, &id).await?;
-            let key = id.as_str().to_owned();
-            self.db.run(move |conn| store::delete(conn, &key)).await?;
-            Ok::<_, Error>(())
-        }
-        .await;
+        let key = id.as_str().to_owned();
+        let (admin_copy, lifetimes) = (admin.clone(), self.lifetimes);
+        let result = self
+            .db
+            .run(move |conn| {
+                write_transaction(conn, |conn| {
+                    let row = store::find(conn, &key)?.ok_or(Error::NotFound("client"))?;
+                    if !admin_copy.may_see(&Client::from_row(&row)?.tenant) {
+                        return Err(Error::NotFound("client"));
+                    }
+                    let ended = revoke_client_in(conn, &key, "client deleted", &lifetimes, now)?;
+                    store::delete(conn, &key)?;
+                    Ok(Revocations::record(conn, ended)?)
+                })
+            })
+            .await;
+        let result = match result {
+            Ok(recorded) => {
+                self.revocations.publish(&recorded, now).await;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
         self.audit
             .admin_call(
                 admin,

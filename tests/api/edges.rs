@@ -252,3 +252,51 @@ async fn a_client_id_may_not_be_a_user_id() {
         .unwrap();
     assert_eq!(listed["items"], json!([]), "nothing was registered");
 }
+
+/// Deleting a client ends its sessions in the same transaction: registering the same
+/// `client_id` again (even as a public client, without a secret) brings none back, and
+/// disabling one ends them too.
+#[tokio::test]
+async fn a_deleted_or_disabled_clients_sessions_never_come_back() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    app.create_user("dave", "dave-password", &["read"], json!({}))
+        .await;
+    for how in ["delete", "disable"] {
+        let client_id = format!("app-{how}");
+        app.register_login_client(&client_id, &["read"]).await;
+        let login = app
+            .post_login(&json!({"username": "dave", "password": "dave-password",
+                                 "client_id": client_id}))
+            .await;
+        assert_eq!(login.status(), 200);
+        let login: Value = login.json().await.unwrap();
+        let access = login["access_token"].as_str().unwrap();
+        let refresh = login["refresh_token"].as_str().unwrap();
+        assert_eq!(app.get_me(access).await.status(), 200);
+
+        let path = format!("/api/admin/clients/{client_id}");
+        if how == "delete" {
+            let deleted = app.call(Method::DELETE, &path, &admin, None).await;
+            assert_eq!(deleted.status(), 204);
+            app.register_login_client(&client_id, &["read"]).await;
+        } else {
+            let disabled = app
+                .call(Method::POST, &format!("{path}/disable"), &admin, None)
+                .await;
+            assert_eq!(disabled.status(), 200);
+            let enabled = app
+                .call(Method::POST, &format!("{path}/enable"), &admin, None)
+                .await;
+            assert_eq!(enabled.status(), 200);
+        }
+        assert_error(app.post_refresh(refresh).await, 401, "TOKEN_REVOKED").await;
+        assert_error(app.get_me(access).await, 401, "TOKEN_REVOKED").await;
+        // A new login through the client works.
+        let again = app
+            .post_login(&json!({"username": "dave", "password": "dave-password",
+                                 "client_id": client_id}))
+            .await;
+        assert_eq!(again.status(), 200, "{how}");
+    }
+}

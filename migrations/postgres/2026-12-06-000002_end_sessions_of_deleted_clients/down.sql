@@ -1,0 +1,2 @@
+-- Nothing to undo: ended sessions stay ended.
+SELECT 1;
