@@ -90,6 +90,14 @@ pub struct Settings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Largest accepted request body (`TOKENMINT_BODY_LIMIT`, bytes).
     pub body_limit_bytes: usize,
+    /// How long a request body may take to arrive, from the end of its headers
+    /// (`TOKENMINT_BODY_TIMEOUT`, 10 s): a stalled body is answered 408 and its
+    /// connection closed.
+    pub body_timeout: Duration,
+    /// Open connections per instance at most (`TOKENMINT_MAX_CONNECTIONS`; default: the
+    /// descriptor limit less a reserve for the database, Redis and files). Past it, new
+    /// connections wait in the listen backlog until others close.
+    pub max_connections: Option<usize>,
     /// Database connections in the pool (`TOKENMINT_DB_POOL_SIZE`).
     pub db_pool_size: u32,
     /// How long a request waits for a database connection before 503 (`TOKENMINT_DB_TIMEOUT`).
@@ -310,6 +318,16 @@ impl Settings {
                 .map_err(|r| invalid("TOKENMINT_TRUSTED_PROXIES", r))?,
             body_limit_bytes: number("TOKENMINT_BODY_LIMIT", 64 * 1024, 1024, 16 * 1024 * 1024)?
                 as usize,
+            body_timeout: duration(
+                "TOKENMINT_BODY_TIMEOUT",
+                10 * SECOND,
+                Duration::from_millis(100),
+                10 * MINUTE,
+            )?,
+            max_connections: match get("TOKENMINT_MAX_CONNECTIONS") {
+                None => None,
+                Some(_) => Some(number("TOKENMINT_MAX_CONNECTIONS", 0, 16, 10_000_000)? as usize),
+            },
             db_pool_size: number("TOKENMINT_DB_POOL_SIZE", default_pool_size, 1, 1000)? as u32,
             db_timeout: duration(
                 "TOKENMINT_DB_TIMEOUT",

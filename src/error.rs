@@ -36,6 +36,8 @@ pub enum ErrorCode {
     Conflict,
     /// Body over the configured limit.
     PayloadTooLarge,
+    /// A body that did not arrive within `TOKENMINT_BODY_TIMEOUT`.
+    RequestTimeout,
     /// A body in a content type the endpoint does not take.
     UnsupportedMediaType,
     /// Too many attempts; see `Retry-After`.
@@ -60,6 +62,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

@@ -422,6 +422,8 @@ impl Application {
         let listener = TcpListener::bind(settings.bind)?;
         let port = listener.local_addr()?.port();
         let body_limit = settings.body_limit_bytes;
+        let body_timeout = settings.body_timeout;
+        let max_connections = connections_per_worker(settings.max_connections, settings.workers);
         let cors_origins = settings.cors_origins.clone();
         let server = HttpServer::new(move || {
             App::new()
@@ -437,9 +439,13 @@ impl Application {
                     !cors_origins.is_empty(),
                     cors(&cors_origins),
                 ))
+                .wrap(from_fn(move |req, next| {
+                    http::body_deadline(req, next, body_timeout)
+                }))
                 .wrap(from_fn(http::frame))
         })
         .workers(settings.workers)
+        .max_connections(max_connections)
         .shutdown_timeout(30)
         .listen(listener)?
         .run();
@@ -518,6 +524,23 @@ fn cors(origins: &[String]) -> Cors {
             .block_on_origin_mismatch(false),
         |cors, origin| cors.allowed_origin(origin),
     )
+}
+
+/// Descriptors kept for everything but client connections: the database pool, Redis,
+/// the metrics listener, files.
+const RESERVED_DESCRIPTORS: u64 = 128;
+
+/// Connections each worker may hold: `configured` over every worker, or the process's
+/// descriptor limit less a reserve, so that a flood of connections (stalled or not)
+/// waits in the listen backlog instead of taking the descriptors the service needs.
+fn connections_per_worker(configured: Option<usize>, workers: usize) -> usize {
+    let total = configured.unwrap_or_else(|| {
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .unwrap_or(u64::MAX);
+        usize::try_from(limit.saturating_sub(RESERVED_DESCRIPTORS).max(16)).unwrap_or(usize::MAX)
+    });
+    (total / workers.max(1)).clamp(1, 25_000)
 }
 
 /// Every minute: drop expired revocations and ended sessions, and write API keys' last

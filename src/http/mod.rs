@@ -38,6 +38,9 @@ use crate::tenancy::oauth::OAuth;
 use crate::tenancy::tenants::Tenants;
 use crate::tickets::Tickets;
 
+mod deadline;
+pub use deadline::body_deadline;
+
 /// What handlers use, built once at start and shared by all workers: the use cases
 /// (never the store or the revocation list), the settings and time.
 pub struct AppState {

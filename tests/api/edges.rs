@@ -300,3 +300,46 @@ async fn a_deleted_or_disabled_clients_sessions_never_come_back() {
         assert_eq!(again.status(), 200, "{how}");
     }
 }
+
+/// Request bodies must arrive in time: stalled bodies are answered 408 and their
+/// connections closed, and the service answers `/healthz` and logins meanwhile.
+#[tokio::test]
+async fn a_stalled_request_body_is_cut_off_and_the_service_keeps_answering() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.body_timeout = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut stalled = Vec::new();
+    for _ in 0..50 {
+        let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+        socket
+            .write_all(
+                b"POST /api/login HTTP/1.1\r\nHost: tokenmint\r\nContent-Type: application/json\r\n\
+                  Content-Length: 100\r\n\r\n{\"username\": \"adm",
+            )
+            .await
+            .unwrap();
+        stalled.push(socket);
+    }
+    let health = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200, "served while bodies stall");
+    let login = app.login("admin", crate::helpers::ADMIN_PASSWORD).await;
+    assert!(login["access_token"].is_string());
+
+    for mut socket in stalled {
+        let mut answer = Vec::new();
+        // Until the server closes the connection (a test that hangs here has failed).
+        tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            socket.read_to_end(&mut answer),
+        )
+        .await
+        .expect("the server closes a stalled connection")
+        .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("\"error\":\"REQUEST_TIMEOUT\""), "{answer}");
+    }
+}
