@@ -343,3 +343,68 @@ async fn a_stalled_request_body_is_cut_off_and_the_service_keeps_answering() {
         assert!(answer.contains("\"error\":\"REQUEST_TIMEOUT\""), "{answer}");
     }
 }
+
+/// More stalled connections than the process has descriptors: they wait in the backlog
+/// or are cut off, never take the descriptors the service needs; `/healthz` and logins
+/// are answered while they stall, and every stalled client gets its 408.
+#[tokio::test]
+async fn more_stalled_connections_than_descriptors_do_not_take_the_instance_down() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let database = crate::helpers::TestDatabase::new();
+    let (_server, base) = crate::processes::tokenmint_with_descriptors(
+        database.dir.path(),
+        &[
+            ("TOKENMINT_DATABASE_URL", database.url_string.clone()),
+            ("TOKENMINT_BODY_TIMEOUT", "1s".to_owned()),
+            ("TOKENMINT_WORKERS", "2".to_owned()),
+            (
+                "TOKENMINT_BOOTSTRAP_ADMIN",
+                format!("admin:{}", crate::helpers::ADMIN_PASSWORD),
+            ),
+        ],
+        256,
+    )
+    .await;
+    let address = base.trim_start_matches("http://").to_owned();
+    let mut stalled = Vec::new();
+    for _ in 0..400 {
+        let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+        socket
+            .write_all(
+                b"POST /api/login HTTP/1.1\r\nHost: tokenmint\r\nContent-Type: application/json\r\n\
+                  Content-Length: 100\r\n\r\n{\"username\": \"adm",
+            )
+            .await
+            .unwrap();
+        stalled.push(socket);
+    }
+    let client = reqwest::Client::new();
+    let health = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        client.get(format!("{base}/healthz")).send(),
+    )
+    .await
+    .expect("/healthz answers while connections stall")
+    .unwrap();
+    assert_eq!(health.status(), 200);
+    let login = client
+        .post(format!("{base}/api/login"))
+        .json(&json!({"username": "admin", "password": crate::helpers::ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let mut timed_out = 0;
+    for mut socket in stalled {
+        let mut answer = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            socket.read_to_end(&mut answer),
+        )
+        .await
+        .expect("the server closes every stalled connection")
+        .unwrap();
+        timed_out += usize::from(answer.starts_with(b"HTTP/1.1 408"));
+    }
+    assert_eq!(timed_out, 400, "every stalled client was answered 408");
+}

@@ -93,8 +93,13 @@ pub async fn accepting(process: &mut Process, port: u16) {
 /// `tokenmint serve` on `port` with only `env` and the settings every test needs.
 fn tokenmint_command(port: u16, env: &[(&str, String)]) -> Command {
     let mut command = Command::new(TOKENMINT);
+    command.arg("serve");
+    tokenmint_env(&mut command, port, env);
     command
-        .arg("serve")
+}
+
+fn tokenmint_env(command: &mut Command, port: u16, env: &[(&str, String)]) {
+    command
         .env_clear()
         .env("TOKENMINT_BIND", format!("127.0.0.1:{port}"))
         .env("TOKENMINT_LOG", "warn")
@@ -105,7 +110,25 @@ fn tokenmint_command(port: u16, env: &[(&str, String)]) -> Command {
     for (name, value) in env {
         command.env(name, value);
     }
+}
+
+/// `tokenmint serve` with at most `descriptors` open files (`prlimit`, util-linux).
+pub async fn tokenmint_with_descriptors(
+    dir: &Path,
+    env: &[(&str, String)],
+    descriptors: u32,
+) -> (Process, String) {
+    let port = crate::helpers::free_port();
+    let mut command = Command::new("/usr/bin/prlimit");
     command
+        .arg(format!("--nofile={descriptors}:{descriptors}"))
+        .arg(TOKENMINT)
+        .arg("serve");
+    tokenmint_env(&mut command, port, env);
+    let log = dir.join(format!("tokenmint-{port}.log"));
+    let mut process = Process::spawn(command, log);
+    accepting(&mut process, port).await;
+    (process, format!("http://127.0.0.1:{port}"))
 }
 
 /// `tokenmint serve` on a free port; the process and its base URL once it accepts.
