@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::extract::{BearerToken, client_ip, json_body, optional_json};
 use crate::client::ClientId;
+use crate::tenancy::clients::ClientSecret;
 use crate::error::{ApiError, Credential, Error, ErrorBody, Refusal};
 use crate::identity::LoginAttempt;
 use crate::identity::passwords::Password;
@@ -43,6 +44,11 @@ pub struct LoginRequest {
     /// `client_id`, whose scopes also bound the token's.
     #[serde(default)]
     pub client_id: Option<String>,
+    /// The client's secret, required for a confidential client (a backend logging its
+    /// users in) and refused for a public one.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = Password)]
+    pub client_secret: Option<SecretString>,
     /// Space-separated subset of the user's scopes; default: all of them.
     #[serde(default)]
     pub scope: Option<String>,
@@ -62,7 +68,9 @@ pub struct TokenResponse {
     pub token_type: String,
     /// Seconds until the access token expires.
     pub expires_in: u64,
-    /// The refresh token; absent in cookie mode (it is in the `__Host-tokenmint_refresh` cookie).
+    /// The refresh token; absent in cookie mode (it is in the `__Host-tokenmint_refresh`
+    /// cookie), and for a client without the `refresh_token` grant (then
+    /// `refresh_expires_in` is 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
     /// Seconds until the refresh token expires.
@@ -113,6 +121,7 @@ pub async fn login(
             None => TenantId::default_tenant(),
         },
         client_id: body.client_id.as_deref().map(ClientId::parse).transpose()?,
+        client_secret: body.client_secret.map(ClientSecret::presented),
         scopes: body
             .scope
             .as_deref()
@@ -347,7 +356,14 @@ fn token_response(
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"));
     let refresh_token = pair.refresh_token.expose().to_owned();
-    let body_refresh = if cookie_mode {
+    let refresh_expires_in = if pair.refreshable {
+        refresh_expires_in
+    } else {
+        0
+    };
+    let body_refresh = if !pair.refreshable {
+        None
+    } else if cookie_mode {
         if !held {
             response.cookie(refresh_cookie(state, refresh_token, refresh_expires_in));
         }

@@ -20,7 +20,7 @@ use self::passwords::{Password, PasswordHasher, Verified};
 use self::rate_limit::{Limit, LoginLimiter};
 use crate::actor::Admin;
 use crate::audit::{Action, Actor, Audit, AuditEvent, Outcome};
-use crate::client::{Client, ClientId};
+use crate::client::{Client, ClientId, GrantType};
 use crate::error::{Credential, Error, Refusal};
 use crate::lifetimes::{Lifetimes, delta};
 use crate::metrics;
@@ -29,7 +29,7 @@ use crate::sessions::{self, Sessions, TokenPair};
 use crate::store::users::{self as store, Lock, UserRow};
 use crate::store::{Db, StoreError, write_transaction};
 use crate::store::{markers, tenants};
-use crate::tenancy::clients::client_for_login;
+use crate::tenancy::clients::{ClientSecret, client_for_login};
 use crate::tokens::TokenService;
 use crate::user::{Claims, Role, Scope, TenantId, User, Username};
 
@@ -77,6 +77,8 @@ pub struct LoginAttempt {
     /// The registered client the login is for (copied into `client_id`); it must exist in
     /// the tenant, be enabled and allow `password`.
     pub client_id: Option<ClientId>,
+    /// A confidential client's secret (a public client presents none).
+    pub client_secret: Option<ClientSecret>,
     /// Narrow the token to these scopes (all of them must be the user's); `None`: all.
     pub scopes: Option<Vec<Scope>>,
     /// The client address, for the limits and the audit log.
@@ -252,6 +254,7 @@ impl Identity {
         let lifetimes = self.lifetimes;
         let requested = attempt.scopes.clone();
         let client_id = attempt.client_id.clone();
+        let client_secret = attempt.client_secret.clone();
         let tenant = attempt.tenant.clone();
         let verified_hash = row.password_hash.clone();
         let user_id = row.id.clone();
@@ -278,7 +281,7 @@ impl Identity {
                     // scopes bound the token's.
                     let client = match &client_id {
                         None => None,
-                        Some(id) => match client_for_login(conn, &tenant, id)? {
+                        Some(id) => match client_for_login(conn, &tenant, id, client_secret.as_ref())? {
                             Some(client) => Some(client),
                             None => return Ok(None),
                         },
@@ -293,11 +296,16 @@ impl Identity {
                         &lifetimes,
                         now,
                     )?;
-                    Ok::<_, Error>(Some((current, scopes, opened)))
+                    // A client without the refresh_token grant gets no refresh token (its
+                    // session still ends its access tokens at logout and revocation).
+                    let refreshable = client
+                        .as_ref()
+                        .is_none_or(|c| c.allows(GrantType::RefreshToken));
+                    Ok::<_, Error>(Some((current, scopes, opened, refreshable)))
                 })
             })
             .await?;
-        let Some((user, scopes, opened)) = opened else {
+        let Some((user, scopes, opened, refreshable)) = opened else {
             metrics::count(metrics::LOGINS, "failure");
             self.audit
                 .record(
@@ -320,13 +328,15 @@ impl Identity {
                 now,
             )
             .await;
-        self.sessions.pair(
+        let mut pair = self.sessions.pair(
             &user,
             &scopes,
             attempt.client_id.as_ref().map(ClientId::as_str),
             opened,
             now,
-        )
+        )?;
+        pair.refreshable = refreshable;
+        Ok(pair)
     }
 
     /// Upgrades a hash made with older parameters, after the answer is sent; a password

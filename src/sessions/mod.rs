@@ -20,7 +20,7 @@ use uuid::Uuid;
 pub use self::refresh_token::{Presented, RefreshKey, RefreshToken, TokenId};
 use self::rules::{Outcome, SessionState, Standing};
 use crate::audit::{Action, Actor, Audit, AuditEvent, Outcome as AuditOutcome};
-use crate::client::{Client, ClientId, ClientKind};
+use crate::client::{Client, ClientId, ClientKind, GrantType};
 use crate::error::{Credential, Error, Refusal};
 use crate::lifetimes::Lifetimes;
 use crate::metrics;
@@ -45,6 +45,9 @@ pub struct TokenPair {
     pub refresh_expires_at: DateTime<Utc>,
     /// Session id (`sid`).
     pub session_id: Uuid,
+    /// Whether the refresh token is handed out: not to a client without the
+    /// `refresh_token` grant.
+    pub refreshable: bool,
 }
 
 /// A session opened inside a transaction, to be turned into a [`TokenPair`] after commit.
@@ -361,7 +364,7 @@ fn standing(
                 RefreshClient::FirstParty => bound.kind == ClientKind::Public,
                 RefreshClient::Client(id) => &bound.client_id == id,
             };
-            if !allowed {
+            if !allowed || !bound.allows(GrantType::RefreshToken) {
                 Ok((Standing::NotYours, None))
             } else if !bound.enabled {
                 Ok((Standing::Ended, None))
@@ -445,6 +448,7 @@ impl Sessions {
             refresh_token: opened.refresh_token,
             refresh_expires_at: opened.refresh_expires_at,
             session_id: opened.session_id,
+            refreshable: true,
         })
     }
 

@@ -21,6 +21,7 @@ use crate::sessions::revoke_client_in;
 use crate::user::{Scope, TenantId};
 
 /// A client secret: `tmcs_` and 256 random bits, base64url. `Debug` never shows it.
+#[derive(Clone)]
 pub struct ClientSecret(SecretString);
 
 impl std::fmt::Debug for ClientSecret {
@@ -60,19 +61,33 @@ impl ClientSecret {
     }
 }
 
+/// Whether a client authenticates: a confidential one with its secret, a public one
+/// without any.
+fn secret_matches(kind: ClientKind, presented: Option<&ClientSecret>, stored: Option<&str>) -> bool {
+    match (kind, presented, stored) {
+        (ClientKind::Confidential, Some(secret), Some(hash)) => secret.hash() == hash,
+        (ClientKind::Public, None, _) => true,
+        _ => false,
+    }
+}
+
 /// The client a login names, inside the login's transaction: it must exist in the
-/// login's tenant, be enabled and allow `password`; anything else fails the login like a
-/// wrong password.
+/// login's tenant, be enabled, allow `password`, and authenticate (a confidential
+/// client with its secret); anything else fails the login like a wrong password.
 pub fn client_for_login(
     conn: &mut DbConnection,
     tenant: &TenantId,
     client_id: &ClientId,
+    secret: Option<&ClientSecret>,
 ) -> Result<Option<Client>, Error> {
     let Some(row) = store::find(conn, client_id.as_str())? else {
         return Ok(None);
     };
     let client = Client::from_row(&row)?;
-    let usable = client.enabled && &client.tenant == tenant && client.allows(GrantType::Password);
+    let usable = client.enabled
+        && &client.tenant == tenant
+        && client.allows(GrantType::Password)
+        && secret_matches(client.kind, secret, row.secret_hash.as_deref());
     Ok(usable.then_some(client))
 }
 
@@ -123,6 +138,12 @@ fn check_grants(kind: ClientKind, grants: &[GrantType]) -> Result<(), Error> {
     if kind == ClientKind::Public && grants.contains(&GrantType::ClientCredentials) {
         return Err(Error::invalid(
             "client_credentials is for confidential clients only",
+        ));
+    }
+    // RFC 8693 section 5: a client that cannot authenticate must not exchange tokens.
+    if kind == ClientKind::Public && grants.contains(&GrantType::TokenExchange) {
+        return Err(Error::invalid(
+            "token exchange is for confidential clients only",
         ));
     }
     Ok(())
@@ -469,11 +490,7 @@ impl Clients {
             return Err(refused());
         };
         let client = Client::from_row(&row)?;
-        let secret_ok = match (client.kind, secret, row.secret_hash.as_deref()) {
-            (ClientKind::Confidential, Some(secret), Some(hash)) => secret.hash() == hash,
-            (ClientKind::Public, None, _) => true,
-            _ => false,
-        };
+        let secret_ok = secret_matches(client.kind, secret, row.secret_hash.as_deref());
         if !secret_ok || !client.enabled || !tenant_enabled {
             return Err(refused());
         }

@@ -122,6 +122,11 @@ impl OAuth {
         now: DateTime<Utc>,
     ) -> Result<IssuedToken, Error> {
         let client = self.client(&auth, GrantType::TokenExchange).await?;
+        // A public client registered before this rule: it cannot authenticate, so it
+        // may not exchange (RFC 8693 section 5).
+        if client.kind != ClientKind::Confidential {
+            return Err(Error::GrantNotAllowed);
+        }
         if !client.audiences.contains(&audience) {
             return Err(Error::AudienceNotAllowed);
         }

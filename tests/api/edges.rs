@@ -408,3 +408,96 @@ async fn more_stalled_connections_than_descriptors_do_not_take_the_instance_down
     }
     assert_eq!(timed_out, 400, "every stalled client was answered 408");
 }
+
+/// A login names a client as that client authenticates: a confidential one with its
+/// secret (else refused), a public one with none (a secret is refused too).
+#[tokio::test]
+async fn a_confidential_client_at_login_needs_its_secret() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    app.create_user("frank", "frank-password", &["read"], json!({}))
+        .await;
+    let bff: Value = app
+        .call(
+            Method::POST,
+            "/api/admin/clients",
+            &admin,
+            Some(json!({"client_id": "bff", "name": "BFF", "type": "confidential",
+                        "grant_types": ["password", "refresh_token"], "scopes": ["read"]})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let secret = bff["client_secret"].as_str().unwrap();
+    let login = |client_id: &'static str, secret: Option<&str>| {
+        let mut body = json!({"username": "frank", "password": "frank-password",
+                              "client_id": client_id});
+        if let Some(secret) = secret {
+            body["client_secret"] = json!(secret);
+        }
+        let app = &app;
+        async move { app.post_login(&body).await }
+    };
+    assert_error(login("bff", None).await, 401, "AUTHENTICATION_FAILED").await;
+    assert_error(
+        login("bff", Some("tmcs_not-the-secret")).await,
+        401,
+        "AUTHENTICATION_FAILED",
+    )
+    .await;
+    assert_eq!(login("bff", Some(secret)).await.status(), 200);
+    app.register_login_client("spa", &["read"]).await;
+    assert_eq!(login("spa", None).await.status(), 200);
+    assert_error(login("spa", Some(secret)).await, 401, "AUTHENTICATION_FAILED").await;
+}
+
+/// A client without the `refresh_token` grant gets no refresh token at login, in the
+/// body or in a cookie.
+#[tokio::test]
+async fn a_client_without_the_refresh_grant_gets_no_refresh_token() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    app.create_user("gina", "gina-password", &["read"], json!({}))
+        .await;
+    let registered = app
+        .call(
+            Method::POST,
+            "/api/admin/clients",
+            &admin,
+            Some(json!({"client_id": "kiosk", "name": "Kiosk", "type": "public",
+                        "grant_types": ["password"], "scopes": ["read"]})),
+        )
+        .await;
+    assert_eq!(registered.status(), 201);
+    for cookie in [false, true] {
+        let login = app
+            .post_login(&json!({"username": "gina", "password": "gina-password",
+                                 "client_id": "kiosk", "cookie": cookie}))
+            .await;
+        assert_eq!(login.status(), 200);
+        assert!(login.headers().get("set-cookie").is_none(), "no cookie");
+        let body: Value = login.json().await.unwrap();
+        assert!(body.get("refresh_token").is_none(), "{body}");
+        assert_eq!(body["refresh_expires_in"], 0);
+        assert_eq!(app.get_me(body["access_token"].as_str().unwrap()).await.status(), 200);
+    }
+}
+
+/// Token exchange needs a client that authenticates: a public client may not hold it.
+#[tokio::test]
+async fn a_public_client_may_not_hold_the_token_exchange_grant() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let answer = app
+        .call(
+            Method::POST,
+            "/api/admin/clients",
+            &admin,
+            Some(json!({"name": "exchanger", "type": "public",
+                        "grant_types": ["urn:ietf:params:oauth:grant-type:token-exchange"],
+                        "scopes": [], "audiences": ["https://orders.internal"]})),
+        )
+        .await;
+    assert_error(answer, 400, "INVALID_REQUEST").await;
+}

@@ -364,7 +364,19 @@ async fn a_confidential_clients_session_rotates_only_with_its_secret() {
                "grant_types": ["password", "refresh_token"], "scopes": ["read"]}),
     )
     .await;
-    let login = login_through(&app, &backend.id).await;
+    // A confidential client names itself at login with its secret (a backend for
+    // frontend logging its users in); without it, the login is refused.
+    let without = app
+        .post_login(&json!({"username": "erin", "password": "erin-password", "client_id": "bff"}))
+        .await;
+    assert_eq!(without.status(), 401);
+    let login: Value = app
+        .post_login(&json!({"username": "erin", "password": "erin-password", "client_id": "bff",
+                             "client_secret": backend.secret.as_deref().unwrap()}))
+        .await
+        .json()
+        .await
+        .unwrap();
     let token = login["refresh_token"].as_str().unwrap();
 
     // Without the secret, anywhere: refused, and not spent.

@@ -43,6 +43,7 @@ const login = await fetch(new URL('/api/login', issuer), {
   headers: { 'content-type': 'application/json' },
   body: JSON.stringify({
     username: env('USERNAME'), password: env('PASSWORD'), tenant: env('TENANT'), client_id: env('CLIENT_ID'),
+    client_secret: env('CLIENT_SECRET'),
   }),
 });
 if (login.status !== 200) throw new Error(`login answered ${login.status}: ${await login.text()}`);

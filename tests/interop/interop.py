@@ -59,6 +59,7 @@ login = requests.post(
         "password": env["PASSWORD"],
         "tenant": env["TENANT"],
         "client_id": env["CLIENT_ID"],
+        "client_secret": env["CLIENT_SECRET"],
     },
     timeout=10,
 )
