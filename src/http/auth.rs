@@ -198,6 +198,22 @@ async fn rotate(
     presented: Option<SecretString>,
     cookie_mode: bool,
 ) -> Result<HttpResponse, ApiError> {
+    let answer = rotate_presented(state, req, presented, cookie_mode).await;
+    if !cookie_mode {
+        return answer;
+    }
+    // A cookie of the old name is cleared whatever the answer: it is never read.
+    let mut response = answer.unwrap_or_else(|e| actix_web::ResponseError::error_response(&e));
+    forget_legacy_cookie(state, req, &mut response);
+    Ok(response)
+}
+
+async fn rotate_presented(
+    state: &AppState,
+    req: &HttpRequest,
+    presented: Option<SecretString>,
+    cookie_mode: bool,
+) -> Result<HttpResponse, ApiError> {
     let presented = presented.ok_or(Error::refused(Credential::RefreshToken, Refusal::Missing))?;
     let token = Presented::parse(presented.expose_secret())
         .ok_or(Error::refused(Credential::RefreshToken, Refusal::Invalid))?;
@@ -213,11 +229,7 @@ async fn rotate(
     let held = req
         .cookie(refresh_cookie_name(state))
         .is_some_and(|c| c.value() == pair.refresh_token.expose());
-    let mut response = token_response(state, pair, cookie_mode, held, now);
-    if cookie_mode {
-        forget_legacy_cookie(state, req, &mut response);
-    }
-    Ok(response)
+    Ok(token_response(state, pair, cookie_mode, held, now))
 }
 
 /// Log out: revoke the session of the refresh token (body or cookie) and the presented
@@ -264,25 +276,25 @@ pub async fn logout(
 }
 
 /// The refresh token of the request's cookie, if any, once the request is known to come
-/// from a page we trust. The `__Host-` cookie wins over the old name; two cookies of one
-/// name (one of them planted by a sibling subdomain) are refused.
+/// from a page we trust. Only the name the service sets is read: when `Secure`, the
+/// `__Host-` cookie, which no sibling subdomain and no plain-HTTP page can set (a cookie
+/// of the old name may have been planted, and would log the victim into the planter's
+/// session). Two cookies of that name are refused.
 fn trusted_cookie(state: &AppState, req: &HttpRequest) -> Result<Option<SecretString>, Error> {
     let cookies = req
         .cookies()
         .map_err(|_| Error::refused(Credential::RefreshToken, Refusal::Invalid))?;
-    let mut presented = None;
-    for name in [REFRESH_COOKIE, LEGACY_REFRESH_COOKIE] {
-        let mut named = cookies.iter().filter(|c| c.name() == name);
-        match (named.next(), named.next()) {
-            (Some(_), Some(_)) => {
-                return Err(Error::refused(Credential::RefreshToken, Refusal::Ambiguous));
-            }
-            (Some(cookie), None) if presented.is_none() && !cookie.value().is_empty() => {
-                presented = Some(SecretString::from(cookie.value().to_owned()));
-            }
-            _ => {}
+    let name = refresh_cookie_name(state);
+    let mut named = cookies.iter().filter(|c| c.name() == name);
+    let presented = match (named.next(), named.next()) {
+        (Some(_), Some(_)) => {
+            return Err(Error::refused(Credential::RefreshToken, Refusal::Ambiguous));
         }
-    }
+        (Some(cookie), None) if !cookie.value().is_empty() => {
+            Some(SecretString::from(cookie.value().to_owned()))
+        }
+        _ => None,
+    };
     // SameSite=Strict already keeps the cookie off cross-site requests; this is the
     // second lock, for browsers that do not honour it.
     if presented.is_some() && !super::origin_allowed(req, &state.settings) {
