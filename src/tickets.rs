@@ -188,7 +188,7 @@ impl Tickets {
                     .transpose()?
                     .ok_or_else(|| Error::refused(Credential::ApiKey, Refusal::Invalid))?;
                 TicketSubject {
-                    scope: Scope::join(&narrow(key.key.scopes.clone(), scopes)?),
+                    scope: Scope::join(&narrow(key.scopes(), scopes)?),
                     sub: owner.id.to_string(),
                     sid: None,
                     tenant_id: owner.tenant.as_str().to_owned(),

@@ -174,6 +174,20 @@ pub struct AuthenticatedKey {
     pub owner_is_admin: bool,
 }
 
+impl AuthenticatedKey {
+    /// The scopes the key acts with now: its own, less `admin` unless its owner holds the
+    /// admin role now (a demotion since the key was made counts at once), as at every
+    /// admin endpoint.
+    pub fn scopes(&self) -> Vec<Scope> {
+        self.key
+            .scopes
+            .iter()
+            .filter(|s| self.owner_is_admin || !has_admin_scope(std::slice::from_ref(*s)))
+            .cloned()
+            .collect()
+    }
+}
+
 /// What a presented key turned out to be.
 #[derive(Debug)]
 pub enum KeyCheck {

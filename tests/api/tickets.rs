@@ -521,3 +521,53 @@ async fn tickets_of_a_disabled_user_or_tenant_are_refused_as_revoked() {
     assert_eq!(cut_off.status(), 200);
     refused_with(redeem(&app, &key, &of_ann, AGENTS).await, "revoked").await;
 }
+
+/// A ticket asked for with an API key carries `admin` only while the key's owner holds
+/// the admin role, as at every admin endpoint: a demotion since the key was made counts
+/// at once.
+#[tokio::test]
+async fn a_keys_ticket_carries_admin_only_while_its_owner_is_an_admin() {
+    let app = ticket_app().await;
+    let admin = app.admin_token().await;
+    let created: Value = app
+        .call(
+            Method::POST,
+            "/api/admin/users",
+            &admin,
+            Some(json!({"username": "ops", "password": "ops-password",
+                        "roles": ["admin"], "scopes": ["admin", "chat:read"]})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ops_id = created["id"].as_str().unwrap().to_owned();
+    let bot: Value = app
+        .call(
+            Method::POST,
+            "/api/admin/api-keys",
+            &admin,
+            Some(json!({"name": "ops bot", "owner_id": ops_id, "scopes": ["admin", "chat:read"]})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let bot_key = bot["key"].as_str().unwrap();
+    let before = jwt_part(&ticket(&app, bot_key, AGENTS).await, 1);
+    assert_eq!(before["scope"], "admin chat:read");
+
+    let demoted = app
+        .call(
+            Method::PATCH,
+            &format!("/api/admin/users/{ops_id}"),
+            &admin,
+            Some(json!({"roles": ["user"]})),
+        )
+        .await;
+    assert_eq!(demoted.status(), 200);
+    let after = jwt_part(&ticket(&app, bot_key, AGENTS).await, 1);
+    assert_eq!(after["scope"], "chat:read");
+    let asked = ask(&app, bot_key, json!({"audience": AGENTS, "scope": "admin"})).await;
+    assert_eq!(asked.status(), 400);
+}
