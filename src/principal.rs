@@ -201,6 +201,14 @@ impl Authenticator {
         now: DateTime<Utc>,
     ) -> Result<AccessClaims, Error> {
         let claims = self.tokens.verify(token, now)?;
+        self.not_revoked(claims, now).await
+    }
+
+    async fn not_revoked(
+        &self,
+        claims: AccessClaims,
+        now: DateTime<Utc>,
+    ) -> Result<AccessClaims, Error> {
         let ids = TokenIds {
             jti: &claims.jti,
             sid: claims.sid.as_deref(),
@@ -381,7 +389,12 @@ impl Authenticator {
                 _ => Introspection::Inactive,
             });
         }
-        match self.access_token(token, now).await {
+        // Any token the service signed, exchanged ones (another audience) included.
+        let checked = match self.tokens.verify_any_audience(token, now) {
+            Ok(claims) => self.not_revoked(claims, now).await,
+            Err(e) => Err(e.into()),
+        };
+        match checked {
             Ok(claims) if visible(&claims.tenant_id) => {
                 Ok(Introspection::AccessToken(Box::new(claims)))
             }

@@ -601,7 +601,7 @@ impl Sessions {
         // dots. A hint (RFC 7009 section 2.1) is not needed.
         let recorded = if let Some(refresh) = Presented::parse(token) {
             self.revoke_refresh_in_db(&refresh, "revoke", now).await?
-        } else if let Ok(claims) = self.tokens.verify(token, now) {
+        } else if let Ok(claims) = self.tokens.verify_any_audience(token, now) {
             self.revoke_access_in_db(&claims.jti, claims.exp, None, now)
                 .await?
         } else {

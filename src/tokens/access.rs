@@ -330,11 +330,34 @@ impl TokenService {
         self.check_time(verified.claims.clone(), now)
     }
 
+    /// Like [`TokenService::verify`], for an access token of any audience this service
+    /// issued (exchanged tokens name another one): for introspection and revocation,
+    /// which must know every token the service signed. Never for acting at this
+    /// service's own endpoints.
+    pub fn verify_any_audience(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<AccessClaims, TokenError> {
+        match self.verify(token, now) {
+            Err(TokenError::Invalid(_)) => {
+                let verified = self.verify_signed_for(token, None)?;
+                self.check_time(verified.claims, now)
+            }
+            answer => answer,
+        }
+    }
+
     /// Signature, type, key, issuer and audience; not time.
     fn verify_signed(&self, token: &str) -> Result<Verified, TokenError> {
+        self.verify_signed_for(token, Some(&self.audience))
+    }
+
+    /// Signature, type, key, issuer and (if given) audience; not time.
+    fn verify_signed_for(&self, token: &str, audience: Option<&str>) -> Result<Verified, TokenError> {
         // RFC 9068 section 4: the type tells access tokens apart from other JWTs we sign.
         let (kid, claims): (String, AccessClaims) =
-            self.verify_jws(token, "at+jwt", Some(&self.audience), "not an access token")?;
+            self.verify_jws(token, "at+jwt", audience, "not an access token")?;
         // Every token issued lives exactly the access lifetime; one that claims longer was
         // not issued here (and could outlast any revocation of it).
         let ttl = i64::try_from(self.access_ttl.as_secs()).unwrap_or(i64::MAX);

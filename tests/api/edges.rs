@@ -501,3 +501,66 @@ async fn a_public_client_may_not_hold_the_token_exchange_grant() {
         .await;
     assert_error(answer, 400, "INVALID_REQUEST").await;
 }
+
+/// Introspection and RFC 7009 know every token the service signed: an exchanged token
+/// (RFC 8693, another audience) introspects as active while valid, and once revoked as
+/// inactive. It still does not act at the service's own endpoints.
+#[tokio::test]
+async fn exchanged_tokens_introspect_and_revoke_like_every_other() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let gateway: Value = app
+        .call(
+            Method::POST,
+            "/api/admin/clients",
+            &admin,
+            Some(json!({"name": "gateway", "type": "confidential",
+                        "grant_types": ["urn:ietf:params:oauth:grant-type:token-exchange"],
+                        "scopes": ["admin"], "audiences": ["https://orders.internal"]})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let exchanged: Value = app
+        .token_request(
+            &[
+                (
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:token-exchange",
+                ),
+                ("subject_token", admin.as_str()),
+                (
+                    "subject_token_type",
+                    "urn:ietf:params:oauth:token-type:access_token",
+                ),
+                ("audience", "https://orders.internal"),
+            ],
+            Some((
+                gateway["client_id"].as_str().unwrap(),
+                gateway["client_secret"].as_str().unwrap(),
+            )),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let token = exchanged["access_token"].as_str().unwrap();
+    let introspected: Value = app.introspect(&admin, token).await.json().await.unwrap();
+    assert_eq!(introspected["active"], true, "{introspected}");
+    assert_eq!(introspected["aud"], "https://orders.internal");
+    assert_error(app.get_me(token).await, 401, "AUTHENTICATION_FAILED").await;
+
+    let revoked = app
+        .client
+        .post(app.url("/api/token/revoke"))
+        .json(&json!({"token": token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    let introspected: Value = app.introspect(&admin, token).await.json().await.unwrap();
+    assert_eq!(introspected["active"], false);
+    // The subject token was not revoked with it.
+    assert_eq!(app.get_me(&admin).await.status(), 200);
+}
