@@ -73,6 +73,12 @@ actions! {
     ClientDisable => "client.disable", "An admin disabled a client.";
     ClientRotateSecret => "client.rotate_secret", "An admin gave a client a new secret.";
     ClientDelete => "client.delete", "An admin deleted a client.";
+    Logout => "logout", "A logout ended a session (or an access token).";
+    TokenRevoke => "token.revoke", "An RFC 7009 revocation ended a session or an access token.";
+    OAuthToken => "oauth.token", "A grant at the token endpoint (the detail names it).";
+    ClientAuthFailed => "client.auth_failed", "A client failed to authenticate at the token endpoint.";
+    TicketIssue => "ticket.issue", "A connect ticket was issued (the target names its audience).";
+    TicketRedeem => "ticket.redeem", "A connect ticket was presented for redemption.";
 }
 
 impl std::fmt::Display for Action {

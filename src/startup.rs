@@ -301,8 +301,10 @@ impl Services {
             sessions.clone(),
             authenticator.clone(),
             tokens.clone(),
+            audit.clone(),
         ));
         let tickets = Arc::new(Tickets::new(TicketParts {
+            audit: audit.clone(),
             tokens: tokens.clone(),
             authenticator: authenticator.clone(),
             revocations: revocations.clone(),

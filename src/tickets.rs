@@ -14,6 +14,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use uuid::Uuid;
+
+use crate::audit::{Action, Actor, Audit, AuditEvent, Outcome};
 use crate::error::{Credential, Error, Refusal};
 use crate::principal::{Authenticator, Presented, Principal};
 use crate::redis_conn::LazyRedis;
@@ -77,6 +80,7 @@ impl Redemptions {
 
 /// The ticket use cases.
 pub struct Tickets {
+    audit: Arc<Audit>,
     tokens: Arc<TokenService>,
     authenticator: Arc<Authenticator>,
     revocations: Arc<Revocations>,
@@ -88,6 +92,8 @@ pub struct Tickets {
 
 /// What [`Tickets`] is built from.
 pub struct TicketParts {
+    /// The audit log.
+    pub audit: Arc<Audit>,
     /// Signs and verifies.
     pub tokens: Arc<TokenService>,
     /// Authenticates callers.
@@ -121,6 +127,7 @@ impl Tickets {
     /// The service.
     pub fn new(parts: TicketParts) -> Self {
         Self {
+            audit: parts.audit,
             tokens: parts.tokens,
             authenticator: parts.authenticator,
             revocations: parts.revocations,
@@ -142,6 +149,34 @@ impl Tickets {
     /// token, or an API key, whose owner it then names) and `audience`, narrowed to
     /// `scopes`.
     pub async fn issue(
+        &self,
+        presented: Presented,
+        ip: Option<String>,
+        audience: &str,
+        scopes: Option<Vec<Scope>>,
+        now: DateTime<Utc>,
+    ) -> Result<IssuedTicket, Error> {
+        let issued = self
+            .issue_for(presented, ip.clone(), audience, scopes, now)
+            .await;
+        // Issued tickets are audited; refusals are the caller's 401/403 (the access token
+        // or key checks audit their own floods).
+        if let Ok(ticket) = &issued {
+            let actor = Uuid::parse_str(&ticket.claims.sub).map_or(Actor::Anonymous, Actor::User);
+            let event = AuditEvent {
+                actor,
+                action: Action::TicketIssue,
+                target: Some(format!("ticket:{}", ticket.claims.jti)),
+                ip,
+                outcome: Outcome::Success,
+                detail: Some(format!("audience {audience}")),
+            };
+            self.audit.record(event, now).await;
+        }
+        issued
+    }
+
+    async fn issue_for(
         &self,
         presented: Presented,
         ip: Option<String>,
@@ -219,14 +254,46 @@ impl Tickets {
         audience: &str,
         now: DateTime<Utc>,
     ) -> Result<TicketClaims, Error> {
-        let redeemed = self.redeem_once(presented, ip, ticket, audience, now).await;
-        match &redeemed {
-            Ok(_) => crate::metrics::count(crate::metrics::TICKETS, "redeemed"),
+        let redeemed = self
+            .redeem_once(presented, ip.clone(), ticket, audience, now)
+            .await;
+        let refused_ticket = matches!(
+            redeemed,
             Err(Error::Unauthenticated {
                 credential: Credential::Ticket,
                 ..
-            }) => crate::metrics::count(crate::metrics::TICKETS, "refused"),
+            })
+        );
+        match &redeemed {
+            Ok(_) => crate::metrics::count(crate::metrics::TICKETS, "redeemed"),
+            Err(_) if refused_ticket => crate::metrics::count(crate::metrics::TICKETS, "refused"),
             Err(_) => {}
+        }
+        if let Ok(claims) = &redeemed {
+            let event = AuditEvent {
+                actor: Uuid::parse_str(&claims.sub).map_or(Actor::Anonymous, Actor::User),
+                action: Action::TicketRedeem,
+                target: Some(format!("ticket:{}", claims.jti)),
+                ip,
+                outcome: Outcome::Success,
+                detail: Some(format!("audience {audience}")),
+            };
+            self.audit.record(event, now).await;
+        } else if refused_ticket {
+            // One row per address and minute, with a count: a flood of bad tickets cannot
+            // fill the log.
+            let event = AuditEvent {
+                actor: Actor::Anonymous,
+                action: Action::TicketRedeem,
+                target: None,
+                ip: ip.clone(),
+                outcome: Outcome::Failure,
+                detail: Some(format!("audience {audience}")),
+            };
+            let key = format!("ticket.redeem|{}", ip.as_deref().unwrap_or(""));
+            self.audit
+                .record_throttled(event, key, now + chrono::TimeDelta::minutes(1), now)
+                .await;
         }
         redeemed
     }

@@ -264,6 +264,7 @@ pub async fn logout(
         .logout(
             refresh_token,
             access.as_ref().map(|b| b.0.as_str()),
+            client_ip(&req),
             state.clock.now(),
         )
         .await?;

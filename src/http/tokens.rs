@@ -1,12 +1,12 @@
 //! `POST /api/token/revoke` (RFC 7009) and `POST /api/token/introspect` (RFC 7662).
 
 use actix_web::http::header;
-use actix_web::{HttpResponse, post, web};
+use actix_web::{HttpRequest, HttpResponse, post, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::extract::JsonOrForm;
+use super::extract::{JsonOrForm, client_ip};
 use crate::error::{ApiError, ErrorBody};
 use crate::principal::{Caller, Introspection};
 use crate::user::Scope;
@@ -47,11 +47,12 @@ pub struct TokenRequest {
 #[post("/api/token/revoke")]
 pub async fn revoke(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: JsonOrForm<TokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
     state
         .sessions
-        .revoke_token(&body.0.token, state.clock.now())
+        .revoke_token(&body.0.token, client_ip(&req), state.clock.now())
         .await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))

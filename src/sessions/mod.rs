@@ -144,6 +144,19 @@ pub fn revoke_client_in(
         .collect())
 }
 
+/// What revocations ended, for the audit log: `session:<id>`, `jti:<id>`.
+fn ended_targets(recorded: &Recorded) -> Vec<String> {
+    recorded
+        .entries
+        .iter()
+        .filter_map(|(entry, _)| match entry {
+            Revocation::Session { sid } => Some(format!("session:{sid}")),
+            Revocation::Token { jti } => Some(format!("jti:{jti}")),
+            _ => None,
+        })
+        .collect()
+}
+
 fn session_entry(session: &SessionRow, lifetimes: &Lifetimes, now: DateTime<Utc>) -> Listed {
     (
         Revocation::Session {
@@ -578,24 +591,60 @@ impl Sessions {
         &self,
         refresh: Option<Presented>,
         access: Option<&str>,
+        ip: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
+        let mut ended = Vec::new();
         if let Some(token) = refresh {
             let recorded = self.revoke_refresh_in_db(&token, "logout", now).await?;
             self.revocations.publish(&recorded, now).await;
+            ended.extend(ended_targets(&recorded));
         }
-        if let Some(claims) = access.and_then(|t| self.tokens.verify(t, now).ok()) {
+        let claims = access.and_then(|t| self.tokens.verify(t, now).ok());
+        if let Some(claims) = &claims {
             let recorded = self
                 .revoke_access_in_db(&claims.jti, claims.exp, claims.sid.as_deref(), now)
                 .await?;
             self.revocations.publish(&recorded, now).await;
+            ended.extend(ended_targets(&recorded));
+        }
+        if !ended.is_empty() {
+            let actor = claims
+                .and_then(|c| Uuid::parse_str(&c.sub).ok())
+                .map_or(Actor::Anonymous, Actor::User);
+            self.audit_ended(actor, Action::Logout, ended, ip, now).await;
         }
         Ok(())
     }
 
+    /// One audit row for what a logout or a revocation ended.
+    async fn audit_ended(
+        &self,
+        actor: Actor,
+        action: Action,
+        ended: Vec<String>,
+        ip: Option<String>,
+        now: DateTime<Utc>,
+    ) {
+        let event = AuditEvent {
+            actor,
+            action,
+            target: ended.first().cloned(),
+            ip,
+            outcome: AuditOutcome::Success,
+            detail: (ended.len() > 1).then(|| ended.join(" ")),
+        };
+        self.audit.record(event, now).await;
+    }
+
     /// The use case of RFC 7009 revocation: an access token is listed until its `exp`, a
     /// refresh token ends its session. Unknown tokens are no error.
-    pub async fn revoke_token(&self, token: &str, now: DateTime<Utc>) -> Result<(), Error> {
+    pub async fn revoke_token(
+        &self,
+        token: &str,
+        ip: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
         // The two forms cannot be confused: refresh tokens are `tmr_` and base64url (or,
         // from earlier releases, 43 base64url characters), access tokens are JWTs with
         // dots. A hint (RFC 7009 section 2.1) is not needed.
@@ -608,6 +657,11 @@ impl Sessions {
             Recorded::default()
         };
         self.revocations.publish(&recorded, now).await;
+        let ended = ended_targets(&recorded);
+        if !ended.is_empty() {
+            self.audit_ended(Actor::Anonymous, Action::TokenRevoke, ended, ip, now)
+                .await;
+        }
         Ok(())
     }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::clients::{Audience, Client, ClientId, ClientKind, ClientSecret, Clients, GrantType};
+use crate::audit::{Action, Actor, Audit, AuditEvent, Outcome};
 use crate::error::{Credential, Error, Refusal};
 use crate::principal::Authenticator;
 use crate::sessions::{Presented, RefreshClient, Sessions, TokenPair};
@@ -29,6 +30,7 @@ pub struct OAuth {
     sessions: Arc<Sessions>,
     authenticator: Arc<Authenticator>,
     tokens: Arc<TokenService>,
+    audit: Arc<Audit>,
 }
 
 /// `requested`, all of which must be in `allowed`; nothing requested: all of `allowed`.
@@ -47,13 +49,65 @@ impl OAuth {
         sessions: Arc<Sessions>,
         authenticator: Arc<Authenticator>,
         tokens: Arc<TokenService>,
+        audit: Arc<Audit>,
     ) -> Self {
         Self {
             clients,
             sessions,
             authenticator,
             tokens,
+            audit,
         }
+    }
+
+    /// Audits a grant: each success one row; failures (a client that did not
+    /// authenticate, a refused grant) one row per client, grant and minute, with a count,
+    /// so a client guessing cannot fill the log.
+    async fn audited<T>(
+        &self,
+        client_id: &ClientId,
+        grant: &'static str,
+        ip: Option<String>,
+        result: Result<T, Error>,
+        now: DateTime<Utc>,
+    ) -> Result<T, Error> {
+        let unauthenticated = matches!(
+            result,
+            Err(Error::Unauthenticated {
+                credential: Credential::Client,
+                ..
+            })
+        );
+        let action = if unauthenticated {
+            Action::ClientAuthFailed
+        } else {
+            Action::OAuthToken
+        };
+        let event = AuditEvent {
+            actor: if unauthenticated {
+                Actor::Anonymous
+            } else {
+                Actor::Client(client_id.as_str().to_owned())
+            },
+            action,
+            target: Some(format!("client:{}", client_id.as_str())),
+            ip: ip.clone(),
+            outcome: Outcome::of(result.is_ok()),
+            detail: Some(grant.to_owned()),
+        };
+        if result.is_ok() {
+            self.audit.record(event, now).await;
+        } else {
+            let key = format!(
+                "{action}|{}|{grant}|{}",
+                client_id.as_str(),
+                ip.as_deref().unwrap_or("")
+            );
+            self.audit
+                .record_throttled(event, key, now + chrono::TimeDelta::minutes(1), now)
+                .await;
+        }
+        result
     }
 
     async fn client(&self, auth: &ClientAuth, grant: GrantType) -> Result<Client, Error> {
@@ -70,6 +124,18 @@ impl OAuth {
     /// `client_credentials`: a confidential client's own token (`sub` = `client_id`),
     /// with scopes from the client's; no refresh token.
     pub async fn client_credentials(
+        &self,
+        auth: ClientAuth,
+        scopes: Option<Vec<Scope>>,
+        ip: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<IssuedToken, Error> {
+        let id = auth.client_id.clone();
+        let result = self.client_credentials_for(auth, scopes, now).await;
+        self.audited(&id, "client_credentials", ip, result, now).await
+    }
+
+    async fn client_credentials_for(
         &self,
         auth: ClientAuth,
         scopes: Option<Vec<Scope>>,
@@ -98,22 +164,43 @@ impl OAuth {
         ip: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<TokenPair, Error> {
-        let client = self.client(&auth, GrantType::RefreshToken).await?;
-        self.sessions
-            .refresh(
-                token,
-                RefreshClient::Client(client.client_id),
-                scopes,
-                ip,
-                now,
-            )
-            .await
+        let id = auth.client_id.clone();
+        let result = async {
+            let client = self.client(&auth, GrantType::RefreshToken).await?;
+            self.sessions
+                .refresh(
+                    token,
+                    RefreshClient::Client(client.client_id),
+                    scopes,
+                    ip.clone(),
+                    now,
+                )
+                .await
+        }
+        .await;
+        self.audited(&id, "refresh_token", ip, result, now).await
     }
 
     /// Token exchange (RFC 8693): a user's valid, unrevoked access token of the client's
     /// tenant, for an audience the client may ask for, narrowed to `scopes` (within the
     /// subject token's and the client's).
     pub async fn exchange(
+        &self,
+        auth: ClientAuth,
+        subject_token: &str,
+        audience: Audience,
+        scopes: Option<Vec<Scope>>,
+        ip: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<IssuedToken, Error> {
+        let id = auth.client_id.clone();
+        let result = self
+            .exchange_for(auth, subject_token, audience, scopes, now)
+            .await;
+        self.audited(&id, "token_exchange", ip, result, now).await
+    }
+
+    async fn exchange_for(
         &self,
         auth: ClientAuth,
         subject_token: &str,

@@ -564,3 +564,112 @@ async fn exchanged_tokens_introspect_and_revoke_like_every_other() {
     // The subject token was not revoked with it.
     assert_eq!(app.get_me(&admin).await.status(), 200);
 }
+
+/// The audit log has a row for every token-endpoint grant, every failed client
+/// authentication, every ticket issued and redeemed, and every logout and revocation.
+#[tokio::test]
+async fn grants_client_failures_tickets_logouts_and_revocations_are_audited() {
+    const AGENTS: &str = "wss://agents.example";
+    let app = crate::helpers::spawn_app_with(|s| s.ticket_audiences = vec![AGENTS.to_owned()])
+        .await;
+    let admin = app.admin_token().await;
+    let backend: Value = app
+        .call(
+            Method::POST,
+            "/api/admin/clients",
+            &admin,
+            Some(json!({"name": "backend", "type": "confidential",
+                        "grant_types": ["client_credentials"], "scopes": []})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = backend["client_id"].as_str().unwrap();
+    let granted = app
+        .token_request(
+            &[("grant_type", "client_credentials")],
+            Some((id, backend["client_secret"].as_str().unwrap())),
+        )
+        .await;
+    assert_eq!(granted.status(), 200);
+    let failed = app
+        .token_request(
+            &[("grant_type", "client_credentials")],
+            Some((id, "tmcs_wrong")),
+        )
+        .await;
+    assert_eq!(failed.status(), 401);
+
+    let service: Value = app
+        .call(
+            Method::POST,
+            "/api/admin/api-keys",
+            &admin,
+            Some(json!({"name": "agents", "scopes": ["tickets"]})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ticket: Value = app
+        .call(Method::POST, "/api/tickets", &admin, Some(json!({"audience": AGENTS})))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let redeemed = app
+        .call(
+            Method::POST,
+            "/api/tickets/redeem",
+            service["key"].as_str().unwrap(),
+            Some(json!({"ticket": ticket["ticket"], "audience": AGENTS})),
+        )
+        .await;
+    assert_eq!(redeemed.status(), 200);
+
+    let session = app.login("admin", crate::helpers::ADMIN_PASSWORD).await;
+    let revoked = app
+        .client
+        .post(app.url("/api/token/revoke"))
+        .json(&json!({"token": session["access_token"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    let logout = app
+        .client
+        .post(app.url("/api/logout"))
+        .json(&json!({"refresh_token": session["refresh_token"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), 204);
+
+    let log: Value = app
+        .call(Method::GET, "/api/admin/audit?limit=200", &admin, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let rows = log["items"].as_array().unwrap();
+    let row = |action: &str, outcome: &str| {
+        rows.iter()
+            .find(|r| r["action"] == action && r["outcome"] == outcome)
+            .unwrap_or_else(|| panic!("no {action} {outcome} row in {log}"))
+    };
+    assert_eq!(row("oauth.token", "success")["actor"], format!("client:{id}"));
+    assert_eq!(row("client.auth_failed", "failure")["target"], format!("client:{id}"));
+    row("ticket.issue", "success");
+    row("ticket.redeem", "success");
+    assert!(
+        row("token.revoke", "success")["target"]
+            .as_str()
+            .unwrap()
+            .starts_with("jti:")
+    );
+    assert_eq!(
+        row("logout", "success")["target"],
+        format!("session:{}", session["session_id"].as_str().unwrap())
+    );
+}
