@@ -13,6 +13,8 @@ export interface ClientOptions {
   refreshMarginMs?: number;
   /** Retries of a refresh whose answer was lost. Default 3. */
   retries?: number;
+  /** Origins besides the issuer's whose requests get the access token. Default none. */
+  origins?: string[];
   fetch?: typeof fetch;
   locks?: { request<T>(name: string, callback: () => Promise<T>): Promise<T> } | null;
   BroadcastChannel?: typeof BroadcastChannel | null;

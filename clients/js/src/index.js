@@ -8,6 +8,8 @@
 //   is still the current one, so a burst of 401s in five tabs costs one rotation.
 // - A refresh whose answer is lost (network error) is retried: the server answers a
 //   spent refresh token with the session's current one, so nobody is logged out.
+// - The access token goes only to the issuer's origin and the origins the app lists
+//   (`origins`): never to another origin or a plain-HTTP URL it did not name.
 // - Cookie mode: the refresh token lives in an HttpOnly cookie and never reaches
 //   JavaScript. Otherwise it is kept in this object's memory only: never in
 //   localStorage or sessionStorage.
@@ -68,6 +70,9 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
  *   token expires (at most a quarter of its lifetime). Measured on this machine's clock
  *   from when the token arrived, so a skewed clock does not matter.
  * @param {number} [options.retries=3] Retries of a refresh whose answer was lost.
+ * @param {string[]} [options.origins=[]] Origins besides the issuer's (e.g.
+ *   `https://api.example.com`) whose requests `fetch` gives the access token. Any other
+ *   URL is fetched without it.
  * @param {typeof fetch} [options.fetch] For tests.
  * @param {{request: Function}|null} [options.locks] For tests (`navigator.locks`).
  * @param {typeof BroadcastChannel|null} [options.BroadcastChannel] For tests.
@@ -76,6 +81,12 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 export function createClient(options) {
   if (!options || !options.issuer) throw new TypeError('createClient: issuer is required');
   const issuer = options.issuer.replace(/\/+$/, '');
+  // Exact origins (scheme, host and port): `http://api.example.com` is not
+  // `https://api.example.com`.
+  const bearerOrigins = new Set([
+    new URL(issuer).origin,
+    ...(options.origins ?? []).map((origin) => new URL(origin).origin),
+  ]);
   const cookie = Boolean(options.cookie);
   const marginMs = options.refreshMarginMs ?? 30_000;
   const retries = options.retries ?? 3;
@@ -281,11 +292,17 @@ export function createClient(options) {
   }
 
   /**
-   * `fetch` with the bearer token. On a 401 TOKEN_EXPIRED it refreshes once and retries
-   * once; any other answer is returned as it is. A body that is a stream cannot be sent
+   * `fetch` with the bearer token (for the issuer's origin and the listed `origins` only;
+   * other URLs are fetched without it). On a 401 TOKEN_EXPIRED it refreshes once and
+   * retries once; any other answer is returned as it is. A body that is a stream cannot be sent
    * twice: pass strings, FormData, Blobs or a Request.
    */
   async function authorizedFetch(input, init = {}) {
+    const target = new Request(input instanceof Request ? input.clone() : input, init);
+    if (!bearerOrigins.has(new URL(target.url).origin)) {
+      // Not the issuer's nor a listed origin: the token stays here.
+      return rawFetch(input, init);
+    }
     const attempt = async (token) => {
       const request = new Request(input instanceof Request ? input.clone() : input, init);
       request.headers.set('authorization', `Bearer ${token}`);

@@ -143,7 +143,7 @@ function fakeLocks() {
 
 test('fetch adds the bearer token and returns other answers untouched', async () => {
   const server = fakeTokenmint();
-  const client = createClient({ issuer: freshIssuer(), fetch: server.fetch });
+  const client = createClient({ origins: ['https://api.test'], issuer: freshIssuer(), fetch: server.fetch });
   await client.login({ username: 'u', password: 'p' });
   const response = await client.fetch(`${'https://api.test'}/api/me`);
   assert.equal(response.status, 200);
@@ -153,7 +153,7 @@ test('fetch adds the bearer token and returns other answers untouched', async ()
 
 test('a 401 TOKEN_EXPIRED refreshes once and retries once, body included', async () => {
   const server = fakeTokenmint();
-  const client = createClient({ issuer: freshIssuer(), fetch: server.fetch });
+  const client = createClient({ origins: ['https://api.test'], issuer: freshIssuer(), fetch: server.fetch });
   await client.login({ username: 'u', password: 'p' });
   server.state.expired.add('a1');
   const response = await client.fetch('https://api.test/api/me', {
@@ -173,7 +173,7 @@ test('a 401 TOKEN_EXPIRED refreshes once and retries once, body included', async
 
 test('any other 401 is returned without a refresh', async () => {
   const server = fakeTokenmint();
-  const client = createClient({ issuer: freshIssuer(), fetch: server.fetch });
+  const client = createClient({ origins: ['https://api.test'], issuer: freshIssuer(), fetch: server.fetch });
   await client.login({ username: 'u', password: 'p' });
   server.state.revoked.add('a1');
   const response = await client.fetch('https://api.test/api/me');
@@ -185,7 +185,7 @@ test('any other 401 is returned without a refresh', async () => {
 
 test('the retry happens once: a second TOKEN_EXPIRED goes back to the caller', async () => {
   const server = fakeTokenmint();
-  const client = createClient({ issuer: freshIssuer(), fetch: server.fetch });
+  const client = createClient({ origins: ['https://api.test'], issuer: freshIssuer(), fetch: server.fetch });
   await client.login({ username: 'u', password: 'p' });
   server.state.expired.add('a1');
   server.state.expired.add('a2');
@@ -197,7 +197,7 @@ test('the retry happens once: a second TOKEN_EXPIRED goes back to the caller', a
 
 test('a burst of expired requests in one tab costs one refresh', async () => {
   const server = fakeTokenmint();
-  const client = createClient({ issuer: freshIssuer(), fetch: server.fetch });
+  const client = createClient({ origins: ['https://api.test'], issuer: freshIssuer(), fetch: server.fetch });
   await client.login({ username: 'u', password: 'p' });
   server.state.expired.add('a1');
   const answers = await Promise.all(
@@ -216,7 +216,7 @@ test('in cookie mode five tabs share one refresh (locks and a channel)', async (
   const issuer = freshIssuer();
   const locks = fakeLocks();
   const tabs = Array.from({ length: 5 }, () =>
-    createClient({ issuer, cookie: true, fetch: server.fetch, locks }),
+    createClient({ origins: ['https://api.test'], issuer, cookie: true, fetch: server.fetch, locks }),
   );
   try {
     await tabs[0].login({ username: 'u', password: 'p' });
@@ -245,7 +245,7 @@ test('in cookie mode five tabs share one refresh (locks and a channel)', async (
 test('a refresh whose answer is lost is retried and converges', async () => {
   for (const cookieMode of [false, true]) {
     const server = fakeTokenmint({ cookieMode });
-    const client = createClient({ issuer: freshIssuer(), cookie: cookieMode, fetch: server.fetch });
+    const client = createClient({ origins: ['https://api.test'], issuer: freshIssuer(), cookie: cookieMode, fetch: server.fetch });
     let ended = 0;
     client.addEventListener('session-ended', () => {
       ended += 1;
@@ -267,7 +267,7 @@ test('a refresh whose answer is lost is retried and converges', async () => {
 
 test('session-ended fires once when the session is over', async () => {
   const server = fakeTokenmint();
-  const client = createClient({ issuer: freshIssuer(), fetch: server.fetch });
+  const client = createClient({ origins: ['https://api.test'], issuer: freshIssuer(), fetch: server.fetch });
   const codes = [];
   client.addEventListener('session-ended', (event) => codes.push(event.detail.code));
   await client.login({ username: 'u', password: 'p' });
@@ -285,7 +285,7 @@ test('session-ended fires once when the session is over', async () => {
 test('getAccessToken refreshes shortly before expiry, by this machine\'s clock', async () => {
   const server = fakeTokenmint();
   let clock = 1_000_000;
-  const client = createClient({ issuer: freshIssuer(), fetch: server.fetch, now: () => clock });
+  const client = createClient({ origins: ['https://api.test'], issuer: freshIssuer(), fetch: server.fetch, now: () => clock });
   await client.login({ username: 'u', password: 'p' });
   clock += 869_000; // 31 s left of 900
   assert.equal(await client.getAccessToken(), 'a1');
@@ -297,7 +297,7 @@ test('getAccessToken refreshes shortly before expiry, by this machine\'s clock',
 
 test('onTokenExpired gives every caller one fresh token', async () => {
   const server = fakeTokenmint();
-  const client = createClient({ issuer: freshIssuer(), fetch: server.fetch });
+  const client = createClient({ origins: ['https://api.test'], issuer: freshIssuer(), fetch: server.fetch });
   await client.login({ username: 'u', password: 'p' });
   const tokens = await Promise.all([1, 2, 3, 4].map(() => client.onTokenExpired()));
   assert.deepEqual(tokens, ['a2', 'a2', 'a2', 'a2']);
@@ -320,7 +320,7 @@ test('the refresh token never reaches web storage', async () => {
   try {
     for (const cookieMode of [false, true]) {
       const server = fakeTokenmint({ cookieMode });
-      const client = createClient({ issuer: freshIssuer(), cookie: cookieMode, fetch: server.fetch });
+      const client = createClient({ origins: ['https://api.test'], issuer: freshIssuer(), cookie: cookieMode, fetch: server.fetch });
       await client.login({ username: 'u', password: 'p' });
       server.state.expired.add('a1');
       await client.fetch('https://api.test/api/me');
@@ -337,9 +337,39 @@ test('the refresh token never reaches web storage', async () => {
 test('ticket asks with the bearer token and refreshes on TOKEN_EXPIRED', async () => {
   const server = fakeTokenmint();
   const issuer = freshIssuer();
-  const client = createClient({ issuer, fetch: server.fetch });
+  const client = createClient({ origins: ['https://api.test'], issuer, fetch: server.fetch });
   await client.login({ username: 'u', password: 'p' });
   server.state.expired.add('a1');
   assert.equal(await client.ticket('wss://agents.example'), 't-for-wss://agents.example');
   assert.equal(server.state.refreshCalls, 1);
+});
+
+test('the token goes only to the issuer and the listed origins', async () => {
+  const seen = [];
+  const server = fakeTokenmint();
+  const recording = async (input, init = {}) => {
+    const request = input instanceof Request ? input : new Request(input, init);
+    seen.push({ url: request.url, authorization: request.headers.get('authorization') });
+    return server.fetch(input, init);
+  };
+  const issuer = freshIssuer();
+  const client = createClient({ issuer, origins: ['https://api.test'], fetch: recording });
+  await client.login({ username: 'u', password: 'p' });
+  for (const url of [
+    `${issuer}/api/me`,
+    'https://api.test/api/me',
+    'http://api.test/api/me',
+    'https://evil.test/api/me',
+    'https://api.test.evil.test/api/me',
+  ]) {
+    await client.fetch(url);
+  }
+  const sent = Object.fromEntries(
+    seen.filter((s) => !s.url.endsWith('/api/login')).map((s) => [s.url, s.authorization]),
+  );
+  assert.equal(sent[`${issuer}/api/me`], 'Bearer a1');
+  assert.equal(sent['https://api.test/api/me'], 'Bearer a1');
+  assert.equal(sent['http://api.test/api/me'], null, 'plain http is another origin');
+  assert.equal(sent['https://evil.test/api/me'], null);
+  assert.equal(sent['https://api.test.evil.test/api/me'], null);
 });
