@@ -11,11 +11,11 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::extract::{BearerToken, client_ip, json_body, optional_json};
 use crate::client::ClientId;
-use crate::tenancy::clients::ClientSecret;
 use crate::error::{ApiError, Credential, Error, ErrorBody, Refusal};
 use crate::identity::LoginAttempt;
 use crate::identity::passwords::Password;
 use crate::sessions::{Presented, RefreshClient, TokenPair};
+use crate::tenancy::clients::ClientSecret;
 use crate::user::{Scope, TenantId};
 
 /// Name of the HttpOnly cookie that carries the refresh token in cookie mode, when it is

@@ -118,7 +118,10 @@ pub async fn token(
     let now = state.clock.now();
     let answer = match form.grant_type.as_deref() {
         Some("client_credentials") => {
-            let issued = state.oauth.client_credentials(auth, scopes, client_ip(&req), now).await?;
+            let issued = state
+                .oauth
+                .client_credentials(auth, scopes, client_ip(&req), now)
+                .await?;
             OAuthTokenResponse {
                 expires_in: issued.claims.exp - issued.claims.iat,
                 scope: issued.claims.scope,

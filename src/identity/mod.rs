@@ -281,10 +281,12 @@ impl Identity {
                     // scopes bound the token's.
                     let client = match &client_id {
                         None => None,
-                        Some(id) => match client_for_login(conn, &tenant, id, client_secret.as_ref())? {
-                            Some(client) => Some(client),
-                            None => return Ok(None),
-                        },
+                        Some(id) => {
+                            match client_for_login(conn, &tenant, id, client_secret.as_ref())? {
+                                Some(client) => Some(client),
+                                None => return Ok(None),
+                            }
+                        }
                     };
                     let scopes = narrow(&current, client.as_ref(), requested.as_deref())?;
                     let opened = sessions::open(
@@ -636,7 +638,6 @@ impl Identity {
         self.revocations.publish(&result?, now).await;
         Ok(())
     }
-
 }
 
 /// The scopes a login asks for, all of which must be the user's (and, through a client,

@@ -271,7 +271,8 @@ enum Renewed {
     Lost,
 }
 
-type Renewal = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Renewed, RedisError>> + Send>>;
+type Renewal =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Renewed, RedisError>> + Send>>;
 
 /// The entries of a copy or an announcement (the hash's other fields skipped).
 fn entries<'a>(fields: impl Iterator<Item = (&'a String, &'a String)>) -> Vec<(String, Held)> {
@@ -468,12 +469,12 @@ impl RedisList {
                 .arg(u64::try_from(LEASE.as_millis()).unwrap_or(100));
             let sent = Instant::now();
             let mut conn = redis.conn().await?;
-            let (granted, epoch): (i64, String) = tokio::time::timeout(
-                HEARTBEAT,
-                invocation.invoke_async(&mut conn),
-            )
-            .await
-            .map_err(|_| RedisError::from((redis::ErrorKind::Io, "a lease renewal timed out")))??;
+            let (granted, epoch): (i64, String) =
+                tokio::time::timeout(HEARTBEAT, invocation.invoke_async(&mut conn))
+                    .await
+                    .map_err(|_| {
+                        RedisError::from((redis::ErrorKind::Io, "a lease renewal timed out"))
+                    })??;
             Ok(match granted {
                 1 => Renewed::Extended { sent, epoch },
                 0 => Renewed::NotNow,
@@ -632,5 +633,204 @@ impl RedisList {
         let mut conn = self.conn().await?;
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
         Ok(())
+    }
+}
+
+/// What a lease renewal is answered (the rule [`TAKE_LEASE`] implements, written once
+/// more as the reference its table test holds the script to).
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LeaseAnswer {
+    /// Extended by a lease length from now.
+    Extended,
+    /// Not extended: a publish waits for an announcement the mirror has not applied.
+    NotNow,
+    /// The hash was replaced since the mirror's copy: copy again.
+    Lost,
+}
+
+/// A holder's lease as the hash keeps it.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy)]
+pub(super) struct HeldLease {
+    /// Not run out yet (by Redis's clock).
+    pub live: bool,
+    /// The sequence a waiting publish asked it to acknowledge.
+    pub required: i64,
+}
+
+/// The lease rule. `hash_epoch`: the hash's epoch (none: flushed or new); `copy_epoch`:
+/// the one the mirror's copy was taken in ('' for none); `seq`: the last announcement
+/// published; `acked`: the last one the mirror applied.
+#[cfg(test)]
+pub(super) fn lease_rule(
+    hash_epoch: Option<&str>,
+    copy_epoch: &str,
+    held: Option<HeldLease>,
+    acked: i64,
+    seq: i64,
+) -> LeaseAnswer {
+    match (copy_epoch, hash_epoch) {
+        // A copy of a hash without an epoch joins a hash without one (it gets one now).
+        ("", None) => {}
+        ("", Some(_)) => return LeaseAnswer::Lost,
+        (copied, Some(now)) if copied == now => {}
+        _ => return LeaseAnswer::Lost,
+    }
+    match held {
+        // A live lease is extended unless a publish waits for it.
+        Some(lease) if lease.live && acked >= lease.required => LeaseAnswer::Extended,
+        // A new or run-out lease: only with everything published so far.
+        _ if acked >= seq => LeaseAnswer::Extended,
+        _ => LeaseAnswer::NotNow,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIVE: Option<HeldLease> = Some(HeldLease {
+        live: true,
+        required: 5,
+    });
+    const RUN_OUT: Option<HeldLease> = Some(HeldLease {
+        live: false,
+        required: 5,
+    });
+
+    /// Every row of the rule: (hash epoch, copy epoch, lease, acked, seq, answer).
+    #[allow(clippy::type_complexity)]
+    const ROWS: &[(Option<&str>, &str, Option<HeldLease>, i64, i64, LeaseAnswer)] = &[
+        // The hash was replaced since the copy, or the copy predates an epoch.
+        (Some("e2"), "e1", LIVE, 9, 9, LeaseAnswer::Lost),
+        (None, "e1", LIVE, 9, 9, LeaseAnswer::Lost),
+        (Some("e1"), "", None, 0, 0, LeaseAnswer::Lost),
+        // Joining a hash without an epoch: with everything published.
+        (None, "", None, 0, 0, LeaseAnswer::Extended),
+        // A live lease: extended while it has acknowledged what a publish waits for.
+        (Some("e1"), "e1", LIVE, 5, 9, LeaseAnswer::Extended),
+        (Some("e1"), "e1", LIVE, 4, 9, LeaseAnswer::NotNow),
+        // A new lease, or one that ran out: only with everything published so far.
+        (Some("e1"), "e1", None, 9, 9, LeaseAnswer::Extended),
+        (Some("e1"), "e1", None, 8, 9, LeaseAnswer::NotNow),
+        (Some("e1"), "e1", RUN_OUT, 9, 9, LeaseAnswer::Extended),
+        (Some("e1"), "e1", RUN_OUT, 5, 9, LeaseAnswer::NotNow),
+    ];
+
+    #[test]
+    fn the_lease_rule_row_by_row() {
+        for (hash_epoch, copy_epoch, held, acked, seq, answer) in ROWS {
+            assert_eq!(
+                lease_rule(*hash_epoch, copy_epoch, *held, *acked, *seq),
+                *answer,
+                "{hash_epoch:?} {copy_epoch:?} {held:?} acked {acked} seq {seq}"
+            );
+        }
+    }
+
+    /// The same rows through the Lua script, in a real Redis (with
+    /// `TOKENMINT_TEST_REDIS_URL`; set but unreachable is a failure).
+    #[tokio::test]
+    async fn the_lease_script_answers_every_row_as_the_rule_does() {
+        let Some(url) = std::env::var("TOKENMINT_TEST_REDIS_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+        else {
+            return;
+        };
+        let client = redis::Client::open(url).expect("a Redis URL");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("TOKENMINT_TEST_REDIS_URL is set but unreachable");
+        let script = redis::Script::new(&format!("{LEASE_HELPERS}{TAKE_LEASE}"));
+        let waiting = redis::Script::new(&format!("{LEASE_HELPERS}{WAITING}"));
+        for (row, (hash_epoch, copy_epoch, held, acked, seq, answer)) in ROWS.iter().enumerate() {
+            let key = format!(
+                "tokenmint-unit:{}:lease-{row}",
+                uuid::Uuid::new_v4().simple()
+            );
+            let (secs, micros): (i64, i64) =
+                redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+            let now_ms = secs * 1000 + micros / 1000;
+            let mut setup = redis::pipe();
+            setup.hset(&key, "seq", *seq);
+            if let Some(epoch) = hash_epoch {
+                setup.hset(&key, "epoch", *epoch);
+            }
+            if let Some(lease) = held {
+                let e = if lease.live {
+                    now_ms + 60_000
+                } else {
+                    now_ms - 1_000
+                };
+                let leases = serde_json::json!({"h": {"e": e, "a": 0, "r": lease.required}});
+                setup.hset(&key, "leases", leases.to_string());
+            }
+            let _: () = setup.query_async(&mut conn).await.unwrap();
+            let (granted, epoch): (i64, String) = script
+                .key(&key)
+                .arg("h")
+                .arg(*copy_epoch)
+                .arg(*acked)
+                .arg(100)
+                .invoke_async(&mut conn)
+                .await
+                .unwrap();
+            let got = match granted {
+                1 => LeaseAnswer::Extended,
+                0 => LeaseAnswer::NotNow,
+                _ => LeaseAnswer::Lost,
+            };
+            assert_eq!(got, *answer, "row {row}");
+            // A publish of the next sequence waits for a holder that was just extended
+            // (and has not acknowledged it), and for none that was not.
+            if got == LeaseAnswer::Extended {
+                // As the merge script does: the next sequence, then the waiting.
+                let _: i64 = redis::cmd("HINCRBY")
+                    .arg(&key)
+                    .arg("seq")
+                    .arg(1)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                let (pending, wait): (i64, i64) = waiting
+                    .key(&key)
+                    .arg(seq + 1)
+                    .invoke_async(&mut conn)
+                    .await
+                    .unwrap();
+                assert_eq!(pending, 1, "row {row}: the fresh lease is waited for");
+                assert!(
+                    wait > 0 && wait <= 100,
+                    "row {row}: at most a lease ({wait} ms)"
+                );
+                // Marked: not extended again until it acknowledges.
+                let renew = |acked: i64| {
+                    let mut invocation = script.key(&key);
+                    invocation.arg("h").arg(&epoch).arg(acked).arg(100);
+                    let mut conn = conn.clone();
+                    async move {
+                        invocation
+                            .invoke_async::<(i64, String)>(&mut conn)
+                            .await
+                            .unwrap()
+                            .0
+                    }
+                };
+                assert_eq!(
+                    renew(*acked).await,
+                    0,
+                    "row {row}: not renewed before it acknowledges"
+                );
+                assert_eq!(renew(seq + 1).await, 1, "row {row}: renewed once it has");
+            }
+            let _: () = redis::cmd("DEL")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
     }
 }

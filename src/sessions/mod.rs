@@ -612,7 +612,8 @@ impl Sessions {
             let actor = claims
                 .and_then(|c| Uuid::parse_str(&c.sub).ok())
                 .map_or(Actor::Anonymous, Actor::User);
-            self.audit_ended(actor, Action::Logout, ended, ip, now).await;
+            self.audit_ended(actor, Action::Logout, ended, ip, now)
+                .await;
         }
         Ok(())
     }
@@ -664,7 +665,6 @@ impl Sessions {
         }
         Ok(())
     }
-
 
     async fn revoke_refresh_in_db(
         &self,

@@ -13,11 +13,11 @@ use crate::actor::Admin;
 use crate::audit::{Action, Audit};
 pub use crate::client::{Audience, Client, ClientId, ClientKind, GrantType};
 use crate::error::{Credential, Error, Refusal};
-use crate::store::clients::{self as store, ClientRow};
-use crate::store::{Db, DbConnection, StoreError, tenants, write_transaction};
 use crate::lifetimes::Lifetimes;
 use crate::revocation::{Listed, Recorded, Revocations};
 use crate::sessions::revoke_client_in;
+use crate::store::clients::{self as store, ClientRow};
+use crate::store::{Db, DbConnection, StoreError, tenants, write_transaction};
 use crate::user::{Scope, TenantId};
 
 /// A client secret: `tmcs_` and 256 random bits, base64url. `Debug` never shows it.
@@ -63,7 +63,11 @@ impl ClientSecret {
 
 /// Whether a client authenticates: a confidential one with its secret, a public one
 /// without any.
-fn secret_matches(kind: ClientKind, presented: Option<&ClientSecret>, stored: Option<&str>) -> bool {
+fn secret_matches(
+    kind: ClientKind,
+    presented: Option<&ClientSecret>,
+    stored: Option<&str>,
+) -> bool {
     match (kind, presented, stored) {
         (ClientKind::Confidential, Some(secret), Some(hash)) => secret.hash() == hash,
         (ClientKind::Public, None, _) => true,

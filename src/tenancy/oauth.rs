@@ -132,7 +132,8 @@ impl OAuth {
     ) -> Result<IssuedToken, Error> {
         let id = auth.client_id.clone();
         let result = self.client_credentials_for(auth, scopes, now).await;
-        self.audited(&id, "client_credentials", ip, result, now).await
+        self.audited(&id, "client_credentials", ip, result, now)
+            .await
     }
 
     async fn client_credentials_for(

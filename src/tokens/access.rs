@@ -354,7 +354,11 @@ impl TokenService {
     }
 
     /// Signature, type, key, issuer and (if given) audience; not time.
-    fn verify_signed_for(&self, token: &str, audience: Option<&str>) -> Result<Verified, TokenError> {
+    fn verify_signed_for(
+        &self,
+        token: &str,
+        audience: Option<&str>,
+    ) -> Result<Verified, TokenError> {
         // RFC 9068 section 4: the type tells access tokens apart from other JWTs we sign.
         let (kid, claims): (String, AccessClaims) =
             self.verify_jws(token, "at+jwt", audience, "not an access token")?;

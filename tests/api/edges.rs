@@ -232,14 +232,20 @@ async fn a_client_id_may_not_be_a_user_id() {
         .as_str()
         .unwrap()
         .to_owned();
-    for chosen in [admin_id.clone(), admin_id.replace('-', ""), admin_id.to_uppercase()] {
+    for chosen in [
+        admin_id.clone(),
+        admin_id.replace('-', ""),
+        admin_id.to_uppercase(),
+    ] {
         let answer = app
             .call(
                 Method::POST,
                 "/api/admin/clients",
                 &admin,
-                Some(json!({"client_id": chosen, "name": "impostor", "type": "confidential",
-                            "grant_types": ["client_credentials"], "scopes": ["admin"]})),
+                Some(
+                    json!({"client_id": chosen, "name": "impostor", "type": "confidential",
+                            "grant_types": ["client_credentials"], "scopes": ["admin"]}),
+                ),
             )
             .await;
         assert_error(answer, 400, "INVALID_REQUEST").await;
@@ -422,8 +428,10 @@ async fn a_confidential_client_at_login_needs_its_secret() {
             Method::POST,
             "/api/admin/clients",
             &admin,
-            Some(json!({"client_id": "bff", "name": "BFF", "type": "confidential",
-                        "grant_types": ["password", "refresh_token"], "scopes": ["read"]})),
+            Some(
+                json!({"client_id": "bff", "name": "BFF", "type": "confidential",
+                        "grant_types": ["password", "refresh_token"], "scopes": ["read"]}),
+            ),
         )
         .await
         .json()
@@ -449,7 +457,12 @@ async fn a_confidential_client_at_login_needs_its_secret() {
     assert_eq!(login("bff", Some(secret)).await.status(), 200);
     app.register_login_client("spa", &["read"]).await;
     assert_eq!(login("spa", None).await.status(), 200);
-    assert_error(login("spa", Some(secret)).await, 401, "AUTHENTICATION_FAILED").await;
+    assert_error(
+        login("spa", Some(secret)).await,
+        401,
+        "AUTHENTICATION_FAILED",
+    )
+    .await;
 }
 
 /// A client without the `refresh_token` grant gets no refresh token at login, in the
@@ -465,8 +478,10 @@ async fn a_client_without_the_refresh_grant_gets_no_refresh_token() {
             Method::POST,
             "/api/admin/clients",
             &admin,
-            Some(json!({"client_id": "kiosk", "name": "Kiosk", "type": "public",
-                        "grant_types": ["password"], "scopes": ["read"]})),
+            Some(
+                json!({"client_id": "kiosk", "name": "Kiosk", "type": "public",
+                        "grant_types": ["password"], "scopes": ["read"]}),
+            ),
         )
         .await;
     assert_eq!(registered.status(), 201);
@@ -480,7 +495,12 @@ async fn a_client_without_the_refresh_grant_gets_no_refresh_token() {
         let body: Value = login.json().await.unwrap();
         assert!(body.get("refresh_token").is_none(), "{body}");
         assert_eq!(body["refresh_expires_in"], 0);
-        assert_eq!(app.get_me(body["access_token"].as_str().unwrap()).await.status(), 200);
+        assert_eq!(
+            app.get_me(body["access_token"].as_str().unwrap())
+                .await
+                .status(),
+            200
+        );
     }
 }
 
@@ -570,8 +590,8 @@ async fn exchanged_tokens_introspect_and_revoke_like_every_other() {
 #[tokio::test]
 async fn grants_client_failures_tickets_logouts_and_revocations_are_audited() {
     const AGENTS: &str = "wss://agents.example";
-    let app = crate::helpers::spawn_app_with(|s| s.ticket_audiences = vec![AGENTS.to_owned()])
-        .await;
+    let app =
+        crate::helpers::spawn_app_with(|s| s.ticket_audiences = vec![AGENTS.to_owned()]).await;
     let admin = app.admin_token().await;
     let backend: Value = app
         .call(
@@ -613,7 +633,12 @@ async fn grants_client_failures_tickets_logouts_and_revocations_are_audited() {
         .await
         .unwrap();
     let ticket: Value = app
-        .call(Method::POST, "/api/tickets", &admin, Some(json!({"audience": AGENTS})))
+        .call(
+            Method::POST,
+            "/api/tickets",
+            &admin,
+            Some(json!({"audience": AGENTS})),
+        )
         .await
         .json()
         .await
@@ -658,8 +683,14 @@ async fn grants_client_failures_tickets_logouts_and_revocations_are_audited() {
             .find(|r| r["action"] == action && r["outcome"] == outcome)
             .unwrap_or_else(|| panic!("no {action} {outcome} row in {log}"))
     };
-    assert_eq!(row("oauth.token", "success")["actor"], format!("client:{id}"));
-    assert_eq!(row("client.auth_failed", "failure")["target"], format!("client:{id}"));
+    assert_eq!(
+        row("oauth.token", "success")["actor"],
+        format!("client:{id}")
+    );
+    assert_eq!(
+        row("client.auth_failed", "failure")["target"],
+        format!("client:{id}")
+    );
     row("ticket.issue", "success");
     row("ticket.redeem", "success");
     assert!(

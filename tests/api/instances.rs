@@ -193,7 +193,11 @@ async fn an_rfc7009_revocation_on_one_instance_is_refused_by_the_other_at_once()
         let pair = b.refresh(&refresh).await;
         refresh = pair["refresh_token"].as_str().unwrap().to_owned();
         let access = pair["access_token"].as_str().unwrap();
-        assert_eq!(b.get_me(access).await.status(), 200, "before the revocation");
+        assert_eq!(
+            b.get_me(access).await.status(),
+            200,
+            "before the revocation"
+        );
         let revoked = a
             .client
             .post(a.url("/api/token/revoke"))
@@ -276,8 +280,10 @@ async fn tenant_and_api_key_disable_on_one_instance_are_refused_by_the_other_at_
                 Method::POST,
                 "/api/admin/clients",
                 &admin,
-                Some(json!({"name": "rounds", "type": "confidential", "tenant": tenant,
-                            "grant_types": ["client_credentials"], "scopes": []})),
+                Some(
+                    json!({"name": "rounds", "type": "confidential", "tenant": tenant,
+                            "grant_types": ["client_credentials"], "scopes": []}),
+                ),
             )
             .await
             .json()
@@ -409,7 +415,10 @@ async fn a_stopped_instance_refuses_what_was_revoked_while_it_was_stopped() {
         &[
             ("TOKENMINT_DATABASE_URL", a.database_url().to_owned()),
             ("TOKENMINT_REDIS_URL", redis),
-            ("TOKENMINT_REDIS_PREFIX", a.services.settings.redis_prefix.clone()),
+            (
+                "TOKENMINT_REDIS_PREFIX",
+                a.services.settings.redis_prefix.clone(),
+            ),
             ("TOKENMINT_ISSUER", a.services.settings.issuer.clone()),
             (
                 "TOKENMINT_KEY_ENCRYPTION_KEY",

@@ -371,8 +371,10 @@ async fn a_confidential_clients_session_rotates_only_with_its_secret() {
         .await;
     assert_eq!(without.status(), 401);
     let login: Value = app
-        .post_login(&json!({"username": "erin", "password": "erin-password", "client_id": "bff",
-                             "client_secret": backend.secret.as_deref().unwrap()}))
+        .post_login(
+            &json!({"username": "erin", "password": "erin-password", "client_id": "bff",
+                             "client_secret": backend.secret.as_deref().unwrap()}),
+        )
         .await
         .json()
         .await

@@ -592,7 +592,8 @@ async fn the_old_cookie_name_is_never_read_when_secure_and_is_cleared() {
         .map(|h| h.to_str().unwrap().to_owned())
         .collect();
     assert!(
-        set.iter().all(|h| !h.starts_with("__Host-tokenmint_refresh=")),
+        set.iter()
+            .all(|h| !h.starts_with("__Host-tokenmint_refresh=")),
         "no session was handed out: {set:?}"
     );
     assert!(
