@@ -41,6 +41,10 @@ struct Args {
     /// introspection and `/api/me` figures then measure the signature path).
     #[arg(long, default_value_t = 10_000)]
     verified_token_cache: usize,
+    /// The server binary to drive (default: this build's `tokenmint`), to compare builds
+    /// with one harness.
+    #[arg(long)]
+    server: Option<std::path::PathBuf>,
     /// Where to write the figures as JSON.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -335,7 +339,10 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as f64;
     let work = tempfile::tempdir()?;
-    let exe = std::path::PathBuf::from(env!("CARGO_BIN_EXE_tokenmint"));
+    let exe = args
+        .server
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_BIN_EXE_tokenmint")));
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -532,6 +539,33 @@ async fn main() -> anyhow::Result<()> {
             })
         })
     };
+    // RFC 7009 of one access token of its own, again and again: each call records a
+    // revocation and publishes it, so its time is a revoking call's (with Redis: the
+    // publish and the wait for every mirror's acknowledgement).
+    let revoked_token = post_json(
+        &client,
+        &format!("{base}/api/login"),
+        &json!({"username": "admin", "password": "loadtest-admin-password"}),
+        None,
+    )
+    .await?["access_token"]
+        .as_str()
+        .context("token")?
+        .to_owned();
+    let revoke_req: Request = {
+        let (url, token) = (format!("{base}/api/token/revoke"), revoked_token);
+        Arc::new(move |client: reqwest::Client, _| {
+            let (url, token) = (url.clone(), token.clone());
+            Box::pin(async move {
+                client
+                    .post(url)
+                    .json(&json!({"token": token}))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            })
+        })
+    };
     let introspect_req: Request = {
         let (url, token) = (format!("{base}/api/token/introspect"), admin_token.clone());
         Arc::new(move |client: reqwest::Client, _| {
@@ -563,6 +597,7 @@ async fn main() -> anyhow::Result<()> {
     results.insert("refresh", drive(&client, c, s, refresh_req.clone()).await);
     results.insert("introspect", drive(&client, c, s, introspect_req).await);
     results.insert("me", drive(&client, c, s, me_req).await);
+    results.insert("revoke", drive(&client, c, s, revoke_req).await);
     // JWKS and refresh while a login flood runs beside them.
     let half = (c / 2).max(1);
     let flood = tokio::spawn({

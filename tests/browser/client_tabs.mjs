@@ -72,7 +72,8 @@ try {
     const tabs = [await openTab(context, ISSUER, true)];
     const sid = await login(tabs[0]);
     for (let i = 1; i < 5; i += 1) tabs.push(await openTab(context, ISSUER, true));
-    // The new tabs get a token: from the shared session, one refresh among them.
+    // The new tabs get a token from the shared session: each refreshes once (a tab with no
+    // session adopts no token from the channel).
     await Promise.all(tabs.slice(1).map((t) => t.evaluate(() => window.client.getAccessToken())));
     const warmup = await session(sid);
     await advance(16 * 60); // every access token is now expired for the server

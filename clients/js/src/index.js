@@ -4,8 +4,11 @@
 //   and retries once. Any other 401 goes back to the caller untouched.
 // - One refresh at a time: per tab (one promise), and in cookie mode, where the tabs of an
 //   origin share one session, across tabs (Web Locks), with the new access token handed
-//   to the other tabs (BroadcastChannel). A refresh happens only if the token that failed
-//   is still the current one, so a burst of 401s in five tabs costs one rotation.
+//   to the other tabs (BroadcastChannel). A tab adopts a token from the channel only if
+//   it is of the session the tab holds (its `sid`): anything else on the origin could post
+//   one, and a planted token of another session would log the tab into that session. A
+//   tab with no session yet refreshes itself. A refresh happens only if the token that
+//   failed is still the current one, so a burst of 401s in five tabs costs one rotation.
 // - A refresh whose answer is lost (network error) is retried: the server answers a
 //   spent refresh token with the session's current one, so nobody is logged out.
 // - The access token goes only to the issuer's origin and the origins the app lists
@@ -57,6 +60,16 @@ async function saysExpired(response) {
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The `sid` claim of a JWT, read without verifying (the server verifies every use). */
+function sidOf(token) {
+  try {
+    const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    return JSON.parse(atob(part)).sid;
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * Creates a client for the Tokenmint at `issuer` (its base URL).
@@ -112,6 +125,7 @@ export function createClient(options) {
   /** @type {{token: string, expiresAt: number, lifetimeMs: number} | null} */
   let access = null;
   let refreshToken = null; // memory mode only
+  let sessionId = null; // the session this tab holds (`session_id` of its last pair)
   let inflight = null;
   let ended = false; // session-ended already fired for this session
   let arrivals = []; // resolvers waiting for another tab's token
@@ -139,6 +153,7 @@ export function createClient(options) {
     const hadSession = !ended;
     access = null;
     refreshToken = null;
+    sessionId = null;
     ended = true;
     if (broadcast && channel) channel.postMessage({ type: 'ended', code });
     if (hadSession) events.dispatchEvent(new CustomEvent('session-ended', { detail: { code } }));
@@ -147,15 +162,24 @@ export function createClient(options) {
   if (channel) {
     channel.onmessage = (event) => {
       const message = event.data || {};
-      if (message.type === 'token' && typeof message.token === 'string') {
-        // Another tab refreshed (or logged in): the same session's new access token.
+      if (
+        message.type === 'token' &&
+        typeof message.token === 'string' &&
+        sessionId !== null &&
+        sidOf(message.token) === sessionId
+      ) {
+        // Another tab refreshed: this tab's session's new access token (unless a later
+        // one is here already: messages can arrive late).
         const at = now();
-        access = {
-          token: message.token,
-          expiresAt: at + message.remainingMs,
-          lifetimeMs: message.lifetimeMs,
-        };
-        ended = false;
+        const expiresAt = at + message.remainingMs;
+        if (!access || expiresAt > access.expiresAt) {
+          access = {
+            token: message.token,
+            expiresAt,
+            lifetimeMs: message.lifetimeMs,
+          };
+          ended = false;
+        }
       } else if (message.type === 'ended') {
         endSession(message.code, { broadcast: false });
       }
@@ -193,6 +217,7 @@ export function createClient(options) {
       if (response.ok) {
         const body = await response.json();
         if (!cookie && body.refresh_token) refreshToken = body.refresh_token;
+        if (body.session_id) sessionId = body.session_id;
         adopt(body.access_token, body.expires_in);
         share();
         return access.token;
@@ -255,6 +280,7 @@ export function createClient(options) {
     if (!response.ok) throw await errorOf(response);
     const pair = await response.json();
     refreshToken = cookie ? null : pair.refresh_token;
+    sessionId = pair.session_id ?? null;
     adopt(pair.access_token, pair.expires_in);
     share();
     return { scope: pair.scope, sessionId: pair.session_id };
@@ -267,6 +293,7 @@ export function createClient(options) {
     const body = !cookie && refreshToken ? { refresh_token: refreshToken } : {};
     access = null;
     refreshToken = null;
+    sessionId = null;
     ended = true;
     if (channel) channel.postMessage({ type: 'ended', code: 'LOGGED_OUT' });
     const response = await rawFetch(`${issuer}/api/logout`, {

@@ -4,6 +4,11 @@ import assert from 'node:assert/strict';
 
 import { createClient, TokenmintError } from '../src/index.js';
 
+/** The fake's access token number `n` of session `sid`: JWT-shaped, so that the client
+ * can read its `sid` (never verified here; the server verifies every use). */
+const b64 = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+const tok = (n, sid = 's1') => `${b64({ alg: 'ES256' })}.${b64({ sid, n })}.a${n}`;
+
 let issuers = 0;
 const freshIssuer = () => `https://id${(issuers += 1)}.test`;
 
@@ -33,8 +38,8 @@ function fakeTokenmint({ cookieMode = false } = {}) {
   const pair = () => {
     state.tokens += 1;
     return {
-      access_token: `a${state.tokens}`,
-      token: `a${state.tokens}`,
+      access_token: tok(state.tokens),
+      token: tok(state.tokens),
       token_type: 'Bearer',
       expires_in: 900,
       refresh_expires_in: 604800,
@@ -147,7 +152,7 @@ test('fetch adds the bearer token and returns other answers untouched', async ()
   await client.login({ username: 'u', password: 'p' });
   const response = await client.fetch(`${'https://api.test'}/api/me`);
   assert.equal(response.status, 200);
-  assert.equal(server.state.apiCalls[0].token, 'a1');
+  assert.equal(server.state.apiCalls[0].token, tok(1));
   assert.equal(server.state.refreshCalls, 0);
 });
 
@@ -155,7 +160,7 @@ test('a 401 TOKEN_EXPIRED refreshes once and retries once, body included', async
   const server = fakeTokenmint();
   const client = createClient({ origins: ['https://api.test'], issuer: freshIssuer(), fetch: server.fetch });
   await client.login({ username: 'u', password: 'p' });
-  server.state.expired.add('a1');
+  server.state.expired.add(tok(1));
   const response = await client.fetch('https://api.test/api/me', {
     method: 'POST',
     body: 'payload',
@@ -165,8 +170,8 @@ test('a 401 TOKEN_EXPIRED refreshes once and retries once, body included', async
   assert.deepEqual(
     server.state.apiCalls.map((c) => [c.token, c.body]),
     [
-      ['a1', 'payload'],
-      ['a2', 'payload'],
+      [tok(1), 'payload'],
+      [tok(2), 'payload'],
     ],
   );
 });
@@ -175,7 +180,7 @@ test('any other 401 is returned without a refresh', async () => {
   const server = fakeTokenmint();
   const client = createClient({ origins: ['https://api.test'], issuer: freshIssuer(), fetch: server.fetch });
   await client.login({ username: 'u', password: 'p' });
-  server.state.revoked.add('a1');
+  server.state.revoked.add(tok(1));
   const response = await client.fetch('https://api.test/api/me');
   assert.equal(response.status, 401);
   assert.equal((await response.json()).error, 'TOKEN_REVOKED');
@@ -187,8 +192,8 @@ test('the retry happens once: a second TOKEN_EXPIRED goes back to the caller', a
   const server = fakeTokenmint();
   const client = createClient({ origins: ['https://api.test'], issuer: freshIssuer(), fetch: server.fetch });
   await client.login({ username: 'u', password: 'p' });
-  server.state.expired.add('a1');
-  server.state.expired.add('a2');
+  server.state.expired.add(tok(1));
+  server.state.expired.add(tok(2));
   const response = await client.fetch('https://api.test/api/me');
   assert.equal(response.status, 401);
   assert.equal(server.state.refreshCalls, 1);
@@ -199,7 +204,7 @@ test('a burst of expired requests in one tab costs one refresh', async () => {
   const server = fakeTokenmint();
   const client = createClient({ origins: ['https://api.test'], issuer: freshIssuer(), fetch: server.fetch });
   await client.login({ username: 'u', password: 'p' });
-  server.state.expired.add('a1');
+  server.state.expired.add(tok(1));
   const answers = await Promise.all(
     Array.from({ length: 10 }, () => client.fetch('https://api.test/api/me')),
   );
@@ -220,12 +225,14 @@ test('in cookie mode five tabs share one refresh (locks and a channel)', async (
   );
   try {
     await tabs[0].login({ username: 'u', password: 'p' });
-    // The other tabs learn the first tab's token from the channel.
-    for (let waited = 0; !tabs.every((t) => t.loggedIn); waited += 10) {
-      assert.ok(waited < 5000, 'the channel delivered the token');
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-    server.state.expired.add('a1');
+    // The other tabs hold no session yet: they take no token from the channel, and get
+    // the shared session's by refreshing (one at a time).
+    await Promise.all(tabs.slice(1).map((t) => t.getAccessToken()));
+    assert.ok(tabs.every((t) => t.loggedIn));
+    // The channel's messages arrive (the tabs are idle a moment, as they would be).
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const warmup = server.state.rotations;
+    for (let n = 1; n <= server.state.tokens; n += 1) server.state.expired.add(tok(n));
     const answers = await Promise.all(
       tabs.flatMap((tab) => [0, 1, 2].map(() => tab.fetch('https://api.test/api/me'))),
     );
@@ -233,7 +240,11 @@ test('in cookie mode five tabs share one refresh (locks and a channel)', async (
       answers.map((a) => a.status),
       Array(15).fill(200),
     );
-    assert.equal(server.state.rotations, 1, 'one rotation for 15 requests in 5 tabs');
+    assert.equal(
+      server.state.rotations - warmup,
+      1,
+      'one rotation for 15 requests in 5 tabs (the others adopt its token)',
+    );
     // Cookie mode: no refresh token in any body, credentials included.
     assert.ok(server.state.refreshBodies.every((r) => r.body === '' && r.credentials === 'include'));
     assert.equal(server.state.loginBodies[0].body.cookie, true);
@@ -251,7 +262,7 @@ test('a refresh whose answer is lost is retried and converges', async () => {
       ended += 1;
     });
     await client.login({ username: 'u', password: 'p' });
-    server.state.expired.add('a1');
+    server.state.expired.add(tok(1));
     server.state.loseNextRefreshAnswers = 2;
     const response = await client.fetch('https://api.test/api/me');
     assert.equal(response.status, 200, `cookie mode ${cookieMode}`);
@@ -271,7 +282,7 @@ test('session-ended fires once when the session is over', async () => {
   const codes = [];
   client.addEventListener('session-ended', (event) => codes.push(event.detail.code));
   await client.login({ username: 'u', password: 'p' });
-  server.state.expired.add('a1');
+  server.state.expired.add(tok(1));
   server.state.refuseRefreshWith = 'REFRESH_TOKEN_REUSED';
   const first = await client.fetch('https://api.test/api/me');
   assert.equal(first.status, 401, 'the original answer goes back');
@@ -288,10 +299,10 @@ test('getAccessToken refreshes shortly before expiry, by this machine\'s clock',
   const client = createClient({ origins: ['https://api.test'], issuer: freshIssuer(), fetch: server.fetch, now: () => clock });
   await client.login({ username: 'u', password: 'p' });
   clock += 869_000; // 31 s left of 900
-  assert.equal(await client.getAccessToken(), 'a1');
+  assert.equal(await client.getAccessToken(), tok(1));
   assert.equal(server.state.refreshCalls, 0);
   clock += 2_000; // 29 s left: inside the 30 s margin
-  assert.equal(await client.getAccessToken(), 'a2');
+  assert.equal(await client.getAccessToken(), tok(2));
   assert.equal(server.state.refreshCalls, 1);
 });
 
@@ -300,7 +311,7 @@ test('onTokenExpired gives every caller one fresh token', async () => {
   const client = createClient({ origins: ['https://api.test'], issuer: freshIssuer(), fetch: server.fetch });
   await client.login({ username: 'u', password: 'p' });
   const tokens = await Promise.all([1, 2, 3, 4].map(() => client.onTokenExpired()));
-  assert.deepEqual(tokens, ['a2', 'a2', 'a2', 'a2']);
+  assert.deepEqual(tokens, [tok(2), tok(2), tok(2), tok(2)]);
   assert.equal(server.state.refreshCalls, 1);
 });
 
@@ -322,7 +333,7 @@ test('the refresh token never reaches web storage', async () => {
       const server = fakeTokenmint({ cookieMode });
       const client = createClient({ origins: ['https://api.test'], issuer: freshIssuer(), cookie: cookieMode, fetch: server.fetch });
       await client.login({ username: 'u', password: 'p' });
-      server.state.expired.add('a1');
+      server.state.expired.add(tok(1));
       await client.fetch('https://api.test/api/me');
       await client.logout();
       client.close();
@@ -339,7 +350,7 @@ test('ticket asks with the bearer token and refreshes on TOKEN_EXPIRED', async (
   const issuer = freshIssuer();
   const client = createClient({ origins: ['https://api.test'], issuer, fetch: server.fetch });
   await client.login({ username: 'u', password: 'p' });
-  server.state.expired.add('a1');
+  server.state.expired.add(tok(1));
   assert.equal(await client.ticket('wss://agents.example'), 't-for-wss://agents.example');
   assert.equal(server.state.refreshCalls, 1);
 });
@@ -367,9 +378,35 @@ test('the token goes only to the issuer and the listed origins', async () => {
   const sent = Object.fromEntries(
     seen.filter((s) => !s.url.endsWith('/api/login')).map((s) => [s.url, s.authorization]),
   );
-  assert.equal(sent[`${issuer}/api/me`], 'Bearer a1');
-  assert.equal(sent['https://api.test/api/me'], 'Bearer a1');
+  assert.equal(sent[`${issuer}/api/me`], `Bearer ${tok(1)}`);
+  assert.equal(sent['https://api.test/api/me'], `Bearer ${tok(1)}`);
   assert.equal(sent['http://api.test/api/me'], null, 'plain http is another origin');
   assert.equal(sent['https://evil.test/api/me'], null);
   assert.equal(sent['https://api.test.evil.test/api/me'], null);
+});
+
+test('a token posted on the channel is adopted only if it is of the tab\'s own session', async () => {
+  const server = fakeTokenmint({ cookieMode: true });
+  const issuer = freshIssuer();
+  const locks = fakeLocks();
+  const tab = createClient({ issuer, cookie: true, fetch: server.fetch, locks });
+  const planter = new BroadcastChannel(`tokenmint-refresh:${issuer}`);
+  const settle = () => new Promise((resolve) => setTimeout(resolve, 50));
+  try {
+    // No session yet: a posted token is not adopted.
+    planter.postMessage({ type: 'token', token: tok(99, 'attacker'), remainingMs: 900_000, lifetimeMs: 900_000 });
+    await settle();
+    assert.equal(tab.loggedIn, false);
+    await tab.login({ username: 'u', password: 'p' });
+    // Another session's token is not adopted; this session's is.
+    planter.postMessage({ type: 'token', token: tok(98, 'attacker'), remainingMs: 900_000, lifetimeMs: 900_000 });
+    await settle();
+    assert.equal(await tab.getAccessToken(), tok(1));
+    planter.postMessage({ type: 'token', token: tok(97, 's1'), remainingMs: 900_000, lifetimeMs: 900_000 });
+    await settle();
+    assert.equal(await tab.getAccessToken(), tok(97, 's1'));
+  } finally {
+    planter.close();
+    tab.close();
+  }
 });
