@@ -9,18 +9,7 @@ use crate::helpers::{TestApp, assert_error, spawn_app};
 /// An admin API key, made by the bootstrap admin.
 async fn admin_key(app: &TestApp) -> String {
     let admin = app.admin_token().await;
-    let created: Value = app
-        .call(
-            Method::POST,
-            "/api/admin/api-keys",
-            &admin,
-            Some(json!({"name": "edges", "scopes": ["admin", "introspect"]})),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    created["key"].as_str().unwrap().to_owned()
+    app.api_key(&admin, &["admin", "introspect"]).await.1
 }
 
 /// Two credentials are refused, whichever places they come in: `?key=` and `X-API-Key`,

@@ -295,6 +295,25 @@ impl TestApp {
             .expect("request")
     }
 
+    /// Creates an API key with `scopes` as `admin`; its id and its secret.
+    pub async fn api_key(&self, admin: &str, scopes: &[&str]) -> (String, String) {
+        let created: Value = self
+            .call(
+                reqwest::Method::POST,
+                "/api/admin/api-keys",
+                admin,
+                Some(json!({"name": "test key", "scopes": scopes})),
+            )
+            .await
+            .json()
+            .await
+            .expect("json");
+        (
+            created["id"].as_str().expect("id").to_owned(),
+            created["key"].as_str().expect("key").to_owned(),
+        )
+    }
+
     /// Creates a user through the domain, as the command line does.
     pub async fn create_user(
         &self,

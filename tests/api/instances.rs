@@ -95,25 +95,6 @@ async fn two_instances() -> Option<(TestApp, TestApp)> {
     Some((a, b))
 }
 
-/// An API key with `scopes`, made by the admin on `app`.
-async fn api_key(app: &TestApp, admin: &str, scopes: &[&str]) -> (String, String) {
-    let created: Value = app
-        .call(
-            Method::POST,
-            "/api/admin/api-keys",
-            admin,
-            Some(json!({"name": "instances", "scopes": scopes})),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    (
-        created["id"].as_str().unwrap().to_owned(),
-        created["key"].as_str().unwrap().to_owned(),
-    )
-}
-
 async fn active_on(app: &TestApp, introspector: &str, token: &str) -> bool {
     let response = app.introspect(introspector, token).await;
     assert_eq!(response.status(), 200, "introspection");
@@ -267,7 +248,7 @@ async fn tenant_and_api_key_disable_on_one_instance_are_refused_by_the_other_at_
         return;
     };
     let admin = a.admin_token().await;
-    let (_, introspector) = api_key(&a, &admin, &["introspect"]).await;
+    let (_, introspector) = a.api_key(&admin, &["introspect"]).await;
     let mut tenants = Tally::new("tenant disable");
     let mut keys = Tally::new("API key disable");
     for round in 0..rounds() {
@@ -314,7 +295,7 @@ async fn tenant_and_api_key_disable_on_one_instance_are_refused_by_the_other_at_
         assert_eq!(disabled.status(), 200);
         tenants.round(active_on(&b, &introspector, token).await);
 
-        let (id, key) = api_key(&a, &admin, &["introspect"]).await;
+        let (id, key) = a.api_key(&admin, &["introspect"]).await;
         assert_eq!(
             b.introspect(&key, "not-a-token").await.status(),
             200,
