@@ -20,13 +20,30 @@ pub struct RevocationRow {
     pub expires_at: NaiveDateTime,
 }
 
-/// Records a revocation, replacing an earlier one of the same subject. (Delete then
-/// insert: the MultiConnection backend has no portable upsert.)
+/// Records a revocation, replacing an earlier one of the same subject: one upsert, so
+/// that two transactions revoking the same subject at once both commit (a delete then an
+/// insert let the second fail on the first one's new row).
 pub fn record(conn: &mut DbConnection, row: &RevocationRow) -> Result<(), StoreError> {
-    diesel::delete(revocations::table.find((&row.kind, &row.subject))).execute(conn)?;
-    diesel::insert_into(revocations::table)
-        .values(row)
-        .execute(conn)?;
+    use diesel::upsert::excluded;
+    let replace = (
+        revocations::cutoff.eq(excluded(revocations::cutoff)),
+        revocations::expires_at.eq(excluded(revocations::expires_at)),
+    );
+    let target = (revocations::kind, revocations::subject);
+    match conn {
+        DbConnection::Postgres(c) => diesel::insert_into(revocations::table)
+            .values(row)
+            .on_conflict(target)
+            .do_update()
+            .set(replace)
+            .execute(c)?,
+        DbConnection::Sqlite(c) => diesel::insert_into(revocations::table)
+            .values(row)
+            .on_conflict(target)
+            .do_update()
+            .set(replace)
+            .execute(c)?,
+    };
     Ok(())
 }
 

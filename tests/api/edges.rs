@@ -693,3 +693,39 @@ async fn grants_client_failures_tickets_logouts_and_revocations_are_audited() {
         format!("session:{}", session["session_id"].as_str().unwrap())
     );
 }
+
+/// Bursts of revocations of one token all succeed: two transactions recording the same
+/// revocation at once both commit (a delete then an insert made the second one a 409).
+#[tokio::test]
+async fn a_burst_of_revocations_of_one_token_all_succeed() {
+    let app = crate::helpers::spawn_app_with(|s| s.workers = 8).await;
+    let session = app.login("admin", crate::helpers::ADMIN_PASSWORD).await;
+    let access = session["access_token"].as_str().unwrap().to_owned();
+    let mut statuses = std::collections::BTreeMap::new();
+    for _ in 0..10 {
+        let mut burst = Vec::new();
+        for _ in 0..32 {
+            let (client, url) = (app.client.clone(), app.url("/api/token/revoke"));
+            let body = json!({"token": access});
+            burst.push(tokio::spawn(async move {
+                client
+                    .post(url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }));
+        }
+        for answer in burst {
+            *statuses.entry(answer.await.unwrap()).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(
+        statuses.keys().copied().collect::<Vec<_>>(),
+        [200],
+        "{statuses:?}"
+    );
+    assert_error(app.get_me(&access).await, 401, "TOKEN_REVOKED").await;
+}
