@@ -207,6 +207,9 @@ pub struct RedisList {
     /// counts it (from before the renewal was sent, so never later than Redis counts it).
     lease_until: AtomicU64,
     started: Instant,
+    /// The last sequence this instance's mirror has acknowledged in Redis (-1: none): a
+    /// publish waits on it for its own mirror instead of polling Redis.
+    acknowledged: tokio::sync::watch::Sender<i64>,
 }
 
 /// What a publish learnt about the mirrors.
@@ -305,6 +308,7 @@ impl RedisList {
             mirror: ArcSwapOption::empty(),
             lease_until: AtomicU64::new(0),
             started: Instant::now(),
+            acknowledged: tokio::sync::watch::Sender::new(-1),
         }
     }
 
@@ -328,6 +332,7 @@ impl RedisList {
 
     fn drop_mirror(&self) {
         self.lease_until.store(0, Ordering::Release);
+        self.acknowledged.send_replace(-1);
         self.mirror.store(None);
         metrics::gauge!(crate::metrics::REVOCATION_MIRROR).set(0.0);
     }
@@ -414,6 +419,14 @@ impl RedisList {
                     }
                 }, if renewing.is_some() => {
                     renewing = None;
+                    if matches!(renewed, Ok(Renewed::Extended { .. } | Renewed::NotNow)) {
+                        // Either way Redis now holds this acknowledgement.
+                        self.acknowledged.send_if_modified(|held| {
+                            let newer = acknowledged > *held;
+                            *held = (*held).max(acknowledged);
+                            newer
+                        });
+                    }
                     match renewed {
                         Ok(Renewed::Extended { sent, epoch }) => {
                             if let Some((held, _)) = copy.as_mut() {
@@ -522,6 +535,23 @@ impl RedisList {
         }
         let deadline = Instant::now() + WAIT_AT_MOST;
         let (mut pending, mut wait) = (published.pending, published.wait);
+        if pending > 0 && self.mirror_copy().is_some() {
+            // This instance's own mirror is one of them: its acknowledgement is known here
+            // the moment it lands, with no polling. Then Redis says who else is left.
+            let mut acknowledged = self.acknowledged.subscribe();
+            let own = tokio::time::timeout(LEASE, acknowledged.wait_for(|a| *a >= published.seq));
+            if matches!(own.await, Ok(Ok(_))) {
+                let mut conn = self.conn().await?;
+                let (p, w): (i64, i64) = self
+                    .waiting
+                    .key(&self.key)
+                    .arg(published.seq)
+                    .invoke_async(&mut conn)
+                    .await?;
+                pending = p;
+                wait = Duration::from_millis(u64::try_from(w).unwrap_or(0));
+            }
+        }
         let mut pause = Duration::from_micros(250);
         while pending > 0 {
             if Instant::now() >= deadline {
