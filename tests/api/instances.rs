@@ -204,7 +204,8 @@ async fn revoke_sessions_and_user_disable_on_one_instance_are_refused_by_the_oth
     let path = format!("/api/admin/users/{}", user.id);
     let mut revoke_sessions = Tally::new("revoke-sessions");
     let mut disable = Tally::new("user disable");
-    for round in 0..rounds() {
+    // Rounds alternate: each of the two gets `rounds()`.
+    for round in 0..2 * rounds() {
         let access = b.login("rounds", "rounds-password").await["access_token"]
             .as_str()
             .unwrap()
