@@ -353,6 +353,25 @@ impl ApiError {
 /// 429 that has no better figure): clients and proxies read only that header.
 pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 1;
 
+/// The one rule for `Retry-After`: the figure an error carries, else, for every 503 and
+/// 429, [`UNAVAILABLE_RETRY_AFTER_SECS`].
+fn set_retry_after(
+    response: &mut actix_web::HttpResponseBuilder,
+    status: StatusCode,
+    secs: Option<u64>,
+) {
+    let secs = secs.or_else(|| {
+        matches!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+        )
+        .then_some(UNAVAILABLE_RETRY_AFTER_SECS)
+    });
+    if let Some(secs) = secs {
+        response.insert_header((header::RETRY_AFTER, HeaderValue::from(secs)));
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.code.status()
@@ -381,16 +400,7 @@ impl ResponseError for ApiError {
                     .insert_header((header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#));
             }
         }
-        let retry_after = self.retry_after_secs.or_else(|| {
-            matches!(
-                status,
-                StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
-            )
-            .then_some(UNAVAILABLE_RETRY_AFTER_SECS)
-        });
-        if let Some(secs) = retry_after {
-            response.insert_header((header::RETRY_AFTER, HeaderValue::from(secs)));
-        }
+        set_retry_after(&mut response, status, self.retry_after_secs);
         if let Some(value) = self
             .allow
             .as_deref()
@@ -662,7 +672,7 @@ impl From<Error> for OAuthError {
                 description: format!("{dependency} is unavailable; try again shortly").into(),
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 source: Some(source),
-                retry_after_secs: Some(UNAVAILABLE_RETRY_AFTER_SECS),
+                retry_after_secs: None,
             },
             Error::Internal(source) => Self {
                 error: "server_error",
@@ -693,9 +703,7 @@ impl ResponseError for OAuthError {
         response
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .insert_header((header::PRAGMA, "no-cache"));
-        if let Some(secs) = self.retry_after_secs {
-            response.insert_header((header::RETRY_AFTER, HeaderValue::from(secs)));
-        }
+        set_retry_after(&mut response, self.status, self.retry_after_secs);
         if self.status == StatusCode::UNAUTHORIZED {
             // RFC 6749 section 5.2: invalid_client answers 401 with a challenge.
             response.insert_header((header::WWW_AUTHENTICATE, r#"Basic realm="tokenmint""#));

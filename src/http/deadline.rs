@@ -45,7 +45,7 @@ impl Stream for Deadline {
 }
 
 /// Gives every request body `timeout` to arrive (from when its headers did). A body that
-/// is late is answered 408 `INVALID_REQUEST` and its connection is closed, whatever the
+/// is late is answered 408 `REQUEST_TIMEOUT` and its connection is closed, whatever the
 /// handler made of the failed read.
 pub async fn body_deadline(
     mut req: ServiceRequest,

@@ -246,6 +246,24 @@ enum Backend {
 /// finds itself behind, and reads (and refills) the list instead.
 pub const SYNC_FRESH: std::time::Duration = std::time::Duration::from_millis(2500);
 
+/// Milliseconds since a moment of this process (monotonic: a paused process or a clock
+/// step does not move it backwards).
+#[derive(Debug, Clone, Copy)]
+struct Monotonic(std::time::Instant);
+
+impl Default for Monotonic {
+    fn default() -> Self {
+        Self(std::time::Instant::now())
+    }
+}
+
+impl Monotonic {
+    /// Milliseconds from then to `at`.
+    fn ms(self, at: std::time::Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.0).as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
 /// The revocation list with its durable record.
 pub struct Revocations {
     backend: Backend,
@@ -254,7 +272,7 @@ pub struct Revocations {
     known: AtomicI64,
     /// When (ms after `started`) the last successful read of that generation began.
     synced_at: AtomicU64,
-    started: std::time::Instant,
+    started: Monotonic,
     refilling: tokio::sync::Mutex<()>,
 }
 
@@ -276,7 +294,7 @@ impl Revocations {
             db,
             known: AtomicI64::new(0),
             synced_at: AtomicU64::new(0),
-            started: std::time::Instant::now(),
+            started: Monotonic::default(),
             refilling: tokio::sync::Mutex::new(()),
         }
     }
@@ -360,9 +378,10 @@ impl Revocations {
         now: DateTime<Utc>,
     ) -> Result<Revoked, RevocationError> {
         let fields = check_fields(ids);
+        let at = std::time::Instant::now();
         if let Backend::Redis(list) = &self.backend
-            && self.synced_recently()
-            && let Some(mirror) = list.mirror()
+            && self.synced_recently(at)
+            && let Some(mirror) = list.mirror(at)
         {
             // The mirror answers when it has everything this instance knows of; else
             // Redis does, and refills it if it is behind.
@@ -391,21 +410,17 @@ impl Revocations {
         ))))
     }
 
-    fn elapsed_ms(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    /// Whether the database's generation was read less than [`SYNC_FRESH`] ago.
-    fn synced_recently(&self) -> bool {
+    /// Whether the database's generation was read less than [`SYNC_FRESH`] before `at`.
+    fn synced_recently(&self, at: std::time::Instant) -> bool {
         let synced_at = self.synced_at.load(Ordering::Acquire);
         let fresh = u64::try_from(SYNC_FRESH.as_millis()).unwrap_or(u64::MAX);
-        synced_at > 0 && self.elapsed_ms() < synced_at.saturating_add(fresh)
+        synced_at > 0 && self.started.ms(at) < synced_at.saturating_add(fresh)
     }
 
     /// Learns the database's generation (every instance polls it every second).
     pub async fn sync(&self) -> Result<(), RevocationError> {
         // From before the read: the generation read is at least the one of this moment.
-        let started = self.elapsed_ms().max(1);
+        let started = self.started.ms(std::time::Instant::now()).max(1);
         let generation = self
             .db
             .run(|conn| markers::get(conn, markers::REVOCATIONS))
@@ -458,7 +473,10 @@ impl Revocations {
     pub fn mirrored(&self) -> bool {
         match &self.backend {
             Backend::Memory(_) => false,
-            Backend::Redis(list) => self.synced_recently() && list.mirror().is_some(),
+            Backend::Redis(list) => {
+                let at = std::time::Instant::now();
+                self.synced_recently(at) && list.mirror(at).is_some()
+            }
         }
     }
 

@@ -206,7 +206,7 @@ pub struct RedisList {
     /// Until when (ms after `started`) the mirror may answer: its lease, as this instance
     /// counts it (from before the renewal was sent, so never later than Redis counts it).
     lease_until: AtomicU64,
-    started: Instant,
+    started: super::Monotonic,
     /// The last sequence this instance's mirror has acknowledged in Redis (-1: none): a
     /// publish waits on it for its own mirror instead of polling Redis.
     acknowledged: tokio::sync::watch::Sender<i64>,
@@ -232,7 +232,7 @@ impl Published {
         Some(Self {
             seq,
             pending,
-            wait: Duration::from_millis(u64::try_from(wait).unwrap_or(0)),
+            wait: millis(wait),
             fresh: fresh == 1,
         })
     }
@@ -263,6 +263,11 @@ const RENEW_EVERY: Duration = Duration::from_millis(25);
 const LEASE_MARGIN: Duration = Duration::from_millis(10);
 /// How long a revoking call waits for acknowledgements at most (leases end by then).
 const WAIT_AT_MOST: Duration = Duration::from_millis(300);
+
+/// A duration in milliseconds as a script answers it (never negative).
+fn millis(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
 
 /// The answer to a lease renewal.
 enum Renewed {
@@ -307,22 +312,19 @@ impl RedisList {
             purge: redis::Script::new(PURGE),
             mirror: ArcSwapOption::empty(),
             lease_until: AtomicU64::new(0),
-            started: Instant::now(),
+            started: super::Monotonic::default(),
             acknowledged: tokio::sync::watch::Sender::new(-1),
         }
     }
 
-    fn elapsed_ms(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.started).as_millis()).unwrap_or(u64::MAX)
-    }
-
-    /// The mirror, while it is complete, its subscription alive and its lease held: every
-    /// revocation published more than a lease ago is in it, and any publish since waits
-    /// for it (or for the lease to end) before it answers.
-    pub(super) fn mirror(&self) -> Option<Arc<MemoryList>> {
-        let mirror = self.mirror.load_full()?;
-        (self.elapsed_ms(Instant::now()) < self.lease_until.load(Ordering::Acquire))
-            .then_some(mirror)
+    /// The mirror at `at`, while it is complete, its subscription alive and its lease
+    /// held: every revocation published more than a lease ago is in it, and any publish
+    /// since waits for it (or for the lease to end) before it answers.
+    pub(super) fn mirror(&self, at: Instant) -> Option<Arc<MemoryList>> {
+        if self.started.ms(at) >= self.lease_until.load(Ordering::Acquire) {
+            return None;
+        }
+        self.mirror.load_full()
     }
 
     /// The mirror whether or not it may answer now (for housekeeping).
@@ -432,7 +434,7 @@ impl RedisList {
                             if let Some((held, _)) = copy.as_mut() {
                                 *held = epoch;
                             }
-                            let until = self.elapsed_ms(sent + LEASE - LEASE_MARGIN);
+                            let until = self.started.ms(sent + LEASE - LEASE_MARGIN);
                             self.lease_until.fetch_max(until, Ordering::AcqRel);
                             metrics::gauge!(crate::metrics::REVOCATION_MIRROR).set(1.0);
                         }
@@ -541,15 +543,7 @@ impl RedisList {
             let mut acknowledged = self.acknowledged.subscribe();
             let own = tokio::time::timeout(LEASE, acknowledged.wait_for(|a| *a >= published.seq));
             if matches!(own.await, Ok(Ok(_))) {
-                let mut conn = self.conn().await?;
-                let (p, w): (i64, i64) = self
-                    .waiting
-                    .key(&self.key)
-                    .arg(published.seq)
-                    .invoke_async(&mut conn)
-                    .await?;
-                pending = p;
-                wait = Duration::from_millis(u64::try_from(w).unwrap_or(0));
+                (pending, wait) = self.waiting_for(published.seq).await?;
             }
         }
         let mut pause = Duration::from_micros(250);
@@ -567,17 +561,22 @@ impl RedisList {
             }
             tokio::time::sleep(pause.min(wait.max(Duration::from_micros(250)))).await;
             pause = (pause * 2).min(Duration::from_millis(5));
-            let mut conn = self.conn().await?;
-            let (p, w): (i64, i64) = self
-                .waiting
-                .key(&self.key)
-                .arg(published.seq)
-                .invoke_async(&mut conn)
-                .await?;
-            pending = p;
-            wait = Duration::from_millis(u64::try_from(w).unwrap_or(0));
+            (pending, wait) = self.waiting_for(published.seq).await?;
         }
         Ok(())
+    }
+
+    /// How many lease holders have not acknowledged `seq`, and how long until the last
+    /// of their leases ends.
+    async fn waiting_for(&self, seq: i64) -> Result<(i64, Duration), RevocationError> {
+        let mut conn = self.conn().await?;
+        let (pending, wait): (i64, i64) = self
+            .waiting
+            .key(&self.key)
+            .arg(seq)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok((pending, millis(wait)))
     }
 
     /// Writes every entry, in chunks, and only then raises the watermark.

@@ -95,6 +95,21 @@ pub fn client_for_login(
     Ok(usable.then_some(client))
 }
 
+/// A client's row and the client, inside a transaction, if `admin` may see it (else
+/// `NotFound`, as for a client that does not exist).
+fn visible_row(
+    conn: &mut DbConnection,
+    key: &str,
+    admin: &Admin,
+) -> Result<(ClientRow, Client), Error> {
+    let row = store::find(conn, key)?.ok_or(Error::NotFound("client"))?;
+    let client = Client::from_row(&row)?;
+    if !admin.may_see(&client.tenant) {
+        return Err(Error::NotFound("client"));
+    }
+    Ok((row, client))
+}
+
 /// A client to register, parsed.
 #[derive(Debug)]
 pub struct NewClient {
@@ -346,13 +361,11 @@ impl Clients {
             }
             Ok(ended)
         });
-        let result = match result.await {
-            Ok((client, recorded)) => {
-                self.revocations.publish(&recorded, now).await;
-                Ok(client)
-            }
-            Err(e) => Err(e),
-        };
+        let result = result.await;
+        if let Ok((_, recorded)) = &result {
+            self.revocations.publish(recorded, now).await;
+        }
+        let result = result.map(|(client, _)| client);
         self.audit
             .admin_call(
                 admin,
@@ -411,11 +424,7 @@ impl Clients {
         self.db
             .run(move |conn| {
                 write_transaction(conn, |conn| {
-                    let mut row = store::find(conn, &key)?.ok_or(Error::NotFound("client"))?;
-                    let client = Client::from_row(&row)?;
-                    if !admin.may_see(&client.tenant) {
-                        return Err(Error::NotFound("client"));
-                    }
+                    let (mut row, client) = visible_row(conn, &key, &admin)?;
                     let ended = apply(conn, &mut row, &client)?;
                     row.updated_at = now.naive_utc();
                     store::update(conn, &row)?;
@@ -441,23 +450,17 @@ impl Clients {
             .db
             .run(move |conn| {
                 write_transaction(conn, |conn| {
-                    let row = store::find(conn, &key)?.ok_or(Error::NotFound("client"))?;
-                    if !admin_copy.may_see(&Client::from_row(&row)?.tenant) {
-                        return Err(Error::NotFound("client"));
-                    }
+                    visible_row(conn, &key, &admin_copy)?;
                     let ended = revoke_client_in(conn, &key, "client deleted", &lifetimes, now)?;
                     store::delete(conn, &key)?;
                     Ok(Revocations::record(conn, ended)?)
                 })
             })
             .await;
-        let result = match result {
-            Ok(recorded) => {
-                self.revocations.publish(&recorded, now).await;
-                Ok(())
-            }
-            Err(e) => Err(e),
-        };
+        if let Ok(recorded) = &result {
+            self.revocations.publish(recorded, now).await;
+        }
+        let result = result.map(|_| ());
         self.audit
             .admin_call(
                 admin,

@@ -12,6 +12,26 @@ async fn admin_key(app: &TestApp) -> String {
     app.api_key(&admin, &["admin", "introspect"]).await.1
 }
 
+/// RFC 8693: `subject` exchanged by the client `(id, secret)` for `https://orders.internal`.
+async fn exchange(app: &TestApp, subject: &str, client: (&str, &str)) -> reqwest::Response {
+    app.token_request(
+        &[
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
+            ("subject_token", subject),
+            (
+                "subject_token_type",
+                "urn:ietf:params:oauth:token-type:access_token",
+            ),
+            ("audience", "https://orders.internal"),
+        ],
+        Some(client),
+    )
+    .await
+}
+
 /// Two credentials are refused, whichever places they come in: `?key=` and `X-API-Key`,
 /// or `X-API-Key` twice.
 #[tokio::test]
@@ -172,23 +192,7 @@ async fn every_503_and_429_carries_retry_after() {
             secret.unwrap().expose().to_owned(),
         )
     };
-    let exchanged = app
-        .token_request(
-            &[
-                (
-                    "grant_type",
-                    "urn:ietf:params:oauth:grant-type:token-exchange",
-                ),
-                ("subject_token", admin.as_str()),
-                (
-                    "subject_token_type",
-                    "urn:ietf:params:oauth:token-type:access_token",
-                ),
-                ("audience", "https://orders.internal"),
-            ],
-            Some((&gateway, &secret)),
-        )
-        .await;
+    let exchanged = exchange(&app, &admin, (&gateway, &secret)).await;
     assert_eq!(exchanged.status(), 503);
     assert!(retry_after(exchanged.headers()), "/oauth/token");
     assert_eq!(
@@ -531,29 +535,18 @@ async fn exchanged_tokens_introspect_and_revoke_like_every_other() {
         .json()
         .await
         .unwrap();
-    let exchanged: Value = app
-        .token_request(
-            &[
-                (
-                    "grant_type",
-                    "urn:ietf:params:oauth:grant-type:token-exchange",
-                ),
-                ("subject_token", admin.as_str()),
-                (
-                    "subject_token_type",
-                    "urn:ietf:params:oauth:token-type:access_token",
-                ),
-                ("audience", "https://orders.internal"),
-            ],
-            Some((
-                gateway["client_id"].as_str().unwrap(),
-                gateway["client_secret"].as_str().unwrap(),
-            )),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let exchanged: Value = exchange(
+        &app,
+        &admin,
+        (
+            gateway["client_id"].as_str().unwrap(),
+            gateway["client_secret"].as_str().unwrap(),
+        ),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     let token = exchanged["access_token"].as_str().unwrap();
     let introspected: Value = app.introspect(&admin, token).await.json().await.unwrap();
     assert_eq!(introspected["active"], true, "{introspected}");
