@@ -190,7 +190,10 @@ fn crypto_references() -> anyhow::Result<(f64, f64, f64)> {
         let mut times = Vec::new();
         for _ in 0..9 {
             let t = Instant::now();
-            let admission = hasher.admit().map_err(anyhow::Error::msg)?;
+            let admission = hasher
+                .admit(tokenmint::identity::admission::Class::Internal)
+                .await
+                .map_err(anyhow::Error::msg)?;
             hasher
                 .verify(
                     admission,

@@ -80,12 +80,20 @@ pub struct Settings {
     pub bootstrap_admin: Option<(String, SecretString)>,
     /// Log filter (`TOKENMINT_LOG`).
     pub log: String,
-    /// Login failures per username before 429 (`TOKENMINT_LOGIN_MAX_FAILURES`).
+    /// Login failures per username before its logins are slowed down (a delay doubling
+    /// from 1 s, answered 429), and failures a device proof may have per window
+    /// (`TOKENMINT_LOGIN_MAX_FAILURES`, 5).
     pub login_max_failures: u32,
     /// Window of the login failure counters (`TOKENMINT_LOGIN_WINDOW`).
     pub login_window: Duration,
-    /// Login failures per client address before 429 (`TOKENMINT_LOGIN_MAX_FAILURES_PER_IP`).
+    /// Login attempts per client address (IPv6: per /64) per window before 429
+    /// (`TOKENMINT_LOGIN_MAX_FAILURES_PER_IP`); successes give theirs back.
     pub login_max_failures_per_ip: u32,
+    /// The longest delay failures impose between two logins for one username
+    /// (`TOKENMINT_LOGIN_MAX_DELAY`, 30 s).
+    pub login_max_delay: Duration,
+    /// Lifetime of a device proof (`TOKENMINT_DEVICE_PROOF_TTL`, 90 days).
+    pub device_proof_ttl: Duration,
     /// Proxies whose `X-Forwarded-For` is believed (`TOKENMINT_TRUSTED_PROXIES`: IPs or CIDRs).
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Largest accepted request body (`TOKENMINT_BODY_LIMIT`, bytes).
@@ -314,6 +322,8 @@ impl Settings {
                 1,
                 1_000_000,
             )? as u32,
+            login_max_delay: duration("TOKENMINT_LOGIN_MAX_DELAY", 30 * SECOND, SECOND, HOUR)?,
+            device_proof_ttl: duration("TOKENMINT_DEVICE_PROOF_TTL", 90 * DAY, MINUTE, 400 * DAY)?,
             trusted_proxies: parse_proxies(get("TOKENMINT_TRUSTED_PROXIES").as_deref())
                 .map_err(|r| invalid("TOKENMINT_TRUSTED_PROXIES", r))?,
             body_limit_bytes: number("TOKENMINT_BODY_LIMIT", 64 * 1024, 1024, 16 * 1024 * 1024)?
@@ -399,6 +409,7 @@ impl Settings {
             per_user: self.login_max_failures,
             per_ip: self.login_max_failures_per_ip,
             window: self.login_window,
+            max_delay: self.login_max_delay,
         }
     }
 }

@@ -20,6 +20,7 @@ use crate::error::Error;
 use crate::health::Health;
 use crate::http::{self, AppState, KnownRoutes};
 use crate::identity::bootstrap::Bootstrap;
+use crate::identity::devices::DeviceKey;
 use crate::identity::passwords::{PasswordError, PasswordHasher};
 use crate::identity::rate_limit::LoginLimiter;
 use crate::identity::{Identity, IdentityParts};
@@ -230,6 +231,7 @@ impl Services {
         }
         let kek = key_encryption_key(&settings)?;
         let refresh_key = RefreshKey::new(&*kek.derive(b"refresh-token")?);
+        let device_secret = kek.derive(b"device-proof")?;
         let keyring = Arc::new(
             Keyring::load_or_init(
                 db.clone(),
@@ -276,6 +278,8 @@ impl Services {
             revocations: revocations.clone(),
             audit: audit.clone(),
             lifetimes,
+            devices: DeviceKey::new(&device_secret),
+            device_proof_ttl: settings.device_proof_ttl,
         }));
         let authenticator = Arc::new(Authenticator::new(
             tokens.clone(),

@@ -25,6 +25,10 @@ pub const REFRESH_COOKIE: &str = "__Host-tokenmint_refresh";
 /// The name over plain HTTP (`TOKENMINT_COOKIE_SECURE=false`, development only), and
 /// the name earlier releases used; still read for one release.
 pub const LEGACY_REFRESH_COOKIE: &str = "tokenmint_refresh";
+/// Name of the HttpOnly cookie that carries the device proof in cookie mode, when `Secure`.
+pub const DEVICE_COOKIE: &str = "__Host-tokenmint_device";
+/// Its name over plain HTTP (`TOKENMINT_COOKIE_SECURE=false`, development only).
+pub const PLAIN_DEVICE_COOKIE: &str = "tokenmint_device";
 
 /// Credentials for a login.
 #[derive(Deserialize, ToSchema)]
@@ -52,9 +56,15 @@ pub struct LoginRequest {
     /// Space-separated subset of the user's scopes; default: all of them.
     #[serde(default)]
     pub scope: Option<String>,
-    /// Put the refresh token in an HttpOnly cookie instead of the body.
+    /// Put the refresh token (and the device proof) in HttpOnly cookies.
     #[serde(default)]
     pub cookie: Option<bool>,
+    /// The `device_proof` of an earlier login on this device (else the device cookie is
+    /// used). A valid one for this username spares the login the delays that failures by
+    /// others impose, and puts it ahead of logins without one; anything else is ignored.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub device_proof: Option<SecretString>,
 }
 
 /// A token pair. `access_token` and `token` carry the same JWT, for clients that read either.
@@ -79,6 +89,11 @@ pub struct TokenResponse {
     pub scope: String,
     /// Session id (`sid` claim).
     pub session_id: String,
+    /// Logins only: proof that this device logged in as this user, to present at its
+    /// next login (also in the device cookie in cookie mode). Ends with the user's
+    /// password, a disable or a delete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_proof: Option<String>,
 }
 
 /// A refresh token in a body; it may come from the cookie instead.
@@ -128,6 +143,12 @@ pub async fn login(
             .map(Scope::parse_space_separated)
             .transpose()?,
         ip: client_ip(&req),
+        device_proof: match &body.device_proof {
+            Some(proof) => Some(proof.expose_secret().to_owned()),
+            None => req
+                .cookie(device_cookie_name(&state))
+                .map(|c| c.value().to_owned()),
+        },
     };
     let now = state.clock.now();
     let pair = state.identity.login(attempt, now).await?;
@@ -319,7 +340,17 @@ fn refresh_cookie_name(state: &AppState) -> &'static str {
 /// The refresh cookie, under [`refresh_cookie_name`]: `Path=/` when `Secure`, `Path=/api`
 /// over plain HTTP.
 fn refresh_cookie(state: &AppState, value: String, max_age_secs: i64) -> Cookie<'static> {
-    let name = refresh_cookie_name(state);
+    cookie(state, refresh_cookie_name(state), value, max_age_secs)
+}
+
+/// An HttpOnly, SameSite=Strict cookie: `Secure` and `Path=/` (as `__Host-` needs) when
+/// Secure, `Path=/api` over plain HTTP.
+fn cookie(
+    state: &AppState,
+    name: &'static str,
+    value: String,
+    max_age_secs: i64,
+) -> Cookie<'static> {
     let path = if state.settings.cookie_secure {
         "/"
     } else {
@@ -332,6 +363,21 @@ fn refresh_cookie(state: &AppState, value: String, max_age_secs: i64) -> Cookie<
         .path(path)
         .max_age(time::Duration::seconds(max_age_secs))
         .finish()
+}
+
+/// The name the device cookie is set under: `__Host-` prefixed when `Secure`.
+fn device_cookie_name(state: &AppState) -> &'static str {
+    if state.settings.cookie_secure {
+        DEVICE_COOKIE
+    } else {
+        PLAIN_DEVICE_COOKIE
+    }
+}
+
+/// The device cookie: HttpOnly, SameSite=Strict, for the login path's directory.
+fn device_cookie(state: &AppState, value: String) -> Cookie<'static> {
+    let max_age = i64::try_from(state.settings.device_proof_ttl.as_secs()).unwrap_or(i64::MAX);
+    cookie(state, device_cookie_name(state), value, max_age)
 }
 
 /// Clears a cookie of the old name that a browser still holds from an earlier release,
@@ -384,6 +430,9 @@ fn token_response(
     } else {
         Some(refresh_token)
     };
+    if cookie_mode && let Some(proof) = &pair.device_proof {
+        response.cookie(device_cookie(state, proof.clone()));
+    }
     response.json(TokenResponse {
         token: pair.access.token.clone(),
         access_token: pair.access.token,
@@ -393,5 +442,6 @@ fn token_response(
         refresh_expires_in: refresh_expires_in.unsigned_abs(),
         scope: claims.scope,
         session_id: pair.session_id.to_string(),
+        device_proof: pair.device_proof,
     })
 }

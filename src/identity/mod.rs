@@ -7,7 +7,9 @@
 //! - a change of password, roles, scopes or `enabled`, a delete and a "log out everywhere"
 //!   commit together with the revocations they imply.
 
+pub mod admission;
 pub mod bootstrap;
+pub mod devices;
 pub mod passwords;
 pub mod rate_limit;
 
@@ -16,8 +18,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use self::admission::Class;
+use self::devices::DeviceKey;
 use self::passwords::{Password, PasswordHasher, Verified};
-use self::rate_limit::{Limit, LoginLimiter};
+use self::rate_limit::{AttemptKeys, Limited, LoginLimiter, address_key};
 use crate::actor::Admin;
 use crate::audit::{Action, Actor, Audit, AuditEvent, Outcome};
 use crate::client::{Client, ClientId, GrantType};
@@ -83,6 +87,8 @@ pub struct LoginAttempt {
     pub scopes: Option<Vec<Scope>>,
     /// The client address, for the limits and the audit log.
     pub ip: Option<String>,
+    /// A device proof from an earlier login on this device, if one was presented.
+    pub device_proof: Option<String>,
 }
 
 /// What [`Identity`] is built from.
@@ -103,6 +109,10 @@ pub struct IdentityParts {
     pub audit: Arc<Audit>,
     /// Lifetimes.
     pub lifetimes: Lifetimes,
+    /// The key of device proofs.
+    pub devices: DeviceKey,
+    /// Lifetime of a device proof.
+    pub device_proof_ttl: std::time::Duration,
 }
 
 /// Users and logins.
@@ -115,6 +125,8 @@ pub struct Identity {
     revocations: Arc<Revocations>,
     audit: Arc<Audit>,
     lifetimes: Lifetimes,
+    devices: DeviceKey,
+    device_proof_ttl: std::time::Duration,
 }
 
 impl UserPatch {
@@ -154,6 +166,8 @@ impl Identity {
             revocations: parts.revocations,
             audit: parts.audit,
             lifetimes: parts.lifetimes,
+            devices: parts.devices,
+            device_proof_ttl: parts.device_proof_ttl,
         }
     }
 
@@ -184,13 +198,65 @@ impl Identity {
             detail: None,
         };
 
-        // Shed a flood before it counts against anyone's limits: a place in the hashing
-        // queue, or 503 with Retry-After without queueing. The refusal leaves after a
-        // short pause (at most 100 ms): answered in microseconds, a client that ignores
-        // Retry-After (wrk, a bot) sends the next login at once, and the refusals take
-        // the CPU from the hashes that would let logins in (measured: 29 000 refusals a
-        // second, the hashing threads at a tenth of a core each).
-        let admission = match self.hasher.admit() {
+        // A device proof counts only if it is the current one of this username's user;
+        // anything else about it leaves the login anonymous (never refused for it).
+        let mut row = None;
+        let mut device = None;
+        let claimed = attempt
+            .device_proof
+            .as_deref()
+            .and_then(|proof| self.devices.open(proof, now));
+        if let (Some(claimed), Some(key)) = (claimed, user_key.clone()) {
+            let found = self
+                .db
+                .run(move |conn| store::find_by_username_key(conn, &key))
+                .await?;
+            if found.as_ref().is_some_and(|r| claimed.is_for(r)) {
+                device = Some(claimed.id);
+            }
+            row = Some(found);
+        }
+
+        // Counted before anything else, refusals included: a login refused below (busy)
+        // still spends its address's budget, so fresh addresses are the attacker's cost.
+        let keys = AttemptKeys {
+            user: user_key.as_deref(),
+            ip: attempt.ip.as_deref(),
+            device: device.as_deref(),
+        };
+        let reservation = match self.limiter.reserve(keys, now).await {
+            Ok(reservation) => reservation,
+            Err(Limited {
+                retry_after_secs,
+                counter,
+            }) => {
+                // One row per full counter per window: a flood of refusals cannot fill the log.
+                let until = now + delta(std::time::Duration::from_secs(retry_after_secs));
+                self.audit
+                    .record_throttled(
+                        audit(Actor::Anonymous, Action::LoginRateLimited, Outcome::Failure),
+                        format!("login.rate_limited|{counter}"),
+                        until,
+                        now,
+                    )
+                    .await;
+                metrics::count(metrics::LOGINS, "rate_limited");
+                return Err(Error::RateLimited { retry_after_secs });
+            }
+        };
+
+        // A hashing thread, in turn: device proofs first, then the client addresses
+        // round-robin; or 503 with Retry-After at once when this login is not owed a place.
+        // The refusal leaves after a short pause (at most 100 ms): answered in
+        // microseconds, a client that ignores Retry-After (wrk, a bot) sends the next login
+        // at once, and the refusals take the CPU from the hashes that would let logins in
+        // (measured: 29 000 refusals a second, the hashing threads at a tenth of a core each).
+        let class = match (reservation.trusted, attempt.ip.as_deref()) {
+            (true, _) => Class::Device,
+            (false, Some(ip)) => Class::Address(address_key(ip)),
+            (false, None) => Class::Address(String::new()),
+        };
+        let admission = match self.hasher.admit(class).await {
             Ok(admission) => admission,
             Err(busy) => {
                 metrics::count(metrics::LOGINS, "busy");
@@ -198,35 +264,15 @@ impl Identity {
                 return Err(busy);
             }
         };
-        if let Limit::Limited {
-            retry_after_secs,
-            counter,
-        } = self
-            .limiter
-            .reserve(user_key.as_deref(), attempt.ip.as_deref(), now)
-            .await
-        {
-            // One row per full counter per window: a flood of refusals cannot fill the log.
-            let until = now + delta(std::time::Duration::from_secs(retry_after_secs));
-            self.audit
-                .record_throttled(
-                    audit(Actor::Anonymous, Action::LoginRateLimited, Outcome::Failure),
-                    format!("login.rate_limited|{counter}"),
-                    until,
-                    now,
-                )
-                .await;
-            metrics::count(metrics::LOGINS, "rate_limited");
-            return Err(Error::RateLimited { retry_after_secs });
-        }
 
-        let row = match user_key.clone() {
-            Some(key) => {
+        let row = match (row, user_key.clone()) {
+            (Some(row), _) => row,
+            (None, Some(key)) => {
                 self.db
                     .run(move |conn| store::find_by_username_key(conn, &key))
                     .await?
             }
-            None => None,
+            (None, None) => None,
         };
         let stored_hash = row.as_ref().map(|r| r.password_hash.clone());
         // Verify even when the user is unknown, so that timing tells nothing.
@@ -271,9 +317,9 @@ impl Identity {
                     {
                         return Ok(None);
                     }
-                    let current = match store::lock(conn, &user_id, Lock::Share)? {
+                    let (current, epoch) = match store::lock(conn, &user_id, Lock::Share)? {
                         Some(row) if row.enabled && row.password_hash == verified_hash => {
-                            User::from_row(&row)?
+                            (User::from_row(&row)?, row.device_epoch)
                         }
                         _ => return Ok(None),
                     };
@@ -303,11 +349,11 @@ impl Identity {
                     let refreshable = client
                         .as_ref()
                         .is_none_or(|c| c.allows(GrantType::RefreshToken));
-                    Ok::<_, Error>(Some((current, scopes, opened, refreshable)))
+                    Ok::<_, Error>(Some((current, epoch, scopes, opened, refreshable)))
                 })
             })
             .await?;
-        let Some((user, scopes, opened, refreshable)) = opened else {
+        let Some((user, epoch, scopes, opened, refreshable)) = opened else {
             metrics::count(metrics::LOGINS, "failure");
             self.audit
                 .record(
@@ -317,9 +363,7 @@ impl Identity {
                 .await;
             return Err(Error::refused(Credential::Password, Refusal::Invalid));
         };
-        self.limiter
-            .succeeded(user_key.as_deref(), attempt.ip.as_deref())
-            .await;
+        self.limiter.succeeded(&reservation, now).await;
         if needs_rehash {
             self.spawn_rehash(&row, attempt.password, now);
         }
@@ -338,6 +382,12 @@ impl Identity {
             now,
         )?;
         pair.refreshable = refreshable;
+        // A fresh proof at each login: the device stays known while it is used.
+        pair.device_proof = Some(self.devices.issue(
+            user.id,
+            epoch,
+            now + delta(self.device_proof_ttl),
+        )?);
         Ok(pair)
     }
 
@@ -392,6 +442,7 @@ impl Identity {
         let row = UserRow {
             id: Uuid::now_v7().to_string(),
             tenant_id: tenant.as_str().to_owned(),
+            device_epoch: 0,
             username_key: new.username.key_in(&tenant),
             username: new.username.as_str().to_owned(),
             password_hash,
@@ -536,6 +587,10 @@ impl Identity {
                         return Err(Error::NotFound("user"));
                     }
                     let revoke = new_hash.is_some() || ends_sessions(&patch, &before);
+                    if new_hash.is_some() || (before.enabled && patch.enabled == Some(false)) {
+                        // The user's device proofs end with the password or the access.
+                        row.device_epoch = row.device_epoch.saturating_add(1);
+                    }
                     if let Some(hash) = new_hash {
                         row.password_hash = hash;
                     }

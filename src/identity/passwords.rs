@@ -5,9 +5,10 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::admission::{Admissions, Class, Permit};
 use crate::error::Error;
 use crate::threads::Threads;
 
@@ -97,8 +98,8 @@ pub struct PasswordHasher {
     concurrency: usize,
     /// Logins admitted only while the queue can be worked off within this.
     queue_timeout: Duration,
-    /// Hashes queued or running.
-    in_flight: Arc<AtomicUsize>,
+    /// The fair waiting room in front of the threads.
+    admissions: Admissions,
     /// Moving average of one hash, microseconds.
     mean_micros: Arc<AtomicU64>,
     /// argon2 memory (19 MiB each) kept between verifications while logins queue.
@@ -114,16 +115,18 @@ fn memory(memory: &Memory) -> std::sync::MutexGuard<'_, Vec<Vec<argon2::Block>>>
     memory.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A login's place in the hashing queue, given back when dropped.
+/// A login's hashing thread, given back when dropped.
 #[derive(Debug)]
 pub struct Admission {
-    in_flight: Arc<AtomicUsize>,
+    permit: Option<Permit>,
+    admissions: Admissions,
     memory: Memory,
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+        drop(self.permit.take());
+        if self.admissions.in_flight() == 0 {
             // Nothing queued or running: no memory is kept while idle.
             memory(&self.memory).clear();
         }
@@ -223,34 +226,39 @@ impl PasswordHasher {
             dummy_hash,
             concurrency: concurrency.max(1),
             queue_timeout,
-            in_flight: Arc::new(AtomicUsize::new(0)),
+            admissions: Admissions::new(concurrency),
             mean_micros: Arc::new(AtomicU64::new(first.max(1))),
             memory: Memory::default(),
         })
     }
 
-    /// A place in the queue for one login's verification, or `Busy` at once when more
-    /// hashes are queued than the threads can finish within the queue timeout (measured
-    /// by the moving average of recent hashes): a flood then gets quick 503s instead of
-    /// waits that end in client timeouts.
-    pub fn admit(&self) -> Result<Admission, Error> {
+    /// A hashing thread for one login's verification, once its turn comes (see
+    /// [`super::admission`]): `class` is [`Class::Device`] for a login with a valid device
+    /// proof, else its address. The waiting room holds what the threads can finish within
+    /// the queue timeout (measured by the moving average of recent hashes); a login not
+    /// owed a place in it is `Busy` at once, so a flood gets quick 503s instead of waits
+    /// that end in client timeouts.
+    pub async fn admit(&self, class: Class) -> Result<Admission, Error> {
         let mean = self.mean_micros.load(Ordering::Relaxed).max(1);
         let budget = u64::try_from(self.queue_timeout.as_micros()).unwrap_or(u64::MAX);
         let per_thread = usize::try_from(budget / mean).unwrap_or(usize::MAX);
         let capacity = per_thread
             .saturating_mul(self.concurrency)
             .max(self.concurrency);
-        let ahead = self.in_flight.fetch_add(1, Ordering::SeqCst);
-        let admission = Admission {
-            in_flight: self.in_flight.clone(),
-            memory: self.memory.clone(),
-        };
-        if ahead >= capacity {
-            return Err(Error::Busy {
+        match self.admissions.admit(class, capacity).await {
+            Ok(permit) => Ok(self.admission(permit)),
+            Err(_) => Err(Error::Busy {
                 retry_after_secs: self.queue_timeout.as_secs().max(1),
-            });
+            }),
         }
-        Ok(admission)
+    }
+
+    fn admission(&self, permit: Permit) -> Admission {
+        Admission {
+            permit: Some(permit),
+            admissions: self.admissions.clone(),
+            memory: self.memory.clone(),
+        }
     }
 
     /// How long a refused login is held before its 503: 100 ms, or the queue timeout if
@@ -298,11 +306,10 @@ impl PasswordHasher {
 
     /// Hashes a new password into a PHC string.
     pub async fn hash(&self, password: Password) -> Result<String, PasswordError> {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-        let admission = Admission {
-            in_flight: self.in_flight.clone(),
-            memory: self.memory.clone(),
-        };
+        let admission = self
+            .admit(Class::Internal)
+            .await
+            .map_err(|_| PasswordError::Task)?;
         self.run_admitted(admission, move || hash_blocking(password.bytes()))
             .await
     }
@@ -319,8 +326,8 @@ impl PasswordHasher {
             Some(h) => (h, true),
             None => (self.dummy_hash.clone(), false),
         };
-        let (in_flight, threads, kept) = (
-            self.in_flight.clone(),
+        let (admissions, threads, kept) = (
+            self.admissions.clone(),
             self.concurrency,
             self.memory.clone(),
         );
@@ -329,7 +336,7 @@ impl PasswordHasher {
                 let mut blocks = memory(&kept).pop().unwrap_or_default();
                 let verified = verify_blocking(password.bytes(), &hash, &mut blocks);
                 // More admitted than threads: a login is waiting, and will use it.
-                if in_flight.load(Ordering::SeqCst) > threads {
+                if admissions.in_flight() > threads {
                     memory(&kept).push(blocks);
                 }
                 verified
@@ -358,7 +365,7 @@ mod tests {
         assert_eq!(
             hasher
                 .verify(
-                    hasher.admit().unwrap(),
+                    hasher.admit(Class::Internal).await.unwrap(),
                     pw("correct horse"),
                     Some(hash.clone())
                 )
@@ -370,7 +377,11 @@ mod tests {
         );
         assert_eq!(
             hasher
-                .verify(hasher.admit().unwrap(), pw("wrong horse"), Some(hash))
+                .verify(
+                    hasher.admit(Class::Internal).await.unwrap(),
+                    pw("wrong horse"),
+                    Some(hash)
+                )
                 .await
                 .unwrap(),
             Verified::Mismatch
@@ -383,7 +394,7 @@ mod tests {
         let dummy = pw("tokenmint dummy password, never matched");
         assert_eq!(
             hasher
-                .verify(hasher.admit().unwrap(), dummy, None)
+                .verify(hasher.admit(Class::Internal).await.unwrap(), dummy, None)
                 .await
                 .unwrap(),
             Verified::Mismatch
@@ -402,7 +413,11 @@ mod tests {
         let hasher = PasswordHasher::new(1).unwrap();
         assert_eq!(
             hasher
-                .verify(hasher.admit().unwrap(), pw("pw-123456"), Some(hash))
+                .verify(
+                    hasher.admit(Class::Internal).await.unwrap(),
+                    pw("pw-123456"),
+                    Some(hash)
+                )
                 .await
                 .unwrap(),
             Verified::Match { needs_rehash: true }
@@ -417,24 +432,28 @@ mod tests {
         assert!(Password::parse_presented(SecretString::from("x".repeat(1025))).is_err());
     }
 
-    #[test]
-    fn logins_beyond_what_the_queue_timeout_allows_are_turned_away_at_once() {
+    #[tokio::test]
+    async fn logins_beyond_what_the_queue_timeout_allows_are_turned_away_at_once() {
         // One thread, hashes of about a second, a queue timeout of a second and a half:
-        // one running and none waiting fit; the next is busy at once, and a finished
-        // one makes room again.
+        // one running and one waiting fit; the next from the same address is busy at
+        // once, and a finished one makes room again.
         let hasher = PasswordHasher::with_queue_timeout(1, Duration::from_millis(1500)).unwrap();
         hasher.mean_micros.store(1_000_000, Ordering::Relaxed);
-        let first = hasher.admit().unwrap();
-        match hasher.admit() {
+        let a = || Class::Address("10.0.0.1".into());
+        let first = hasher.admit(a()).await.unwrap();
+        let h = Arc::new(hasher);
+        let waiting = tokio::spawn({
+            let h = h.clone();
+            async move { h.admit(Class::Address("10.0.0.1".into())).await.map(drop) }
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        match h.admit(a()).await {
             Err(Error::Busy { retry_after_secs }) => assert_eq!(retry_after_secs, 1),
             other => panic!("{other:?}"),
         }
-        assert_eq!(
-            hasher.in_flight.load(Ordering::SeqCst),
-            1,
-            "a refusal takes no place"
-        );
+        assert_eq!(h.admissions.in_flight(), 2, "a refusal takes no place");
         drop(first);
-        assert!(hasher.admit().is_ok());
+        assert!(waiting.await.unwrap().is_ok());
+        assert!(h.admit(a()).await.is_ok());
     }
 }

@@ -1,107 +1,328 @@
-//! Login brute-force limits: attempts counted per username and per client address in a
-//! fixed window (Redis in production, memory embedded).
+//! Login brute-force limits, counted in Redis (shared by every instance) or in memory
+//! (embedded), with the same rules on both:
 //!
-//! An attempt is *reserved* before the password is checked: its counters go up first and
-//! the answer is decided from their new values, in one atomic step per counter. Checking
-//! first and counting after the (slow) hash would let a burst of concurrent guesses all
-//! pass the check before any failure is counted. A successful login hands its
-//! reservation back and resets the username's counter. While limited, even a correct
-//! password is refused, so guessing gains nothing by waiting for a lucky hit.
+//! - **per address**: attempts per client address (IPv4 /32, IPv6 /64) in a fixed
+//!   window; past the limit, 429 until the window ends. Every attempt counts, refused
+//!   ones too; a success hands its own back.
+//! - **per username**: never a lock. Each attempt without a device proof counts as a
+//!   failure until it succeeds; past `per_user` of them, the next may start only after a
+//!   delay that doubles with each further failure (1 s, 2 s, 4 s... capped at
+//!   `max_delay`); an attempt before then is 429 with the seconds left. A success forgets
+//!   the username's failures.
+//! - **per device proof**: a login with a valid proof skips both of the above; the proof
+//!   itself may fail `per_user` times in a window, after which its logins are anonymous
+//!   for the rest of it (a stolen proof buys a handful of guesses, not a bypass).
+//!
+//! An attempt is *reserved* before the password is checked, in one atomic step per
+//! counter: checking first and counting after the (slow) hash would let a burst of
+//! concurrent guesses pass the check before any failure is counted.
+//!
+//! The rules are pure functions ([`count_rule`], [`throttle_rule`]); the memory backend
+//! applies them, and Redis runs their Lua twins (a test compares the two). Memory is
+//! bounded and each attempt costs O(1): counters expire in the order they were made (the
+//! window is fixed), and past [`MEMORY_ENTRIES`] the oldest go first.
 //!
 //! If Redis cannot be reached, this instance counts in its own memory until it can: the
-//! limit then holds per instance instead of across them, and never lapses.
+//! limits then hold per instance instead of across them, and never lapse.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher as _;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::lifetimes::delta;
 use crate::redis_conn::LazyRedis;
+
+/// Counters kept in memory per kind (addresses, usernames, device proofs): about 40 bytes
+/// each. Past it the oldest are forgotten first: flushing one username's failures out
+/// takes this many fresh attempts, each of them within its address's limit.
+pub const MEMORY_ENTRIES: usize = 262_144;
+
+/// The first delay of a username past its free failures; each further failure doubles it.
+const FIRST_DELAY_MS: i64 = 1_000;
 
 /// The limits.
 #[derive(Debug, Clone, Copy)]
 pub struct LoginLimits {
-    /// Attempts that may fail per username per window.
+    /// Failures per username before its logins are slowed down; also the failures a
+    /// device proof may have per window.
     pub per_user: u32,
-    /// Attempts that may fail per client address per window.
+    /// Attempts per client address per window (successes give theirs back).
     pub per_ip: u32,
-    /// The window.
+    /// The window of the address and device counters, and how long a username's
+    /// failures are remembered from the first.
     pub window: Duration,
+    /// The longest delay between two attempts for one username.
+    pub max_delay: Duration,
 }
 
-/// The answer to a reservation.
+impl LoginLimits {
+    fn window_ms(&self) -> i64 {
+        i64::try_from(self.window.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1)
+    }
+
+    fn max_delay_ms(&self) -> i64 {
+        i64::try_from(self.max_delay.as_millis()).unwrap_or(i64::MAX)
+    }
+}
+
+/// The keys of one login attempt.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AttemptKeys<'a> {
+    /// The username's key (`<tenant>:<lower-cased name>`), if the name is valid.
+    pub user: Option<&'a str>,
+    /// The client address as [`client_ip`](crate::http::extract::client_ip) reports it.
+    pub ip: Option<&'a str>,
+    /// The id of a device proof that is this user's, live and current.
+    pub device: Option<&'a str>,
+}
+
+/// The counter an address is limited by: itself for IPv4, its /64 for IPv6 (one host
+/// commonly holds a whole /64), the IPv4 address of an IPv4-mapped one.
+pub fn address_key(ip: &str) -> String {
+    match ip.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                format!("{net}/64")
+            }
+        },
+        Ok(IpAddr::V4(v4)) => v4.to_string(),
+        Err(_) => ip.to_owned(),
+    }
+}
+
+/// A refusal: 429 for this many seconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Limit {
-    /// Go ahead: the attempt is counted.
-    Allowed,
-    /// Refuse; the window that is full ends in this many seconds.
-    Limited {
-        /// Seconds until the fullest counter resets.
-        retry_after_secs: u64,
-        /// That counter: `user:<name>` or `ip:<address>`.
-        counter: String,
-    },
+pub struct Limited {
+    /// Seconds until an attempt may be made again.
+    pub retry_after_secs: u64,
+    /// The counter that refused: `user:<key>` or `ip:<address>`.
+    pub counter: String,
 }
 
-/// A counter key and its limit.
-struct Counter {
-    key: String,
-    max: u32,
+/// An attempt that went ahead: what it counted, to hand back if it succeeds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reservation {
+    /// Admitted on a device proof (neither the address nor the username was counted).
+    pub trusted: bool,
+    user: Option<String>,
+    address: Option<String>,
+    device: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------
+// The rules
+
+/// A fixed-window counter after one more attempt: allowed while the new count is within
+/// `max`. (The window starts with the counter's first attempt.)
+pub fn count_rule(count_before: u32, max: u32) -> (u32, bool) {
+    let count = count_before.saturating_add(1);
+    (count, count <= max)
+}
+
+/// A username's state: failures remembered, and when the next attempt may start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Throttle {
+    /// Attempts counted as failures (every reserved attempt until one succeeds).
+    pub failures: u32,
+    /// Milliseconds since the epoch before which an attempt is refused.
+    pub open_at_ms: i64,
+}
+
+/// What the throttle says to one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Go ahead; the username's state becomes this.
+    Go(Throttle),
+    /// Refused (state unchanged): the next attempt may start in this many milliseconds.
+    Wait(i64),
+}
+
+/// The delay after `failures` failures: none for the first `free - 1`, then 1 s doubling
+/// with each failure, capped at `max_ms`.
+pub fn delay_ms(failures: u32, free: u32, max_ms: i64) -> i64 {
+    if failures < free {
+        return 0;
+    }
+    let doublings = (failures - free).min(40);
+    FIRST_DELAY_MS
+        .saturating_mul(1_i64 << doublings)
+        .min(max_ms)
+}
+
+/// The username rule: an attempt before `open_at` waits; one at or after it goes and
+/// counts as a failure (until its success forgets them all).
+pub fn throttle_rule(state: Throttle, now_ms: i64, limits: &LoginLimits) -> Step {
+    if now_ms < state.open_at_ms {
+        return Step::Wait(state.open_at_ms - now_ms);
+    }
+    let failures = state.failures.saturating_add(1);
+    Step::Go(Throttle {
+        failures,
+        open_at_ms: now_ms.saturating_add(delay_ms(
+            failures,
+            limits.per_user,
+            limits.max_delay_ms(),
+        )),
+    })
+}
+
+fn secs_ceil(ms: i64) -> u64 {
+    ms.max(1).unsigned_abs().div_ceil(1000)
+}
+
+// ---------------------------------------------------------------------------------------
+// Memory
+
+/// Values that expire a window after they were made, in a map bounded to `cap` entries.
+/// Each value is made at `now` with the same window, so expiry order is creation order:
+/// a queue of creations finds the expired ones in O(1) each.
+struct Expiring<V> {
+    map: HashMap<u64, (V, i64)>,
+    order: VecDeque<(i64, u64)>,
+    cap: usize,
+    // Keys are kept as 64-bit keyed hashes: fixed size whatever the input.
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl<V: Default> Expiring<V> {
+    fn new(cap: usize) -> Self {
+        Self {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            cap: cap.max(1),
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+
+    fn pop_oldest(&mut self) -> bool {
+        let Some((expires, key)) = self.order.pop_front() else {
+            return false;
+        };
+        if self.map.get(&key).is_some_and(|(_, e)| *e == expires) {
+            self.map.remove(&key);
+        }
+        true
+    }
+
+    fn sweep(&mut self, now_ms: i64) {
+        while self.order.front().is_some_and(|(e, _)| *e <= now_ms) {
+            self.pop_oldest();
+        }
+    }
+
+    /// The live value of `key`, made afresh (with its window) if there is none.
+    fn entry(&mut self, key: &str, now_ms: i64, window_ms: i64) -> (&mut V, i64) {
+        self.sweep(now_ms);
+        let hash = self.hasher.hash_one(key);
+        let live = self.map.get(&hash).is_some_and(|(_, e)| *e > now_ms);
+        if !live {
+            while self.map.len() >= self.cap && self.pop_oldest() {}
+            let expires = now_ms.saturating_add(window_ms);
+            self.map.insert(hash, (V::default(), expires));
+            self.order.push_back((expires, hash));
+        }
+        match self.map.get_mut(&hash) {
+            Some((value, expires)) => {
+                let left = *expires - now_ms;
+                (value, left)
+            }
+            // Inserted just above.
+            None => unreachable!("an entry made a line ago is gone"),
+        }
+    }
+
+    fn get_mut(&mut self, key: &str, now_ms: i64) -> Option<&mut V> {
+        let hash = self.hasher.hash_one(key);
+        self.map
+            .get_mut(&hash)
+            .filter(|(_, e)| *e > now_ms)
+            .map(|(v, _)| v)
+    }
+
+    fn remove(&mut self, key: &str) {
+        let hash = self.hasher.hash_one(key);
+        self.map.remove(&hash);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.map.len()
+    }
 }
 
 /// Counters in process memory: the embedded backend, and the fallback of the Redis one.
-#[derive(Default)]
-struct MemoryCounters(Mutex<HashMap<String, (u32, DateTime<Utc>)>>);
+struct MemoryCounters {
+    counts: Mutex<Expiring<u32>>,
+    throttles: Mutex<Expiring<Throttle>>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 impl MemoryCounters {
-    /// Increments each counter (starting its window if none is running); returns each
-    /// new count with the seconds left in its window.
-    fn increment(&self, keys: &[&str], window: Duration, now: DateTime<Utc>) -> Vec<(u32, u64)> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > 100_000 {
-            map.retain(|_, (_, ends)| *ends > now);
+    fn new(cap: usize) -> Self {
+        Self {
+            counts: Mutex::new(Expiring::new(cap)),
+            throttles: Mutex::new(Expiring::new(cap)),
         }
-        keys.iter()
-            .map(|key| {
-                let entry = map
-                    .entry((*key).to_owned())
-                    .or_insert((0, now + delta(window)));
-                if entry.1 <= now {
-                    *entry = (0, now + delta(window));
-                }
-                entry.0 = entry.0.saturating_add(1);
-                let left = (entry.1 - now).num_seconds().max(1).unsigned_abs();
-                (entry.0, left)
-            })
-            .collect()
     }
 
-    fn succeeded(&self, user: Option<&str>, ip: Option<&str>) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(user) = user {
-            map.remove(user);
-        }
-        if let Some((count, _)) = ip.and_then(|ip| map.get_mut(ip)) {
+    fn count(&self, key: &str, max: u32, now_ms: i64, window_ms: i64) -> (bool, i64) {
+        let mut counts = locked(&self.counts);
+        let (count, left) = counts.entry(key, now_ms, window_ms);
+        let (new, allowed) = count_rule(*count, max);
+        *count = new;
+        (allowed, left)
+    }
+
+    fn release(&self, key: &str, now_ms: i64) {
+        if let Some(count) = locked(&self.counts).get_mut(key, now_ms) {
             *count = count.saturating_sub(1);
         }
     }
+
+    fn throttle(&self, key: &str, now_ms: i64, limits: &LoginLimits) -> Step {
+        let mut throttles = locked(&self.throttles);
+        let (state, _) = throttles.entry(key, now_ms, limits.window_ms());
+        let step = throttle_rule(*state, now_ms, limits);
+        if let Step::Go(next) = step {
+            *state = next;
+        }
+        step
+    }
+
+    fn forget(&self, key: &str) {
+        locked(&self.throttles).remove(key);
+    }
 }
 
-// INCR, and start the window on the first attempt (or on a counter that somehow has none).
-// One key per script: the keys of one login may live in different Redis Cluster slots.
-const INCREMENT: &str = r"
+// ---------------------------------------------------------------------------------------
+// Redis: the same rules in Lua, one key per script (the keys of one login may live in
+// different Redis Cluster slots).
+
+// count_rule: INCR, starting the window on the first attempt (or on a counter that somehow
+// has none). Returns {allowed, milliseconds left in the window}.
+const COUNT: &str = r"
 local n = redis.call('INCR', KEYS[1])
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
   ttl = tonumber(ARGV[1])
 end
-return {n, ttl}
+if n <= tonumber(ARGV[2]) then return {1, ttl} end
+return {0, ttl}
 ";
 
-// Hands an address's reservation back, never below zero.
+// Hands a reservation back, never below zero.
 const RELEASE: &str = r"
 if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
   return redis.call('DECR', KEYS[1])
@@ -109,19 +330,97 @@ end
 return 0
 ";
 
-enum Backend {
-    Memory,
-    Redis {
-        redis: Arc<LazyRedis>,
-        prefix: String,
-        increment: redis::Script,
-        release: redis::Script,
-    },
+// throttle_rule. ARGV: now ms, free failures, max delay ms, window ms, first delay ms.
+// Returns {1, 0} to go, {0, ms to wait}.
+const THROTTLE: &str = r"
+local now = tonumber(ARGV[1])
+local open = tonumber(redis.call('HGET', KEYS[1], 'o') or '0')
+if now < open then return {0, open - now} end
+local f = redis.call('HINCRBY', KEYS[1], 'f', 1)
+local delay = 0
+local free = tonumber(ARGV[2])
+if f >= free then
+  delay = math.min(tonumber(ARGV[5]) * 2 ^ math.min(f - free, 40), tonumber(ARGV[3]))
+end
+redis.call('HSET', KEYS[1], 'o', string.format('%.0f', now + delay))
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
+return {1, 0}
+";
+
+struct RedisCounters {
+    redis: Arc<LazyRedis>,
+    prefix: String,
+    count: redis::Script,
+    release: redis::Script,
+    throttle: redis::Script,
+}
+
+impl RedisCounters {
+    fn key(&self, key: &str) -> String {
+        format!("{}ratelimit:login:{key}", self.prefix)
+    }
+
+    async fn count(&self, key: &str, max: u32, window_ms: i64) -> redis::RedisResult<(bool, i64)> {
+        let mut conn = self.redis.conn().await?;
+        let (allowed, left): (i64, i64) = self
+            .count
+            .key(self.key(key))
+            .arg(window_ms)
+            .arg(max)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok((allowed == 1, left))
+    }
+
+    async fn throttle(
+        &self,
+        key: &str,
+        now_ms: i64,
+        limits: &LoginLimits,
+    ) -> redis::RedisResult<Step> {
+        let mut conn = self.redis.conn().await?;
+        let (go, wait): (i64, i64) = self
+            .throttle
+            .key(self.key(key))
+            .arg(now_ms)
+            .arg(limits.per_user)
+            .arg(limits.max_delay_ms())
+            .arg(limits.window_ms())
+            .arg(FIRST_DELAY_MS)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(if go == 1 {
+            // The new state stays in Redis; only the decision matters here.
+            Step::Go(Throttle::default())
+        } else {
+            Step::Wait(wait)
+        })
+    }
+
+    async fn hand_back(&self, reservation: &Reservation) -> redis::RedisResult<()> {
+        let mut conn = self.redis.conn().await?;
+        if let Some(key) = &reservation.user {
+            redis::cmd("DEL")
+                .arg(self.key(key))
+                .query_async::<()>(&mut conn)
+                .await?;
+        }
+        for key in [&reservation.address, &reservation.device]
+            .into_iter()
+            .flatten()
+        {
+            self.release
+                .key(self.key(key))
+                .invoke_async::<i64>(&mut conn)
+                .await?;
+        }
+        Ok(())
+    }
 }
 
 /// Counts login attempts.
 pub struct LoginLimiter {
-    backend: Backend,
+    redis: Option<RedisCounters>,
     // The embedded backend's counters, and the Redis backend's while Redis is unreachable.
     memory: MemoryCounters,
     limits: LoginLimits,
@@ -131,8 +430,8 @@ impl LoginLimiter {
     /// Counters in process memory.
     pub fn memory(limits: LoginLimits) -> Self {
         Self {
-            backend: Backend::Memory,
-            memory: MemoryCounters::default(),
+            redis: None,
+            memory: MemoryCounters::new(MEMORY_ENTRIES),
             limits,
         }
     }
@@ -140,131 +439,107 @@ impl LoginLimiter {
     /// Counters in Redis, shared by every instance.
     pub fn redis(redis: Arc<LazyRedis>, prefix: String, limits: LoginLimits) -> Self {
         Self {
-            backend: Backend::Redis {
+            redis: Some(RedisCounters {
                 redis,
                 prefix,
-                increment: redis::Script::new(INCREMENT),
+                count: redis::Script::new(COUNT),
                 release: redis::Script::new(RELEASE),
-            },
-            memory: MemoryCounters::default(),
+                throttle: redis::Script::new(THROTTLE),
+            }),
+            memory: MemoryCounters::new(MEMORY_ENTRIES),
             limits,
         }
     }
 
-    fn counters(&self, user: Option<&str>, ip: Option<&str>) -> Vec<Counter> {
-        let mut counters = Vec::with_capacity(2);
-        if let Some(user) = user {
-            counters.push(Counter {
-                key: format!("user:{user}"),
-                max: self.limits.per_user,
-            });
-        }
-        if let Some(ip) = ip {
-            counters.push(Counter {
-                key: format!("ip:{ip}"),
-                max: self.limits.per_ip,
-            });
-        }
-        counters
+    fn unavailable(error: &redis::RedisError) {
+        tracing::warn!(%error, "login rate limit: Redis unavailable; counting on this instance");
     }
 
-    /// Reserves an attempt for `user` (the lower-cased name) from `ip`: counts it, then
-    /// answers whether it may go ahead.
-    pub async fn reserve(&self, user: Option<&str>, ip: Option<&str>, now: DateTime<Utc>) -> Limit {
-        let counters = self.counters(user, ip);
-        let keys: Vec<&str> = counters.iter().map(|c| c.key.as_str()).collect();
-        let counts = match &self.backend {
-            Backend::Memory => self.memory.increment(&keys, self.limits.window, now),
-            Backend::Redis {
-                redis,
-                prefix,
-                increment,
-                ..
-            } => {
-                let window_ms = u64::try_from(self.limits.window.as_millis())
-                    .unwrap_or(u64::MAX)
-                    .max(1);
-                let result: Result<Vec<(u32, u64)>, redis::RedisError> = async {
-                    let mut conn = redis.conn().await?;
-                    let mut counts = Vec::with_capacity(keys.len());
-                    for key in &keys {
-                        let (n, ttl_ms): (u32, i64) = increment
-                            .key(format!("{prefix}ratelimit:login:{key}"))
-                            .arg(window_ms)
-                            .invoke_async(&mut conn)
-                            .await?;
-                        let secs = ttl_ms.max(1).unsigned_abs().div_ceil(1000);
-                        counts.push((n, secs));
-                    }
-                    Ok(counts)
-                }
-                .await;
-                match result {
-                    Ok(counts) => counts,
-                    Err(error) => {
-                        tracing::warn!(%error, "login rate limit: Redis unavailable; counting on this instance");
-                        self.memory.increment(&keys, self.limits.window, now)
-                    }
-                }
+    /// [`count_rule`] on `key`: whether the attempt is within `max`, and the milliseconds
+    /// left in the counter's window.
+    async fn count(&self, key: &str, max: u32, now_ms: i64) -> (bool, i64) {
+        let window_ms = self.limits.window_ms();
+        if let Some(redis) = &self.redis {
+            match redis.count(key, max, window_ms).await {
+                Ok(answer) => return answer,
+                Err(error) => Self::unavailable(&error),
             }
-        };
-        let full: Vec<(Counter, u64)> = counters
+        }
+        self.memory.count(key, max, now_ms, window_ms)
+    }
+
+    /// [`throttle_rule`] on `key`.
+    async fn throttle(&self, key: &str, now_ms: i64) -> Step {
+        if let Some(redis) = &self.redis {
+            match redis.throttle(key, now_ms, &self.limits).await {
+                Ok(step) => return step,
+                Err(error) => Self::unavailable(&error),
+            }
+        }
+        self.memory.throttle(key, now_ms, &self.limits)
+    }
+
+    /// Reserves an attempt: counts it, then answers whether it may go ahead (and what
+    /// it counted), or for how long it is refused.
+    pub async fn reserve(
+        &self,
+        keys: AttemptKeys<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Reservation, Limited> {
+        let now_ms = now.timestamp_millis();
+        let mut reservation = Reservation::default();
+        if let Some(device) = keys.device {
+            let key = format!("device:{device}");
+            let (allowed, _) = self.count(&key, self.limits.per_user, now_ms).await;
+            reservation.device = Some(key);
+            if allowed {
+                reservation.trusted = true;
+                return Ok(reservation);
+            }
+            // A proof that failed too often is anonymous for the rest of its window.
+        }
+        if let Some(ip) = keys.ip {
+            let key = format!("ip:{}", address_key(ip));
+            let (allowed, left_ms) = self.count(&key, self.limits.per_ip, now_ms).await;
+            if !allowed {
+                return Err(Limited {
+                    retry_after_secs: secs_ceil(left_ms),
+                    counter: key,
+                });
+            }
+            reservation.address = Some(key);
+        }
+        if let Some(user) = keys.user {
+            let key = format!("user:{user}");
+            if let Step::Wait(ms) = self.throttle(&key, now_ms).await {
+                return Err(Limited {
+                    retry_after_secs: secs_ceil(ms),
+                    counter: key,
+                });
+            }
+            reservation.user = Some(key);
+        }
+        Ok(reservation)
+    }
+
+    /// A reserved attempt succeeded: it was no failure. The username's failures are
+    /// forgotten; the address and the device proof get their reservation back.
+    pub async fn succeeded(&self, reservation: &Reservation, now: DateTime<Utc>) {
+        if let Some(redis) = &self.redis
+            && let Err(error) = redis.hand_back(reservation).await
+        {
+            tracing::warn!(%error, "login counters not released: Redis unavailable");
+        }
+        // The memory backend's, or whatever this instance counted while Redis was away.
+        let now_ms = now.timestamp_millis();
+        if let Some(key) = &reservation.user {
+            self.memory.forget(key);
+        }
+        for key in [&reservation.address, &reservation.device]
             .into_iter()
-            .zip(counts)
-            .filter(|(counter, (count, _))| *count > counter.max)
-            .map(|(counter, (_, secs))| (counter, secs.max(1)))
-            .collect();
-        // Refused until every full counter resets; named after the first of them (the
-        // username's when it is full), so a flood is recorded under one name.
-        let retry_after_secs = full.iter().map(|(_, secs)| *secs).max();
-        match (full.into_iter().next(), retry_after_secs) {
-            (Some((counter, _)), Some(retry_after_secs)) => Limit::Limited {
-                retry_after_secs,
-                counter: counter.key,
-            },
-            _ => Limit::Allowed,
-        }
-    }
-
-    /// A reserved attempt succeeded: it was no failure. The username's counter starts
-    /// over; the address gets its reservation back (other usernames' failures stay).
-    pub async fn succeeded(&self, user: Option<&str>, ip: Option<&str>) {
-        let user_key = user.map(|u| format!("user:{u}"));
-        let ip_key = ip.map(|ip| format!("ip:{ip}"));
-        match &self.backend {
-            Backend::Memory => self
-                .memory
-                .succeeded(user_key.as_deref(), ip_key.as_deref()),
-            Backend::Redis {
-                redis,
-                prefix,
-                release,
-                ..
-            } => {
-                let result: Result<(), redis::RedisError> = async {
-                    let mut conn = redis.conn().await?;
-                    if let Some(key) = &user_key {
-                        redis::cmd("DEL")
-                            .arg(format!("{prefix}ratelimit:login:{key}"))
-                            .query_async::<()>(&mut conn)
-                            .await?;
-                    }
-                    if let Some(key) = &ip_key {
-                        release
-                            .key(format!("{prefix}ratelimit:login:{key}"))
-                            .invoke_async::<i64>(&mut conn)
-                            .await?;
-                    }
-                    Ok(())
-                }
-                .await;
-                if let Err(error) = result {
-                    tracing::warn!(%error, "login counters not released: Redis unavailable");
-                }
-                // Whatever this instance counted while Redis was away.
-                self.memory
-                    .succeeded(user_key.as_deref(), ip_key.as_deref());
-            }
+            .flatten()
+        {
+            self.memory.release(key, now_ms);
         }
     }
 }
@@ -272,62 +547,152 @@ impl LoginLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Clock as _;
+    use proptest::prelude::*;
+
+    const LIMITS: LoginLimits = LoginLimits {
+        per_user: 3,
+        per_ip: 5,
+        window: Duration::from_secs(60),
+        max_delay: Duration::from_secs(30),
+    };
 
     fn limiter() -> LoginLimiter {
-        LoginLimiter::memory(LoginLimits {
-            per_user: 3,
-            per_ip: 5,
-            window: Duration::from_secs(60),
-        })
+        LoginLimiter::memory(LIMITS)
     }
 
     fn at(secs: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
     }
 
-    #[tokio::test]
-    async fn a_username_gets_its_attempts_then_is_limited_until_the_window_ends() {
-        let l = limiter();
-        for i in 0..3 {
-            assert_eq!(
-                l.reserve(Some("bob"), Some("1.2.3.4"), at(i)).await,
-                Limit::Allowed
-            );
+    fn keys<'a>(user: &'a str, ip: &'a str) -> AttemptKeys<'a> {
+        AttemptKeys {
+            user: Some(user),
+            ip: Some(ip),
+            device: None,
         }
-        assert_eq!(
-            l.reserve(Some("bob"), Some("9.9.9.9"), at(10)).await,
-            Limit::Limited {
-                retry_after_secs: 50,
-                counter: "user:bob".to_owned(),
-            }
-        );
-        assert_eq!(
-            l.reserve(Some("eve"), Some("9.9.9.9"), at(10)).await,
-            Limit::Allowed
-        );
-        assert_eq!(
-            l.reserve(Some("bob"), None, at(60)).await,
-            Limit::Allowed,
-            "a new window"
-        );
+    }
+
+    /// Every row of the username rule.
+    #[test]
+    fn the_throttle_rule_table() {
+        let go = |failures, open_at_ms| {
+            Step::Go(Throttle {
+                failures,
+                open_at_ms,
+            })
+        };
+        let state = |failures, open_at_ms| Throttle {
+            failures,
+            open_at_ms,
+        };
+        let rows: &[(Throttle, i64, Step, &str)] = &[
+            (state(0, 0), 1_000, go(1, 1_000), "a first failure is free"),
+            (state(1, 1_000), 1_000, go(2, 1_000), "so is the second"),
+            (
+                state(2, 1_000),
+                1_500,
+                go(3, 2_500),
+                "the third (per_user) waits 1 s",
+            ),
+            (
+                state(3, 2_500),
+                2_000,
+                Step::Wait(500),
+                "an attempt before then waits",
+            ),
+            (state(3, 2_500), 2_500, go(4, 4_500), "the fourth waits 2 s"),
+            (state(4, 4_500), 4_500, go(5, 8_500), "the fifth 4 s"),
+            (
+                state(7, 0),
+                0,
+                go(8, 30_000),
+                "capped at max_delay (32 s > 30 s)",
+            ),
+            (state(u32::MAX, 0), 0, go(u32::MAX, 30_000), "no overflow"),
+        ];
+        for (before, now, expected, why) in rows {
+            assert_eq!(throttle_rule(*before, *now, &LIMITS), *expected, "{why}");
+        }
+        assert_eq!(count_rule(4, 5), (5, true));
+        assert_eq!(count_rule(5, 5), (6, false));
+        assert_eq!(count_rule(u32::MAX, 5), (u32::MAX, false));
+    }
+
+    #[test]
+    fn ipv6_addresses_count_per_64_and_mapped_ipv4_as_ipv4() {
+        assert_eq!(address_key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(address_key("2001:db8:1:2:bbbb::9"), "2001:db8:1:2::/64");
+        assert_eq!(address_key("2001:db8:1:3::1"), "2001:db8:1:3::/64");
+        assert_eq!(address_key("::ffff:10.0.0.1"), "10.0.0.1");
+        assert_eq!(address_key("10.0.0.1"), "10.0.0.1");
     }
 
     #[tokio::test]
-    async fn an_address_is_limited_across_usernames_and_success_resets_only_the_user() {
+    async fn a_username_is_slowed_down_never_locked_and_a_success_forgets() {
+        let l = limiter();
+        for i in 0..3 {
+            assert!(
+                l.reserve(keys("bob", &format!("10.0.0.{i}")), at(0))
+                    .await
+                    .is_ok()
+            );
+        }
+        let refused = l.reserve(keys("bob", "10.0.0.9"), at(0)).await.unwrap_err();
+        assert_eq!(
+            refused,
+            Limited {
+                retry_after_secs: 1,
+                counter: "user:bob".into()
+            }
+        );
+        let fourth = l.reserve(keys("bob", "10.0.0.9"), at(1)).await.unwrap();
+        assert!(l.reserve(keys("bob", "10.0.0.9"), at(2)).await.is_err());
+        l.succeeded(&fourth, at(2)).await;
+        assert!(l.reserve(keys("bob", "10.0.0.9"), at(2)).await.is_ok());
+        assert!(l.reserve(keys("eve", "10.0.0.9"), at(2)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_address_is_limited_across_usernames_and_a_device_proof_is_not() {
         let l = limiter();
         for i in 0..5 {
-            l.reserve(Some(&format!("user{i}")), Some("1.2.3.4"), at(0))
-                .await;
+            assert!(
+                l.reserve(keys(&format!("u{i}"), "1.2.3.4"), at(0))
+                    .await
+                    .is_ok()
+            );
         }
-        assert!(matches!(
-            l.reserve(Some("new"), Some("1.2.3.4"), at(1)).await,
-            Limit::Limited { .. }
-        ));
+        assert_eq!(
+            l.reserve(keys("new", "1.2.3.4"), at(1)).await.unwrap_err(),
+            Limited {
+                retry_after_secs: 59,
+                counter: "ip:1.2.3.4".into()
+            }
+        );
+        let with_proof = AttemptKeys {
+            device: Some("d1"),
+            ..keys("new", "1.2.3.4")
+        };
+        // The proof's own budget: per_user failures, then anonymous (and limited).
         for _ in 0..3 {
-            l.reserve(Some("carl"), None, at(0)).await;
+            assert!(l.reserve(with_proof, at(1)).await.unwrap().trusted);
         }
-        l.succeeded(Some("carl"), None).await;
-        assert_eq!(l.reserve(Some("carl"), None, at(1)).await, Limit::Allowed);
+        assert!(l.reserve(with_proof, at(1)).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn memory_is_bounded_and_the_oldest_counters_go_first() {
+        let counters = MemoryCounters::new(100);
+        for i in 0..1_000 {
+            counters.count(&format!("ip:{i}"), 5, i, 60_000);
+        }
+        assert_eq!(locked(&counters.counts).len(), 100);
+        // The newest are still counted.
+        assert_eq!(counters.count("ip:999", 1, 1_000, 60_000), (false, 59_999));
+        // Expired ones leave on their own.
+        counters.count("ip:x", 5, 200_000, 60_000);
+        assert_eq!(locked(&counters.counts).len(), 1);
     }
 
     #[tokio::test]
@@ -339,21 +704,92 @@ mod tests {
             .unwrap()
             .port();
         let redis = Arc::new(LazyRedis::new(&format!("redis://127.0.0.1:{port}"), None).unwrap());
-        let l = LoginLimiter::redis(
-            redis,
-            "t:".into(),
-            LoginLimits {
-                per_user: 3,
-                per_ip: 100,
-                window: Duration::from_secs(60),
-            },
-        );
+        let l = LoginLimiter::redis(redis, "t:".into(), LIMITS);
         for i in 0..3 {
-            assert_eq!(l.reserve(Some("dan"), None, at(i)).await, Limit::Allowed);
+            assert!(l.reserve(keys("dan", "10.0.0.1"), at(i)).await.is_ok());
         }
-        assert!(matches!(
-            l.reserve(Some("dan"), None, at(4)).await,
-            Limit::Limited { .. }
-        ));
+        assert!(l.reserve(keys("dan", "10.0.0.1"), at(2)).await.is_err());
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Count { key: u8 },
+        Throttle { key: u8 },
+        Release { key: u8 },
+        Forget { key: u8 },
+        Wait { ms: u16 },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..3).prop_map(|key| Op::Count { key }),
+            (0u8..3).prop_map(|key| Op::Throttle { key }),
+            (0u8..3).prop_map(|key| Op::Release { key }),
+            (0u8..3).prop_map(|key| Op::Forget { key }),
+            (0u16..500).prop_map(|ms| Op::Wait { ms }),
+        ]
+    }
+
+    /// The Lua twins against the Rust rules, on the same random sequences with the same
+    /// clock (needs `TOKENMINT_TEST_REDIS_URL`; skipped without it).
+    #[test]
+    fn the_lua_scripts_decide_as_the_rust_rules() {
+        let Ok(url) = std::env::var("TOKENMINT_TEST_REDIS_URL") else {
+            eprintln!("skipped: TOKENMINT_TEST_REDIS_URL is not set");
+            return;
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let limits = LoginLimits {
+            per_user: 2,
+            per_ip: 3,
+            window: Duration::from_secs(60),
+            max_delay: Duration::from_secs(5),
+        };
+        let config = proptest::test_runner::Config::with_cases(64);
+        proptest!(config, |(ops in proptest::collection::vec(op(), 1..60))| {
+            runtime.block_on(async {
+                let redis = Arc::new(LazyRedis::new(&url, None).unwrap());
+                let prefix = format!("test:{}:", uuid::Uuid::new_v4());
+                let lua = LoginLimiter::redis(redis, prefix, limits);
+                let Some(remote) = &lua.redis else { unreachable!() };
+                let rust = MemoryCounters::new(16);
+                // Redis expires keys on its own clock: a sequence (at most 30 s of simulated time)
+                // stays within one window.
+                let mut now = crate::clock::SystemClock.now().timestamp_millis();
+                for op in ops {
+                    match op {
+                        Op::Count { key } => {
+                            let key = format!("c{key}");
+                            let (l, _) = remote.count(&key, limits.per_ip, limits.window_ms()).await.unwrap();
+                            let (r, _) = rust.count(&key, limits.per_ip, now, limits.window_ms());
+                            assert_eq!(l, r, "count {key}");
+                        }
+                        Op::Throttle { key } => {
+                            let key = format!("t{key}");
+                            let l = remote.throttle(&key, now, &limits).await.unwrap();
+                            let r = rust.throttle(&key, now, &limits);
+                            match (l, r) {
+                                (Step::Go(_), Step::Go(_)) => {}
+                                (l, r) => assert_eq!(l, r, "throttle {key}"),
+                            }
+                        }
+                        Op::Release { key } => {
+                            let key = format!("c{key}");
+                            remote.hand_back(&Reservation { address: Some(key.clone()), ..Reservation::default() }).await.unwrap();
+                            rust.release(&key, now);
+                        }
+                        Op::Forget { key } => {
+                            let key = format!("t{key}");
+                            remote.hand_back(&Reservation { user: Some(key.clone()), ..Reservation::default() }).await.unwrap();
+                            rust.forget(&key);
+                        }
+                        Op::Wait { ms } => now += i64::from(ms),
+                    }
+                }
+            });
+        });
     }
 }

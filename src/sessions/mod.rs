@@ -48,6 +48,8 @@ pub struct TokenPair {
     /// Whether the refresh token is handed out: not to a client without the
     /// `refresh_token` grant.
     pub refreshable: bool,
+    /// A login's device proof for this device (see [`crate::identity::devices`]).
+    pub device_proof: Option<String>,
 }
 
 /// A session opened inside a transaction, to be turned into a [`TokenPair`] after commit.
@@ -462,6 +464,7 @@ impl Sessions {
             refresh_expires_at: opened.refresh_expires_at,
             session_id: opened.session_id,
             refreshable: true,
+            device_proof: None,
         })
     }
 

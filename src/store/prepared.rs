@@ -113,7 +113,8 @@ impl QueryFragment<diesel::pg::Pg> for RotateMany<'_> {
              ) SELECT r.*, u.username AS u_username, u.username_key AS u_username_key, \
              u.password_hash AS u_password_hash, u.roles AS u_roles, u.scopes AS u_scopes, \
              u.claims AS u_claims, u.created_at AS u_created_at, \
-             u.updated_at AS u_updated_at, u.tenant_id AS u_tenant_id \
+             u.updated_at AS u_updated_at, u.tenant_id AS u_tenant_id, \
+             u.device_epoch AS u_device_epoch \
              FROM rotated r JOIN users u ON u.id = r.s_user_id",
         );
         Ok(())

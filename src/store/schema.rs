@@ -14,6 +14,7 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         tenant_id -> Text,
+        device_epoch -> BigInt,
     }
 }
 

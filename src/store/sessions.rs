@@ -255,6 +255,8 @@ struct RotatedRow {
     u_updated_at: NaiveDateTime,
     #[diesel(sql_type = diesel::sql_types::Text)]
     u_tenant_id: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    u_device_epoch: i64,
 }
 
 /// One head rotation's inputs, for [`rotate_in_one_statement`].
@@ -331,6 +333,7 @@ pub fn rotate_in_one_statement(
                 created_at: r.u_created_at,
                 updated_at: r.u_updated_at,
                 tenant_id: r.u_tenant_id,
+                device_epoch: r.u_device_epoch,
             },
             session: SessionRow {
                 id: r.s_id,

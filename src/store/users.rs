@@ -32,6 +32,8 @@ pub struct UserRow {
     pub updated_at: NaiveDateTime,
     /// The tenant.
     pub tenant_id: String,
+    /// Device proofs of an earlier epoch are ended (a password change or a disable moves it on).
+    pub device_epoch: i64,
 }
 
 /// Inserts a user; `Conflict` if the username is taken.
@@ -110,15 +112,21 @@ pub fn replace_password_hash(
     Ok(changed == 1)
 }
 
-/// Enables or disables a user.
+/// Enables or disables a user (a disable ends its device proofs).
 pub fn set_enabled(
     conn: &mut DbConnection,
     id: &str,
     enabled: bool,
     now: NaiveDateTime,
 ) -> Result<(), StoreError> {
+    // A disable ends the user's device proofs, as a password change does.
+    let epoch = users::device_epoch + i64::from(!enabled);
     let changed = diesel::update(users::table.find(id))
-        .set((users::enabled.eq(enabled), users::updated_at.eq(now)))
+        .set((
+            users::enabled.eq(enabled),
+            users::updated_at.eq(now),
+            users::device_epoch.eq(epoch),
+        ))
         .execute(conn)?;
     if changed == 0 {
         return Err(StoreError::NotFound);
@@ -165,6 +173,7 @@ pub fn update(conn: &mut DbConnection, row: &UserRow) -> Result<bool, StoreError
             users::claims.eq(&row.claims),
             users::enabled.eq(row.enabled),
             users::updated_at.eq(row.updated_at),
+            users::device_epoch.eq(row.device_epoch),
         ))
         .execute(conn)?;
     Ok(changed == 1)

@@ -97,13 +97,7 @@ async fn a_burst_of_wrong_passwords_gets_no_more_attempts_than_the_limit() {
     for (status, body) in &answers {
         assert!(matches!(status, 200 | 401 | 429), "{status} {body}");
     }
-    if count(&answers, 200) == 0 {
-        let after = app
-            .post_login(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
-            .await;
-        let headers = assert_error(after, 429, "RATE_LIMITED").await;
-        assert!(headers.contains_key("retry-after"));
-    }
+    // What follows the burst (a delay, never a lock) is tested in `attacks`.
 }
 
 #[tokio::test]

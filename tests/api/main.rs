@@ -7,6 +7,7 @@ mod helpers;
 
 mod admin_api_keys;
 mod admin_users;
+mod attacks;
 mod audit;
 mod browser;
 mod cli;
