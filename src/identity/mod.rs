@@ -217,32 +217,32 @@ impl Identity {
             row = Some(found);
         }
 
-        // Counted before anything else, refusals included: a login refused below (busy)
-        // still spends its address's budget, so fresh addresses are the attacker's cost.
+        // The address (or the device proof) is counted before anything else, refusals
+        // included: a login refused below (busy) still spends its address's budget, so
+        // fresh addresses are the attacker's cost.
         let keys = AttemptKeys {
-            user: user_key.as_deref(),
             ip: attempt.ip.as_deref(),
             device: device.as_deref(),
         };
-        let reservation = match self.limiter.reserve(keys, now).await {
-            Ok(reservation) => reservation,
-            Err(Limited {
-                retry_after_secs,
-                counter,
-            }) => {
-                // One row per full counter per window: a flood of refusals cannot fill the log.
-                let until = now + delta(std::time::Duration::from_secs(retry_after_secs));
-                self.audit
-                    .record_throttled(
-                        audit(Actor::Anonymous, Action::LoginRateLimited, Outcome::Failure),
-                        format!("login.rate_limited|{counter}"),
-                        until,
-                        now,
-                    )
-                    .await;
-                metrics::count(metrics::LOGINS, "rate_limited");
-                return Err(Error::RateLimited { retry_after_secs });
+        let refused = |limited: Limited| async move {
+            // One row per full counter per window: a flood of refusals cannot fill the log.
+            let until = now + delta(self.limiter.window());
+            self.audit
+                .record_throttled(
+                    audit(Actor::Anonymous, Action::LoginRateLimited, Outcome::Failure),
+                    format!("login.rate_limited|{}", limited.counter),
+                    until,
+                    now,
+                )
+                .await;
+            metrics::count(metrics::LOGINS, "rate_limited");
+            Error::RateLimited {
+                retry_after_secs: limited.retry_after_secs,
             }
+        };
+        let mut reservation = match self.limiter.reserve(keys, now).await {
+            Ok(reservation) => reservation,
+            Err(limited) => return Err(refused(limited).await),
         };
 
         // A hashing thread, in turn: device proofs first, then the client addresses
@@ -264,6 +264,17 @@ impl Identity {
                 return Err(busy);
             }
         };
+
+        // The username's delay, once this login holds its thread (a busy refusal above
+        // charged only the address).
+        if let Err(limited) = self
+            .limiter
+            .reserve_user(&mut reservation, user_key.as_deref(), now)
+            .await
+        {
+            drop(admission);
+            return Err(refused(limited).await);
+        }
 
         let row = match (row, user_key.clone()) {
             (Some(row), _) => row,

@@ -73,8 +73,6 @@ impl LoginLimits {
 /// The keys of one login attempt.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AttemptKeys<'a> {
-    /// The username's key (`<tenant>:<lower-cased name>`), if the name is valid.
-    pub user: Option<&'a str>,
     /// The client address as [`client_ip`](crate::http::extract::client_ip) reports it.
     pub ip: Option<&'a str>,
     /// The id of a device proof that is this user's, live and current.
@@ -164,13 +162,17 @@ pub fn throttle_rule(state: Throttle, now_ms: i64, limits: &LoginLimits) -> Step
         return Step::Wait(state.open_at_ms - now_ms);
     }
     let failures = state.failures.saturating_add(1);
+    let delay = delay_ms(failures, limits.per_user, limits.max_delay_ms());
     Step::Go(Throttle {
         failures,
-        open_at_ms: now_ms.saturating_add(delay_ms(
-            failures,
-            limits.per_user,
-            limits.max_delay_ms(),
-        )),
+        // Without a delay the gate stays where it was: concurrent logins read the clock
+        // in one order and reach this in another, and none of them may wait for a
+        // millisecond it did not see.
+        open_at_ms: if delay > 0 {
+            now_ms.saturating_add(delay)
+        } else {
+            state.open_at_ms
+        },
     })
 }
 
@@ -342,7 +344,7 @@ local free = tonumber(ARGV[2])
 if f >= free then
   delay = math.min(tonumber(ARGV[5]) * 2 ^ math.min(f - free, 40), tonumber(ARGV[3]))
 end
-redis.call('HSET', KEYS[1], 'o', string.format('%.0f', now + delay))
+if delay > 0 then redis.call('HSET', KEYS[1], 'o', string.format('%.0f', now + delay)) end
 if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
 return {1, 0}
 ";
@@ -479,8 +481,9 @@ impl LoginLimiter {
         self.memory.throttle(key, now_ms, &self.limits)
     }
 
-    /// Reserves an attempt: counts it, then answers whether it may go ahead (and what
-    /// it counted), or for how long it is refused.
+    /// Reserves an attempt, first step: counts its device proof or its address, then
+    /// answers whether it may go ahead (and what it counted), or for how long it is
+    /// refused. [`LoginLimiter::reserve_user`] is the second.
     pub async fn reserve(
         &self,
         keys: AttemptKeys<'_>,
@@ -509,17 +512,35 @@ impl LoginLimiter {
             }
             reservation.address = Some(key);
         }
-        if let Some(user) = keys.user {
-            let key = format!("user:{user}");
-            if let Step::Wait(ms) = self.throttle(&key, now_ms).await {
-                return Err(Limited {
-                    retry_after_secs: secs_ceil(ms),
-                    counter: key,
-                });
-            }
-            reservation.user = Some(key);
-        }
         Ok(reservation)
+    }
+
+    /// The second step of a reservation without a device proof, once the attempt has its
+    /// hashing thread: the username's throttle (a login refused before it, busy, leaves
+    /// the username alone; only its address paid).
+    pub async fn reserve_user(
+        &self,
+        reservation: &mut Reservation,
+        user: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), Limited> {
+        let Some(user) = user.filter(|_| !reservation.trusted) else {
+            return Ok(());
+        };
+        let key = format!("user:{user}");
+        if let Step::Wait(ms) = self.throttle(&key, now.timestamp_millis()).await {
+            return Err(Limited {
+                retry_after_secs: secs_ceil(ms),
+                counter: key,
+            });
+        }
+        reservation.user = Some(key);
+        Ok(())
+    }
+
+    /// The window of the counters.
+    pub fn window(&self) -> Duration {
+        self.limits.window
     }
 
     /// A reserved attempt succeeded: it was no failure. The username's failures are
@@ -565,12 +586,21 @@ mod tests {
         DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
     }
 
-    fn keys<'a>(user: &'a str, ip: &'a str) -> AttemptKeys<'a> {
-        AttemptKeys {
-            user: Some(user),
+    /// Both steps of a reservation.
+    async fn reserve(
+        l: &LoginLimiter,
+        user: &str,
+        ip: &str,
+        device: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Reservation, Limited> {
+        let keys = AttemptKeys {
             ip: Some(ip),
-            device: None,
-        }
+            device,
+        };
+        let mut reservation = l.reserve(keys, now).await?;
+        l.reserve_user(&mut reservation, Some(user), now).await?;
+        Ok(reservation)
     }
 
     /// Every row of the username rule.
@@ -587,10 +617,15 @@ mod tests {
             open_at_ms,
         };
         let rows: &[(Throttle, i64, Step, &str)] = &[
-            (state(0, 0), 1_000, go(1, 1_000), "a first failure is free"),
-            (state(1, 1_000), 1_000, go(2, 1_000), "so is the second"),
+            (state(0, 0), 1_000, go(1, 0), "a first failure is free"),
             (
-                state(2, 1_000),
+                state(1, 0),
+                900,
+                go(2, 0),
+                "so is the second, whatever the clock read",
+            ),
+            (
+                state(2, 0),
                 1_500,
                 go(3, 2_500),
                 "the third (per_user) waits 1 s",
@@ -633,12 +668,14 @@ mod tests {
         let l = limiter();
         for i in 0..3 {
             assert!(
-                l.reserve(keys("bob", &format!("10.0.0.{i}")), at(0))
+                reserve(&l, "bob", &format!("10.0.0.{i}"), None, at(0))
                     .await
                     .is_ok()
             );
         }
-        let refused = l.reserve(keys("bob", "10.0.0.9"), at(0)).await.unwrap_err();
+        let refused = reserve(&l, "bob", "10.0.0.9", None, at(0))
+            .await
+            .unwrap_err();
         assert_eq!(
             refused,
             Limited {
@@ -646,11 +683,11 @@ mod tests {
                 counter: "user:bob".into()
             }
         );
-        let fourth = l.reserve(keys("bob", "10.0.0.9"), at(1)).await.unwrap();
-        assert!(l.reserve(keys("bob", "10.0.0.9"), at(2)).await.is_err());
+        let fourth = reserve(&l, "bob", "10.0.0.9", None, at(1)).await.unwrap();
+        assert!(reserve(&l, "bob", "10.0.0.9", None, at(2)).await.is_err());
         l.succeeded(&fourth, at(2)).await;
-        assert!(l.reserve(keys("bob", "10.0.0.9"), at(2)).await.is_ok());
-        assert!(l.reserve(keys("eve", "10.0.0.9"), at(2)).await.is_ok());
+        assert!(reserve(&l, "bob", "10.0.0.9", None, at(2)).await.is_ok());
+        assert!(reserve(&l, "eve", "10.0.0.9", None, at(2)).await.is_ok());
     }
 
     #[tokio::test]
@@ -658,27 +695,30 @@ mod tests {
         let l = limiter();
         for i in 0..5 {
             assert!(
-                l.reserve(keys(&format!("u{i}"), "1.2.3.4"), at(0))
+                reserve(&l, &format!("u{i}"), "1.2.3.4", None, at(0))
                     .await
                     .is_ok()
             );
         }
         assert_eq!(
-            l.reserve(keys("new", "1.2.3.4"), at(1)).await.unwrap_err(),
+            reserve(&l, "new", "1.2.3.4", None, at(1))
+                .await
+                .unwrap_err(),
             Limited {
                 retry_after_secs: 59,
                 counter: "ip:1.2.3.4".into()
             }
         );
-        let with_proof = AttemptKeys {
-            device: Some("d1"),
-            ..keys("new", "1.2.3.4")
-        };
         // The proof's own budget: per_user failures, then anonymous (and limited).
         for _ in 0..3 {
-            assert!(l.reserve(with_proof, at(1)).await.unwrap().trusted);
+            let r = reserve(&l, "new", "1.2.3.4", Some("d1"), at(1)).await;
+            assert!(r.unwrap().trusted);
         }
-        assert!(l.reserve(with_proof, at(1)).await.is_err());
+        assert!(
+            reserve(&l, "new", "1.2.3.4", Some("d1"), at(1))
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test]
@@ -706,9 +746,9 @@ mod tests {
         let redis = Arc::new(LazyRedis::new(&format!("redis://127.0.0.1:{port}"), None).unwrap());
         let l = LoginLimiter::redis(redis, "t:".into(), LIMITS);
         for i in 0..3 {
-            assert!(l.reserve(keys("dan", "10.0.0.1"), at(i)).await.is_ok());
+            assert!(reserve(&l, "dan", "10.0.0.1", None, at(i)).await.is_ok());
         }
-        assert!(l.reserve(keys("dan", "10.0.0.1"), at(2)).await.is_err());
+        assert!(reserve(&l, "dan", "10.0.0.1", None, at(2)).await.is_err());
     }
 
     #[derive(Debug, Clone)]

@@ -497,6 +497,8 @@ async fn the_client_library_keeps_tabs_on_one_session_and_ends_it_once() {
     assert_eq!(cookie["app_document_cookie"], "");
     assert_eq!(cookie["issuer_document_cookie"], "");
     assert_eq!(cookie["http_only"], serde_json::json!([true]));
+    // The device proof's cookie too: kept by the browser, out of reach of scripts.
+    assert_eq!(cookie["device_http_only"], serde_json::json!([true]));
     assert_eq!(cookie["local_storage"], 0);
     assert_eq!(cookie["session_storage"], 0);
     assert_eq!(cookie["after_reload"]["status"], 200);

@@ -484,7 +484,16 @@ async fn a_client_without_the_refresh_grant_gets_no_refresh_token() {
                                  "client_id": "kiosk", "cookie": cookie}))
             .await;
         assert_eq!(login.status(), 200);
-        assert!(login.headers().get("set-cookie").is_none(), "no cookie");
+        let cookies: Vec<_> = login
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|c| c.to_str().unwrap().to_owned())
+            .collect();
+        assert!(
+            cookies.iter().all(|c| !c.contains("tokenmint_refresh")),
+            "no refresh cookie: {cookies:?}"
+        );
         let body: Value = login.json().await.unwrap();
         assert!(body.get("refresh_token").is_none(), "{body}");
         assert_eq!(body["refresh_expires_in"], 0);

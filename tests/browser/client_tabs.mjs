@@ -149,6 +149,9 @@ try {
       app_document_cookie: before.cookie,
       issuer_document_cookie: await issuerPage.evaluate(() => document.cookie),
       http_only: jar.filter((c) => c.name.includes('tokenmint_refresh')).map((c) => c.httpOnly),
+      device_http_only: jar
+        .filter((c) => c.name.includes('tokenmint_device'))
+        .map((c) => c.httpOnly),
       local_storage: before.localStorage,
       session_storage: before.sessionStorage,
       after_reload: afterReload,

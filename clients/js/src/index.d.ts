@@ -15,6 +15,8 @@ export interface ClientOptions {
   retries?: number;
   /** Origins besides the issuer's whose requests get the access token. Default none. */
   origins?: string[];
+  /** Where device proofs are kept outside cookie mode. Default `localStorage`; `null`: none. */
+  deviceStorage?: Pick<Storage, 'getItem' | 'setItem'> | null;
   fetch?: typeof fetch;
   locks?: { request<T>(name: string, callback: () => Promise<T>): Promise<T> } | null;
   BroadcastChannel?: typeof BroadcastChannel | null;

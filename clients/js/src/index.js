@@ -16,6 +16,10 @@
 // - Cookie mode: the refresh token lives in an HttpOnly cookie and never reaches
 //   JavaScript. Otherwise it is kept in this object's memory only: never in
 //   localStorage or sessionStorage.
+// - Device proofs: a login's `device_proof` is kept per issuer, tenant and username (in
+//   `localStorage`, or the HttpOnly device cookie in cookie mode) and sent with the next
+//   login of that username, so that its owner is not slowed down by others' failures.
+//   It is no credential: alone it logs nobody in.
 // - `session-ended` fires once per session when a refresh is refused for good
 //   (REFRESH_TOKEN_REUSED, TOKEN_REVOKED, TOKEN_EXPIRED, AUTHENTICATION_FAILED).
 //
@@ -86,6 +90,8 @@ function sidOf(token) {
  * @param {string[]} [options.origins=[]] Origins besides the issuer's (e.g.
  *   `https://api.example.com`) whose requests `fetch` gives the access token. Any other
  *   URL is fetched without it.
+ * @param {Storage|null} [options.deviceStorage] Where device proofs are kept outside
+ *   cookie mode (default `localStorage`; `null` keeps none).
  * @param {typeof fetch} [options.fetch] For tests.
  * @param {{request: Function}|null} [options.locks] For tests (`navigator.locks`).
  * @param {typeof BroadcastChannel|null} [options.BroadcastChannel] For tests.
@@ -101,6 +107,29 @@ export function createClient(options) {
     ...(options.origins ?? []).map((origin) => new URL(origin).origin),
   ]);
   const cookie = Boolean(options.cookie);
+  // Where device proofs are kept outside cookie mode (the browser's cookie holds it there).
+  const devices =
+    options.deviceStorage !== undefined
+      ? options.deviceStorage
+      : typeof localStorage !== 'undefined'
+        ? localStorage
+        : null;
+  const deviceKey = (username, tenant) =>
+    `tokenmint.device:${issuer}:${tenant || 'default'}:${String(username).toLowerCase()}`;
+  const storedProof = (key) => {
+    try {
+      return devices && !cookie ? devices.getItem(key) : null;
+    } catch {
+      return null; // storage refused (private mode): the login is simply anonymous
+    }
+  };
+  const keepProof = (key, proof) => {
+    try {
+      if (devices && !cookie && proof) devices.setItem(key, proof);
+    } catch {
+      // storage refused: nothing kept
+    }
+  };
   const marginMs = options.refreshMarginMs ?? 30_000;
   const retries = options.retries ?? 3;
   const rawFetch = options.fetch ?? globalThis.fetch.bind(globalThis);
@@ -271,6 +300,9 @@ export function createClient(options) {
     if (clientId) body.client_id = clientId;
     if (scope) body.scope = scope;
     if (cookie) body.cookie = true;
+    const device = deviceKey(username, tenant);
+    const proof = storedProof(device);
+    if (proof) body.device_proof = proof;
     const response = await rawFetch(`${issuer}/api/login`, {
       method: 'POST',
       credentials,
@@ -279,6 +311,7 @@ export function createClient(options) {
     });
     if (!response.ok) throw await errorOf(response);
     const pair = await response.json();
+    keepProof(device, pair.device_proof);
     refreshToken = cookie ? null : pair.refresh_token;
     sessionId = pair.session_id ?? null;
     adopt(pair.access_token, pair.expires_in);

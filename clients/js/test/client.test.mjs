@@ -45,6 +45,7 @@ function fakeTokenmint({ cookieMode = false } = {}) {
       refresh_expires_in: 604800,
       scope: 'read',
       session_id: 's1',
+      device_proof: `dp${state.tokens}`,
       ...(cookieMode ? {} : { refresh_token: state.current }),
     };
   };
@@ -316,12 +317,16 @@ test('onTokenExpired gives every caller one fresh token', async () => {
 });
 
 test('the refresh token never reaches web storage', async () => {
+  // Only device proofs may be written, and only outside cookie mode; no token ever.
   const touched = [];
+  const written = [];
   const trap = new Proxy(
     {},
     {
       get(_, key) {
         touched.push(String(key));
+        if (key === 'getItem') return () => null;
+        if (key === 'setItem') return (k, v) => written.push([k, v]);
         return () => {};
       },
     },
@@ -342,7 +347,11 @@ test('the refresh token never reaches web storage', async () => {
     delete globalThis.localStorage;
     delete globalThis.sessionStorage;
   }
-  assert.deepEqual(touched, []);
+  assert.deepEqual([...new Set(touched)].sort(), ['getItem', 'setItem']);
+  assert.equal(written.length, 1, JSON.stringify(written));
+  const [[key, value]] = written;
+  assert.match(key, /^tokenmint\.device:https:\/\/id\d+\.test:default:u$/);
+  assert.equal(value, 'dp1', 'the device proof, and nothing else');
 });
 
 test('ticket asks with the bearer token and refreshes on TOKEN_EXPIRED', async () => {
@@ -409,4 +418,43 @@ test('a token posted on the channel is adopted only if it is of the tab\'s own s
     planter.close();
     tab.close();
   }
+});
+
+test('a login sends the device proof of the last login of that username, and keeps the new one', async () => {
+  const server = fakeTokenmint();
+  const store = new Map();
+  const deviceStorage = {
+    getItem: (k) => store.get(k) ?? null,
+    setItem: (k, v) => store.set(k, v),
+  };
+  const client = createClient({ issuer: freshIssuer(), fetch: server.fetch, deviceStorage });
+  await client.login({ username: 'Ann', password: 'p' });
+  await client.login({ username: 'ann', password: 'p' });
+  await client.login({ username: 'bob', password: 'p' });
+  await client.login({ username: 'ann', password: 'p', tenant: 'acme' });
+  await client.login({ username: 'ann', password: 'p' });
+  const sent = server.state.loginBodies.map((l) => l.body.device_proof);
+  // Per username (case-insensitively) and tenant; always the newest.
+  assert.deepEqual(sent, [undefined, 'dp1', undefined, undefined, 'dp2']);
+});
+
+test('in cookie mode the device proof stays in its HttpOnly cookie, out of JavaScript', async () => {
+  const server = fakeTokenmint({ cookieMode: true });
+  const store = new Map();
+  const deviceStorage = {
+    getItem: (k) => store.get(k) ?? null,
+    setItem: (k, v) => store.set(k, v),
+  };
+  const client = createClient({
+    issuer: freshIssuer(),
+    fetch: server.fetch,
+    cookie: true,
+    deviceStorage,
+    locks: null,
+    BroadcastChannel: null,
+  });
+  await client.login({ username: 'ann', password: 'p' });
+  await client.login({ username: 'ann', password: 'p' });
+  assert.equal(store.size, 0);
+  assert.equal(server.state.loginBodies[1].body.device_proof, undefined);
 });
