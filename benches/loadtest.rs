@@ -5,14 +5,17 @@
 //! `cargo bench --bench loadtest -- --backend sqlite|postgres`
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
+
+mod support;
 use serde::Serialize;
 use serde_json::{Value, json};
+use support::Server;
 
 // The same allocator as the server, so the argon2 reference pays what the server pays.
 #[cfg(not(target_env = "msvc"))]
@@ -122,15 +125,6 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 async fn post_json(
@@ -409,17 +403,7 @@ async fn main() -> anyhow::Result<()> {
         .spawn()?;
     let server = Server(child);
     let pid = server.0.id();
-    let mut up = false;
-    for _ in 0..200 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    if !up {
-        bail!("the server did not start");
-    }
+    server.wait_until_up(&client, &base).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_rss_kib = rss_kib(pid, "VmRSS:");
 

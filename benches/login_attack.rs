@@ -17,7 +17,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
+
+mod support;
 use serde_json::{Value, json};
+use support::Server;
 
 #[derive(Parser)]
 #[command(about = "Tokenmint login-under-attack benchmark")]
@@ -50,15 +53,6 @@ struct Args {
 
 const ADMIN: &str = "admin";
 const ADMIN_PASSWORD: &str = "attack-bench-admin-password";
-
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn login_body(username: &str, password: &str, proof: Option<&str>) -> Value {
     let mut body = json!({"username": username, "password": password});
@@ -179,17 +173,7 @@ async fn main() -> anyhow::Result<()> {
         .pool_max_idle_per_host(args.attackers + 8)
         .timeout(Duration::from_secs(60))
         .build()?;
-    let mut up = false;
-    for _ in 0..200 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    if !up {
-        bail!("the server did not start");
-    }
+    server.wait_until_up(&client, &base).await?;
 
     // The known device logs in once before the attack: that is what makes it known.
     let (status, first, _) = login(
