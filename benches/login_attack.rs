@@ -336,7 +336,7 @@ async fn main() -> anyhow::Result<()> {
         // of them reaches the username counters.
         let sent = Arc::new(AtomicU64::new(0));
         let flood_started = Instant::now();
-        let floods: Vec<_> = (0..64)
+        let floods: Vec<_> = (0..256)
             .map(|_| {
                 let (client, base, sent) = (client.clone(), base.clone(), sent.clone());
                 let total = args.usernames;
