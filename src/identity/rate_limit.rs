@@ -832,4 +832,209 @@ mod tests {
             });
         });
     }
+
+    /// How one login attempt of the model-based test ends.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Outcome {
+        Success,
+        Failure,
+        Busy,
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step2 {
+        Attempt {
+            user: u8,
+            ip: u8,
+            device: Option<u8>,
+            outcome: Outcome,
+        },
+        Advance(u16),
+    }
+
+    fn step() -> impl Strategy<Value = Step2> {
+        let outcome = prop_oneof![
+            Just(Outcome::Success),
+            Just(Outcome::Failure),
+            Just(Outcome::Failure),
+            Just(Outcome::Busy),
+        ];
+        prop_oneof![
+            4 => (0u8..3, 0u8..3, proptest::option::of(0u8..2), outcome).prop_map(
+                |(user, ip, device, outcome)| Step2::Attempt { user, ip, device, outcome }
+            ),
+            1 => (0u16..3_000).prop_map(Step2::Advance),
+        ]
+    }
+
+    /// The reference: the rules of the module's documentation written the plain way,
+    /// with explicit window ends and no bound.
+    #[derive(Default)]
+    struct Model {
+        addresses: HashMap<u8, (u32, i64)>,
+        devices: HashMap<u8, (u32, i64)>,
+        users: HashMap<u8, (u32, i64, i64)>,
+    }
+
+    /// What an attempt saw: admitted (on a device proof or not), or refused by a counter
+    /// (with its seconds when it is the username's, which runs on the caller's clock).
+    #[derive(Debug, PartialEq, Eq)]
+    enum Seen {
+        Admitted { trusted: bool },
+        Refused { counter: String, secs: Option<u64> },
+    }
+
+    impl Model {
+        fn attempt(
+            &mut self,
+            l: &LoginLimits,
+            user: u8,
+            ip: u8,
+            device: Option<u8>,
+            outcome: Outcome,
+            now: i64,
+        ) -> Seen {
+            let window = l.window_ms();
+            let bump = |map: &mut HashMap<u8, (u32, i64)>, key: u8| {
+                let entry = map.entry(key).or_insert((0, now + window));
+                if entry.1 <= now {
+                    *entry = (0, now + window);
+                }
+                entry.0 += 1;
+                entry.0
+            };
+            let mut trusted = false;
+            if let Some(d) = device {
+                trusted = bump(&mut self.devices, d) <= l.per_user;
+            }
+            if !trusted && bump(&mut self.addresses, ip) > l.per_ip {
+                return Seen::Refused {
+                    counter: format!("ip:10.0.0.{ip}"),
+                    secs: None,
+                };
+            }
+            if outcome == Outcome::Busy {
+                return Seen::Admitted { trusted };
+            }
+            if !trusted {
+                let entry = self.users.entry(user).or_insert((0, 0, now + window));
+                if entry.2 <= now {
+                    *entry = (0, 0, now + window);
+                }
+                if now < entry.1 {
+                    return Seen::Refused {
+                        counter: format!("user:u{user}"),
+                        secs: Some(secs_ceil(entry.1 - now)),
+                    };
+                }
+                entry.0 += 1;
+                let delay = delay_ms(entry.0, l.per_user, l.max_delay_ms());
+                if delay > 0 {
+                    entry.1 = now + delay;
+                }
+            }
+            if outcome == Outcome::Success {
+                if !trusted {
+                    self.users.remove(&user);
+                    if let Some(a) = self.addresses.get_mut(&ip).filter(|a| a.1 > now) {
+                        a.0 = a.0.saturating_sub(1);
+                    }
+                }
+                if let Some(d) = device
+                    && let Some(c) = self.devices.get_mut(&d).filter(|c| c.1 > now)
+                {
+                    c.0 = c.0.saturating_sub(1);
+                }
+            }
+            Seen::Admitted { trusted }
+        }
+    }
+
+    async fn attempt(
+        l: &LoginLimiter,
+        user: u8,
+        ip: u8,
+        device: Option<u8>,
+        outcome: Outcome,
+        now: DateTime<Utc>,
+    ) -> Seen {
+        let ip = format!("10.0.0.{ip}");
+        let device = device.map(|d| format!("d{d}"));
+        let keys = AttemptKeys {
+            ip: Some(&ip),
+            device: device.as_deref(),
+        };
+        let refused = |limited: Limited| {
+            let secs = limited
+                .counter
+                .starts_with("user:")
+                .then_some(limited.retry_after_secs);
+            Seen::Refused {
+                counter: limited.counter,
+                secs,
+            }
+        };
+        let mut reservation = match l.reserve(keys, now).await {
+            Ok(r) => r,
+            Err(limited) => return refused(limited),
+        };
+        let trusted = reservation.trusted;
+        if outcome == Outcome::Busy {
+            return Seen::Admitted { trusted };
+        }
+        let user = format!("u{user}");
+        if let Err(limited) = l.reserve_user(&mut reservation, Some(&user), now).await {
+            return refused(limited);
+        }
+        if outcome == Outcome::Success {
+            l.succeeded(&reservation, now).await;
+        }
+        Seen::Admitted { trusted }
+    }
+
+    /// Random interleavings of attempts (three users, three addresses, two device proofs;
+    /// successes, failures and busy refusals) and of the clock, against the model: on
+    /// memory, and on Redis when `TOKENMINT_TEST_REDIS_URL` is set.
+    #[test]
+    fn the_limiter_follows_the_reference_model_on_both_backends() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let redis_url = std::env::var("TOKENMINT_TEST_REDIS_URL").ok();
+        let limits = LoginLimits {
+            per_user: 2,
+            per_ip: 4,
+            window: Duration::from_secs(600),
+            max_delay: Duration::from_secs(8),
+        };
+        let config =
+            proptest::test_runner::Config::with_cases(if redis_url.is_some() { 64 } else { 256 });
+        proptest!(config, |(steps in proptest::collection::vec(step(), 1..80))| {
+            runtime.block_on(async {
+                let mut limiters = vec![("memory", LoginLimiter::memory(limits))];
+                if let Some(url) = &redis_url {
+                    let redis = Arc::new(LazyRedis::new(url, None).unwrap());
+                    let prefix = format!("test:{}:", uuid::Uuid::new_v4());
+                    limiters.push(("redis", LoginLimiter::redis(redis, prefix, limits)));
+                }
+                for (backend, limiter) in &limiters {
+                    let mut model = Model::default();
+                    // Redis expires keys on its own clock: a sequence (at most 80 x 3 s of
+                    // simulated time) stays within one window.
+                    let mut now = at(0);
+                    for step in &steps {
+                        match *step {
+                            Step2::Advance(ms) => now += chrono::TimeDelta::milliseconds(i64::from(ms)),
+                            Step2::Attempt { user, ip, device, outcome } => {
+                                let expected = model.attempt(&limits, user, ip, device, outcome, now.timestamp_millis());
+                                let seen = attempt(limiter, user, ip, device, outcome, now).await;
+                                assert_eq!(seen, expected, "{backend}: {step:?} in {steps:?}");
+                            }
+                        }
+                    }
+                }
+            });
+        });
+    }
 }
