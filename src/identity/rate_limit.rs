@@ -225,20 +225,15 @@ impl<V: Default> Expiring<V> {
         self.sweep(now_ms);
         let hash = self.hasher.hash_one(key);
         let live = self.map.get(&hash).is_some_and(|(_, e)| *e > now_ms);
+        let expires = now_ms.saturating_add(window_ms);
         if !live {
             while self.map.len() >= self.cap && self.pop_oldest() {}
-            let expires = now_ms.saturating_add(window_ms);
             self.map.insert(hash, (V::default(), expires));
             self.order.push_back((expires, hash));
         }
-        match self.map.get_mut(&hash) {
-            Some((value, expires)) => {
-                let left = *expires - now_ms;
-                (value, left)
-            }
-            // Inserted just above.
-            None => unreachable!("an entry made a line ago is gone"),
-        }
+        // Live or made just above: the default is never used.
+        let (value, ends) = self.map.entry(hash).or_insert((V::default(), expires));
+        (value, *ends - now_ms)
     }
 
     fn get_mut(&mut self, key: &str, now_ms: i64) -> Option<&mut V> {
