@@ -215,10 +215,11 @@ async fn main() -> anyhow::Result<()> {
             tokio::spawn(async move {
                 let mut n = worker as u64;
                 while Instant::now() < deadline {
-                    // Any address the botnet has gained so far.
+                    // One of the four newest addresses the botnet has gained: the ones
+                    // whose budget is not spent yet.
                     let pool = (started.elapsed().as_secs_f64() * fresh_per_sec) as u64 + 1;
                     n = n.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-                    let address = (n >> 33) % pool;
+                    let address = pool.saturating_sub(1 + (n >> 33) % 4);
                     let ip = format!(
                         "10.{}.{}.{}",
                         address >> 16 & 255,

@@ -730,6 +730,30 @@ mod tests {
         assert_eq!(locked(&counters.counts).len(), 1);
     }
 
+    #[test]
+    fn three_hundred_thousand_usernames_stay_within_the_bound_and_the_newest_still_count() {
+        let counters = MemoryCounters::new(MEMORY_ENTRIES);
+        // All within one window: only the bound can make room.
+        for i in 0..300_000 {
+            counters.throttle(&format!("user:flood{i}"), 0, &LIMITS);
+        }
+        assert_eq!(locked(&counters.throttles).len(), MEMORY_ENTRIES);
+        // The newest keep their failures (one so far): one more free, the third opens a
+        // delay.
+        let key = "user:flood299999";
+        assert!(matches!(counters.throttle(key, 0, &LIMITS), Step::Go(_)));
+        assert!(matches!(counters.throttle(key, 0, &LIMITS), Step::Go(_)));
+        assert_eq!(counters.throttle(key, 0, &LIMITS), Step::Wait(1_000));
+        // The oldest were forgotten: a fresh start.
+        assert_eq!(
+            counters.throttle("user:flood0", 0, &LIMITS),
+            Step::Go(Throttle {
+                failures: 1,
+                open_at_ms: 0
+            })
+        );
+    }
+
     #[tokio::test]
     async fn without_redis_the_limit_holds_on_this_instance() {
         // A port nothing listens on: every Redis call fails at once.
@@ -1003,8 +1027,14 @@ mod tests {
             window: Duration::from_secs(600),
             max_delay: Duration::from_secs(8),
         };
-        let config =
-            proptest::test_runner::Config::with_cases(if redis_url.is_some() { 64 } else { 256 });
+        // Redis round trips are slow: fewer cases there; the fuzzing pass's PROPTEST_CASES
+        // otherwise.
+        let cases = match (&redis_url, std::env::var("PROPTEST_CASES").ok()) {
+            (Some(_), _) => 64,
+            (None, Some(n)) => n.parse().unwrap_or(256),
+            (None, None) => 256,
+        };
+        let config = proptest::test_runner::Config::with_cases(cases);
         proptest!(config, |(steps in proptest::collection::vec(step(), 1..80))| {
             runtime.block_on(async {
                 let mut limiters = vec![("memory", LoginLimiter::memory(limits))];
