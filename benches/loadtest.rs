@@ -336,14 +336,8 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as f64;
     let work = tempfile::tempdir()?;
-    let exe = args
-        .server
-        .clone()
-        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_BIN_EXE_tokenmint")));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
+    let exe = support::server_exe(args.server.as_deref());
+    let (port, base) = support::free_port()?;
     let mut env: Vec<(String, String)> = vec![
         ("TOKENMINT_BIND".into(), format!("127.0.0.1:{port}")),
         (

@@ -137,14 +137,8 @@ async fn me_latency(client: &reqwest::Client, base: &str, token: &str) -> (f64, 
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let work = tempfile::tempdir()?;
-    let exe = args
-        .server
-        .clone()
-        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_BIN_EXE_tokenmint")));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
+    let exe = support::server_exe(args.server.as_deref());
+    let (port, base) = support::free_port()?;
     let mut command = Command::new(&exe);
     command
         .env("TOKENMINT_BIND", format!("127.0.0.1:{port}"))

@@ -25,3 +25,19 @@ impl Server {
         anyhow::bail!("the server did not start")
     }
 }
+
+/// The server binary to drive: `chosen`, else this build's `tokenmint`.
+pub fn server_exe(chosen: Option<&std::path::Path>) -> std::path::PathBuf {
+    chosen.map_or_else(
+        || std::path::PathBuf::from(env!("CARGO_BIN_EXE_tokenmint")),
+        std::path::Path::to_path_buf,
+    )
+}
+
+/// A loopback port free right now, and the base URL of a server bound to it.
+pub fn free_port() -> anyhow::Result<(u16, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    Ok((port, format!("http://127.0.0.1:{port}")))
+}
