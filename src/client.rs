@@ -87,13 +87,17 @@ pub enum GrantType {
     /// Get a token for itself (confidential clients only).
     #[serde(rename = "client_credentials")]
     ClientCredentials,
-    /// Exchange a user's access token for one of another audience (RFC 8693).
+    /// Exchange a user's access token for one of another audience (RFC 8693); its name
+    /// is [`TOKEN_EXCHANGE`] (serde needs the literal; a test holds them together).
     #[serde(rename = "urn:ietf:params:oauth:grant-type:token-exchange")]
     TokenExchange,
     /// Be named as `client_id` at `/api/login`.
     #[serde(rename = "password")]
     Password,
 }
+
+/// RFC 8693's grant type name.
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 
 impl GrantType {
     /// Every grant type, in the order discovery lists them.
@@ -109,7 +113,7 @@ impl GrantType {
         match self {
             Self::RefreshToken => "refresh_token",
             Self::ClientCredentials => "client_credentials",
-            Self::TokenExchange => "urn:ietf:params:oauth:grant-type:token-exchange",
+            Self::TokenExchange => TOKEN_EXCHANGE,
             Self::Password => "password",
         }
     }
@@ -188,5 +192,20 @@ impl Client {
     /// Whether it may use `grant`.
     pub fn allows(&self, grant: GrantType) -> bool {
         self.grant_types.contains(&grant)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_grant_type_has_one_name_in_json_and_in_forms() {
+        for grant in GrantType::ALL {
+            let json = serde_json::to_value(grant).unwrap();
+            assert_eq!(json, grant.as_str(), "{grant:?}");
+            assert_eq!(GrantType::parse(grant.as_str()), Some(grant));
+        }
+        assert_eq!(GrantType::TokenExchange.as_str(), TOKEN_EXCHANGE);
     }
 }

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::extract::client_ip;
-use crate::client::{Audience, ClientId};
+use crate::client::{Audience, ClientId, GrantType};
 use crate::error::{ErrorBody, OAuthError, OAuthErrorBody};
 use crate::sessions::Presented;
 use crate::tenancy::clients::ClientSecret;
@@ -116,8 +116,8 @@ pub async fn token(
         .transpose()
         .map_err(|_| OAuthError::invalid_request("scope is malformed"))?;
     let now = state.clock.now();
-    let answer = match form.grant_type.as_deref() {
-        Some("client_credentials") => {
+    let answer = match form.grant_type.as_deref().map(GrantType::parse) {
+        Some(Some(GrantType::ClientCredentials)) => {
             let issued = state
                 .oauth
                 .client_credentials(auth, scopes, client_ip(&req), now)
@@ -131,7 +131,7 @@ pub async fn token(
                 issued_token_type: None,
             }
         }
-        Some("refresh_token") => {
+        Some(Some(GrantType::RefreshToken)) => {
             let presented = required(form.refresh_token, "refresh_token")?;
             let token = Presented::parse(secrecy::ExposeSecret::expose_secret(&presented))
                 .ok_or_else(|| {
@@ -154,21 +154,21 @@ pub async fn token(
                 issued_token_type: None,
             }
         }
-        Some("urn:ietf:params:oauth:grant-type:token-exchange") => {
+        Some(Some(GrantType::TokenExchange)) => {
             let subject = required(form.subject_token, "subject_token")?;
             if form.subject_token_type.as_deref() != Some(ACCESS_TOKEN_TYPE) {
-                return Err(OAuthError::invalid_request(
-                    "subject_token_type must be urn:ietf:params:oauth:token-type:access_token",
-                ));
+                return Err(OAuthError::invalid_request(format!(
+                    "subject_token_type must be {ACCESS_TOKEN_TYPE}"
+                )));
             }
             if form
                 .requested_token_type
                 .as_deref()
                 .is_some_and(|t| t != JWT_TOKEN_TYPE)
             {
-                return Err(OAuthError::invalid_request(
-                    "requested_token_type must be urn:ietf:params:oauth:token-type:jwt",
-                ));
+                return Err(OAuthError::invalid_request(format!(
+                    "requested_token_type must be {JWT_TOKEN_TYPE}"
+                )));
             }
             let audience = Audience::parse(&required(form.audience, "audience")?)
                 .map_err(|_| OAuthError::invalid_request("audience is malformed"))?;
@@ -192,6 +192,7 @@ pub async fn token(
                 issued_token_type: Some(JWT_TOKEN_TYPE.to_owned()),
             }
         }
+        // `password` included: logins are `/api/login`.
         Some(_) => return Err(OAuthError::unsupported_grant_type()),
         None => return Err(OAuthError::invalid_request("grant_type is required")),
     };
