@@ -63,11 +63,9 @@ impl DeviceKey {
         Self(hmac::Key::new(hmac::HMAC_SHA256, secret))
     }
 
-    fn tag(&self, body: &[u8]) -> hmac::Tag {
-        let mut ctx = hmac::Context::with_key(&self.0);
-        ctx.update(CONTEXT);
-        ctx.update(body);
-        ctx.sign()
+    /// What the tag covers: the context, then the body.
+    fn message(body: &[u8]) -> Vec<u8> {
+        [CONTEXT, body].concat()
     }
 
     /// A new proof for `user_id` in `epoch`, valid until `expires_at`.
@@ -88,7 +86,7 @@ impl DeviceKey {
         SystemRandom::new()
             .fill(id)
             .map_err(|_| Error::internal("the system random source failed"))?;
-        tag.copy_from_slice(self.tag(body).as_ref());
+        tag.copy_from_slice(hmac::sign(&self.0, &Self::message(body)).as_ref());
         let mut text = String::with_capacity(PREFIX.len() + TOTAL_BYTES * 2);
         text.push_str(PREFIX);
         URL_SAFE_NO_PAD.encode_string(bytes, &mut text);
@@ -107,10 +105,7 @@ impl DeviceKey {
             return None;
         }
         let (body, tag) = bytes.split_at_checked(BODY_BYTES)?;
-        let mut message = Vec::with_capacity(CONTEXT.len() + BODY_BYTES);
-        message.extend_from_slice(CONTEXT);
-        message.extend_from_slice(body);
-        hmac::verify(&self.0, &message, tag).ok()?;
+        hmac::verify(&self.0, &Self::message(body), tag).ok()?;
         let (user, rest) = body.split_at_checked(16)?;
         let (epoch, rest) = rest.split_at_checked(8)?;
         let (expiry, id) = rest.split_at_checked(8)?;

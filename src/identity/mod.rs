@@ -220,8 +220,9 @@ impl Identity {
         // The address (or the device proof) is counted before anything else, refusals
         // included: a login refused below (busy) still spends its address's budget, so
         // fresh addresses are the attacker's cost.
+        let address = attempt.ip.as_deref().map(address_key);
         let keys = AttemptKeys {
-            ip: attempt.ip.as_deref(),
+            ip: address.as_deref(),
             device: device.as_deref(),
         };
         let refused = |limited: Limited| async move {
@@ -251,10 +252,9 @@ impl Identity {
         // microseconds, a client that ignores Retry-After (wrk, a bot) sends the next login
         // at once, and the refusals take the CPU from the hashes that would let logins in
         // (measured: 29 000 refusals a second, the hashing threads at a tenth of a core each).
-        let class = match (reservation.trusted, attempt.ip.as_deref()) {
-            (true, _) => Class::Device,
-            (false, Some(ip)) => Class::Address(address_key(ip)),
-            (false, None) => Class::Address(String::new()),
+        let class = match reservation.trusted {
+            true => Class::Device,
+            false => Class::Address(address.unwrap_or_default()),
         };
         let admission = match self.hasher.admit(class).await {
             Ok(admission) => admission,

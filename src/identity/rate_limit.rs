@@ -73,7 +73,7 @@ impl LoginLimits {
 /// The keys of one login attempt.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AttemptKeys<'a> {
-    /// The client address as [`client_ip`](crate::http::extract::client_ip) reports it.
+    /// The client's [`address_key`] (the caller's hashing queue keys on it too).
     pub ip: Option<&'a str>,
     /// The id of a device proof that is this user's, live and current.
     pub device: Option<&'a str>,
@@ -497,7 +497,7 @@ impl LoginLimiter {
             // A proof that failed too often is anonymous for the rest of its window.
         }
         if let Some(ip) = keys.ip {
-            let key = format!("ip:{}", address_key(ip));
+            let key = format!("ip:{ip}");
             let (allowed, left_ms) = self.count(&key, self.limits.per_ip, now_ms).await;
             if !allowed {
                 return Err(Limited {
