@@ -120,6 +120,42 @@ impl Outcome {
     }
 }
 
+/// An admin's call as the log records it: who, what, on what, and any detail.
+pub struct AdminCall<'a> {
+    admin: &'a Admin,
+    action: Action,
+    target: Option<String>,
+    detail: Option<String>,
+}
+
+impl<'a> AdminCall<'a> {
+    /// A call with no target (a list).
+    pub fn new(admin: &'a Admin, action: Action) -> Self {
+        Self {
+            admin,
+            action,
+            target: None,
+            detail: None,
+        }
+    }
+
+    /// The call's target, e.g. `user:<id>`.
+    pub fn on(self, target: impl Into<Option<String>>) -> Self {
+        Self {
+            target: target.into(),
+            ..self
+        }
+    }
+
+    /// A detail, e.g. the fields a change touched.
+    pub fn detail(self, detail: String) -> Self {
+        Self {
+            detail: Some(detail),
+            ..self
+        }
+    }
+}
+
 /// An event to record.
 #[derive(Debug, Clone)]
 pub struct AuditEvent {
@@ -260,36 +296,29 @@ impl Audit {
         }
     }
 
-    /// Records an admin's call.
-    pub async fn admin_call(
+    /// Runs an admin's call and records it with its outcome: one row per call, whatever
+    /// happened, so every use case of the admin API is audited the same way.
+    pub async fn admin<T, E>(
         &self,
-        admin: &Admin,
-        action: Action,
-        target: Option<String>,
-        ok: bool,
+        call: AdminCall<'_>,
         now: DateTime<Utc>,
-    ) {
-        self.admin_call_with(admin, action, target, ok, None, now)
-            .await;
+        work: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let result = work.await;
+        self.record_admin(call, result.is_ok(), now).await;
+        result
     }
 
-    /// Records an admin's call, with a detail.
-    pub async fn admin_call_with(
-        &self,
-        admin: &Admin,
-        action: Action,
-        target: Option<String>,
-        ok: bool,
-        detail: Option<String>,
-        now: DateTime<Utc>,
-    ) {
+    /// Records an admin's call whose outcome is already known (a creation names its
+    /// target only once it has one).
+    pub async fn record_admin(&self, call: AdminCall<'_>, ok: bool, now: DateTime<Utc>) {
         let event = AuditEvent {
-            actor: admin.actor().clone(),
-            action,
-            target,
-            ip: admin.ip().map(str::to_owned),
+            actor: call.admin.actor().clone(),
+            action: call.action,
+            target: call.target,
+            ip: call.admin.ip().map(str::to_owned),
             outcome: Outcome::of(ok),
-            detail,
+            detail: call.detail,
         };
         self.record(event, now).await;
     }
@@ -305,7 +334,7 @@ impl Audit {
     ) -> Result<Vec<AuditEntry>, Error> {
         // The log is the whole deployment's (targets name users of every tenant).
         admin.require_default()?;
-        self.admin_call(admin, Action::AuditList, None, true, now)
+        self.record_admin(AdminCall::new(admin, Action::AuditList), true, now)
             .await;
         let rows = self
             .db

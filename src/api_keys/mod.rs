@@ -14,7 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 use crate::actor::Admin;
-use crate::audit::{Action, Audit};
+use crate::audit::{Action, AdminCall, Audit};
 use crate::error::Error;
 use crate::store::api_keys::{self as store, ApiKeyRow};
 use crate::store::users::{self, Lock};
@@ -276,9 +276,8 @@ impl ApiKeys {
             .as_ref()
             .ok()
             .map(|(k, _)| format!("api_key:{}", k.id));
-        self.audit
-            .admin_call(admin, Action::ApiKeyCreate, target, result.is_ok(), now)
-            .await;
+        let call = AdminCall::new(admin, Action::ApiKeyCreate).on(target);
+        self.audit.record_admin(call, result.is_ok(), now).await;
         result
     }
 
@@ -419,20 +418,15 @@ impl ApiKeys {
 
     /// One key (never its secret).
     pub async fn get(&self, admin: &Admin, id: Uuid, now: DateTime<Utc>) -> Result<ApiKey, Error> {
-        let found = self
-            .find(id)
-            .await
-            .map(|k| k.filter(|k| admin.may_see(&k.tenant)));
+        let call = AdminCall::new(admin, Action::ApiKeyGet).on(format!("api_key:{id}"));
         self.audit
-            .admin_call(
-                admin,
-                Action::ApiKeyGet,
-                Some(format!("api_key:{id}")),
-                matches!(found, Ok(Some(_))),
-                now,
-            )
-            .await;
-        found?.ok_or(Error::NotFound("API key"))
+            .admin(call, now, async {
+                let found = self.find(id).await?;
+                found
+                    .filter(|k| admin.may_see(&k.tenant))
+                    .ok_or(Error::NotFound("API key"))
+            })
+            .await
     }
 
     async fn find(&self, id: Uuid) -> Result<Option<ApiKey>, Error> {
@@ -453,7 +447,8 @@ impl ApiKeys {
         filter: KeyFilter,
         now: DateTime<Utc>,
     ) -> Result<Vec<ApiKey>, Error> {
-        let result = async {
+        let call = AdminCall::new(admin, Action::ApiKeyList);
+        let rows = self.audit.admin(call, now, async {
             let scope = admin.scope(filter.tenant.clone())?;
             self.flush_usage().await?;
             self.db
@@ -469,12 +464,8 @@ impl ApiKeys {
                 })
                 .await
                 .map_err(Error::from)
-        }
-        .await;
-        self.audit
-            .admin_call(admin, Action::ApiKeyList, None, result.is_ok(), now)
-            .await;
-        result?.into_iter().map(ApiKey::from_row).collect()
+        });
+        rows.await?.into_iter().map(ApiKey::from_row).collect()
     }
 
     /// Enables or disables a key (idempotent). A disable holds everywhere once this answers.
@@ -485,67 +476,52 @@ impl ApiKeys {
         enabled: bool,
         now: DateTime<Utc>,
     ) -> Result<ApiKey, Error> {
-        let result = async {
-            let scope = admin.scope(None)?;
-            let found = self
-                .db
-                .run(move |conn| {
-                    store::set_enabled(
-                        conn,
-                        &id.to_string(),
-                        enabled,
-                        now.naive_utc(),
-                        scope.filter(),
-                    )
-                })
-                .await?;
-            if !found {
-                return Err(Error::NotFound("API key"));
-            }
-            self.find(id).await?.ok_or(Error::NotFound("API key"))
-        }
-        .await;
         let action = if enabled {
             Action::ApiKeyEnable
         } else {
             Action::ApiKeyDisable
         };
+        let call = AdminCall::new(admin, action).on(format!("api_key:{id}"));
         self.audit
-            .admin_call(
-                admin,
-                action,
-                Some(format!("api_key:{id}")),
-                result.is_ok(),
-                now,
-            )
-            .await;
-        result
+            .admin(call, now, async {
+                let scope = admin.scope(None)?;
+                let found = self
+                    .db
+                    .run(move |conn| {
+                        store::set_enabled(
+                            conn,
+                            &id.to_string(),
+                            enabled,
+                            now.naive_utc(),
+                            scope.filter(),
+                        )
+                    })
+                    .await?;
+                if !found {
+                    return Err(Error::NotFound("API key"));
+                }
+                self.find(id).await?.ok_or(Error::NotFound("API key"))
+            })
+            .await
     }
 
     /// Deletes a key; it is refused everywhere once this answers.
     pub async fn delete(&self, admin: &Admin, id: Uuid, now: DateTime<Utc>) -> Result<(), Error> {
-        let deleted = async {
-            let scope = admin.scope(None)?;
-            self.db
-                .run(move |conn| store::delete(conn, &id.to_string(), scope.filter()))
-                .await
-                .map_err(Error::from)
-        }
-        .await;
+        let call = AdminCall::new(admin, Action::ApiKeyDelete).on(format!("api_key:{id}"));
         self.audit
-            .admin_call(
-                admin,
-                Action::ApiKeyDelete,
-                Some(format!("api_key:{id}")),
-                matches!(deleted, Ok(true)),
-                now,
-            )
-            .await;
-        if deleted? {
-            Ok(())
-        } else {
-            Err(Error::NotFound("API key"))
-        }
+            .admin(call, now, async {
+                let scope = admin.scope(None)?;
+                let deleted = self
+                    .db
+                    .run(move |conn| store::delete(conn, &id.to_string(), scope.filter()))
+                    .await?;
+                if deleted {
+                    Ok(())
+                } else {
+                    Err(Error::NotFound("API key"))
+                }
+            })
+            .await
     }
 }
 

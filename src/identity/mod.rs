@@ -23,7 +23,7 @@ use self::devices::DeviceKey;
 use self::passwords::{Password, PasswordHasher, Verified};
 use self::rate_limit::{AttemptKeys, Limited, LoginLimiter, address_key};
 use crate::actor::Admin;
-use crate::audit::{Action, Actor, Audit, AuditEvent, Outcome};
+use crate::audit::{Action, Actor, AdminCall, Audit, AuditEvent, Outcome};
 use crate::client::{Client, ClientId, GrantType};
 use crate::error::{Credential, Error, Refusal};
 use crate::lifetimes::{Lifetimes, delta};
@@ -437,9 +437,8 @@ impl Identity {
             Ok(user) => format!("user:{}", user.id),
             Err(_) => format!("username:{username}"),
         };
-        self.audit
-            .admin_call(admin, Action::UserCreate, Some(target), result.is_ok(), now)
-            .await;
+        let call = AdminCall::new(admin, Action::UserCreate).on(target);
+        self.audit.record_admin(call, result.is_ok(), now).await;
         result
     }
 
@@ -499,7 +498,8 @@ impl Identity {
         limit: i64,
         now: DateTime<Utc>,
     ) -> Result<Vec<User>, Error> {
-        let rows = async {
+        let call = AdminCall::new(admin, Action::UserList);
+        let rows = self.audit.admin(call, now, async {
             let scope = admin.scope(tenant)?;
             self.db
                 .run(move |conn| {
@@ -512,12 +512,8 @@ impl Identity {
                 })
                 .await
                 .map_err(Error::from)
-        }
-        .await;
-        self.audit
-            .admin_call(admin, Action::UserList, None, rows.is_ok(), now)
-            .await;
-        rows?.iter().map(User::from_row).collect()
+        });
+        rows.await?.iter().map(User::from_row).collect()
     }
 
     /// One user.
@@ -527,26 +523,18 @@ impl Identity {
         id: Uuid,
         now: DateTime<Utc>,
     ) -> Result<User, Error> {
-        let found = async {
-            let row = self
-                .db
-                .run(move |conn| store::find_by_id(conn, &id.to_string()))
-                .await?;
-            let user = row.as_ref().map(User::from_row).transpose()?;
-            user.filter(|u| admin.may_see(&u.tenant))
-                .ok_or(Error::NotFound("user"))
-        }
-        .await;
+        let call = AdminCall::new(admin, Action::UserGet).on(format!("user:{id}"));
         self.audit
-            .admin_call(
-                admin,
-                Action::UserGet,
-                Some(format!("user:{id}")),
-                found.is_ok(),
-                now,
-            )
-            .await;
-        found
+            .admin(call, now, async {
+                let row = self
+                    .db
+                    .run(move |conn| store::find_by_id(conn, &id.to_string()))
+                    .await?;
+                let user = row.as_ref().map(User::from_row).transpose()?;
+                user.filter(|u| admin.may_see(&u.tenant))
+                    .ok_or(Error::NotFound("user"))
+            })
+            .await
     }
 
     /// Changes a user. A new password, other roles or scopes, or a disable end every
@@ -558,19 +546,11 @@ impl Identity {
         patch: UserPatch,
         now: DateTime<Utc>,
     ) -> Result<User, Error> {
-        let changed = patch.changed_fields();
-        let result = self.apply_patch(admin, id, patch, now).await;
-        self.audit
-            .admin_call_with(
-                admin,
-                Action::UserUpdate,
-                Some(format!("user:{id}")),
-                result.is_ok(),
-                Some(format!("changed: {}", changed.join(", "))),
-                now,
-            )
-            .await;
-        let (user, recorded) = result?;
+        let call = AdminCall::new(admin, Action::UserUpdate)
+            .on(format!("user:{id}"))
+            .detail(format!("changed: {}", patch.changed_fields().join(", ")));
+        let work = self.apply_patch(admin, id, patch, now);
+        let (user, recorded) = self.audit.admin(call, now, work).await?;
         self.revocations.publish(&recorded, now).await;
         Ok(user)
     }
@@ -674,34 +654,24 @@ impl Identity {
         } else {
             "revoke-sessions"
         };
-        let result: Result<Recorded, Error> = self
-            .db
-            .run(move |conn| {
-                write_transaction(conn, |conn| {
-                    let row = store::lock(conn, &id.to_string(), Lock::Update)?
-                        .ok_or(Error::NotFound("user"))?;
-                    if !admin_copy.may_see(&User::from_row(&row)?.tenant) {
-                        return Err(Error::NotFound("user"));
-                    }
-                    let entries = sessions::revoke_user_in(conn, id, reason, &lifetimes, now)?;
-                    let recorded = Revocations::record(conn, entries)?;
-                    if delete {
-                        store::delete(conn, &id.to_string())?;
-                    }
-                    Ok(recorded)
-                })
+        let call = AdminCall::new(admin, action).on(format!("user:{id}"));
+        let work = self.db.run(move |conn| {
+            write_transaction(conn, |conn| {
+                let row = store::lock(conn, &id.to_string(), Lock::Update)?
+                    .ok_or(Error::NotFound("user"))?;
+                if !admin_copy.may_see(&User::from_row(&row)?.tenant) {
+                    return Err(Error::NotFound("user"));
+                }
+                let entries = sessions::revoke_user_in(conn, id, reason, &lifetimes, now)?;
+                let recorded = Revocations::record(conn, entries)?;
+                if delete {
+                    store::delete(conn, &id.to_string())?;
+                }
+                Ok(recorded)
             })
-            .await;
-        self.audit
-            .admin_call(
-                admin,
-                action,
-                Some(format!("user:{id}")),
-                result.is_ok(),
-                now,
-            )
-            .await;
-        self.revocations.publish(&result?, now).await;
+        });
+        let recorded: Recorded = self.audit.admin(call, now, work).await?;
+        self.revocations.publish(&recorded, now).await;
         Ok(())
     }
 }

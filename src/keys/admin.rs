@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use super::SigningAlg;
 use super::keyring::{KeyInfo, Keyring, RotateError};
 use crate::actor::{Actor, Admin};
-use crate::audit::{Action, Audit, AuditEvent, Outcome};
+use crate::audit::{Action, AdminCall, Audit, AuditEvent, Outcome};
 use crate::error::Error;
 
 /// Signing keys as admins and the scheduler see them. They are the whole deployment's:
@@ -27,11 +27,8 @@ impl SigningKeys {
     /// Every key, newest first.
     pub async fn list(&self, admin: &Admin, now: DateTime<Utc>) -> Result<Vec<KeyInfo>, Error> {
         admin.require_default()?;
-        let keys = self.keyring.list().await;
-        self.audit
-            .admin_call(admin, Action::SigningKeyList, None, keys.is_ok(), now)
-            .await;
-        Ok(keys?)
+        let call = AdminCall::new(admin, Action::SigningKeyList);
+        Ok(self.audit.admin(call, now, self.keyring.list()).await?)
     }
 
     /// Rotates now: the `next` key becomes `current`, the old `current` becomes
@@ -47,9 +44,8 @@ impl SigningKeys {
         admin.require_default()?;
         let result = self.keyring.rotate(alg, now, false).await;
         let target = self.keyring.current_kid().map(|k| format!("kid:{k}"));
-        self.audit
-            .admin_call(admin, Action::SigningKeyRotate, target, result.is_ok(), now)
-            .await;
+        let call = AdminCall::new(admin, Action::SigningKeyRotate).on(target);
+        self.audit.record_admin(call, result.is_ok(), now).await;
         match result {
             Ok(_) => Ok(self.keyring.list().await?),
             Err(RotateError::NotReady(at)) => {

@@ -10,7 +10,7 @@ use ring::rand::{SecureRandom as _, SystemRandom};
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::actor::Admin;
-use crate::audit::{Action, Audit};
+use crate::audit::{Action, AdminCall, Audit};
 pub use crate::client::{Audience, Client, ClientId, ClientKind, GrantType};
 use crate::error::{Credential, Error, Refusal};
 use crate::lifetimes::Lifetimes;
@@ -204,9 +204,8 @@ impl Clients {
             .as_ref()
             .ok()
             .map(|(c, _)| format!("client:{}", c.client_id));
-        self.audit
-            .admin_call(admin, Action::ClientCreate, target, result.is_ok(), now)
-            .await;
+        let call = AdminCall::new(admin, Action::ClientCreate).on(target);
+        self.audit.record_admin(call, result.is_ok(), now).await;
         result
     }
 
@@ -274,21 +273,19 @@ impl Clients {
         limit: i64,
         now: DateTime<Utc>,
     ) -> Result<Vec<Client>, Error> {
-        let result = async {
-            let scope = admin.scope(tenant)?;
-            let rows = self
-                .db
-                .run(move |conn| store::page(conn, after.as_deref(), limit, scope.filter()))
-                .await?;
-            rows.iter()
-                .map(Client::from_row)
-                .collect::<Result<Vec<_>, _>>()
-        }
-        .await;
+        let call = AdminCall::new(admin, Action::ClientList);
         self.audit
-            .admin_call(admin, Action::ClientList, None, result.is_ok(), now)
-            .await;
-        result
+            .admin(call, now, async {
+                let scope = admin.scope(tenant)?;
+                let rows = self
+                    .db
+                    .run(move |conn| store::page(conn, after.as_deref(), limit, scope.filter()))
+                    .await?;
+                rows.iter()
+                    .map(Client::from_row)
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await
     }
 
     /// One client.
@@ -298,17 +295,8 @@ impl Clients {
         id: ClientId,
         now: DateTime<Utc>,
     ) -> Result<Client, Error> {
-        let result = self.visible(admin, &id).await;
-        self.audit
-            .admin_call(
-                admin,
-                Action::ClientGet,
-                Some(format!("client:{id}")),
-                result.is_ok(),
-                now,
-            )
-            .await;
-        result
+        let call = AdminCall::new(admin, Action::ClientGet).on(format!("client:{id}"));
+        self.audit.admin(call, now, self.visible(admin, &id)).await
     }
 
     async fn visible(&self, admin: &Admin, id: &ClientId) -> Result<Client, Error> {
@@ -330,7 +318,7 @@ impl Clients {
         now: DateTime<Utc>,
     ) -> Result<Client, Error> {
         let lifetimes = self.lifetimes;
-        let result = self.change(admin, &id, now, move |conn, row, client| {
+        let work = self.change(admin, &id, now, move |conn, row, client| {
             if let Some(name) = patch.name {
                 row.name = name;
             }
@@ -361,21 +349,10 @@ impl Clients {
             }
             Ok(ended)
         });
-        let result = result.await;
-        if let Ok((_, recorded)) = &result {
-            self.revocations.publish(recorded, now).await;
-        }
-        let result = result.map(|(client, _)| client);
-        self.audit
-            .admin_call(
-                admin,
-                action,
-                Some(format!("client:{id}")),
-                result.is_ok(),
-                now,
-            )
-            .await;
-        result
+        let call = AdminCall::new(admin, action).on(format!("client:{id}"));
+        let (client, recorded) = self.audit.admin(call, now, work).await?;
+        self.revocations.publish(&recorded, now).await;
+        Ok(client)
     }
 
     /// A new secret for a confidential client; the old one stops working at once.
@@ -387,25 +364,16 @@ impl Clients {
     ) -> Result<(Client, ClientSecret), Error> {
         let secret = ClientSecret::generate()?;
         let hash = secret.hash();
-        let result = self
-            .change(admin, &id, now, move |_, row, client| {
-                if client.kind != ClientKind::Confidential {
-                    return Err(Error::conflict("a public client has no secret"));
-                }
-                row.secret_hash = Some(hash);
-                Ok(Vec::new())
-            })
-            .await;
-        self.audit
-            .admin_call(
-                admin,
-                Action::ClientRotateSecret,
-                Some(format!("client:{id}")),
-                result.is_ok(),
-                now,
-            )
-            .await;
-        Ok((result?.0, secret))
+        let work = self.change(admin, &id, now, move |_, row, client| {
+            if client.kind != ClientKind::Confidential {
+                return Err(Error::conflict("a public client has no secret"));
+            }
+            row.secret_hash = Some(hash);
+            Ok(Vec::new())
+        });
+        let call = AdminCall::new(admin, Action::ClientRotateSecret).on(format!("client:{id}"));
+        let (client, _) = self.audit.admin(call, now, work).await?;
+        Ok((client, secret))
     }
 
     /// Changes a client in one transaction; `apply` may end sessions (the entries it
@@ -446,31 +414,18 @@ impl Clients {
     ) -> Result<(), Error> {
         let key = id.as_str().to_owned();
         let (admin_copy, lifetimes) = (admin.clone(), self.lifetimes);
-        let result = self
-            .db
-            .run(move |conn| {
-                write_transaction(conn, |conn| {
-                    visible_row(conn, &key, &admin_copy)?;
-                    let ended = revoke_client_in(conn, &key, "client deleted", &lifetimes, now)?;
-                    store::delete(conn, &key)?;
-                    Ok(Revocations::record(conn, ended)?)
-                })
+        let work = self.db.run(move |conn| {
+            write_transaction(conn, |conn| {
+                visible_row(conn, &key, &admin_copy)?;
+                let ended = revoke_client_in(conn, &key, "client deleted", &lifetimes, now)?;
+                store::delete(conn, &key)?;
+                Ok::<_, Error>(Revocations::record(conn, ended)?)
             })
-            .await;
-        if let Ok(recorded) = &result {
-            self.revocations.publish(recorded, now).await;
-        }
-        let result = result.map(|_| ());
-        self.audit
-            .admin_call(
-                admin,
-                Action::ClientDelete,
-                Some(format!("client:{id}")),
-                result.is_ok(),
-                now,
-            )
-            .await;
-        result
+        });
+        let call = AdminCall::new(admin, Action::ClientDelete).on(format!("client:{id}"));
+        let recorded: Recorded = self.audit.admin(call, now, work).await?;
+        self.revocations.publish(&recorded, now).await;
+        Ok(())
     }
 
     /// Authenticates a client at the token endpoint: an enabled client of an enabled

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::actor::Admin;
-use crate::audit::{Action, Audit};
+use crate::audit::{Action, AdminCall, Audit};
 use crate::error::Error;
 use crate::lifetimes::Lifetimes;
 use crate::revocation::{Recorded, Revocation, Revocations};
@@ -109,21 +109,18 @@ impl Tenants {
             updated_at: now.naive_utc(),
         };
         let tenant = Tenant::from_row(row.clone())?;
-        let result = match self.db.run(move |conn| store::insert(conn, &row)).await {
-            Ok(()) => Ok(tenant),
-            Err(StoreError::Conflict) => Err(Error::conflict("a tenant with this id exists")),
-            Err(e) => Err(e.into()),
-        };
+        let call = AdminCall::new(admin, Action::TenantCreate).on(format!("tenant:{id}"));
         self.audit
-            .admin_call(
-                admin,
-                Action::TenantCreate,
-                Some(format!("tenant:{id}")),
-                result.is_ok(),
-                now,
-            )
-            .await;
-        result
+            .admin(call, now, async {
+                match self.db.run(move |conn| store::insert(conn, &row)).await {
+                    Ok(()) => Ok(tenant),
+                    Err(StoreError::Conflict) => {
+                        Err(Error::conflict("a tenant with this id exists"))
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            })
+            .await
     }
 
     /// A page of tenants after `after`, by id.
@@ -135,14 +132,16 @@ impl Tenants {
         now: DateTime<Utc>,
     ) -> Result<Vec<Tenant>, Error> {
         admin.require_default()?;
+        let call = AdminCall::new(admin, Action::TenantList);
         let rows = self
             .db
-            .run(move |conn| store::page(conn, after.as_deref(), limit))
-            .await;
+            .run(move |conn| store::page(conn, after.as_deref(), limit));
         self.audit
-            .admin_call(admin, Action::TenantList, None, rows.is_ok(), now)
-            .await;
-        rows?.into_iter().map(Tenant::from_row).collect()
+            .admin(call, now, rows)
+            .await?
+            .into_iter()
+            .map(Tenant::from_row)
+            .collect()
     }
 
     /// One tenant.
@@ -154,17 +153,12 @@ impl Tenants {
     ) -> Result<Tenant, Error> {
         admin.require_default()?;
         let key = id.as_str().to_owned();
-        let row = self.db.run(move |conn| store::find(conn, &key)).await;
-        self.audit
-            .admin_call(
-                admin,
-                Action::TenantGet,
-                Some(format!("tenant:{id}")),
-                matches!(row, Ok(Some(_))),
-                now,
-            )
-            .await;
-        Tenant::from_row(row?.ok_or(Error::NotFound("tenant"))?)
+        let call = AdminCall::new(admin, Action::TenantGet).on(format!("tenant:{id}"));
+        let row = self.audit.admin(call, now, async {
+            let row = self.db.run(move |conn| store::find(conn, &key)).await?;
+            row.ok_or(Error::NotFound("tenant"))
+        });
+        Tenant::from_row(row.await?)
     }
 
     /// Renames, enables or disables a tenant. A disable ends every session of its users
@@ -180,57 +174,46 @@ impl Tenants {
         admin.require_default()?;
         let lifetimes = self.lifetimes;
         let key = id.as_str().to_owned();
-        let result: Result<(Tenant, Recorded), Error> = self
-            .db
-            .run(move |conn| {
-                write_transaction(conn, |conn| {
-                    let mut row =
-                        store::lock(conn, &key, Lock::Update)?.ok_or(Error::NotFound("tenant"))?;
-                    let disabling = row.enabled && patch.enabled == Some(false);
-                    if disabling && key == crate::user::DEFAULT_TENANT {
-                        return Err(Error::conflict("the default tenant cannot be disabled"));
-                    }
-                    if let Some(name) = patch.name {
-                        row.name = name.0;
-                    }
-                    if let Some(enabled) = patch.enabled {
-                        row.enabled = enabled;
-                    }
-                    row.updated_at = now.naive_utc();
-                    store::update(conn, &row)?;
-                    let mut entries = Vec::new();
-                    if disabling {
-                        sessions::revoke_tenant_sessions(
-                            conn,
-                            &key,
-                            now.naive_utc(),
-                            "tenant disabled",
-                        )?;
-                        // Every token issued up to the end of this second: logins and
-                        // refreshes of the tenant are refused from this commit on.
-                        entries.push((
-                            Revocation::Tenant {
-                                tenant: key.clone(),
-                                cutoff: now.timestamp() + 1,
-                            },
-                            lifetimes.revocation_end(now) + chrono::TimeDelta::seconds(1),
-                        ));
-                    }
-                    let recorded = Revocations::record(conn, entries)?;
-                    Ok((Tenant::from_row(row)?, recorded))
-                })
+        let work = self.db.run(move |conn| {
+            write_transaction(conn, |conn| {
+                let mut row =
+                    store::lock(conn, &key, Lock::Update)?.ok_or(Error::NotFound("tenant"))?;
+                let disabling = row.enabled && patch.enabled == Some(false);
+                if disabling && key == crate::user::DEFAULT_TENANT {
+                    return Err(Error::conflict("the default tenant cannot be disabled"));
+                }
+                if let Some(name) = patch.name {
+                    row.name = name.0;
+                }
+                if let Some(enabled) = patch.enabled {
+                    row.enabled = enabled;
+                }
+                row.updated_at = now.naive_utc();
+                store::update(conn, &row)?;
+                let mut entries = Vec::new();
+                if disabling {
+                    sessions::revoke_tenant_sessions(
+                        conn,
+                        &key,
+                        now.naive_utc(),
+                        "tenant disabled",
+                    )?;
+                    // Every token issued up to the end of this second: logins and
+                    // refreshes of the tenant are refused from this commit on.
+                    entries.push((
+                        Revocation::Tenant {
+                            tenant: key.clone(),
+                            cutoff: now.timestamp() + 1,
+                        },
+                        lifetimes.revocation_end(now) + chrono::TimeDelta::seconds(1),
+                    ));
+                }
+                let recorded = Revocations::record(conn, entries)?;
+                Ok((Tenant::from_row(row)?, recorded))
             })
-            .await;
-        self.audit
-            .admin_call(
-                admin,
-                Action::TenantUpdate,
-                Some(format!("tenant:{id}")),
-                result.is_ok(),
-                now,
-            )
-            .await;
-        let (tenant, recorded) = result?;
+        });
+        let call = AdminCall::new(admin, Action::TenantUpdate).on(format!("tenant:{id}"));
+        let (tenant, recorded): (Tenant, Recorded) = self.audit.admin(call, now, work).await?;
         self.revocations.publish(&recorded, now).await;
         Ok(tenant)
     }
@@ -245,36 +228,25 @@ impl Tenants {
     ) -> Result<(), Error> {
         admin.require_default()?;
         let key = id.as_str().to_owned();
-        let result: Result<(), Error> = self
-            .db
-            .run(move |conn| {
-                write_transaction(conn, |conn| {
-                    store::lock(conn, &key, Lock::Update)?.ok_or(Error::NotFound("tenant"))?;
-                    if key == crate::user::DEFAULT_TENANT {
-                        return Err(Error::conflict("the default tenant cannot be deleted"));
-                    }
-                    if users::any_in_tenant(conn, &key)?
-                        || api_keys::any_in_tenant(conn, &key)?
-                        || clients::any_in_tenant(conn, &key)?
-                    {
-                        return Err(Error::conflict(
-                            "the tenant still has users, API keys or clients",
-                        ));
-                    }
-                    store::delete(conn, &key)?;
-                    Ok(())
-                })
+        let work = self.db.run(move |conn| {
+            write_transaction(conn, |conn| {
+                store::lock(conn, &key, Lock::Update)?.ok_or(Error::NotFound("tenant"))?;
+                if key == crate::user::DEFAULT_TENANT {
+                    return Err(Error::conflict("the default tenant cannot be deleted"));
+                }
+                if users::any_in_tenant(conn, &key)?
+                    || api_keys::any_in_tenant(conn, &key)?
+                    || clients::any_in_tenant(conn, &key)?
+                {
+                    return Err(Error::conflict(
+                        "the tenant still has users, API keys or clients",
+                    ));
+                }
+                store::delete(conn, &key)?;
+                Ok(())
             })
-            .await;
-        self.audit
-            .admin_call(
-                admin,
-                Action::TenantDelete,
-                Some(format!("tenant:{id}")),
-                result.is_ok(),
-                now,
-            )
-            .await;
-        result
+        });
+        let call = AdminCall::new(admin, Action::TenantDelete).on(format!("tenant:{id}"));
+        self.audit.admin(call, now, work).await
     }
 }
