@@ -142,6 +142,27 @@ impl std::fmt::Display for Dependency {
     }
 }
 
+/// Whose limit a refused scope is past.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScopeLimit {
+    /// What the grant is made from: a session, a client, a token or a key.
+    Grant,
+    /// The user's scopes.
+    User,
+    /// The named client's scopes.
+    Client(String),
+}
+
+impl std::fmt::Display for ScopeLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Grant => f.write_str("a requested scope cannot be granted"),
+            Self::User => f.write_str("a requested scope is not granted to this user"),
+            Self::Client(id) => write!(f, "a requested scope is not allowed for client `{id}`"),
+        }
+    }
+}
+
 /// The one error of every use case.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -162,9 +183,9 @@ pub enum Error {
     /// The client may not use this grant type.
     #[error("the client may not use this grant")]
     GrantNotAllowed,
-    /// A requested scope is not one that can be granted here.
-    #[error("a requested scope cannot be granted")]
-    ScopeNotAllowed,
+    /// A requested scope is not one that can be granted here; the limit says whose.
+    #[error("{0}")]
+    ScopeNotAllowed(ScopeLimit),
     /// The audience is not one the client may ask for.
     #[error("the audience is not one the client may ask for")]
     AudienceNotAllowed,
@@ -505,10 +526,9 @@ impl From<Error> for ApiError {
                 ErrorCode::InsufficientPermissions,
                 "the client may not use this grant",
             ),
-            Error::ScopeNotAllowed => Self::new(
-                ErrorCode::InvalidRequest,
-                "a requested scope cannot be granted",
-            ),
+            Error::ScopeNotAllowed(limit) => {
+                Self::new(ErrorCode::InvalidRequest, limit.to_string())
+            }
             Error::AudienceNotAllowed => Self::new(
                 ErrorCode::InvalidRequest,
                 "the audience is not one the client may ask for",
@@ -632,9 +652,9 @@ impl From<Error> for OAuthError {
                 "the client may not use this grant".into(),
                 StatusCode::BAD_REQUEST,
             ),
-            Error::ScopeNotAllowed => plain(
+            Error::ScopeNotAllowed(limit) => plain(
                 "invalid_scope",
-                "a requested scope cannot be granted".into(),
+                limit.to_string().into(),
                 StatusCode::BAD_REQUEST,
             ),
             Error::AudienceNotAllowed => plain(

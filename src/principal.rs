@@ -127,7 +127,7 @@ impl Caller {
     /// Whether this caller may introspect: an admin, or a key or client with scope
     /// `introspect` (a resource server's).
     pub fn may_introspect(&self) -> bool {
-        let introspect = |scopes: &[Scope]| scopes.iter().any(|s| s.as_str() == "introspect");
+        let introspect = |scopes: &[Scope]| Scope::held(scopes, Scope::INTROSPECT);
         self.is_admin()
             || match &self.principal {
                 Principal::ApiKey(key) => introspect(&key.key.scopes),

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::audit::{Action, Actor, Audit, AuditEvent, Outcome};
-use crate::error::{Credential, Error, Refusal};
+use crate::error::{Credential, Error, Refusal, ScopeLimit};
 use crate::principal::{Authenticator, Presented, Principal};
 use crate::redis_conn::LazyRedis;
 use crate::revocation::{Revocations, Revoked, TokenIds};
@@ -26,9 +26,6 @@ use crate::tokens::TokenError;
 use crate::tokens::access::TokenService;
 use crate::tokens::ticket::{IssuedTicket, TicketClaims, TicketSubject};
 use crate::user::{Scope, User};
-
-/// The scope an API key needs to redeem tickets (the receiving service's key).
-pub const REDEEM_SCOPE: &str = "tickets";
 
 /// Where redemptions are marked.
 pub enum Redemptions {
@@ -114,15 +111,6 @@ fn refused(refusal: Refusal) -> Error {
     Error::refused(Credential::Ticket, refusal)
 }
 
-/// `requested`, all of which must be in `held`; nothing requested: all of `held`.
-fn narrow(held: Vec<Scope>, requested: Option<Vec<Scope>>) -> Result<Vec<Scope>, Error> {
-    match requested {
-        None => Ok(held),
-        Some(requested) if requested.iter().all(|s| held.contains(s)) => Ok(requested),
-        Some(_) => Err(Error::ScopeNotAllowed),
-    }
-}
-
 impl Tickets {
     /// The service.
     pub fn new(parts: TicketParts) -> Self {
@@ -198,7 +186,7 @@ impl Tickets {
                 }
                 let held = Scope::parse_space_separated(&claims.scope).unwrap_or_default();
                 TicketSubject {
-                    scope: Scope::join(&narrow(held, scopes)?),
+                    scope: Scope::join(&Scope::narrow(held, scopes, ScopeLimit::Grant)?),
                     sub: claims.sub,
                     sid: claims.sid,
                     tenant_id: claims.tenant_id,
@@ -223,7 +211,7 @@ impl Tickets {
                     .transpose()?
                     .ok_or_else(|| Error::refused(Credential::ApiKey, Refusal::Invalid))?;
                 TicketSubject {
-                    scope: Scope::join(&narrow(key.scopes(), scopes)?),
+                    scope: Scope::join(&Scope::narrow(key.scopes(), scopes, ScopeLimit::Grant)?),
                     sub: owner.id.to_string(),
                     sid: None,
                     tenant_id: owner.tenant.as_str().to_owned(),
@@ -313,7 +301,7 @@ impl Tickets {
                 "redeeming tickets needs an API key with scope `tickets`",
             ));
         };
-        if !key.key.scopes.iter().any(|s| s.as_str() == REDEEM_SCOPE) {
+        if !Scope::held(&key.key.scopes, Scope::TICKETS) {
             return Err(Error::Forbidden(
                 "redeeming tickets needs an API key with scope `tickets`",
             ));

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::error::Error;
+use crate::error::{Error, ScopeLimit};
 use crate::store::users::UserRow;
 
 /// Claims that Tokenmint sets itself; a user's custom claims may never use these names.
@@ -183,9 +183,36 @@ impl Role {
 }
 
 impl Scope {
+    /// Administration (with the `admin` role).
+    pub const ADMIN: &str = ADMIN;
+    /// `POST /api/introspect` for API keys.
+    pub const INTROSPECT: &str = "introspect";
+    /// Redeeming connect tickets, for the receiving service's API key.
+    pub const TICKETS: &str = "tickets";
+
     /// The `admin` scope.
     pub fn admin() -> Self {
         Self(ADMIN.to_owned())
+    }
+
+    /// Whether `scopes` holds the scope named `name` (one of the constants).
+    pub fn held(scopes: &[Self], name: &str) -> bool {
+        scopes.iter().any(|s| s.0 == name)
+    }
+
+    /// The scopes a grant ends with: `requested`, every one of which must be in
+    /// `allowed`, or all of `allowed` when none are asked for. Every front door (login,
+    /// refresh, tickets, the token endpoint) narrows here; a refusal names `limit`.
+    pub fn narrow(
+        allowed: Vec<Self>,
+        requested: Option<Vec<Self>>,
+        limit: ScopeLimit,
+    ) -> Result<Vec<Self>, Error> {
+        match requested {
+            None => Ok(allowed),
+            Some(requested) if requested.iter().all(|s| allowed.contains(s)) => Ok(requested),
+            Some(_) => Err(Error::ScopeNotAllowed(limit)),
+        }
     }
 
     /// Parses a space-separated scope string (RFC 6749 section 3.3), dropping duplicates.
@@ -211,7 +238,7 @@ pub fn has_admin_role(roles: &[Role]) -> bool {
 
 /// Whether `scopes` holds `admin`.
 pub fn has_admin_scope(scopes: &[Scope]) -> bool {
-    scopes.iter().any(|s| s.as_str() == ADMIN)
+    Scope::held(scopes, Scope::ADMIN)
 }
 
 /// Custom claims: a JSON object of at most 8 KiB whose keys are not registered claims.
@@ -361,6 +388,22 @@ mod tests {
         let names = Role::parse_list(&["admin".into(), "admin".into(), "ops".into()]).unwrap();
         assert_eq!(names, [Role::admin(), Role::parse("ops").unwrap()]);
         assert!(Scope::parse_list(&["has space".into()]).is_err());
+    }
+
+    #[test]
+    fn narrowing_grants_a_subset_of_what_is_allowed_and_nothing_else() {
+        let scope = |s: &str| Scope::parse(s).unwrap();
+        let allowed = vec![scope("read"), scope("write")];
+        let narrow = |requested| Scope::narrow(allowed.clone(), requested, ScopeLimit::User);
+        assert_eq!(narrow(None).unwrap(), allowed);
+        assert_eq!(narrow(Some(vec![scope("read")])).unwrap(), [scope("read")]);
+        assert_eq!(narrow(Some(vec![])).unwrap(), Vec::<Scope>::new());
+        assert!(matches!(
+            narrow(Some(vec![scope("read"), scope("admin")])),
+            Err(Error::ScopeNotAllowed(ScopeLimit::User))
+        ));
+        assert!(Scope::held(&[scope("introspect")], Scope::INTROSPECT));
+        assert!(!Scope::held(&[scope("introspection")], Scope::INTROSPECT));
         assert_eq!(
             Scope::parse_space_separated(" read  write read ").unwrap(),
             [

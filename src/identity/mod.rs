@@ -25,7 +25,7 @@ use self::rate_limit::{AttemptKeys, Limited, LoginLimiter, address_key};
 use crate::actor::Admin;
 use crate::audit::{Action, Actor, AdminCall, Audit, AuditEvent, Outcome};
 use crate::client::{Client, ClientId, GrantType};
-use crate::error::{Credential, Error, Refusal};
+use crate::error::{Credential, Error, Refusal, ScopeLimit};
 use crate::lifetimes::{Lifetimes, delta};
 use crate::metrics;
 use crate::revocation::{Recorded, Revocations};
@@ -345,7 +345,7 @@ impl Identity {
                             }
                         }
                     };
-                    let scopes = narrow(&current, client.as_ref(), requested.as_deref())?;
+                    let scopes = narrow(&current, client.as_ref(), requested.clone())?;
                     let opened = sessions::open(
                         conn,
                         &refresh_key,
@@ -676,36 +676,25 @@ impl Identity {
     }
 }
 
-/// The scopes a login asks for, all of which must be the user's (and, through a client,
-/// the client's too); none asked: all that are.
+/// The scopes a login is granted: those asked for, all of which must be the user's and,
+/// through a client, the client's too (a refusal names which); none asked: all that are.
 fn narrow(
     user: &User,
     client: Option<&Client>,
-    requested: Option<&[Scope]>,
+    requested: Option<Vec<Scope>>,
 ) -> Result<Vec<Scope>, Error> {
-    let allowed: Vec<Scope> = user
-        .scopes
-        .iter()
-        .filter(|s| client.is_none_or(|c| c.scopes.contains(s)))
-        .cloned()
-        .collect();
     let Some(requested) = requested else {
-        return Ok(allowed);
+        let by_client = |s: &&Scope| client.is_none_or(|c| c.scopes.contains(s));
+        return Ok(user.scopes.iter().filter(by_client).cloned().collect());
     };
-    if requested.iter().any(|s| !user.scopes.contains(s)) {
-        return Err(Error::invalid(
-            "a requested scope is not granted to this user",
-        ));
+    let held = Scope::narrow(user.scopes.clone(), Some(requested), ScopeLimit::User)?;
+    match client {
+        None => Ok(held),
+        Some(client) => {
+            let limit = ScopeLimit::Client(client.client_id.as_str().to_owned());
+            Scope::narrow(client.scopes.clone(), Some(held), limit)
+        }
     }
-    if let Some(client) = client
-        && requested.iter().any(|s| !allowed.contains(s))
-    {
-        return Err(Error::invalid(format!(
-            "a requested scope is not allowed for client `{}`",
-            client.client_id.as_str()
-        )));
-    }
-    Ok(requested.to_vec())
 }
 
 #[cfg(test)]
@@ -730,9 +719,12 @@ mod tests {
     fn a_login_narrows_to_held_scopes_only() {
         let u = user(&["read", "admin"]);
         let read = vec![Scope::parse("read").unwrap()];
-        assert_eq!(narrow(&u, None, Some(&read)).unwrap(), read);
+        assert_eq!(narrow(&u, None, Some(read.clone())).unwrap(), read);
         assert_eq!(narrow(&u, None, None).unwrap(), u.scopes);
-        assert!(narrow(&u, None, Some(&[Scope::parse("write").unwrap()])).is_err());
+        assert!(matches!(
+            narrow(&u, None, Some(vec![Scope::parse("write").unwrap()])),
+            Err(Error::ScopeNotAllowed(ScopeLimit::User))
+        ));
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub use self::refresh_token::{Presented, RefreshKey, RefreshToken, TokenId};
 use self::rules::{Outcome, SessionState, Standing};
 use crate::audit::{Action, Actor, Audit, AuditEvent, Outcome as AuditOutcome};
 use crate::client::{Client, ClientId, ClientKind, GrantType};
-use crate::error::{Credential, Error, Refusal};
+use crate::error::{Credential, Error, Refusal, ScopeLimit};
 use crate::lifetimes::Lifetimes;
 use crate::metrics;
 use crate::revocation::{Recorded, Revocation, Revocations};
@@ -515,17 +515,12 @@ impl Sessions {
                 );
                 // Refreshes never widen a session: scopes the user (or its client) lost
                 // since login are dropped.
-                let mut scopes: Vec<Scope> = Scope::parse_space_separated(&session.scope)?
+                let kept: Vec<Scope> = Scope::parse_space_separated(&session.scope)?
                     .into_iter()
                     .filter(|s| user.scopes.contains(s))
                     .filter(|s| client_scopes.as_ref().is_none_or(|c| c.contains(s)))
                     .collect();
-                if let Some(narrow) = narrow {
-                    if narrow.iter().any(|s| !scopes.contains(s)) {
-                        return Err(Error::ScopeNotAllowed);
-                    }
-                    scopes = narrow;
-                }
+                let scopes = Scope::narrow(kept, narrow, ScopeLimit::Grant)?;
                 let session_id = Uuid::parse_str(&session.id).map_err(Error::internal)?;
                 let opened = Opened {
                     session_id,

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::clients::{Audience, Client, ClientId, ClientKind, ClientSecret, Clients, GrantType};
 use crate::audit::{Action, Actor, Audit, AuditEvent, Outcome};
-use crate::error::{Credential, Error, Refusal};
+use crate::error::{Credential, Error, Refusal, ScopeLimit};
 use crate::principal::Authenticator;
 use crate::sessions::{Presented, RefreshClient, Sessions, TokenPair};
 use crate::tokens::{IssuedToken, TokenService};
@@ -31,15 +31,6 @@ pub struct OAuth {
     authenticator: Arc<Authenticator>,
     tokens: Arc<TokenService>,
     audit: Arc<Audit>,
-}
-
-/// `requested`, all of which must be in `allowed`; nothing requested: all of `allowed`.
-fn narrow(allowed: &[Scope], requested: Option<Vec<Scope>>) -> Result<Vec<Scope>, Error> {
-    match requested {
-        None => Ok(allowed.to_vec()),
-        Some(requested) if requested.iter().all(|s| allowed.contains(s)) => Ok(requested),
-        Some(_) => Err(Error::ScopeNotAllowed),
-    }
 }
 
 impl OAuth {
@@ -146,7 +137,7 @@ impl OAuth {
         if client.kind != ClientKind::Confidential {
             return Err(Error::GrantNotAllowed);
         }
-        let scopes = narrow(&client.scopes, scopes)?;
+        let scopes = Scope::narrow(client.scopes.clone(), scopes, ScopeLimit::Grant)?;
         Ok(self.tokens.issue_for_client(
             client.client_id.as_str(),
             client.tenant.as_str(),
@@ -228,7 +219,7 @@ impl OAuth {
             .into_iter()
             .filter(|s| client.scopes.contains(s))
             .collect();
-        let scopes = narrow(&held, scopes)?;
+        let scopes = Scope::narrow(held, scopes, ScopeLimit::Grant)?;
         Ok(self.tokens.issue_exchanged(
             &subject,
             audience.as_str(),
@@ -236,25 +227,5 @@ impl OAuth {
             client.client_id.as_str(),
             now,
         )?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn requested_scopes_must_be_a_subset() {
-        let scope = |s: &str| Scope::parse(s).unwrap();
-        let allowed = [scope("read"), scope("write")];
-        assert_eq!(narrow(&allowed, None).unwrap(), allowed);
-        assert_eq!(
-            narrow(&allowed, Some(vec![scope("read")])).unwrap(),
-            [scope("read")]
-        );
-        assert!(matches!(
-            narrow(&allowed, Some(vec![scope("admin")])),
-            Err(Error::ScopeNotAllowed)
-        ));
     }
 }
