@@ -16,8 +16,9 @@ use uuid::Uuid;
 use crate::actor::Admin;
 use crate::audit::{Action, AdminCall, Audit};
 use crate::error::Error;
+use crate::store::Lock;
 use crate::store::api_keys::{self as store, ApiKeyRow};
-use crate::store::users::{self, Lock};
+use crate::store::users;
 use crate::store::{Db, tenants, write_transaction};
 use crate::user::{Scope, TenantId, User, has_admin_scope};
 

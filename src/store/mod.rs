@@ -505,6 +505,34 @@ macro_rules! unique {
 }
 pub(crate) use unique;
 
+/// Reads at most one row inside a transaction and locks it until the transaction ends:
+/// `FOR SHARE` or `FOR UPDATE` on PostgreSQL; SQLite's `BEGIN IMMEDIATE` already
+/// serializes every write transaction, so there it is a plain read.
+macro_rules! locked {
+    ($conn:expr, $query:expr, $mode:expr) => {
+        match $conn {
+            $crate::store::DbConnection::Postgres(c) => {
+                use diesel::{OptionalExtension, QueryDsl, RunQueryDsl};
+                match $mode {
+                    $crate::store::Lock::Share => $query.for_share().first(c).optional(),
+                    $crate::store::Lock::Update => $query.for_update().first(c).optional(),
+                }
+            }
+            $crate::store::DbConnection::Sqlite(c) => $crate::store::unique_in($query, c),
+        }
+    };
+}
+pub(crate) use locked;
+
+/// How a transaction locks a user row it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    /// Many readers at once; a change of the row waits for them (a login about to open a session).
+    Share,
+    /// One writer; readers that lock wait (an admin change and the revocations it implies).
+    Update,
+}
+
 /// [`unique!`] on a backend's connection.
 pub fn unique_in<'q, Q, U, C>(query: Q, conn: &mut C) -> diesel::QueryResult<Option<U>>
 where

@@ -3,8 +3,8 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::Lock;
 use super::schema::tenants;
-use super::users::Lock;
 use super::{DbConnection, StoreError};
 
 /// A row of `tenants`.
@@ -39,26 +39,18 @@ pub fn find(conn: &mut DbConnection, id: &str) -> Result<Option<TenantRow>, Stor
     )?)
 }
 
-/// A tenant by id, its row locked until the transaction ends (see `users::lock`): a login
-/// shares the lock, a disable takes it alone.
+/// A tenant by id, its row locked until the transaction ends (see [`super::locked!`]): a
+/// login shares the lock, a disable takes it alone.
 pub fn lock(
     conn: &mut DbConnection,
     id: &str,
     mode: Lock,
 ) -> Result<Option<TenantRow>, StoreError> {
-    let row = match conn {
-        DbConnection::Postgres(c) => {
-            let query = tenants::table.find(id).select(TenantRow::as_select());
-            match mode {
-                Lock::Share => query.for_share().first(c).optional()?,
-                Lock::Update => query.for_update().first(c).optional()?,
-            }
-        }
-        DbConnection::Sqlite(c) => {
-            super::unique_in(tenants::table.find(id).select(TenantRow::as_select()), c)?
-        }
-    };
-    Ok(row)
+    Ok(super::locked!(
+        conn,
+        tenants::table.find(id).select(TenantRow::as_select()),
+        mode
+    )?)
 }
 
 /// A page of tenants ordered by id, after `after`.

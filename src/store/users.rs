@@ -3,6 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::Lock;
 use super::schema::users;
 use super::{DbConnection, StoreError};
 
@@ -65,32 +66,14 @@ pub fn find_by_id(conn: &mut DbConnection, id: &str) -> Result<Option<UserRow>, 
     )?)
 }
 
-/// How a transaction locks a user row it reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lock {
-    /// Many readers at once; a change of the row waits for them (a login about to open a session).
-    Share,
-    /// One writer; readers that lock wait (an admin change and the revocations it implies).
-    Update,
-}
-
 /// Reads a user by id inside a transaction and locks the row until it ends, so that a
-/// login and an admin change of the same user are serialized. PostgreSQL needs the row
-/// lock; SQLite's `BEGIN IMMEDIATE` already serializes every write transaction.
+/// login and an admin change of the same user are serialized (see [`super::locked!`]).
 pub fn lock(conn: &mut DbConnection, id: &str, mode: Lock) -> Result<Option<UserRow>, StoreError> {
-    let row = match conn {
-        DbConnection::Postgres(c) => {
-            let query = users::table.find(id).select(UserRow::as_select());
-            match mode {
-                Lock::Share => query.for_share().first(c).optional()?,
-                Lock::Update => query.for_update().first(c).optional()?,
-            }
-        }
-        DbConnection::Sqlite(c) => {
-            super::unique_in(users::table.find(id).select(UserRow::as_select()), c)?
-        }
-    };
-    Ok(row)
+    Ok(super::locked!(
+        conn,
+        users::table.find(id).select(UserRow::as_select()),
+        mode
+    )?)
 }
 
 /// Replaces a password hash, but only if it is still `old_hash` (a concurrent

@@ -12,8 +12,8 @@ use crate::audit::{Action, AdminCall, Audit};
 use crate::error::Error;
 use crate::lifetimes::Lifetimes;
 use crate::revocation::{Recorded, Revocation, Revocations};
+use crate::store::Lock;
 use crate::store::tenants::{self as store, TenantRow};
-use crate::store::users::Lock;
 use crate::store::{Db, StoreError, api_keys, clients, sessions, users, write_transaction};
 use crate::user::TenantId;
 
