@@ -12,20 +12,16 @@
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::oneshot;
 
+use super::job::{self, JobState};
 use super::{Db, DbConnection, LostConnection as _, StoreError};
 
 /// Runs a group on one connection: one answer per item, in the items' order, or one
 /// error for the whole group (nothing of it committed).
 pub type RunGroup<I, O> = fn(&mut DbConnection, Vec<I>) -> Result<Vec<O>, StoreError>;
-
-const QUEUED: u8 = 0;
-const STARTED: u8 = 1;
-const ABANDONED: u8 = 2;
 
 /// A queue of items of one kind, run together: see the module doc.
 pub struct Group<I, O> {
@@ -43,7 +39,7 @@ struct Queue<I, O> {
 
 struct Waiting<I, O> {
     item: I,
-    state: Arc<AtomicU8>,
+    state: JobState,
     answer: oneshot::Sender<Result<O, StoreError>>,
 }
 
@@ -65,7 +61,7 @@ impl<I: Send + 'static, O: Send + 'static> Group<I, O> {
     /// Bounded like [`Db::run`]: an item still queued after the database timeout is
     /// given up and never runs; one that has started is waited for, since it may commit.
     pub async fn run(self: &Arc<Self>, item: I) -> Result<O, StoreError> {
-        let state = Arc::new(AtomicU8::new(QUEUED));
+        let state = JobState::default();
         let (answer, answered) = oneshot::channel();
         let start = {
             let mut queue = self.lock();
@@ -79,22 +75,8 @@ impl<I: Send + 'static, O: Send + 'static> Group<I, O> {
         if start {
             self.schedule();
         }
-        let mut answered = std::pin::pin!(answered);
-        let answer = tokio::select! {
-            answer = &mut answered => answer,
-            () = tokio::time::sleep(self.db.timeout) => {
-                if state
-                    .compare_exchange(QUEUED, ABANDONED, Ordering::SeqCst, Ordering::SeqCst)
-                    .is_ok()
-                {
-                    return Err(StoreError::Unavailable(
-                        "timed out waiting for a database connection".into(),
-                    ));
-                }
-                answered.await
-            }
-        };
-        // A dropped answer: the run panicked, or the threads are gone.
+        let answer = job::await_job(&state, self.db.timeout, answered).await?;
+        // A dropped answer: the threads are gone.
         answer.unwrap_or_else(|_| Err(StoreError::Other("the group's run gave no answer".into())))
     }
 
@@ -120,11 +102,7 @@ impl<I: Send + 'static, O: Send + 'static> Group<I, O> {
             while taken.0.len() < self.max
                 && let Some(waiting) = queue.waiting.pop_front()
             {
-                if waiting
-                    .state
-                    .compare_exchange(QUEUED, STARTED, Ordering::SeqCst, Ordering::SeqCst)
-                    .is_ok()
-                {
+                if waiting.state.start() {
                     taken.0.push(waiting.item);
                     taken.1.push(waiting.answer);
                 }
@@ -149,19 +127,18 @@ impl<I: Send + 'static, O: Send + 'static> Group<I, O> {
             Err(e) => Err(StoreError::Unavailable(Box::new(e))),
             Ok(mut pooled) => {
                 let run = self.run;
-                let Ok(outcome) =
+                let outcome = job::with_writer(&self.db.writer, || {
                     std::panic::catch_unwind(AssertUnwindSafe(|| run(&mut pooled.conn, items)))
-                else {
-                    tracing::error!("a database group run panicked");
-                    return;
-                };
-                if outcome
-                    .as_ref()
-                    .is_err_and(|e: &StoreError| e.is_lost_connection())
-                {
-                    pooled.lost = true;
+                });
+                match outcome {
+                    Ok(outcome) => {
+                        if outcome.as_ref().is_err_and(|e| e.is_lost_connection()) {
+                            pooled.lost = true;
+                        }
+                        outcome
+                    }
+                    Err(_) => Err(job::panicked("group")),
                 }
-                outcome
             }
         };
         match outcome {

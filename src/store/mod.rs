@@ -6,6 +6,7 @@ pub mod audit;
 pub mod clients;
 pub mod conn;
 pub mod group;
+mod job;
 pub mod markers;
 mod prepared;
 pub mod revocations;
@@ -19,7 +20,6 @@ pub mod users;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use diesel::r2d2::{Pool, R2D2Connection};
@@ -31,6 +31,7 @@ pub use conn::{ConnectionManager, DbConnection};
 
 use crate::error::{Dependency, Error};
 use crate::threads::{JobError, Threads};
+use job::JobState;
 
 /// Where durable state lives, chosen by the URL scheme.
 #[derive(Clone)]
@@ -253,6 +254,8 @@ pub struct Db {
     threads: Threads,
     timeout: Duration,
     backend: &'static str,
+    /// SQLite's writers of this database queue here (see [`write_transaction`]).
+    writer: Arc<std::sync::Mutex<()>>,
 }
 
 impl Db {
@@ -280,6 +283,7 @@ impl Db {
                 .map_err(|e| StoreError::Other(Box::new(e)))?,
             timeout,
             backend: url.backend(),
+            writer: Arc::default(),
         })
     }
 
@@ -309,26 +313,19 @@ impl Db {
         // Jobs queue in the threads' queue, in order, and each thread takes the next one
         // the moment it is free (a semaphore in front of the queue cost a round trip
         // through the async side between two jobs: a third of the database thread's time
-        // idle under load). A job still queued after the timeout is given up, and never
-        // starts; one that has started is waited for, since it may commit.
-        const QUEUED: u8 = 0;
-        const STARTED: u8 = 1;
-        const ABANDONED: u8 = 2;
-        let state = Arc::new(AtomicU8::new(QUEUED));
+        // idle under load). See `job` for the time limit and panics.
+        let state = JobState::default();
         let job_state = state.clone();
-        let pool = self.pool.clone();
+        let (pool, writer) = (self.pool.clone(), self.writer.clone());
         let job = self.threads.run(move || {
-            if job_state
-                .compare_exchange(QUEUED, STARTED, Ordering::SeqCst, Ordering::SeqCst)
-                .is_err()
-            {
+            if !job_state.start() {
                 return None;
             }
             let mut pooled = match pool.get() {
                 Ok(pooled) => pooled,
                 Err(e) => return Some(Err(StoreError::Unavailable(Box::new(e)).into())),
             };
-            let result = f(&mut pooled.conn);
+            let result = job::with_writer(&writer, || f(&mut pooled.conn));
             if result
                 .as_ref()
                 .is_err_and(LostConnection::is_lost_connection)
@@ -338,29 +335,10 @@ impl Db {
             }
             Some(result)
         });
-        let mut job = std::pin::pin!(job);
-        let answer = tokio::select! {
-            answer = &mut job => answer,
-            () = tokio::time::sleep(self.timeout) => {
-                if state
-                    .compare_exchange(QUEUED, ABANDONED, Ordering::SeqCst, Ordering::SeqCst)
-                    .is_ok()
-                {
-                    return Err(StoreError::Unavailable(
-                        "timed out waiting for a database connection".into(),
-                    )
-                    .into());
-                }
-                job.await
-            }
-        };
-        match answer {
+        match job::await_job(&state, self.timeout, job).await? {
             Ok(Some(result)) => result,
-            Ok(None) => Err(StoreError::Unavailable(
-                "timed out waiting for a database connection".into(),
-            )
-            .into()),
-            Err(JobError::Panicked(panic)) => std::panic::resume_unwind(panic),
+            Ok(None) => Err(job::timed_out().into()),
+            Err(JobError::Panicked(_)) => Err(job::panicked("run").into()),
             Err(JobError::Gone) => {
                 Err(StoreError::Other("the database threads are gone".into()).into())
             }
@@ -449,9 +427,10 @@ fn private_sqlite_file(path: &std::path::Path) -> std::io::Result<()> {
 ///
 /// SQLite gets `BEGIN IMMEDIATE`: it takes the write lock up front, so concurrent
 /// writers wait for `busy_timeout` instead of failing with SQLITE_BUSY when a deferred
-/// transaction tries to upgrade from a stale read snapshot. Writers of this process also
-/// queue on a mutex first: SQLite's busy handler waits by sleeping (1, 2, 5 ... 100 ms),
-/// which cost a tenth of the refresh throughput and most of its p99.
+/// transaction tries to upgrade from a stale read snapshot. Writers of the same database
+/// in this process also queue on its `Db`'s mutex first: SQLite's busy handler waits by
+/// sleeping (1, 2, 5 ... 100 ms), which cost a tenth of the refresh throughput and most
+/// of its p99.
 pub fn write_transaction<T, E>(
     conn: &mut DbConnection,
     f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
@@ -459,20 +438,26 @@ pub fn write_transaction<T, E>(
 where
     E: From<DieselError>,
 {
+    match conn {
+        DbConnection::Sqlite(_) => job::as_sole_writer(|| in_transaction(conn, f)),
+        DbConnection::Postgres(_) => in_transaction(conn, f),
+    }
+}
+
+fn in_transaction<T, E>(
+    conn: &mut DbConnection,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<DieselError>,
+{
     use diesel::connection::{AnsiTransactionManager, TransactionManager};
-    static SQLITE_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    // Held until commit or rollback; runs on a database thread, never across an await.
-    let _writer = match conn {
+    match conn {
         DbConnection::Sqlite(c) => {
-            let guard = SQLITE_WRITER.lock().unwrap_or_else(|p| p.into_inner());
             AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;
-            Some(guard)
         }
-        DbConnection::Postgres(c) => {
-            AnsiTransactionManager::begin_transaction(c)?;
-            None
-        }
-    };
+        DbConnection::Postgres(c) => AnsiTransactionManager::begin_transaction(c)?,
+    }
     type Manager = <DbConnection as diesel::Connection>::TransactionManager;
     match f(conn) {
         Ok(value) => {
