@@ -7,9 +7,9 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-pub use crate::actor::Actor;
-use crate::actor::Admin;
 use crate::error::Error;
+pub use crate::model::Actor;
+use crate::model::Admin;
 use crate::store::audit::{self as store, AuditRow};
 use crate::store::{Db, StoreError};
 

@@ -11,7 +11,7 @@ use secrecy::{SecretBox, SecretString};
 use crate::identity::rate_limit::LoginLimits;
 use crate::keys::SigningAlg;
 use crate::keys::kek::{KeyEncryptionKey, parse_kek};
-use crate::lifetimes::Lifetimes;
+use crate::model::Lifetimes;
 pub use crate::store::DatabaseUrl;
 
 /// A setting that could not be used, with the variable that holds it.

@@ -2,15 +2,17 @@
 //! signed access tokens and rotating refresh tokens, publishes its signing keys as JWKS
 //! and lets admins manage users and API keys over REST.
 //!
-//! Each use case is one domain function (in `identity`, `sessions`, `principal`,
-//! `api_keys`, `keys`, `audit`, `tenancy`, `tickets`); `http` and the command line are
-//! front doors that parse, call it and map its result. `startup` wires the pieces.
+//! Each use case is one domain function, in the room of its subject: `identity` (logins,
+//! users, devices), `sessions` (refresh rotation), `principal` (who calls), `api_keys`,
+//! `keys` (signing keys), `audit`, `tenancy` (tenants), `oauth` (clients and the token
+//! endpoint's grants), `tickets`. They speak in the value types of `model`, keep state
+//! through `store` (every database dialect is there) and `revocation`, and answer
+//! `error::Error`. `http` and the command line are front doors that parse, call one use
+//! case and map its result; `startup` wires the pieces. See `docs/architecture.md`.
 #![forbid(unsafe_code)]
 
-pub mod actor;
 pub mod api_keys;
 pub mod audit;
-pub mod client;
 pub mod clock;
 pub mod config;
 pub mod error;
@@ -18,8 +20,9 @@ pub mod health;
 pub mod http;
 pub mod identity;
 pub mod keys;
-pub mod lifetimes;
 pub mod metrics;
+pub mod model;
+pub mod oauth;
 pub mod openapi;
 pub mod principal;
 pub mod redis_conn;
@@ -32,4 +35,3 @@ pub mod tenancy;
 pub mod threads;
 pub mod tickets;
 pub mod tokens;
-pub mod user;

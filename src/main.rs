@@ -6,13 +6,13 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use secrecy::SecretString;
-use tokenmint::actor::Admin;
 use tokenmint::clock::{Clock as _, SystemClock};
 use tokenmint::config::Settings;
 use tokenmint::identity::NewUser;
 use tokenmint::identity::passwords::Password;
+use tokenmint::model::Admin;
+use tokenmint::model::{Claims, Role, Scope, TenantId, Username};
 use tokenmint::startup::{Application, Services, open_database};
-use tokenmint::user::{Claims, Role, Scope, TenantId, Username};
 
 // jemalloc returns freed argon2 blocks (19 MiB each) to the system at once; glibc kept
 // them in per-thread arenas and the process grew to hundreds of MiB under a login flood.

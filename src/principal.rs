@@ -10,13 +10,13 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
 
-use crate::actor::{Actor, Admin};
 use crate::api_keys::{ApiKeySecret, ApiKeys, AuthenticatedKey, KeyCheck};
 use crate::audit::{Action, Audit, AuditEvent, Outcome};
 use crate::error::{Credential, Error, Refusal};
+use crate::model::{Actor, Admin};
+use crate::model::{Role, Scope, TenantId, has_admin_role, has_admin_scope};
 use crate::revocation::{Revocations, Revoked, TokenIds};
 use crate::tokens::access::{AccessClaims, TokenService};
-use crate::user::{Role, Scope, TenantId, has_admin_role, has_admin_scope};
 
 /// A credential as presented, before anything is checked.
 #[derive(Default)]

@@ -27,15 +27,15 @@ use crate::identity::{Identity, IdentityParts};
 use crate::keys::kek::{Kek, kek_path};
 use crate::keys::lifecycle::Timing;
 use crate::keys::{KeyError, Keyring, SigningKeys, crypto_provider};
+use crate::oauth::OAuth;
+use crate::oauth::clients::Clients;
 use crate::principal::Authenticator;
 use crate::redis_conn::LazyRedis;
 use crate::revocation::{RevocationError, Revocations};
 use crate::sessions::{RefreshKey, Sessions};
 use crate::store::startup_lock::StartupLock;
 use crate::store::{DatabaseUrl, Db, StoreError};
-use crate::tenancy::clients::Clients;
-use crate::tenancy::oauth::OAuth;
-use crate::tenancy::tenants::Tenants;
+use crate::tenancy::Tenants;
 use crate::tickets::{Redemptions, TicketParts, Tickets};
 use crate::tokens::TokenService;
 

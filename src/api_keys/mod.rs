@@ -13,14 +13,14 @@ use ring::rand::{SecureRandom, SystemRandom};
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
-use crate::actor::Admin;
 use crate::audit::{Action, AdminCall, Audit};
 use crate::error::Error;
+use crate::model::Admin;
+use crate::model::{Scope, TenantId, User, has_admin_scope};
 use crate::store::Lock;
 use crate::store::api_keys::{self as store, ApiKeyRow};
 use crate::store::users;
 use crate::store::{Db, tenants, write_transaction};
-use crate::user::{Scope, TenantId, User, has_admin_scope};
 
 const PREFIX: &str = "tmk_";
 const RANDOM_CHARS: usize = 43;

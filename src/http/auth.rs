@@ -10,13 +10,13 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::extract::{BearerToken, client_ip, json_body, optional_json};
-use crate::client::ClientId;
 use crate::error::{ApiError, Credential, Error, ErrorBody, Refusal};
 use crate::identity::LoginAttempt;
 use crate::identity::passwords::Password;
+use crate::model::ClientId;
+use crate::model::{Scope, TenantId};
+use crate::oauth::clients::ClientSecret;
 use crate::sessions::{Presented, RefreshClient, TokenPair};
-use crate::tenancy::clients::ClientSecret;
-use crate::user::{Scope, TenantId};
 
 /// Name of the HttpOnly cookie that carries the refresh token in cookie mode, when it is
 /// `Secure`: with the `__Host-` prefix a browser takes it only from this host, with

@@ -9,8 +9,8 @@ use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
-use crate::actor::Admin;
 use crate::error::{ApiError, Credential, Error, ErrorCode, Refusal};
+use crate::model::Admin;
 use crate::principal::{Caller, Presented};
 
 /// The token of an `Authorization: Bearer <token>` header (RFC 6750 section 2.1).

@@ -31,11 +31,11 @@ use crate::error::{ApiError, ErrorCode};
 use crate::health::Health;
 use crate::identity::Identity;
 use crate::keys::{Keyring, SigningKeys};
+use crate::oauth::OAuth;
+use crate::oauth::clients::Clients;
 use crate::principal::Authenticator;
 use crate::sessions::Sessions;
-use crate::tenancy::clients::Clients;
-use crate::tenancy::oauth::OAuth;
-use crate::tenancy::tenants::Tenants;
+use crate::tenancy::Tenants;
 use crate::tickets::Tickets;
 
 mod deadline;

@@ -12,12 +12,12 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::extract::client_ip;
-use crate::client::{Audience, ClientId, GrantType};
 use crate::error::{ErrorBody, OAuthError, OAuthErrorBody};
+use crate::model::Scope;
+use crate::model::{Audience, ClientId, GrantType};
+use crate::oauth::ClientAuth;
+use crate::oauth::clients::ClientSecret;
 use crate::sessions::Presented;
-use crate::tenancy::clients::ClientSecret;
-use crate::tenancy::oauth::ClientAuth;
-use crate::user::Scope;
 
 /// The token type RFC 8693 names for an access token given as `subject_token`.
 pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";

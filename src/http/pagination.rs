@@ -7,7 +7,7 @@ use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::user::TenantId;
+use crate::model::TenantId;
 
 /// Page parameters.
 #[derive(Debug, Deserialize, IntoParams)]

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::extract::{client_ip, json_body, presented};
 use crate::error::{ApiError, ErrorBody};
-use crate::user::Scope;
+use crate::model::Scope;
 
 /// A ticket to issue.
 #[derive(Deserialize, ToSchema)]

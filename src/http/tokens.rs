@@ -8,8 +8,8 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::extract::{JsonOrForm, client_ip};
 use crate::error::{ApiError, ErrorBody};
+use crate::model::Scope;
 use crate::principal::{Caller, Introspection};
-use crate::user::Scope;
 
 /// Which kind of token the client believes it sends (RFC 7009 section 2.1).
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]

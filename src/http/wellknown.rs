@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use crate::client::GrantType;
 use crate::error::{ApiError, ErrorBody};
+use crate::model::GrantType;
 
 /// A JSON Web Key Set (RFC 7517 section 5).
 #[derive(Serialize, Deserialize, ToSchema)]

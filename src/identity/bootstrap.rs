@@ -7,10 +7,10 @@ use secrecy::SecretString;
 
 use super::passwords::Password;
 use super::{Identity, NewUser};
-use crate::actor::Admin;
 use crate::error::Error;
+use crate::model::Admin;
+use crate::model::{Claims, Role, Scope, Username};
 use crate::store::{markers, users};
-use crate::user::{Claims, Role, Scope, Username};
 
 /// What a start did about the first admin.
 pub enum Bootstrap {

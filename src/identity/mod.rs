@@ -22,21 +22,21 @@ use self::admission::Class;
 use self::devices::DeviceKey;
 use self::passwords::{Password, PasswordHasher, Verified};
 use self::rate_limit::{AttemptKeys, Limited, LoginLimiter, address_key};
-use crate::actor::Admin;
 use crate::audit::{Action, Actor, AdminCall, Audit, AuditEvent, Outcome};
-use crate::client::{Client, ClientId, GrantType};
 use crate::error::{Credential, Error, Refusal, ScopeLimit};
-use crate::lifetimes::{Lifetimes, delta};
 use crate::metrics;
+use crate::model::Admin;
+use crate::model::{Claims, Role, Scope, TenantId, User, Username};
+use crate::model::{Client, ClientId, GrantType};
+use crate::model::{Lifetimes, delta};
+use crate::oauth::clients::{ClientSecret, client_for_login};
 use crate::revocation::{Recorded, Revocations};
 use crate::sessions::{self, Sessions, TokenPair};
 use crate::store::Lock;
 use crate::store::users::{self as store, UserRow};
 use crate::store::{Db, StoreError, write_transaction};
 use crate::store::{markers, tenants};
-use crate::tenancy::clients::{ClientSecret, client_for_login};
 use crate::tokens::TokenService;
-use crate::user::{Claims, Role, Scope, TenantId, User, Username};
 
 /// What a new user is made of, parsed.
 #[derive(Debug)]

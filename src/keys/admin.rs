@@ -7,9 +7,9 @@ use chrono::{DateTime, Utc};
 
 use super::SigningAlg;
 use super::keyring::{KeyInfo, Keyring, RotateError};
-use crate::actor::{Actor, Admin};
 use crate::audit::{Action, AdminCall, Audit, AuditEvent, Outcome};
 use crate::error::Error;
+use crate::model::{Actor, Admin};
 
 /// Signing keys as admins and the scheduler see them. They are the whole deployment's:
 /// only admins of the `default` tenant list or rotate them.

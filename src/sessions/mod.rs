@@ -20,17 +20,17 @@ use uuid::Uuid;
 pub use self::refresh_token::{Presented, RefreshKey, RefreshToken, TokenId};
 use self::rules::{Outcome, SessionState, Standing};
 use crate::audit::{Action, Actor, Audit, AuditEvent, Outcome as AuditOutcome};
-use crate::client::{Client, ClientId, ClientKind, GrantType};
 use crate::error::{Credential, Error, Refusal, ScopeLimit};
-use crate::lifetimes::Lifetimes;
 use crate::metrics;
+use crate::model::Lifetimes;
+use crate::model::{Client, ClientId, ClientKind, GrantType};
+use crate::model::{Scope, User};
 use crate::revocation::{Recorded, Revocation, Revocations};
 use crate::store::clients as client_store;
 use crate::store::group::Group;
 use crate::store::sessions::{self as store, HeadRotation, SessionRow};
-use crate::store::{Db, DbConnection, StoreError, write_transaction};
+use crate::store::{Db, DbConnection, StoreError, Writers, write_transaction};
 use crate::tokens::access::{Grant, IssuedToken, TokenService};
-use crate::user::{Scope, User};
 
 pub use crate::revocation::Listed;
 
@@ -195,10 +195,10 @@ enum Rotations {
     /// The head rotations of first-party sessions of a group in one statement (the
     /// `Rotate` row only); anything else decided by [`refresh_in`] in a transaction of
     /// its own.
-    Postgres(Arc<Group<HeadRotation, Option<store::Rotated>>>),
+    Statements(Arc<Group<HeadRotation, Option<store::Rotated>>>),
     /// A group in one write transaction (one commit), each refresh decided by
     /// [`refresh_in`].
-    Sqlite(Arc<Group<Refresh, Result<Answer, Error>>>),
+    Transactions(Arc<Group<Refresh, Result<Answer, Error>>>),
 }
 
 /// At most this many refreshes run together: a few milliseconds of database work.
@@ -257,7 +257,7 @@ enum Answer {
     },
 }
 
-/// Runs a group of refreshes on SQLite: see [`Rotations::Sqlite`].
+/// Runs a group of refreshes in one transaction (a database with one writer): see [`Rotations::Transactions`].
 fn refresh_group(
     conn: &mut DbConnection,
     group: Vec<Refresh>,
@@ -267,15 +267,12 @@ fn refresh_group(
     })
 }
 
-/// Runs a group of head rotations on PostgreSQL: see [`Rotations::Postgres`].
+/// Runs a group of head rotations in one statement (a database with many writers): see [`Rotations::Statements`].
 fn rotate_heads(
     conn: &mut DbConnection,
     group: Vec<HeadRotation>,
 ) -> Result<Vec<Option<store::Rotated>>, StoreError> {
-    match conn {
-        DbConnection::Postgres(pg) => store::rotate_in_one_statement(pg, &group),
-        DbConnection::Sqlite(_) => Ok(group.iter().map(|_| None).collect()),
-    }
+    store::rotate_in_one_statement(conn, &group)
 }
 
 /// A refresh (in the caller's transaction, if any): reads the session, asks
@@ -412,9 +409,13 @@ impl Sessions {
         lifetimes: Lifetimes,
         key: RefreshKey,
     ) -> Self {
-        let rotations = match db.backend() {
-            "postgres" => Rotations::Postgres(Group::new(db.clone(), ROTATION_GROUP, rotate_heads)),
-            _ => Rotations::Sqlite(Group::new(db.clone(), ROTATION_GROUP, refresh_group)),
+        let rotations = match db.writers() {
+            Writers::Many => {
+                Rotations::Statements(Group::new(db.clone(), ROTATION_GROUP, rotate_heads))
+            }
+            Writers::One => {
+                Rotations::Transactions(Group::new(db.clone(), ROTATION_GROUP, refresh_group))
+            }
         };
         Self {
             db,
@@ -556,8 +557,10 @@ impl Sessions {
     /// Runs one refresh on this backend's path.
     async fn run(&self, job: Refresh) -> Result<Answer, Error> {
         match &self.rotations {
-            Rotations::Sqlite(group) => group.run(job).await.map_err(Error::from).and_then(|a| a),
-            Rotations::Postgres(group) => {
+            Rotations::Transactions(group) => {
+                group.run(job).await.map_err(Error::from).and_then(|a| a)
+            }
+            Rotations::Statements(group) => {
                 let fast = match (&job.claimed, &job.client) {
                     (Claimed::Id(id), RefreshClient::FirstParty) => {
                         let window = rules::rotation_window(job.now, &job.lifetimes);

@@ -26,7 +26,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::error::Refusal;
-use crate::lifetimes::{Lifetimes, delta};
+use crate::model::{Lifetimes, delta};
 
 /// Whether the session may be refreshed at all, as far as who presents it and who it
 /// belongs to go.

@@ -244,6 +244,15 @@ impl From<serde_json::Error> for StoreError {
     }
 }
 
+/// How a database takes concurrent writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writers {
+    /// One write transaction at a time (SQLite): group whole transactions into one.
+    One,
+    /// Many at once (PostgreSQL): group statements, let transactions run side by side.
+    Many,
+}
+
 /// The database handle: a bounded connection pool whose work runs on as many dedicated
 /// threads as there are connections, off the async workers.
 #[derive(Clone)]
@@ -287,9 +296,18 @@ impl Db {
         })
     }
 
-    /// `postgres` or `sqlite`.
+    /// `postgres` or `sqlite`, for logs and health.
     pub fn backend(&self) -> &'static str {
         self.backend
+    }
+
+    /// How the database takes concurrent writes, for use cases that group them.
+    pub fn writers(&self) -> Writers {
+        if self.backend == "sqlite" {
+            Writers::One
+        } else {
+            Writers::Many
+        }
     }
 
     /// Open connections: (in use, idle).

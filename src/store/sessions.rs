@@ -282,10 +282,16 @@ pub struct HeadRotation {
 ///
 /// A deadlock with another writer (PostgreSQL aborts one of them) rolls the statement
 /// back: every rotation gets `None` and goes the general way.
+///
+/// SQLite has no such statement (nor the need: its writers are grouped in one
+/// transaction instead, see [`super::Writers`]); every rotation there gets `None`.
 pub fn rotate_in_one_statement(
-    conn: &mut diesel::PgConnection,
+    conn: &mut DbConnection,
     rotations: &[HeadRotation],
 ) -> Result<Vec<Option<Rotated>>, StoreError> {
+    let DbConnection::Postgres(conn) = conn else {
+        return Ok(rotations.iter().map(|_| None).collect());
+    };
     fn column<T: Clone>(rotations: &[HeadRotation], f: impl Fn(&HeadRotation) -> &T) -> Vec<T> {
         rotations.iter().map(|r| f(r).clone()).collect()
     }

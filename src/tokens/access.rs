@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::error::{Credential, Error, Refusal};
 use crate::keys::{KeyError, Keyring};
-use crate::user::{DEFAULT_TENANT, REGISTERED_CLAIMS, Scope, User};
+use crate::model::{DEFAULT_TENANT, REGISTERED_CLAIMS, Scope, User};
 
 /// Longest token accepted for verification; anything longer is refused unparsed. The
 /// admin API refuses users whose tokens would be longer (see [`TokenService::check_fits`]).

@@ -1,6 +1,6 @@
-//! Tokens Tokenmint signs: RFC 9068 access tokens (also exchanged ones) and connect tickets.
+//! Access tokens Tokenmint signs: RFC 9068, also exchanged ones (connect tickets, signed
+//! by the same service, are in `tickets`).
 
 pub mod access;
-pub mod ticket;
 
 pub use access::{AccessClaims, Grant, IssuedToken, TokenError, TokenService};

@@ -233,8 +233,8 @@ async fn a_flood_of_limited_logins_writes_one_row_per_window_and_then_a_summary(
     assert!(refused >= 100, "{refused}");
     let admin_key = {
         // The admin's own login is limited too: act through a key made by the domain.
-        use tokenmint::actor::Admin;
         use tokenmint::api_keys::{ApiKeyName, NewApiKey};
+        use tokenmint::model::Admin;
         let admin_id = app
             .services
             .identity
@@ -250,7 +250,7 @@ async fn a_flood_of_limited_logins_writes_one_row_per_window_and_then_a_summary(
                 NewApiKey {
                     name: ApiKeyName::parse("auditor").unwrap(),
                     owner_id: Some(admin_id),
-                    scopes: vec![tokenmint::user::Scope::admin()],
+                    scopes: vec![tokenmint::model::Scope::admin()],
                     expires_at: None,
                     tenant: None,
                 },

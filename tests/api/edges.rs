@@ -170,8 +170,9 @@ async fn every_503_and_429_carries_retry_after() {
     // Registered through the domain, as the command line does: every admin call checks
     // its bearer against the list that cannot be reached.
     let (gateway, secret) = {
-        use tokenmint::client::{Audience, GrantType};
-        use tokenmint::tenancy::clients::{ClientKind, NewClient};
+        use tokenmint::model::ClientKind;
+        use tokenmint::model::{Audience, GrantType};
+        use tokenmint::oauth::clients::NewClient;
         let new = NewClient {
             client_id: None,
             name: "gateway".to_owned(),
@@ -184,7 +185,7 @@ async fn every_503_and_429_carries_retry_after() {
         let (client, secret) = app
             .services
             .clients
-            .create(&tokenmint::actor::Admin::operator(), new, app.clock_now())
+            .create(&tokenmint::model::Admin::operator(), new, app.clock_now())
             .await
             .unwrap();
         (

@@ -12,13 +12,13 @@ use diesel::{Connection as _, PgConnection, RunQueryDsl as _};
 use reqwest::Url;
 use secrecy::SecretString;
 use serde_json::{Map, Value, json};
-use tokenmint::actor::Admin;
 use tokenmint::clock::ShiftedClock;
 use tokenmint::config::{DatabaseUrl, Settings};
 use tokenmint::identity::NewUser;
 use tokenmint::identity::passwords::Password;
+use tokenmint::model::Admin;
+use tokenmint::model::{Claims, Role, Scope, User, Username};
 use tokenmint::startup::{Application, Services};
-use tokenmint::user::{Claims, Role, Scope, User, Username};
 use uuid::Uuid;
 
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
@@ -344,7 +344,8 @@ impl TestApp {
     /// Registers a client in `default` through the domain, as the command line does:
     /// public, with grants `password` and `refresh_token`, so logins may name it.
     pub async fn register_login_client(&self, client_id: &str, scopes: &[&str]) {
-        use tokenmint::tenancy::clients::{ClientId, ClientKind, GrantType, NewClient};
+        use tokenmint::model::{ClientId, ClientKind, GrantType};
+        use tokenmint::oauth::clients::NewClient;
         let new = NewClient {
             client_id: Some(ClientId::parse(client_id).expect("client id")),
             name: format!("{client_id} (test)"),

@@ -6,13 +6,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::actor::Admin;
 use crate::api_keys::{ApiKey, ApiKeyName, KeyFilter, NewApiKey};
 use crate::error::{ApiError, Error, ErrorBody};
 use crate::http::AppState;
 use crate::http::extract::{json_body, query_params};
 use crate::http::pagination::{PageQuery, split_page};
-use crate::user::{Scope, TenantId};
+use crate::model::Admin;
+use crate::model::{Scope, TenantId};
 
 /// An API key, without its secret.
 #[derive(Serialize, Deserialize, ToSchema)]

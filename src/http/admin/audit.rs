@@ -6,12 +6,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::actor::Admin;
 use crate::audit::AuditEntry;
 use crate::error::{ApiError, ErrorBody};
 use crate::http::AppState;
 use crate::http::extract::query_params;
 use crate::http::pagination::{PageQuery, split_page};
+use crate::model::Admin;
 
 /// An audit event.
 #[derive(Serialize, Deserialize, ToSchema)]

@@ -6,16 +6,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::actor::Admin;
 use crate::audit::Action;
 use crate::error::{ApiError, Error, ErrorBody};
 use crate::http::AppState;
 use crate::http::extract::{json_body, query_params};
 use crate::http::pagination::{TenantPageQuery, split_page};
-use crate::tenancy::clients::{
-    Audience, Client, ClientId, ClientKind, ClientPatch, GrantType, NewClient, parse_name,
-};
-use crate::user::{Scope, TenantId};
+use crate::model::Admin;
+use crate::model::{Audience, Client, ClientId, ClientKind, GrantType, Scope, TenantId};
+use crate::oauth::clients::{ClientPatch, NewClient, parse_name};
 
 /// A client, without its secret.
 #[derive(Serialize, Deserialize, ToSchema)]

@@ -5,12 +5,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::actor::Admin;
 use crate::error::{ApiError, Error, ErrorBody};
 use crate::http::AppState;
 use crate::http::extract::optional_json;
 use crate::keys::SigningAlg;
 use crate::keys::keyring::KeyInfo;
+use crate::model::Admin;
 
 /// A signing key, without any key material.
 #[derive(Serialize, Deserialize, ToSchema)]

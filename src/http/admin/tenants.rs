@@ -5,13 +5,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::actor::Admin;
 use crate::error::{ApiError, Error, ErrorBody};
 use crate::http::AppState;
 use crate::http::extract::{json_body, query_params};
 use crate::http::pagination::{PageQuery, split_page};
-use crate::tenancy::tenants::{Tenant, TenantName, TenantPatch};
-use crate::user::TenantId;
+use crate::model::Admin;
+use crate::model::TenantId;
+use crate::tenancy::{Tenant, TenantName, TenantPatch};
 
 /// A tenant.
 #[derive(Serialize, Deserialize, ToSchema)]

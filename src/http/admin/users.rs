@@ -8,14 +8,14 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::actor::Admin;
 use crate::error::{ApiError, Error, ErrorBody};
 use crate::http::AppState;
 use crate::http::extract::{json_body, query_params};
 use crate::http::pagination::{TenantPageQuery, split_page};
 use crate::identity::passwords::Password;
 use crate::identity::{NewUser, UserPatch};
-use crate::user::{Claims, Role, Scope, TenantId, User, Username};
+use crate::model::Admin;
+use crate::model::{Claims, Role, Scope, TenantId, User, Username};
 
 /// A user; never a password hash.
 #[derive(Serialize, Deserialize, ToSchema)]

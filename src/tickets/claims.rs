@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::access::{TokenError, TokenService};
 use crate::keys::KeyError;
 use crate::keys::keyring::TICKET_TYP;
+use crate::tokens::{TokenError, TokenService};
 
 /// The claims of a ticket.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -9,16 +9,16 @@ use chrono::{DateTime, Utc};
 use ring::rand::{SecureRandom as _, SystemRandom};
 use secrecy::{ExposeSecret as _, SecretString};
 
-use crate::actor::Admin;
 use crate::audit::{Action, AdminCall, Audit};
-pub use crate::client::{Audience, Client, ClientId, ClientKind, GrantType};
 use crate::error::{Credential, Error, Refusal};
-use crate::lifetimes::Lifetimes;
+use crate::model::Admin;
+use crate::model::Lifetimes;
+use crate::model::{Audience, Client, ClientId, ClientKind, GrantType};
+use crate::model::{Scope, TenantId};
 use crate::revocation::{Listed, Recorded, Revocations};
 use crate::sessions::revoke_client_in;
 use crate::store::clients::{self as store, ClientRow};
 use crate::store::{Db, DbConnection, StoreError, tenants, write_transaction};
-use crate::user::{Scope, TenantId};
 
 /// A client secret: `tmcs_` and 256 random bits, base64url. `Debug` never shows it.
 #[derive(Clone)]

@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 
 use crate::api_keys::random_base62;
 use crate::error::Error;
+use crate::model::{Scope, TenantId};
 use crate::store::clients::ClientRow;
-use crate::user::{Scope, TenantId};
 
 /// A `client_id`: 1 to 128 URI-unreserved characters (`A-Z a-z 0-9 . _ ~ -`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

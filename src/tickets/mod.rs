@@ -9,6 +9,8 @@
 //! it was issued is refused at redemption. A refused redemption (wrong caller, wrong
 //! audience, another tenant) does not use the ticket up.
 
+pub mod claims;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,14 +20,15 @@ use uuid::Uuid;
 
 use crate::audit::{Action, Actor, Audit, AuditEvent, Outcome};
 use crate::error::{Credential, Error, Refusal, ScopeLimit};
+use crate::model::{Scope, User};
 use crate::principal::{Authenticator, Presented, Principal};
 use crate::redis_conn::LazyRedis;
 use crate::revocation::{Revocations, Revoked, TokenIds};
 use crate::store::{Db, users};
 use crate::tokens::TokenError;
 use crate::tokens::access::TokenService;
-use crate::tokens::ticket::{IssuedTicket, TicketClaims, TicketSubject};
-use crate::user::{Scope, User};
+
+use self::claims::{IssuedTicket, TicketClaims, TicketSubject};
 
 /// Where redemptions are marked.
 pub enum Redemptions {

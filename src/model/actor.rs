@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use crate::error::Error;
-use crate::user::TenantId;
+use crate::model::TenantId;
 
 /// Who acted.
 #[derive(Debug, Clone, PartialEq, Eq)]

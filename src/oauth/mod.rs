@@ -6,13 +6,15 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::clients::{Audience, Client, ClientId, ClientKind, ClientSecret, Clients, GrantType};
+pub mod clients;
+
+use self::clients::{ClientSecret, Clients};
 use crate::audit::{Action, Actor, Audit, AuditEvent, Outcome};
 use crate::error::{Credential, Error, Refusal, ScopeLimit};
+use crate::model::{Audience, Client, ClientId, ClientKind, GrantType, Scope};
 use crate::principal::Authenticator;
 use crate::sessions::{Presented, RefreshClient, Sessions, TokenPair};
 use crate::tokens::{IssuedToken, TokenService};
-use crate::user::Scope;
 
 /// How a client authenticated: its id and, if confidential, its secret
 /// (`client_secret_basic` or `client_secret_post`; a public client sends neither).
