@@ -23,7 +23,6 @@ pub mod keys;
 pub mod metrics;
 pub mod model;
 pub mod oauth;
-pub mod openapi;
 pub mod principal;
 pub mod redis_conn;
 pub mod revocation;

@@ -96,7 +96,7 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Openapi) = cli.command {
-        print!("{}", tokenmint::openapi::document_json()?);
+        print!("{}", tokenmint::http::openapi::document_json()?);
         return Ok(());
     }
     let settings = Settings::from_env().context("invalid configuration")?;

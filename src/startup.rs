@@ -379,7 +379,7 @@ impl Application {
         let services = Services::build_and_bootstrap(settings, clock).await?;
         let settings = services.settings.clone();
 
-        let doc = crate::openapi::document();
+        let doc = crate::http::openapi::document();
         let state = web::Data::new(AppState {
             settings: settings.clone(),
             clock: services.clock.clone(),

@@ -10,7 +10,8 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::extract::{BearerToken, client_ip, json_body, optional_json};
-use crate::error::{ApiError, Credential, Error, ErrorBody, Refusal};
+use crate::error::{Credential, Error, Refusal};
+use crate::http::error::{ApiError, ErrorBody};
 use crate::identity::LoginAttempt;
 use crate::identity::passwords::Password;
 use crate::model::ClientId;

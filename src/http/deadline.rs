@@ -16,7 +16,7 @@ use actix_web::middleware::Next;
 use actix_web::web::Bytes;
 use futures_util::Stream;
 
-use crate::error::{ApiError, ErrorCode};
+use crate::http::error::{ApiError, ErrorCode};
 
 /// The body's stream, cut off at a deadline: after it, the next read fails, and `expired`
 /// says so to the middleware that answers.

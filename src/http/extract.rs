@@ -9,7 +9,8 @@ use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
-use crate::error::{ApiError, Credential, Error, ErrorCode, Refusal};
+use crate::error::{Credential, Error, Refusal};
+use crate::http::error::{ApiError, ErrorCode};
 use crate::model::Admin;
 use crate::principal::{Caller, Presented};
 

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::extract::BearerToken;
-use crate::error::{ApiError, ErrorBody};
+use crate::http::error::{ApiError, ErrorBody};
 
 /// Who the bearer of an access token is.
 #[derive(Serialize, Deserialize, ToSchema)]

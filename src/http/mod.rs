@@ -3,9 +3,11 @@
 
 pub mod admin;
 pub mod auth;
+pub mod error;
 pub mod extract;
 pub mod me;
 pub mod oauth;
+pub mod openapi;
 pub mod ops;
 pub mod pagination;
 pub mod tickets;
@@ -27,8 +29,8 @@ use crate::api_keys::ApiKeys;
 use crate::audit::Audit;
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::error::{ApiError, ErrorCode};
 use crate::health::Health;
+use crate::http::error::{ApiError, ErrorCode};
 use crate::identity::Identity;
 use crate::keys::{Keyring, SigningKeys};
 use crate::oauth::OAuth;
@@ -81,7 +83,7 @@ pub struct AppState {
 }
 
 /// Where the endpoints are registered: utoipa-actix-web's configuration, which also
-/// writes each endpoint's part of the OpenAPI document (see `crate::openapi::document`),
+/// writes each endpoint's part of the OpenAPI document (see `crate::http::openapi::document`),
 /// or actix-web's own, which the server uses. Every worker registers the routes again,
 /// and writing the document each time left 4 MiB per worker resident (its freed pieces
 /// among the routes' live ones), so the server serves the document written once.

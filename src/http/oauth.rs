@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::extract::client_ip;
-use crate::error::{ErrorBody, OAuthError, OAuthErrorBody};
+use crate::http::error::{ErrorBody, OAuthError, OAuthErrorBody};
 use crate::model::Scope;
 use crate::model::{Audience, ClientId, GrantType};
 use crate::oauth::ClientAuth;

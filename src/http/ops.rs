@@ -116,7 +116,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         let mut unavailable = HttpResponse::ServiceUnavailable();
         unavailable.insert_header((
             actix_web::http::header::RETRY_AFTER,
-            crate::error::UNAVAILABLE_RETRY_AFTER_SECS,
+            crate::http::error::UNAVAILABLE_RETRY_AFTER_SECS,
         ));
         unavailable
     };
@@ -131,11 +131,13 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     tag = "operations",
     responses(
         (status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain"),
-        (status = 404, description = "Served on `TOKENMINT_METRICS_BIND` instead", body = crate::error::ErrorBody),
+        (status = 404, description = "Served on `TOKENMINT_METRICS_BIND` instead", body = crate::http::error::ErrorBody),
     )
 )]
 #[get("/metrics")]
-pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, crate::error::ApiError> {
+pub async fn metrics(
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, crate::http::error::ApiError> {
     if state.settings.metrics_bind.is_some() {
         return Err(crate::error::Error::NotFound(
             "endpoint (metrics are on TOKENMINT_METRICS_BIND)",

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::extract::{JsonOrForm, client_ip};
-use crate::error::{ApiError, ErrorBody};
+use crate::http::error::{ApiError, ErrorBody};
 use crate::model::Scope;
 use crate::principal::{Caller, Introspection};
 

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use crate::error::{ApiError, ErrorBody};
+use crate::http::error::{ApiError, ErrorBody};
 use crate::model::GrantType;
 
 /// A JSON Web Key Set (RFC 7517 section 5).
@@ -36,7 +36,8 @@ pub async fn jwks(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse 
         && match req.get_header::<IfNoneMatch>() {
             Some(IfNoneMatch::Any) => true,
             Some(IfNoneMatch::Items(tags)) => {
-                let ours = doc.etag.to_str().unwrap_or_default().trim_matches('"');
+                let ours = std::str::from_utf8(&doc.etag).unwrap_or_default();
+                let ours = ours.trim_matches('"');
                 tags.iter().any(|t| t.tag() == ours)
             }
             None => false,
@@ -48,9 +49,11 @@ pub async fn jwks(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse 
     };
     // A `next` key is published at least max-age before it signs, so a cached JWKS
     // always knows the signing key.
-    response
-        .insert_header((header::CACHE_CONTROL, state.jwks_cache_control.clone()))
-        .insert_header((header::ETAG, doc.etag));
+    response.insert_header((header::CACHE_CONTROL, state.jwks_cache_control.clone()));
+    // Quotes and base64url only: always a valid header value, shared, not copied.
+    if let Ok(etag) = header::HeaderValue::from_maybe_shared(doc.etag) {
+        response.insert_header((header::ETAG, etag));
+    }
     if fresh {
         response.finish()
     } else {

@@ -45,9 +45,9 @@ struct CurrentKey {
 #[derive(Clone)]
 pub struct JwksDocument {
     /// The JSON body.
-    pub body: actix_web::web::Bytes,
-    /// Strong ETag (quoted), a digest of the body, as the header's value.
-    pub etag: actix_web::http::header::HeaderValue,
+    pub body: bytes::Bytes,
+    /// Strong ETag (quoted), a digest of the body: quotes and base64url only.
+    pub etag: bytes::Bytes,
 }
 
 struct Snapshot {
@@ -525,8 +525,6 @@ fn jwks_document(set: &JwkSet) -> Result<JwksDocument, KeyError> {
     let etag = format!("\"{}\"", URL_SAFE_NO_PAD.encode(&digest.as_ref()[..16]));
     Ok(JwksDocument {
         body: body.into(),
-        // Quotes and base64url only: always a valid header value.
-        etag: actix_web::http::header::HeaderValue::from_str(&etag)
-            .map_err(|_| KeyError::Crypto)?,
+        etag: etag.into(),
     })
 }

@@ -9,7 +9,7 @@ fn openapi_prints_the_checked_in_document() {
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
-        tokenmint::openapi::document_json().unwrap()
+        tokenmint::http::openapi::document_json().unwrap()
     );
 }
 

@@ -8,7 +8,7 @@ const CHECKED_IN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.j
 /// rewrites it.
 #[test]
 fn the_checked_in_openapi_document_is_up_to_date() {
-    let generated = tokenmint::openapi::document_json().unwrap();
+    let generated = tokenmint::http::openapi::document_json().unwrap();
     if std::env::var_os("UPDATE_OPENAPI").is_some() {
         std::fs::write(CHECKED_IN, &generated).unwrap();
     }

@@ -7,8 +7,9 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::api_keys::{ApiKey, ApiKeyName, KeyFilter, NewApiKey};
-use crate::error::{ApiError, Error, ErrorBody};
+use crate::error::Error;
 use crate::http::AppState;
+use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{json_body, query_params};
 use crate::http::pagination::{PageQuery, split_page};
 use crate::model::Admin;

@@ -7,8 +7,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::audit::AuditEntry;
-use crate::error::{ApiError, ErrorBody};
 use crate::http::AppState;
+use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::query_params;
 use crate::http::pagination::{PageQuery, split_page};
 use crate::model::Admin;

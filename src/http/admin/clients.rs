@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::audit::Action;
-use crate::error::{ApiError, Error, ErrorBody};
+use crate::error::Error;
 use crate::http::AppState;
+use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{json_body, query_params};
 use crate::http::pagination::{TenantPageQuery, split_page};
 use crate::model::Admin;

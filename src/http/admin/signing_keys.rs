@@ -5,8 +5,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, Error, ErrorBody};
+use crate::error::Error;
 use crate::http::AppState;
+use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::optional_json;
 use crate::keys::SigningAlg;
 use crate::keys::keyring::KeyInfo;

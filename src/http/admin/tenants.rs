@@ -5,8 +5,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, Error, ErrorBody};
+use crate::error::Error;
 use crate::http::AppState;
+use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{json_body, query_params};
 use crate::http::pagination::{PageQuery, split_page};
 use crate::model::Admin;

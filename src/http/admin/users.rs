@@ -8,8 +8,9 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::error::{ApiError, Error, ErrorBody};
+use crate::error::Error;
 use crate::http::AppState;
+use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{json_body, query_params};
 use crate::http::pagination::{TenantPageQuery, split_page};
 use crate::identity::passwords::Password;

@@ -5,7 +5,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt as _;
 
-use crate::error::{ErrorBody, ErrorCode};
+use crate::http::error::{ErrorBody, ErrorCode};
 
 /// Document-level information; paths come from `http::routes`.
 #[derive(OpenApi)]
