@@ -16,6 +16,8 @@ use crate::api_keys::ApiKeys;
 use crate::audit::Audit;
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::ephemeral::ticket_marks::TicketMarks;
+use crate::ephemeral::{Keys, LazyRedis};
 use crate::error::Error;
 use crate::health::Health;
 use crate::http::{self, AppState, KnownRoutes};
@@ -30,13 +32,12 @@ use crate::keys::{KeyError, Keyring, SigningKeys, crypto_provider};
 use crate::oauth::OAuth;
 use crate::oauth::clients::Clients;
 use crate::principal::Authenticator;
-use crate::redis_conn::LazyRedis;
 use crate::revocation::{RevocationError, Revocations};
 use crate::sessions::{RefreshKey, Sessions};
 use crate::store::startup_lock::StartupLock;
 use crate::store::{DatabaseUrl, Db, StoreError};
 use crate::tenancy::Tenants;
-use crate::tickets::{Redemptions, TicketParts, Tickets};
+use crate::tickets::{TicketParts, Tickets};
 use crate::tokens::TokenService;
 
 /// Why the service could not start.
@@ -209,20 +210,20 @@ impl Services {
             }
             None => None,
         };
-        let prefix = settings.redis_prefix.clone();
+        let keys = Keys::new(settings.redis_prefix.clone());
         let (revocations, login_limiter, redemptions) = match &redis {
             Some(redis) => (
-                Revocations::redis(db.clone(), redis.clone(), prefix.clone()),
-                LoginLimiter::redis(redis.clone(), prefix.clone(), limits),
-                Redemptions::Redis {
+                Revocations::redis(db.clone(), redis.clone(), &keys),
+                LoginLimiter::redis(redis.clone(), keys.clone(), limits),
+                TicketMarks::Redis {
                     redis: redis.clone(),
-                    prefix,
+                    keys,
                 },
             ),
             None => (
                 Revocations::memory(db.clone()),
                 LoginLimiter::memory(limits),
-                Redemptions::Database(db.clone()),
+                TicketMarks::Database(db.clone()),
             ),
         };
         let revocations = Arc::new(revocations);

@@ -21,18 +21,14 @@
 //! the moment the subscription is lost (connection closed, a ping unanswered for a
 //! second), the mirror is dropped and checks read Redis again, failing closed.
 
-mod memory;
-mod redis;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 
-pub use self::memory::MemoryList;
-pub use self::redis::RedisList;
+use crate::ephemeral::revocation_list::{Held, MemoryList, Monotonic, RedisList};
+use crate::ephemeral::{Keys, LazyRedis};
 use crate::error::Error;
-use crate::redis_conn::LazyRedis;
 use crate::store::revocations::{self as store, RevocationRow};
 use crate::store::{Db, DbConnection, StoreError, markers};
 
@@ -180,23 +176,6 @@ pub enum Revoked {
     Yes,
 }
 
-/// An entry as the lists keep it: until when it holds, and (for users) the cut-off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Held {
-    expires_at: i64,
-    cutoff: i64,
-}
-
-impl Held {
-    /// Two records of one subject: the later expiry and the later cut-off win.
-    fn merge(self, other: Held) -> Held {
-        Held {
-            expires_at: self.expires_at.max(other.expires_at),
-            cutoff: self.cutoff.max(other.cutoff),
-        }
-    }
-}
-
 /// The fields a check reads, in order: the token, its session, its subject, its tenant.
 /// (A token without a session reads a field no entry can have.)
 fn check_fields(ids: TokenIds<'_>) -> [String; 4] {
@@ -246,24 +225,6 @@ enum Backend {
 /// finds itself behind, and reads (and refills) the list instead.
 pub const SYNC_FRESH: std::time::Duration = std::time::Duration::from_millis(2500);
 
-/// Milliseconds since a moment of this process (monotonic: a paused process or a clock
-/// step does not move it backwards).
-#[derive(Debug, Clone, Copy)]
-struct Monotonic(std::time::Instant);
-
-impl Default for Monotonic {
-    fn default() -> Self {
-        Self(std::time::Instant::now())
-    }
-}
-
-impl Monotonic {
-    /// Milliseconds from then to `at`.
-    fn ms(self, at: std::time::Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.0).as_millis()).unwrap_or(u64::MAX)
-    }
-}
-
 /// The revocation list with its durable record.
 pub struct Revocations {
     backend: Backend,
@@ -284,8 +245,8 @@ impl Revocations {
 
     /// The Redis list. Connects lazily: an unreachable Redis does not stop the start,
     /// it makes checks answer 503 until it is back.
-    pub fn redis(db: Db, redis: Arc<LazyRedis>, prefix: String) -> Self {
-        Self::with(Backend::Redis(Box::new(RedisList::new(redis, prefix))), db)
+    pub fn redis(db: Db, redis: Arc<LazyRedis>, keys: &Keys) -> Self {
+        Self::with(Backend::Redis(Box::new(RedisList::new(redis, keys))), db)
     }
 
     fn with(backend: Backend, db: Db) -> Self {
@@ -484,7 +445,7 @@ impl Revocations {
     pub async fn ping(&self) -> Result<(), RevocationError> {
         match &self.backend {
             Backend::Memory(_) => Ok(()),
-            Backend::Redis(list) => list.ping().await,
+            Backend::Redis(list) => Ok(list.ping().await?),
         }
     }
 

@@ -19,10 +19,10 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::audit::{Action, Actor, Audit, AuditEvent, Outcome};
+use crate::ephemeral::ticket_marks::TicketMarks;
 use crate::error::{Credential, Error, Refusal, ScopeLimit};
 use crate::model::{Scope, User};
 use crate::principal::{Authenticator, Presented, Principal};
-use crate::redis_conn::LazyRedis;
 use crate::revocation::{Revocations, Revoked, TokenIds};
 use crate::store::{Db, users};
 use crate::tokens::TokenError;
@@ -30,61 +30,13 @@ use crate::tokens::access::TokenService;
 
 use self::claims::{IssuedTicket, TicketClaims, TicketSubject};
 
-/// Where redemptions are marked.
-pub enum Redemptions {
-    /// `SET {prefix}ticket:{jti} NX PX <remaining>`.
-    Redis {
-        /// The connection.
-        redis: Arc<LazyRedis>,
-        /// Key prefix.
-        prefix: String,
-    },
-    /// The `ticket_redemptions` table.
-    Database(Db),
-}
-
-impl Redemptions {
-    /// Marks `jti` used until `expires_at`; `false` if it already was.
-    async fn mark(
-        &self,
-        jti: &str,
-        expires_at: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<bool, Error> {
-        match self {
-            Self::Redis { redis, prefix } => {
-                // Kept a second past expiry: a ticket is refused from `exp` on anyway.
-                let ttl_ms = (expires_at - now).num_milliseconds().max(0) + 1000;
-                let mut conn = redis.conn().await.map_err(Error::redis)?;
-                let set: Option<String> = redis::cmd("SET")
-                    .arg(format!("{prefix}ticket:{jti}"))
-                    .arg(1)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ttl_ms)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(Error::redis)?;
-                Ok(set.is_some())
-            }
-            Self::Database(db) => {
-                let jti = jti.to_owned();
-                let until = expires_at.naive_utc();
-                Ok(db
-                    .run(move |conn| crate::store::tickets::redeem(conn, &jti, until))
-                    .await?)
-            }
-        }
-    }
-}
-
 /// The ticket use cases.
 pub struct Tickets {
     audit: Arc<Audit>,
     tokens: Arc<TokenService>,
     authenticator: Arc<Authenticator>,
     revocations: Arc<Revocations>,
-    redemptions: Redemptions,
+    redemptions: TicketMarks,
     db: Db,
     audiences: Vec<String>,
     ttl: Duration,
@@ -101,7 +53,7 @@ pub struct TicketParts {
     /// The revocation list.
     pub revocations: Arc<Revocations>,
     /// Where redemptions are marked.
-    pub redemptions: Redemptions,
+    pub redemptions: TicketMarks,
     /// The database (API-key owners).
     pub db: Db,
     /// `TOKENMINT_TICKET_AUDIENCES`.
@@ -338,17 +290,8 @@ impl Tickets {
         Ok(claims)
     }
 
-    /// Housekeeping: forgets redemptions of expired tickets (database only; Redis
-    /// expires its keys itself).
+    /// Housekeeping: forgets the marks of expired tickets.
     pub async fn purge(&self, now: DateTime<Utc>) -> Result<usize, Error> {
-        match &self.redemptions {
-            Redemptions::Redis { .. } => Ok(0),
-            Redemptions::Database(db) => {
-                let naive = now.naive_utc();
-                Ok(db
-                    .run(move |conn| crate::store::tickets::purge_expired(conn, naive))
-                    .await?)
-            }
-        }
+        self.redemptions.purge(now).await
     }
 }

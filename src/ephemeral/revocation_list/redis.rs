@@ -17,9 +17,8 @@ use futures_util::StreamExt as _;
 use redis::RedisError;
 use redis::aio::ConnectionManager;
 
-use super::memory::MemoryList;
-use super::{Held, RevocationError};
-use crate::redis_conn::LazyRedis;
+use super::{Held, MemoryList, Monotonic};
+use crate::ephemeral::{Keys, LazyRedis};
 
 /// Lua helpers shared by the scripts that touch leases. `now_ms()`: Redis's clock, the
 /// one clock every lease is measured by. `leases()`: the holders, by id, each
@@ -206,7 +205,7 @@ pub struct RedisList {
     /// Until when (ms after `started`) the mirror may answer: its lease, as this instance
     /// counts it (from before the renewal was sent, so never later than Redis counts it).
     lease_until: AtomicU64,
-    started: super::Monotonic,
+    started: Monotonic,
     /// The last sequence this instance's mirror has acknowledged in Redis (-1: none): a
     /// publish waits on it for its own mirror instead of polling Redis.
     acknowledged: tokio::sync::watch::Sender<i64>,
@@ -214,7 +213,7 @@ pub struct RedisList {
 
 /// What a publish learnt about the mirrors.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Published {
+pub(crate) struct Published {
     /// The sequence number of the announcement.
     seq: i64,
     /// Mirrors holding a lease that have not applied it yet.
@@ -301,18 +300,18 @@ fn parse(value: Option<String>) -> Option<Held> {
 }
 
 impl RedisList {
-    pub(super) fn new(redis: Arc<LazyRedis>, prefix: String) -> Self {
+    pub(crate) fn new(redis: Arc<LazyRedis>, keys: &Keys) -> Self {
         Self {
             redis,
-            key: format!("{prefix}revocation-list"),
-            channel: format!("{prefix}revocation-list:changes"),
+            key: keys.revocation_list(),
+            channel: keys.revocation_changes(),
             merge: redis::Script::new(&format!("{LEASE_HELPERS}{MERGE}")),
             waiting: redis::Script::new(&format!("{LEASE_HELPERS}{WAITING}")),
             lease: redis::Script::new(&format!("{LEASE_HELPERS}{TAKE_LEASE}")),
             purge: redis::Script::new(PURGE),
             mirror: ArcSwapOption::empty(),
             lease_until: AtomicU64::new(0),
-            started: super::Monotonic::default(),
+            started: Monotonic::default(),
             acknowledged: tokio::sync::watch::Sender::new(-1),
         }
     }
@@ -320,7 +319,7 @@ impl RedisList {
     /// The mirror at `at`, while it is complete, its subscription alive and its lease
     /// held: every revocation published more than a lease ago is in it, and any publish
     /// since waits for it (or for the lease to end) before it answers.
-    pub(super) fn mirror(&self, at: Instant) -> Option<Arc<MemoryList>> {
+    pub(crate) fn mirror(&self, at: Instant) -> Option<Arc<MemoryList>> {
         if self.started.ms(at) >= self.lease_until.load(Ordering::Acquire) {
             return None;
         }
@@ -328,7 +327,7 @@ impl RedisList {
     }
 
     /// The mirror whether or not it may answer now (for housekeeping).
-    pub(super) fn mirror_copy(&self) -> Option<Arc<MemoryList>> {
+    pub(crate) fn mirror_copy(&self) -> Option<Arc<MemoryList>> {
         self.mirror.load_full()
     }
 
@@ -342,7 +341,7 @@ impl RedisList {
     /// Keeps the mirror for as long as the process runs: subscribe, copy the hash, apply
     /// every announcement; on any loss of the subscription, drop the mirror at once (checks
     /// go back to reading Redis, and fail closed when it is gone) and start again.
-    pub(super) async fn keep_mirror(&self) {
+    pub(crate) async fn keep_mirror(&self) {
         let mut pause = Duration::from_millis(100);
         loop {
             let error = self.mirror_once().await;
@@ -507,7 +506,7 @@ impl RedisList {
         mode: &str,
         fields: &[(String, Held)],
         generation: i64,
-    ) -> Result<Published, RevocationError> {
+    ) -> Result<Published, RedisError> {
         let mut invocation = self.merge.key(&self.key);
         invocation.key(&self.channel).arg(mode).arg(generation);
         for (field, held) in fields {
@@ -516,7 +515,7 @@ impl RedisList {
         let mut conn = self.conn().await?;
         let reply: Vec<i64> = invocation.invoke_async(&mut conn).await?;
         Published::from_reply(&reply).ok_or_else(|| {
-            RedisError::from((redis::ErrorKind::Parse, "the merge script answered oddly")).into()
+            RedisError::from((redis::ErrorKind::Parse, "the merge script answered oddly"))
         })
     }
 
@@ -524,11 +523,11 @@ impl RedisList {
     /// has applied them: each holder of a lease has acknowledged the announcement or its
     /// lease has ended (it cannot be renewed until it acknowledges). Typically one round
     /// trip more; at most a lease length for an instance that stopped answering.
-    pub(super) async fn publish(
+    pub(crate) async fn publish(
         &self,
         fields: &[(String, Held)],
         generation: i64,
-    ) -> Result<(), RevocationError> {
+    ) -> Result<(), RedisError> {
         let published = self.merge("publish", fields, generation).await?;
         if published.fresh {
             // Leases held before the hash was lost are unknown: wait them out.
@@ -556,8 +555,7 @@ impl RedisList {
                 return Err(RedisError::from((
                     redis::ErrorKind::Io,
                     "mirrors did not acknowledge a revocation in time",
-                ))
-                .into());
+                )));
             }
             tokio::time::sleep(pause.min(wait.max(Duration::from_micros(250)))).await;
             pause = (pause * 2).min(Duration::from_millis(5));
@@ -568,7 +566,7 @@ impl RedisList {
 
     /// How many lease holders have not acknowledged `seq`, and how long until the last
     /// of their leases ends.
-    async fn waiting_for(&self, seq: i64) -> Result<(i64, Duration), RevocationError> {
+    async fn waiting_for(&self, seq: i64) -> Result<(i64, Duration), RedisError> {
         let mut conn = self.conn().await?;
         let (pending, wait): (i64, i64) = self
             .waiting
@@ -580,11 +578,11 @@ impl RedisList {
     }
 
     /// Writes every entry, in chunks, and only then raises the watermark.
-    pub(super) async fn fill(
+    pub(crate) async fn fill(
         &self,
         fields: &[(String, Held)],
         generation: i64,
-    ) -> Result<(), RevocationError> {
+    ) -> Result<(), RedisError> {
         for chunk in fields.chunks(500) {
             // Entries only: no generation moves until all of them are in.
             let mut invocation = self.merge.key(&self.key);
@@ -599,10 +597,10 @@ impl RedisList {
     }
 
     /// The watermark and the four fields of a check, in one round trip.
-    pub(super) async fn read(
+    pub(crate) async fn read(
         &self,
         fields: &[String; 4],
-    ) -> Result<(Option<i64>, [Option<Held>; 4]), RevocationError> {
+    ) -> Result<(Option<i64>, [Option<Held>; 4]), RedisError> {
         let mut conn = self.conn().await?;
         let values: Vec<Option<String>> = redis::cmd("HMGET")
             .arg(&self.key)
@@ -624,7 +622,7 @@ impl RedisList {
         ))
     }
 
-    pub(super) async fn purge(&self, now: i64) -> Result<(), RevocationError> {
+    pub(crate) async fn purge(&self, now: i64) -> Result<(), RedisError> {
         let mut conn = self.conn().await?;
         let mut cursor: u64 = 0;
         loop {
@@ -658,7 +656,7 @@ impl RedisList {
         }
     }
 
-    pub(super) async fn ping(&self) -> Result<(), RevocationError> {
+    pub(crate) async fn ping(&self) -> Result<(), RedisError> {
         let mut conn = self.conn().await?;
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
         Ok(())
@@ -669,7 +667,7 @@ impl RedisList {
 /// more as the reference its table test holds the script to).
 #[cfg(test)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum LeaseAnswer {
+pub(crate) enum LeaseAnswer {
     /// Extended by a lease length from now.
     Extended,
     /// Not extended: a publish waits for an announcement the mirror has not applied.
@@ -681,7 +679,7 @@ pub(super) enum LeaseAnswer {
 /// A holder's lease as the hash keeps it.
 #[cfg(test)]
 #[derive(Debug, Clone, Copy)]
-pub(super) struct HeldLease {
+pub(crate) struct HeldLease {
     /// Not run out yet (by Redis's clock).
     pub live: bool,
     /// The sequence a waiting publish asked it to acknowledge.
@@ -692,7 +690,7 @@ pub(super) struct HeldLease {
 /// the one the mirror's copy was taken in ('' for none); `seq`: the last announcement
 /// published; `acked`: the last one the mirror applied.
 #[cfg(test)]
-pub(super) fn lease_rule(
+pub(crate) fn lease_rule(
     hash_epoch: Option<&str>,
     copy_epoch: &str,
     held: Option<HeldLease>,
@@ -861,5 +859,92 @@ mod tests {
                 .await
                 .unwrap();
         }
+    }
+
+    #[derive(Debug, Clone)]
+    enum MergeOp {
+        Publish(i64, Vec<(u8, i64, i64)>),
+        Fill(i64, Vec<(u8, i64, i64)>),
+    }
+
+    fn merge_op() -> impl proptest::strategy::Strategy<Value = MergeOp> {
+        use proptest::prelude::*;
+        let fields = proptest::collection::vec((0u8..4, 0i64..100, 0i64..100), 0..4);
+        prop_oneof![
+            (0i64..10, fields.clone()).prop_map(|(g, f)| MergeOp::Publish(g, f)),
+            (0i64..10, fields).prop_map(|(g, f)| MergeOp::Fill(g, f)),
+        ]
+    }
+
+    /// The Lua merge and its Rust twin ([`MemoryList`]) on the same random sequences of
+    /// publishes and fills, generations out of order: after every step the same
+    /// entries, watermark and pending generations (with `TOKENMINT_TEST_REDIS_URL`; set
+    /// but unreachable is a failure).
+    #[test]
+    fn the_lua_watermark_merge_and_its_rust_twin_agree() {
+        use proptest::prelude::*;
+        let Some(url) = std::env::var("TOKENMINT_TEST_REDIS_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+        else {
+            eprintln!("skipped: TOKENMINT_TEST_REDIS_URL is not set");
+            return;
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = redis::Client::open(url).expect("a Redis URL");
+        let conn = runtime
+            .block_on(client.get_multiplexed_async_connection())
+            .expect("TOKENMINT_TEST_REDIS_URL is set but unreachable");
+        let merge = redis::Script::new(&format!("{LEASE_HELPERS}{MERGE}"));
+        let config = proptest::test_runner::Config::with_cases(64);
+        proptest!(config, |(ops in proptest::collection::vec(merge_op(), 1..24))| {
+            let keys = Keys::new(format!("test:{}:", uuid::Uuid::new_v4()));
+            let (key, channel) = (keys.revocation_list(), keys.revocation_changes());
+            let twin = MemoryList::default();
+            let mut conn = conn.clone();
+            for op in ops {
+                let (mode, generation, fields) = match &op {
+                    MergeOp::Publish(g, f) => ("publish", *g, f),
+                    MergeOp::Fill(g, f) => ("fill", *g, f),
+                };
+                let fields: Vec<(String, Held)> = fields
+                    .iter()
+                    .map(|(n, e, c)| (format!("jti:{n}"), Held { expires_at: *e, cutoff: *c }))
+                    .collect();
+                let mut invocation = merge.key(&key);
+                invocation.key(&channel).arg(mode).arg(generation);
+                for (field, held) in &fields {
+                    invocation.arg(field).arg(held.expires_at).arg(held.cutoff);
+                }
+                let hash: HashMap<String, String> = runtime.block_on(async {
+                    invocation.invoke_async::<Vec<i64>>(&mut conn).await.unwrap();
+                    redis::cmd("HGETALL").arg(&key).query_async(&mut conn).await.unwrap()
+                });
+                match op {
+                    MergeOp::Publish(..) => twin.publish(&fields, generation),
+                    MergeOp::Fill(..) => twin.fill(&fields, generation),
+                }
+                let lua_entries: std::collections::BTreeMap<String, Held> =
+                    entries(hash.iter()).into_iter().collect();
+                let lua_watermark = hash
+                    .get("gen")
+                    .and_then(|g| g.parse::<i64>().ok())
+                    .filter(|g| *g >= 0);
+                let lua_pending: std::collections::BTreeSet<i64> = hash
+                    .get("pending")
+                    .map(|p| p.split(',').filter_map(|n| n.parse().ok()).collect())
+                    .unwrap_or_default();
+                let (entries, watermark, pending) = twin.snapshot();
+                prop_assert_eq!(&lua_entries, &entries, "entries after {:?}", op);
+                prop_assert_eq!(lua_watermark, watermark, "watermark after {:?}", op);
+                prop_assert_eq!(&lua_pending, &pending, "pending after {:?}", op);
+            }
+            runtime.block_on(async {
+                redis::cmd("DEL").arg(&key).query_async::<()>(&mut conn).await.unwrap();
+            });
+        });
     }
 }

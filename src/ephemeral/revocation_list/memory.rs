@@ -1,5 +1,7 @@
 //! The in-memory revocation list (one process; the database keeps the durable record).
 
+#[cfg(test)]
+use std::collections::BTreeMap;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
@@ -45,14 +47,29 @@ impl MemoryList {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(super) fn publish(&self, fields: &[(String, Held)], generation: i64) {
+    /// Merges a publish's entries; its generation joins the pending ones and the
+    /// watermark climbs while the next is there. A list with no watermark keeps none (and
+    /// remembers no generation): only a fill sets one. [`super::redis`]'s merge script is
+    /// the twin, and a property test holds them together.
+    pub(crate) fn publish(&self, fields: &[(String, Held)], generation: i64) {
         let mut state = self.state();
         state.merge(fields);
+        if state.watermark.is_none() {
+            return;
+        }
         state.pending.insert(generation);
         state.advance();
     }
 
-    pub(super) fn fill(&self, fields: &[(String, Held)], generation: i64) {
+    /// Entries, watermark and pending generations, for the twin test.
+    #[cfg(test)]
+    pub(crate) fn snapshot(&self) -> (BTreeMap<String, Held>, Option<i64>, BTreeSet<i64>) {
+        let state = self.state();
+        let entries = state.entries.iter().map(|(f, h)| (f.clone(), *h)).collect();
+        (entries, state.watermark, state.pending.clone())
+    }
+
+    pub(crate) fn fill(&self, fields: &[(String, Held)], generation: i64) {
         let mut state = self.state();
         state.merge(fields);
         state.watermark = Some(state.watermark.map_or(generation, |w| w.max(generation)));
@@ -61,7 +78,7 @@ impl MemoryList {
 
     /// A mirror's update: entries merged, and the watermark raised to `watermark` (which
     /// the source reached with every entry up to it, all of them given to this list).
-    pub(super) fn copy(&self, fields: &[(String, Held)], watermark: Option<i64>) {
+    pub(crate) fn copy(&self, fields: &[(String, Held)], watermark: Option<i64>) {
         let mut state = self.state();
         state.merge(fields);
         if let Some(w) = watermark {
@@ -69,7 +86,7 @@ impl MemoryList {
         }
     }
 
-    pub(super) fn read(&self, fields: &[String; 4]) -> (Option<i64>, [Option<Held>; 4]) {
+    pub(crate) fn read(&self, fields: &[String; 4]) -> (Option<i64>, [Option<Held>; 4]) {
         let state = self.state();
         let get = |f: &String| state.entries.get(f).copied();
         (
@@ -83,7 +100,7 @@ impl MemoryList {
         )
     }
 
-    pub(super) fn purge(&self, now: i64) {
+    pub(crate) fn purge(&self, now: i64) {
         self.state().entries.retain(|_, h| h.expires_at > now);
     }
 }

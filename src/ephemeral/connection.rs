@@ -1,4 +1,4 @@
-//! A lazily connected Redis handle shared by the revocation list and the rate limiter:
+//! A lazily connected Redis handle shared by everything in `ephemeral`:
 //! an unreachable Redis never stops the start; calls fail until it answers, and the
 //! connection manager then reconnects by itself.
 
