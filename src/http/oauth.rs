@@ -6,17 +6,18 @@ use actix_web::http::header;
 use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, post, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
 use super::extract::client_ip;
+use crate::error::{Credential, Error, Refusal};
 use crate::http::error::{ErrorBody, OAuthError, OAuthErrorBody};
 use crate::model::Scope;
 use crate::model::{Audience, ClientId, GrantType};
-use crate::oauth::ClientAuth;
 use crate::oauth::clients::ClientSecret;
+use crate::oauth::{ClientAuth, GrantRequest, Granted, TokenRequest};
 use crate::sessions::Presented;
 
 /// The token type RFC 8693 names for an access token given as `subject_token`.
@@ -97,6 +98,38 @@ pub async fn token(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, OAuthError> {
+    let request = token_request(&req, &body)?;
+    let granted = state.oauth.token(request, state.clock.now()).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(OAuthTokenResponse::from(granted)))
+}
+
+impl From<Granted> for OAuthTokenResponse {
+    fn from(granted: Granted) -> Self {
+        let (issued, refresh_token, issued_token_type) = match granted {
+            Granted::Token(issued) => (issued, None, None),
+            Granted::Pair(pair) => {
+                let refresh = pair.refresh_token.expose().to_owned();
+                (pair.access, Some(refresh), None)
+            }
+            Granted::Exchanged(issued) => (issued, None, Some(JWT_TOKEN_TYPE.to_owned())),
+        };
+        Self {
+            expires_in: issued.claims.exp - issued.claims.iat,
+            scope: issued.claims.scope,
+            access_token: issued.token,
+            token_type: "Bearer".to_owned(),
+            refresh_token,
+            issued_token_type,
+        }
+    }
+}
+
+/// The form as one token request: content type, parameters (none repeated, RFC 6749
+/// section 3.2), the client's credentials, the scopes and the grant's own parameters.
+fn token_request(req: &HttpRequest, body: &[u8]) -> Result<TokenRequest, OAuthError> {
     if !req
         .content_type()
         .eq_ignore_ascii_case("application/x-www-form-urlencoded")
@@ -105,54 +138,32 @@ pub async fn token(
             "expected Content-Type: application/x-www-form-urlencoded",
         ));
     }
-    // A parameter given twice is refused (RFC 6749 section 3.2).
-    let form: TokenForm = serde_urlencoded::from_bytes(&body)
+    let form: TokenForm = serde_urlencoded::from_bytes(body)
         .map_err(|_| OAuthError::invalid_request("the form is malformed or repeats a parameter"))?;
-    let auth = client_auth(&req, &form)?;
+    let client = client_auth(req, &form)?;
     let scopes = form
         .scope
         .as_deref()
         .map(Scope::parse_space_separated)
         .transpose()
         .map_err(|_| OAuthError::invalid_request("scope is malformed"))?;
-    let now = state.clock.now();
-    let answer = match form.grant_type.as_deref().map(GrantType::parse) {
-        Some(Some(GrantType::ClientCredentials)) => {
-            let issued = state
-                .oauth
-                .client_credentials(auth, scopes, client_ip(&req), now)
-                .await?;
-            OAuthTokenResponse {
-                expires_in: issued.claims.exp - issued.claims.iat,
-                scope: issued.claims.scope,
-                access_token: issued.token,
-                token_type: "Bearer".to_owned(),
-                refresh_token: None,
-                issued_token_type: None,
-            }
-        }
+    Ok(TokenRequest {
+        client,
+        grant: grant(form)?,
+        scopes,
+        ip: client_ip(req),
+    })
+}
+
+/// The grant a form asks for, with its parameters checked.
+fn grant(form: TokenForm) -> Result<GrantRequest, OAuthError> {
+    match form.grant_type.as_deref().map(GrantType::parse) {
+        Some(Some(GrantType::ClientCredentials)) => Ok(GrantRequest::ClientCredentials),
         Some(Some(GrantType::RefreshToken)) => {
             let presented = required(form.refresh_token, "refresh_token")?;
-            let token = Presented::parse(secrecy::ExposeSecret::expose_secret(&presented))
-                .ok_or_else(|| {
-                    OAuthError::from(crate::error::Error::refused(
-                        crate::error::Credential::RefreshToken,
-                        crate::error::Refusal::Invalid,
-                    ))
-                })?;
-            let pair = state
-                .oauth
-                .refresh(auth, token, scopes, client_ip(&req), now)
-                .await?;
-            let claims = pair.access.claims;
-            OAuthTokenResponse {
-                expires_in: claims.exp - claims.iat,
-                scope: claims.scope,
-                access_token: pair.access.token,
-                token_type: "Bearer".to_owned(),
-                refresh_token: Some(pair.refresh_token.expose().to_owned()),
-                issued_token_type: None,
-            }
+            let presented = Presented::parse(presented.expose_secret())
+                .ok_or_else(|| refused(Credential::RefreshToken, Refusal::Invalid))?;
+            Ok(GrantRequest::RefreshToken(presented))
         }
         Some(Some(GrantType::TokenExchange)) => {
             let subject = required(form.subject_token, "subject_token")?;
@@ -172,34 +183,16 @@ pub async fn token(
             }
             let audience = Audience::parse(&required(form.audience, "audience")?)
                 .map_err(|_| OAuthError::invalid_request("audience is malformed"))?;
-            let issued = state
-                .oauth
-                .exchange(
-                    auth,
-                    secrecy::ExposeSecret::expose_secret(&subject),
-                    audience,
-                    scopes,
-                    client_ip(&req),
-                    now,
-                )
-                .await?;
-            OAuthTokenResponse {
-                expires_in: issued.claims.exp - issued.claims.iat,
-                scope: issued.claims.scope,
-                access_token: issued.token,
-                token_type: "Bearer".to_owned(),
-                refresh_token: None,
-                issued_token_type: Some(JWT_TOKEN_TYPE.to_owned()),
-            }
+            Ok(GrantRequest::TokenExchange { subject, audience })
         }
         // `password` included: logins are `/api/login`.
-        Some(_) => return Err(OAuthError::unsupported_grant_type()),
-        None => return Err(OAuthError::invalid_request("grant_type is required")),
-    };
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::PRAGMA, "no-cache"))
-        .json(answer))
+        Some(_) => Err(OAuthError::unsupported_grant_type()),
+        None => Err(OAuthError::invalid_request("grant_type is required")),
+    }
+}
+
+fn refused(credential: Credential, refusal: Refusal) -> OAuthError {
+    OAuthError::from(Error::refused(credential, refusal))
 }
 
 fn required<T>(value: Option<T>, name: &'static str) -> Result<T, OAuthError> {
@@ -212,21 +205,13 @@ fn required<T>(value: Option<T>, name: &'static str) -> Result<T, OAuthError> {
 fn client_auth(req: &HttpRequest, form: &TokenForm) -> Result<ClientAuth, OAuthError> {
     let basic = match req.headers().get(header::AUTHORIZATION) {
         None => None,
-        Some(value) => Some(parse_basic(value.as_bytes()).ok_or_else(|| {
-            OAuthError::from(crate::error::Error::refused(
-                crate::error::Credential::Client,
-                crate::error::Refusal::Invalid,
-            ))
-        })?),
+        Some(value) => Some(
+            parse_basic(value.as_bytes())
+                .ok_or_else(|| refused(Credential::Client, Refusal::Invalid))?,
+        ),
     };
-    let parse_id = |id: &str| {
-        ClientId::parse(id).map_err(|_| {
-            OAuthError::from(crate::error::Error::refused(
-                crate::error::Credential::Client,
-                crate::error::Refusal::Invalid,
-            ))
-        })
-    };
+    let parse_id =
+        |id: &str| ClientId::parse(id).map_err(|_| refused(Credential::Client, Refusal::Invalid));
     match (basic, &form.client_secret) {
         (Some(_), Some(_)) => Err(OAuthError::invalid_request(
             "use one client authentication method, not two",
@@ -247,12 +232,10 @@ fn client_auth(req: &HttpRequest, form: &TokenForm) -> Result<ClientAuth, OAuthE
             })
         }
         (None, secret) => {
-            let id = form.client_id.as_deref().ok_or_else(|| {
-                OAuthError::from(crate::error::Error::refused(
-                    crate::error::Credential::Client,
-                    crate::error::Refusal::Missing,
-                ))
-            })?;
+            let id = form
+                .client_id
+                .as_deref()
+                .ok_or_else(|| refused(Credential::Client, Refusal::Missing))?;
             Ok(ClientAuth {
                 client_id: parse_id(id)?,
                 secret: secret.clone().map(ClientSecret::presented),

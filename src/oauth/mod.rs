@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret as _, SecretString};
 
 pub mod clients;
 
@@ -24,6 +25,43 @@ pub struct ClientAuth {
     pub client_id: ClientId,
     /// Its secret, if it sent one.
     pub secret: Option<ClientSecret>,
+}
+
+/// What a token request asks for, once parsed: the grant and its own parameters.
+pub enum GrantRequest {
+    /// `client_credentials`.
+    ClientCredentials,
+    /// `refresh_token`, with the presented token.
+    RefreshToken(Presented),
+    /// RFC 8693 token exchange of a user's access token for `audience`.
+    TokenExchange {
+        /// The user's access token (`subject_token`).
+        subject: SecretString,
+        /// The audience of the new token.
+        audience: Audience,
+    },
+}
+
+/// A token request: the client, its grant, the scopes asked for, and where it came from.
+pub struct TokenRequest {
+    /// How the client authenticated.
+    pub client: ClientAuth,
+    /// The grant.
+    pub grant: GrantRequest,
+    /// Fewer scopes than the grant would give (none: all of them).
+    pub scopes: Option<Vec<Scope>>,
+    /// The caller's address, for the audit log.
+    pub ip: Option<String>,
+}
+
+/// What a grant gave.
+pub enum Granted {
+    /// An access token alone (client credentials).
+    Token(IssuedToken),
+    /// A rotated pair (refresh).
+    Pair(TokenPair),
+    /// An exchanged access token (RFC 8693: `issued_token_type` is a JWT).
+    Exchanged(IssuedToken),
 }
 
 /// The token endpoint's grants.
@@ -114,9 +152,34 @@ impl OAuth {
         Ok(client)
     }
 
+    /// The use case of `POST /oauth/token`: runs the requested grant for the client and
+    /// audits it.
+    pub async fn token(&self, request: TokenRequest, now: DateTime<Utc>) -> Result<Granted, Error> {
+        let TokenRequest {
+            client,
+            grant,
+            scopes,
+            ip,
+        } = request;
+        match grant {
+            GrantRequest::ClientCredentials => self
+                .client_credentials(client, scopes, ip, now)
+                .await
+                .map(Granted::Token),
+            GrantRequest::RefreshToken(token) => self
+                .refresh(client, token, scopes, ip, now)
+                .await
+                .map(Granted::Pair),
+            GrantRequest::TokenExchange { subject, audience } => self
+                .exchange(client, subject.expose_secret(), audience, scopes, ip, now)
+                .await
+                .map(Granted::Exchanged),
+        }
+    }
+
     /// `client_credentials`: a confidential client's own token (`sub` = `client_id`),
     /// with scopes from the client's; no refresh token.
-    pub async fn client_credentials(
+    async fn client_credentials(
         &self,
         auth: ClientAuth,
         scopes: Option<Vec<Scope>>,
@@ -150,7 +213,7 @@ impl OAuth {
 
     /// `refresh_token`: the rotation of `/api/refresh-token`, for the client the session
     /// belongs to only (another client's token is `invalid_grant`).
-    pub async fn refresh(
+    async fn refresh(
         &self,
         auth: ClientAuth,
         token: Presented,
@@ -178,7 +241,7 @@ impl OAuth {
     /// Token exchange (RFC 8693): a user's valid, unrevoked access token of the client's
     /// tenant, for an audience the client may ask for, narrowed to `scopes` (within the
     /// subject token's and the client's).
-    pub async fn exchange(
+    async fn exchange(
         &self,
         auth: ClientAuth,
         subject_token: &str,
