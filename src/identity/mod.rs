@@ -20,8 +20,8 @@ use uuid::Uuid;
 
 use self::admission::Class;
 use self::devices::DeviceKey;
-use self::passwords::{Password, PasswordHasher, Verified};
-use self::rate_limit::{AttemptKeys, Limited, LoginLimiter, address_key};
+use self::passwords::{Admission, Password, PasswordHasher, Verified};
+use self::rate_limit::{AttemptKeys, Limited, LoginLimiter, Reservation, address_key};
 use crate::audit::{Action, Actor, AdminCall, Audit, AuditEvent, Outcome};
 use crate::error::{Credential, Error, Refusal, ScopeLimit};
 use crate::metrics;
@@ -90,6 +90,56 @@ pub struct LoginAttempt {
     pub ip: Option<String>,
     /// A device proof from an earlier login on this device, if one was presented.
     pub device_proof: Option<String>,
+}
+
+/// Who a login names and where it comes from, as its limits and audit rows see it.
+struct Who {
+    /// The username's key in its tenant (also its limit counter), if the name is valid.
+    user_key: Option<String>,
+    /// The audit target: the username, only if it is a valid one (the log is not a place
+    /// for arbitrary input).
+    target: Option<String>,
+    /// The client address, and the key its limit counts under (IPv6 per /64).
+    ip: Option<String>,
+    address: Option<String>,
+}
+
+impl Who {
+    fn of(attempt: &LoginAttempt) -> Self {
+        let name = Username::parse(&attempt.username).ok();
+        Self {
+            user_key: name.as_ref().map(|u| u.key_in(&attempt.tenant)),
+            target: name.as_ref().map(|u| {
+                if attempt.tenant.is_default() {
+                    format!("username:{}", u.as_str())
+                } else {
+                    format!("username:{}:{}", attempt.tenant, u.as_str())
+                }
+            }),
+            ip: attempt.ip.clone(),
+            address: attempt.ip.as_deref().map(address_key),
+        }
+    }
+
+    fn event(&self, actor: Actor, action: Action, outcome: Outcome) -> AuditEvent {
+        AuditEvent {
+            actor,
+            action,
+            target: self.target.clone(),
+            ip: self.ip.clone(),
+            outcome,
+            detail: None,
+        }
+    }
+}
+
+/// A session a login opened, with what its answer needs.
+struct SessionOpened {
+    user: User,
+    epoch: i64,
+    scopes: Vec<Scope>,
+    opened: sessions::Opened,
+    refreshable: bool,
 }
 
 /// What [`Identity`] is built from.
@@ -173,111 +223,111 @@ impl Identity {
     }
 
     /// The use case of `POST /api/login`. Unknown user, wrong password and disabled user
-    /// answer alike and cost one argon2 verification each.
+    /// answer alike and cost one argon2 verification each. In order: the device proof,
+    /// the address's (or the proof's) budget, a hashing thread, the username's delay, the
+    /// password, then the session, in a transaction that sees any change made meanwhile.
     pub async fn login(
         &self,
         attempt: LoginAttempt,
         now: DateTime<Utc>,
     ) -> Result<TokenPair, Error> {
-        let name = Username::parse(&attempt.username).ok();
-        // Usernames are unique per tenant: so are their keys and their limit counters.
-        let user_key = name.as_ref().map(|u| u.key_in(&attempt.tenant));
-        // The username only if it is a valid one: the audit target is not a place for arbitrary input.
-        let target = name.as_ref().map(|u| {
-            if attempt.tenant.is_default() {
-                format!("username:{}", u.as_str())
-            } else {
-                format!("username:{}:{}", attempt.tenant, u.as_str())
-            }
-        });
-        let audit = |actor: Actor, action: Action, outcome: Outcome| AuditEvent {
-            actor,
-            action,
-            target: target.clone(),
-            ip: attempt.ip.clone(),
-            outcome,
-            detail: None,
-        };
-
-        // A device proof counts only if it is the current one of this username's user;
-        // anything else about it leaves the login anonymous (never refused for it).
-        let mut row = None;
-        let mut device = None;
-        let claimed = attempt
-            .device_proof
-            .as_deref()
-            .and_then(|proof| self.devices.open(proof, now));
-        if let (Some(claimed), Some(key)) = (claimed, user_key.clone()) {
-            let found = self
-                .db
-                .run(move |conn| store::find_by_username_key(conn, &key))
-                .await?;
-            if found.as_ref().is_some_and(|r| claimed.is_for(r)) {
-                device = Some(claimed.id);
-            }
-            row = Some(found);
-        }
-
+        let who = Who::of(&attempt);
+        let (row, device) = self.recognize_device(&attempt, &who, now).await?;
         // The address (or the device proof) is counted before anything else, refusals
         // included: a login refused below (busy) still spends its address's budget, so
         // fresh addresses are the attacker's cost.
-        let address = attempt.ip.as_deref().map(address_key);
         let keys = AttemptKeys {
-            ip: address.as_deref(),
+            ip: who.address.as_deref(),
             device: device.as_deref(),
-        };
-        let refused = |limited: Limited| async move {
-            // One row per full counter per window: a flood of refusals cannot fill the log.
-            let until = now + delta(self.limiter.window());
-            self.audit
-                .record_throttled(
-                    audit(Actor::Anonymous, Action::LoginRateLimited, Outcome::Failure),
-                    format!("login.rate_limited|{}", limited.counter),
-                    until,
-                    now,
-                )
-                .await;
-            metrics::count(metrics::LOGINS, "rate_limited");
-            Error::RateLimited {
-                retry_after_secs: limited.retry_after_secs,
-            }
         };
         let mut reservation = match self.limiter.reserve(keys, now).await {
             Ok(reservation) => reservation,
-            Err(limited) => return Err(refused(limited).await),
+            Err(limited) => return Err(self.rate_limited(&who, limited, now).await),
         };
-
-        // A hashing thread, in turn: device proofs first, then the client addresses
-        // round-robin; or 503 with Retry-After at once when this login is not owed a place.
-        // The refusal leaves after a short pause (at most 100 ms): answered in
-        // microseconds, a client that ignores Retry-After (wrk, a bot) sends the next login
-        // at once, and the refusals take the CPU from the hashes that would let logins in
-        // (measured: 29 000 refusals a second, the hashing threads at a tenth of a core each).
-        let class = match reservation.trusted {
-            true => Class::Device,
-            false => Class::Address(address.unwrap_or_default()),
-        };
-        let admission = match self.hasher.admit(class).await {
-            Ok(admission) => admission,
-            Err(busy) => {
-                metrics::count(metrics::LOGINS, "busy");
-                tokio::time::sleep(self.hasher.busy_pause()).await;
-                return Err(busy);
-            }
-        };
-
+        let admission = self.admit(&reservation, &who).await?;
         // The username's delay, once this login holds its thread (a busy refusal above
         // charged only the address).
         if let Err(limited) = self
             .limiter
-            .reserve_user(&mut reservation, user_key.as_deref(), now)
+            .reserve_user(&mut reservation, who.user_key.as_deref(), now)
             .await
         {
             drop(admission);
-            return Err(refused(limited).await);
+            return Err(self.rate_limited(&who, limited, now).await);
         }
+        let Some((row, needs_rehash)) = self.check_password(admission, &attempt, &who, row).await?
+        else {
+            return Err(self.failed(&who, now).await);
+        };
+        let Some(opened) = self.open_session(&attempt, &row, now).await? else {
+            return Err(self.failed(&who, now).await);
+        };
+        self.limiter.succeeded(&reservation, now).await;
+        if needs_rehash {
+            self.spawn_rehash(&row, attempt.password.clone(), now);
+        }
+        self.logged_in(&attempt, &who, opened, now).await
+    }
 
-        let row = match (row, user_key.clone()) {
+    /// A device proof counts only if it is the current one of this username's user;
+    /// anything else about it leaves the login anonymous (never refused for it). Returns
+    /// the user's row if it was read (`Some(None)`: no such user) and the proof's id.
+    async fn recognize_device(
+        &self,
+        attempt: &LoginAttempt,
+        who: &Who,
+        now: DateTime<Utc>,
+    ) -> Result<(Option<Option<UserRow>>, Option<String>), Error> {
+        let claimed = attempt
+            .device_proof
+            .as_deref()
+            .and_then(|proof| self.devices.open(proof, now));
+        let (Some(claimed), Some(key)) = (claimed, who.user_key.clone()) else {
+            return Ok((None, None));
+        };
+        let found = self
+            .db
+            .run(move |conn| store::find_by_username_key(conn, &key))
+            .await?;
+        let device = found
+            .as_ref()
+            .is_some_and(|r| claimed.is_for(r))
+            .then_some(claimed.id);
+        Ok((Some(found), device))
+    }
+
+    /// A hashing thread, in turn: device proofs first, then the client addresses
+    /// round-robin; or 503 with Retry-After at once when this login is not owed a place.
+    /// The refusal leaves after a short pause (at most 100 ms): answered in microseconds,
+    /// a client that ignores Retry-After (wrk, a bot) sends the next login at once, and
+    /// the refusals take the CPU from the hashes that would let logins in (measured: 29 000
+    /// refusals a second, the hashing threads at a tenth of a core each).
+    async fn admit(&self, reservation: &Reservation, who: &Who) -> Result<Admission, Error> {
+        let class = match reservation.trusted {
+            true => Class::Device,
+            false => Class::Address(who.address.clone().unwrap_or_default()),
+        };
+        match self.hasher.admit(class).await {
+            Ok(admission) => Ok(admission),
+            Err(busy) => {
+                metrics::count(metrics::LOGINS, "busy");
+                tokio::time::sleep(self.hasher.busy_pause()).await;
+                Err(busy)
+            }
+        }
+    }
+
+    /// The password against the user's hash (verified even for an unknown user, so that
+    /// timing tells nothing): the enabled user's row, and whether its hash needs
+    /// upgrading; `None` for any failure.
+    async fn check_password(
+        &self,
+        admission: Admission,
+        attempt: &LoginAttempt,
+        who: &Who,
+        row: Option<Option<UserRow>>,
+    ) -> Result<Option<(UserRow, bool)>, Error> {
+        let row = match (row, who.user_key.clone()) {
             (Some(row), _) => row,
             (None, Some(key)) => {
                 self.db
@@ -287,28 +337,27 @@ impl Identity {
             (None, None) => None,
         };
         let stored_hash = row.as_ref().map(|r| r.password_hash.clone());
-        // Verify even when the user is unknown, so that timing tells nothing.
         let verified = self
             .hasher
             .verify(admission, attempt.password.clone(), stored_hash)
             .await?;
-        let checked = match (row, verified) {
+        Ok(match (row, verified) {
             (Some(row), Verified::Match { needs_rehash }) if row.enabled => {
                 Some((row, needs_rehash))
             }
             _ => None,
-        };
-        let Some((row, needs_rehash)) = checked else {
-            metrics::count(metrics::LOGINS, "failure");
-            self.audit
-                .record(
-                    audit(Actor::Anonymous, Action::Login, Outcome::Failure),
-                    now,
-                )
-                .await;
-            return Err(Error::refused(Credential::Password, Refusal::Invalid));
-        };
+        })
+    }
 
+    /// Opens the session in one transaction with the tenant and the user as they are now,
+    /// locked until the session exists: a change that committed while the password was
+    /// being checked (a new password, a disable, a delete) wins (`None`).
+    async fn open_session(
+        &self,
+        attempt: &LoginAttempt,
+        row: &UserRow,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SessionOpened>, Error> {
         let lifetimes = self.lifetimes;
         let requested = attempt.scopes.clone();
         let client_id = attempt.client_id.clone();
@@ -317,19 +366,15 @@ impl Identity {
         let verified_hash = row.password_hash.clone();
         let user_id = row.id.clone();
         let refresh_key = self.sessions.refresh_key().clone();
-        let opened = self
-            .db
+        self.db
             .run(move |conn| {
                 write_transaction(conn, |conn| {
-                    // The tenant and the user as they are now, locked until the session
-                    // exists: a change that committed while the password was being checked
-                    // (a new password, a disable, a delete) wins.
                     if !tenants::lock(conn, tenant.as_str(), Lock::Share)?
                         .is_some_and(|t| t.enabled)
                     {
                         return Ok(None);
                     }
-                    let (current, epoch) = match store::lock(conn, &user_id, Lock::Share)? {
+                    let (user, epoch) = match store::lock(conn, &user_id, Lock::Share)? {
                         Some(row) if row.enabled && row.password_hash == verified_hash => {
                             (User::from_row(&row)?, row.device_epoch)
                         }
@@ -346,11 +391,11 @@ impl Identity {
                             }
                         }
                     };
-                    let scopes = narrow(&current, client.as_ref(), requested.clone())?;
+                    let scopes = narrow(&user, client.as_ref(), requested.clone())?;
                     let opened = sessions::open(
                         conn,
                         &refresh_key,
-                        current.id,
+                        user.id,
                         &scopes,
                         client_id.as_ref().map(ClientId::as_str),
                         &lifetimes,
@@ -361,31 +406,37 @@ impl Identity {
                     let refreshable = client
                         .as_ref()
                         .is_none_or(|c| c.allows(GrantType::RefreshToken));
-                    Ok::<_, Error>(Some((current, epoch, scopes, opened, refreshable)))
+                    Ok::<_, Error>(Some(SessionOpened {
+                        user,
+                        epoch,
+                        scopes,
+                        opened,
+                        refreshable,
+                    }))
                 })
             })
-            .await?;
-        let Some((user, epoch, scopes, opened, refreshable)) = opened else {
-            metrics::count(metrics::LOGINS, "failure");
-            self.audit
-                .record(
-                    audit(Actor::Anonymous, Action::Login, Outcome::Failure),
-                    now,
-                )
-                .await;
-            return Err(Error::refused(Credential::Password, Refusal::Invalid));
-        };
-        self.limiter.succeeded(&reservation, now).await;
-        if needs_rehash {
-            self.spawn_rehash(&row, attempt.password, now);
-        }
+            .await
+    }
+
+    /// The answer of a successful login: audited, with its token pair and a fresh device
+    /// proof (the device stays known while it is used).
+    async fn logged_in(
+        &self,
+        attempt: &LoginAttempt,
+        who: &Who,
+        session: SessionOpened,
+        now: DateTime<Utc>,
+    ) -> Result<TokenPair, Error> {
+        let SessionOpened {
+            user,
+            epoch,
+            scopes,
+            opened,
+            refreshable,
+        } = session;
         metrics::count(metrics::LOGINS, "success");
-        self.audit
-            .record(
-                audit(Actor::User(user.id), Action::Login, Outcome::Success),
-                now,
-            )
-            .await;
+        let event = who.event(Actor::User(user.id), Action::Login, Outcome::Success);
+        self.audit.record(event, now).await;
         let mut pair = self.sessions.pair(
             &user,
             &scopes,
@@ -394,13 +445,33 @@ impl Identity {
             now,
         )?;
         pair.refreshable = refreshable;
-        // A fresh proof at each login: the device stays known while it is used.
         pair.device_proof = Some(self.devices.issue(
             user.id,
             epoch,
             now + delta(self.device_proof_ttl),
         )?);
         Ok(pair)
+    }
+
+    /// A refused password (or a user changed meanwhile): audited, one answer for all.
+    async fn failed(&self, who: &Who, now: DateTime<Utc>) -> Error {
+        metrics::count(metrics::LOGINS, "failure");
+        let event = who.event(Actor::Anonymous, Action::Login, Outcome::Failure);
+        self.audit.record(event, now).await;
+        Error::refused(Credential::Password, Refusal::Invalid)
+    }
+
+    /// A login over a limit: 429, audited one row per full counter per window (a flood
+    /// of refusals cannot fill the log).
+    async fn rate_limited(&self, who: &Who, limited: Limited, now: DateTime<Utc>) -> Error {
+        let until = now + delta(self.limiter.window());
+        let event = who.event(Actor::Anonymous, Action::LoginRateLimited, Outcome::Failure);
+        let key = format!("login.rate_limited|{}", limited.counter);
+        self.audit.record_throttled(event, key, until, now).await;
+        metrics::count(metrics::LOGINS, "rate_limited");
+        Error::RateLimited {
+            retry_after_secs: limited.retry_after_secs,
+        }
     }
 
     /// Upgrades a hash made with older parameters, after the answer is sent; a password
