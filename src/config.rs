@@ -127,229 +127,151 @@ impl Settings {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
-    /// Reads settings through `lookup`, which returns a variable's value if set.
+    /// Reads settings through `lookup`, which returns a variable's value if set (an
+    /// empty value counts as unset).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |var: &str| lookup(var).filter(|v| !v.trim().is_empty());
-
-        let bind_raw = get("TOKENMINT_BIND").unwrap_or_else(|| DEFAULT_BIND.into());
-        let bind: SocketAddr = bind_raw
-            .parse()
-            .map_err(|_| invalid("TOKENMINT_BIND", "expected IP:PORT, e.g. 127.0.0.1:8080"))?;
-        let metrics_bind = get("TOKENMINT_METRICS_BIND")
-            .map(|raw| {
-                raw.parse::<SocketAddr>().map_err(|_| {
-                    invalid(
-                        "TOKENMINT_METRICS_BIND",
-                        "expected IP:PORT, e.g. 127.0.0.1:9100",
-                    )
-                })
-            })
-            .transpose()?;
-        let redis_ca = get("TOKENMINT_REDIS_CA").map(PathBuf::from);
-        if let Some(path) = &redis_ca
-            && !path.is_file()
-        {
-            return Err(invalid("TOKENMINT_REDIS_CA", "no such file"));
-        }
+        let vars = Vars(&lookup);
+        let bind: SocketAddr = vars.parsed(
+            "TOKENMINT_BIND",
+            DEFAULT_BIND,
+            "expected IP:PORT, e.g. 127.0.0.1:8080",
+        )?;
         let database_url = DatabaseUrl::parse(
-            &get("TOKENMINT_DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
+            &vars
+                .text("TOKENMINT_DATABASE_URL")
+                .unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
         )
         .map_err(|reason| invalid("TOKENMINT_DATABASE_URL", reason))?;
-
-        let redis_url = match get("TOKENMINT_REDIS_URL") {
-            None => None,
-            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
-                Some(SecretString::from(url))
-            }
-            Some(_) => return Err(invalid("TOKENMINT_REDIS_URL", "expected redis://...")),
-        };
-
-        let key_encryption_key = match get("TOKENMINT_KEY_ENCRYPTION_KEY") {
-            None => None,
-            Some(b64) => {
-                Some(parse_kek(&b64).map_err(|r| invalid("TOKENMINT_KEY_ENCRYPTION_KEY", r))?)
-            }
-        };
-        if key_encryption_key.is_none() && matches!(database_url, DatabaseUrl::Postgres(_)) {
-            return Err(invalid(
-                "TOKENMINT_KEY_ENCRYPTION_KEY",
-                "required with PostgreSQL (base64 of 32 random bytes, e.g. `openssl rand -base64 32`)",
-            ));
-        }
-
-        let signing_alg = match get("TOKENMINT_SIGNING_ALG") {
-            None => SigningAlg::Es256,
-            Some(s) => s
-                .parse()
-                .map_err(|_| invalid("TOKENMINT_SIGNING_ALG", "expected ES256, EdDSA or RS256"))?,
-        };
-
-        let cors_origins = parse_origins(get("TOKENMINT_CORS_ORIGINS").as_deref())
-            .map_err(|r| invalid("TOKENMINT_CORS_ORIGINS", r))?;
-
-        let bootstrap_admin = match get("TOKENMINT_BOOTSTRAP_ADMIN") {
-            None => None,
-            Some(s) => match s.split_once(':') {
-                Some((user, pass)) if !user.is_empty() && !pass.is_empty() => {
-                    Some((user.to_owned(), SecretString::from(pass.to_owned())))
-                }
-                _ => {
-                    return Err(invalid(
-                        "TOKENMINT_BOOTSTRAP_ADMIN",
-                        "expected username:password",
-                    ));
-                }
-            },
-        };
-
-        // Every duration has bounds: a huge one once passed validation and then overflowed
-        // date arithmetic at every login.
-        let duration = |var: &'static str,
-                        default: Duration,
-                        min: Duration,
-                        max: Duration|
-         -> Result<Duration, ConfigError> {
-            let value = match get(var) {
-                None => default,
-                Some(s) => parse_duration(&s).map_err(|r| invalid(var, r))?,
-            };
-            if value < min || value > max {
-                return Err(invalid(
-                    var,
-                    format!(
-                        "must be from {} to {}",
-                        humantime::format_duration(min),
-                        humantime::format_duration(max)
-                    ),
-                ));
-            }
-            Ok(value)
-        };
-        const SECOND: Duration = Duration::from_secs(1);
-        const MINUTE: Duration = Duration::from_secs(60);
-        const HOUR: Duration = Duration::from_secs(3600);
-        const DAY: Duration = Duration::from_secs(24 * 3600);
-        let number =
-            |var: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
-                match get(var) {
-                    None => Ok(default),
-                    Some(s) => match s.trim().parse::<u64>() {
-                        Ok(n) if (min..=max).contains(&n) => Ok(n),
-                        _ => Err(invalid(
-                            var,
-                            format!("expected a whole number from {min} to {max}"),
-                        )),
-                    },
-                }
-            };
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
-
-        let access_ttl = duration("TOKENMINT_ACCESS_TTL", 15 * MINUTE, SECOND, DAY)?;
-        let refresh_ttl = duration("TOKENMINT_REFRESH_TTL", 7 * DAY, SECOND, 400 * DAY)?;
-        let session_ttl = duration("TOKENMINT_SESSION_TTL", 30 * DAY, SECOND, 3650 * DAY)?;
-        let key_rotation_interval = duration(
-            "TOKENMINT_KEY_ROTATION_INTERVAL",
-            30 * DAY,
-            MINUTE,
-            3650 * DAY,
-        )?;
-        let jwks_max_age = duration("TOKENMINT_JWKS_MAX_AGE", 5 * MINUTE, SECOND, DAY)?;
-        if key_rotation_interval <= jwks_max_age {
-            return Err(invalid(
-                "TOKENMINT_KEY_ROTATION_INTERVAL",
-                "must be longer than TOKENMINT_JWKS_MAX_AGE (a next key is published that long before it signs)",
-            ));
-        }
-
         // SQLite has one writer: more connections only queue on its lock (its busy handler
         // sleeps), and each keeps its own page cache.
         let default_pool_size = match database_url {
             DatabaseUrl::Sqlite(_) => 1,
             DatabaseUrl::Postgres(_) => 8,
         };
-        Ok(Self {
-            issuer: get("TOKENMINT_ISSUER").unwrap_or_else(|| format!("http://{bind}")),
-            audience: get("TOKENMINT_AUDIENCE").unwrap_or_else(|| "tokenmint".into()),
+        let settings = Self {
+            issuer: vars
+                .text("TOKENMINT_ISSUER")
+                .unwrap_or_else(|| format!("http://{bind}")),
+            audience: vars
+                .text("TOKENMINT_AUDIENCE")
+                .unwrap_or_else(|| "tokenmint".into()),
             bind,
-            metrics_bind,
-            redis_ca,
+            metrics_bind: vars.optional_parsed(
+                "TOKENMINT_METRICS_BIND",
+                "expected IP:PORT, e.g. 127.0.0.1:9100",
+            )?,
+            redis_ca: vars.file("TOKENMINT_REDIS_CA")?,
+            redis_url: vars.redis_url()?,
+            redis_prefix: vars
+                .text("TOKENMINT_REDIS_PREFIX")
+                .unwrap_or_else(|| "tokenmint:".into()),
+            key_encryption_key: vars.kek(&database_url)?,
             database_url,
-            redis_url,
-            redis_prefix: get("TOKENMINT_REDIS_PREFIX").unwrap_or_else(|| "tokenmint:".into()),
-            key_encryption_key,
-            signing_alg,
-            access_ttl,
-            refresh_ttl,
-            session_ttl,
-            refresh_reuse_leeway: duration(
+            signing_alg: vars.parsed(
+                "TOKENMINT_SIGNING_ALG",
+                "ES256",
+                "expected ES256, EdDSA or RS256",
+            )?,
+            access_ttl: vars.duration("TOKENMINT_ACCESS_TTL", 15 * MINUTE, SECOND, DAY)?,
+            refresh_ttl: vars.duration("TOKENMINT_REFRESH_TTL", 7 * DAY, SECOND, 400 * DAY)?,
+            session_ttl: vars.duration("TOKENMINT_SESSION_TTL", 30 * DAY, SECOND, 3650 * DAY)?,
+            refresh_reuse_leeway: vars.duration(
                 "TOKENMINT_REFRESH_REUSE_LEEWAY",
                 5 * SECOND,
                 Duration::ZERO,
                 5 * MINUTE,
             )?,
-            clock_skew: duration("TOKENMINT_CLOCK_SKEW", MINUTE, Duration::ZERO, HOUR)?,
-            key_rotation_interval,
-            jwks_max_age,
-            cookie_secure: match get("TOKENMINT_COOKIE_SECURE").as_deref() {
-                None | Some("true") | Some("1") => true,
-                Some("false") | Some("0") => false,
-                Some(_) => {
-                    return Err(invalid("TOKENMINT_COOKIE_SECURE", "expected true or false"));
-                }
-            },
-            cookie_mode: match get("TOKENMINT_COOKIE_MODE").as_deref() {
-                None | Some("false") | Some("0") => false,
-                Some("true") | Some("1") => true,
-                Some(_) => return Err(invalid("TOKENMINT_COOKIE_MODE", "expected true or false")),
-            },
-            cors_origins,
-            ticket_audiences: parse_audiences(get("TOKENMINT_TICKET_AUDIENCES").as_deref())
-                .map_err(|r| invalid("TOKENMINT_TICKET_AUDIENCES", r))?,
-            ticket_ttl: duration("TOKENMINT_TICKET_TTL", 30 * SECOND, SECOND, 5 * MINUTE)?,
-            login_queue_timeout: duration(
+            clock_skew: vars.duration("TOKENMINT_CLOCK_SKEW", MINUTE, Duration::ZERO, HOUR)?,
+            key_rotation_interval: vars.duration(
+                "TOKENMINT_KEY_ROTATION_INTERVAL",
+                30 * DAY,
+                MINUTE,
+                3650 * DAY,
+            )?,
+            jwks_max_age: vars.duration("TOKENMINT_JWKS_MAX_AGE", 5 * MINUTE, SECOND, DAY)?,
+            cookie_secure: vars.flag("TOKENMINT_COOKIE_SECURE", true)?,
+            cookie_mode: vars.flag("TOKENMINT_COOKIE_MODE", false)?,
+            cors_origins: vars.list("TOKENMINT_CORS_ORIGINS", parse_origins)?,
+            ticket_audiences: vars.list("TOKENMINT_TICKET_AUDIENCES", parse_audiences)?,
+            ticket_ttl: vars.duration("TOKENMINT_TICKET_TTL", 30 * SECOND, SECOND, 5 * MINUTE)?,
+            login_queue_timeout: vars.duration(
                 "TOKENMINT_LOGIN_QUEUE_TIMEOUT",
                 SECOND,
-                Duration::from_millis(10),
+                10 * MILLI,
                 MINUTE,
             )?,
-            bootstrap_admin,
-            log: get("TOKENMINT_LOG").unwrap_or_else(|| "info".into()),
-            login_max_failures: number("TOKENMINT_LOGIN_MAX_FAILURES", 5, 1, 1_000_000)? as u32,
-            login_window: duration("TOKENMINT_LOGIN_WINDOW", 15 * MINUTE, SECOND, DAY)?,
-            login_max_failures_per_ip: number(
+            bootstrap_admin: vars.bootstrap_admin()?,
+            log: vars.text("TOKENMINT_LOG").unwrap_or_else(|| "info".into()),
+            login_max_failures: vars.number("TOKENMINT_LOGIN_MAX_FAILURES", 5, 1, 1_000_000)?
+                as u32,
+            login_window: vars.duration("TOKENMINT_LOGIN_WINDOW", 15 * MINUTE, SECOND, DAY)?,
+            login_max_failures_per_ip: vars.number(
                 "TOKENMINT_LOGIN_MAX_FAILURES_PER_IP",
                 20,
                 1,
                 1_000_000,
             )? as u32,
-            login_max_delay: duration("TOKENMINT_LOGIN_MAX_DELAY", 30 * SECOND, SECOND, HOUR)?,
-            device_proof_ttl: duration("TOKENMINT_DEVICE_PROOF_TTL", 90 * DAY, MINUTE, 400 * DAY)?,
-            trusted_proxies: parse_proxies(get("TOKENMINT_TRUSTED_PROXIES").as_deref())
-                .map_err(|r| invalid("TOKENMINT_TRUSTED_PROXIES", r))?,
-            body_limit_bytes: number("TOKENMINT_BODY_LIMIT", 64 * 1024, 1024, 16 * 1024 * 1024)?
-                as usize,
-            body_timeout: duration(
+            login_max_delay: vars.duration(
+                "TOKENMINT_LOGIN_MAX_DELAY",
+                30 * SECOND,
+                SECOND,
+                HOUR,
+            )?,
+            device_proof_ttl: vars.duration(
+                "TOKENMINT_DEVICE_PROOF_TTL",
+                90 * DAY,
+                MINUTE,
+                400 * DAY,
+            )?,
+            trusted_proxies: vars.list("TOKENMINT_TRUSTED_PROXIES", parse_proxies)?,
+            body_limit_bytes: vars.number(
+                "TOKENMINT_BODY_LIMIT",
+                64 * 1024,
+                1024,
+                16 * 1024 * 1024,
+            )? as usize,
+            body_timeout: vars.duration(
                 "TOKENMINT_BODY_TIMEOUT",
                 10 * SECOND,
-                Duration::from_millis(100),
+                100 * MILLI,
                 10 * MINUTE,
             )?,
-            max_connections: match get("TOKENMINT_MAX_CONNECTIONS") {
+            max_connections: match vars.text("TOKENMINT_MAX_CONNECTIONS") {
                 None => None,
-                Some(_) => Some(number("TOKENMINT_MAX_CONNECTIONS", 0, 16, 10_000_000)? as usize),
+                Some(_) => {
+                    Some(vars.number("TOKENMINT_MAX_CONNECTIONS", 0, 16, 10_000_000)? as usize)
+                }
             },
-            db_pool_size: number("TOKENMINT_DB_POOL_SIZE", default_pool_size, 1, 1000)? as u32,
-            db_timeout: duration(
+            db_pool_size: vars.number("TOKENMINT_DB_POOL_SIZE", default_pool_size, 1, 1000)? as u32,
+            db_timeout: vars.duration(
                 "TOKENMINT_DB_TIMEOUT",
                 5 * SECOND,
-                Duration::from_millis(10),
+                10 * MILLI,
                 10 * MINUTE,
             )?,
-            verified_token_cache: number("TOKENMINT_VERIFIED_TOKEN_CACHE", 10_000, 0, 10_000_000)?
-                as usize,
-            hash_concurrency: number("TOKENMINT_HASH_CONCURRENCY", cores, 1, 1024)? as usize,
-            workers: number("TOKENMINT_WORKERS", cores, 1, 1024)? as usize,
-        })
+            verified_token_cache: vars.number(
+                "TOKENMINT_VERIFIED_TOKEN_CACHE",
+                10_000,
+                0,
+                10_000_000,
+            )? as usize,
+            hash_concurrency: vars.number("TOKENMINT_HASH_CONCURRENCY", cores, 1, 1024)? as usize,
+            workers: vars.number("TOKENMINT_WORKERS", cores, 1, 1024)? as usize,
+        };
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// The rules between settings.
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.key_rotation_interval <= self.jwks_max_age {
+            return Err(invalid(
+                "TOKENMINT_KEY_ROTATION_INTERVAL",
+                "must be longer than TOKENMINT_JWKS_MAX_AGE (a next key is published that long before it signs)",
+            ));
+        }
+        Ok(())
     }
 
     /// Whether connect tickets are on (some audience is configured).
@@ -410,6 +332,157 @@ impl Settings {
             per_ip: self.login_max_failures_per_ip,
             window: self.login_window,
             max_delay: self.login_max_delay,
+        }
+    }
+}
+
+const MILLI: Duration = Duration::from_millis(1);
+const SECOND: Duration = Duration::from_secs(1);
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// The environment as settings read it: each kind of value parsed, bounded and named in
+/// its error one way.
+struct Vars<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Vars<'_> {
+    /// A variable's value; empty counts as unset.
+    fn text(&self, var: &str) -> Option<String> {
+        (self.0)(var).filter(|v| !v.trim().is_empty())
+    }
+
+    /// A value parsed with `FromStr`, `default` when unset.
+    fn parsed<T: std::str::FromStr>(
+        &self,
+        var: &'static str,
+        default: &str,
+        expected: &'static str,
+    ) -> Result<T, ConfigError> {
+        let raw = self.text(var).unwrap_or_else(|| default.to_owned());
+        raw.parse().map_err(|_| invalid(var, expected))
+    }
+
+    /// An optional value parsed with `FromStr`.
+    fn optional_parsed<T: std::str::FromStr>(
+        &self,
+        var: &'static str,
+        expected: &'static str,
+    ) -> Result<Option<T>, ConfigError> {
+        self.text(var)
+            .map(|raw| raw.parse().map_err(|_| invalid(var, expected)))
+            .transpose()
+    }
+
+    /// `true`/`1` or `false`/`0`.
+    fn flag(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.text(var).as_deref() {
+            None => Ok(default),
+            Some("true" | "1") => Ok(true),
+            Some("false" | "0") => Ok(false),
+            Some(_) => Err(invalid(var, "expected true or false")),
+        }
+    }
+
+    /// A duration within bounds: a huge one once passed validation and then overflowed
+    /// date arithmetic at every login.
+    fn duration(
+        &self,
+        var: &'static str,
+        default: Duration,
+        min: Duration,
+        max: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let value = match self.text(var) {
+            None => default,
+            Some(s) => parse_duration(&s).map_err(|r| invalid(var, r))?,
+        };
+        if value < min || value > max {
+            return Err(invalid(
+                var,
+                format!(
+                    "must be from {} to {}",
+                    humantime::format_duration(min),
+                    humantime::format_duration(max)
+                ),
+            ));
+        }
+        Ok(value)
+    }
+
+    /// A whole number within bounds.
+    fn number(
+        &self,
+        var: &'static str,
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> Result<u64, ConfigError> {
+        match self.text(var) {
+            None => Ok(default),
+            Some(s) => match s.trim().parse::<u64>() {
+                Ok(n) if (min..=max).contains(&n) => Ok(n),
+                _ => Err(invalid(
+                    var,
+                    format!("expected a whole number from {min} to {max}"),
+                )),
+            },
+        }
+    }
+
+    /// A comma-separated list, parsed by `parse`.
+    fn list<T>(
+        &self,
+        var: &'static str,
+        parse: fn(Option<&str>) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        parse(self.text(var).as_deref()).map_err(|r| invalid(var, r))
+    }
+
+    /// A path to a file that exists.
+    fn file(&self, var: &'static str) -> Result<Option<PathBuf>, ConfigError> {
+        let path = self.text(var).map(PathBuf::from);
+        match path {
+            Some(path) if !path.is_file() => Err(invalid(var, "no such file")),
+            path => Ok(path),
+        }
+    }
+
+    fn redis_url(&self) -> Result<Option<SecretString>, ConfigError> {
+        match self.text("TOKENMINT_REDIS_URL") {
+            None => Ok(None),
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                Ok(Some(SecretString::from(url)))
+            }
+            Some(_) => Err(invalid("TOKENMINT_REDIS_URL", "expected redis://...")),
+        }
+    }
+
+    /// The key-encryption key; required with PostgreSQL.
+    fn kek(&self, database: &DatabaseUrl) -> Result<Option<KeyEncryptionKey>, ConfigError> {
+        const VAR: &str = "TOKENMINT_KEY_ENCRYPTION_KEY";
+        match self.text(VAR) {
+            Some(b64) => Ok(Some(parse_kek(&b64).map_err(|r| invalid(VAR, r))?)),
+            None if matches!(database, DatabaseUrl::Postgres(_)) => Err(invalid(
+                VAR,
+                "required with PostgreSQL (base64 of 32 random bytes, e.g. `openssl rand -base64 32`)",
+            )),
+            None => Ok(None),
+        }
+    }
+
+    fn bootstrap_admin(&self) -> Result<Option<(String, SecretString)>, ConfigError> {
+        let Some(s) = self.text("TOKENMINT_BOOTSTRAP_ADMIN") else {
+            return Ok(None);
+        };
+        match s.split_once(':') {
+            Some((user, pass)) if !user.is_empty() && !pass.is_empty() => {
+                Ok(Some((user.to_owned(), SecretString::from(pass.to_owned()))))
+            }
+            _ => Err(invalid(
+                "TOKENMINT_BOOTSTRAP_ADMIN",
+                "expected username:password",
+            )),
         }
     }
 }
