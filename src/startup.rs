@@ -187,70 +187,65 @@ impl Services {
         Ok(services)
     }
 
+    /// Opens the stores, loads the keys and starts the hashing threads, then assembles
+    /// the use cases on them.
     async fn wire(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
         crypto_provider::install();
         // rediss:// goes through rustls, on ring like everything else here.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let settings = Arc::new(settings);
         let db = open_database(&settings).await?;
-        let limits = settings.login_limits();
-        let redis = match settings.redis_url.as_ref() {
-            Some(url) => {
-                let ca = match &settings.redis_ca {
-                    Some(path) => Some(std::fs::read(path).map_err(StartupError::RedisCa)?),
-                    None => None,
-                };
-                let redis = LazyRedis::new(url.expose_secret(), ca.as_deref())
-                    .map_err(RevocationError::from)?;
-                redis
-                    .check_at_start()
-                    .await
-                    .map_err(|e| StartupError::RedisRefused(e.to_string()))?;
-                Some(Arc::new(redis))
-            }
-            None => None,
-        };
-        let keys = Keys::new(settings.redis_prefix.clone());
-        let (revocations, login_limiter, redemptions) = match &redis {
-            Some(redis) => (
-                Revocations::redis(db.clone(), redis.clone(), &keys),
-                LoginLimiter::redis(redis.clone(), keys.clone(), limits),
-                TicketMarks::Redis {
-                    redis: redis.clone(),
-                    keys,
-                },
-            ),
-            None => (
-                Revocations::memory(db.clone()),
-                LoginLimiter::memory(limits),
-                TicketMarks::Database(db.clone()),
-            ),
-        };
+        let redis = connect_redis(&settings).await?;
+        let (revocations, limiter, redemptions) = shared_state(&db, redis.as_ref(), &settings);
         let revocations = Arc::new(revocations);
         if let Err(error) = revocations.refill(clock.now()).await {
             tracing::warn!(%error, "revocation list not reachable at start; checks answer 503 until it is");
         }
         let kek = key_encryption_key(&settings)?;
         let refresh_key = RefreshKey::new(&*kek.derive(b"refresh-token")?);
-        let device_secret = kek.derive(b"device-proof")?;
-        let keyring = Arc::new(
-            Keyring::load_or_init(
-                db.clone(),
-                kek,
-                settings.signing_alg,
-                key_timing(&settings),
-                clock.now(),
-            )
-            .await?,
-        );
-        let hasher = Arc::new(
-            tokio::task::spawn_blocking({
-                let (n, timeout) = (settings.hash_concurrency, settings.login_queue_timeout);
-                move || PasswordHasher::with_queue_timeout(n, timeout)
-            })
-            .await
-            .map_err(|_| PasswordError::Task)??,
-        );
+        let devices = DeviceKey::new(&*kek.derive(b"device-proof")?);
+        let keyring = Keyring::load_or_init(
+            db.clone(),
+            kek,
+            settings.signing_alg,
+            key_timing(&settings),
+            clock.now(),
+        )
+        .await?;
+        let hasher = tokio::task::spawn_blocking({
+            let (n, timeout) = (settings.hash_concurrency, settings.login_queue_timeout);
+            move || PasswordHasher::with_queue_timeout(n, timeout)
+        })
+        .await
+        .map_err(|_| PasswordError::Task)??;
+        Ok(Self::assemble(Parts {
+            settings,
+            clock,
+            db,
+            keyring: Arc::new(keyring),
+            revocations,
+            limiter,
+            redemptions,
+            hasher: Arc::new(hasher),
+            refresh_key,
+            devices,
+        }))
+    }
+
+    /// The use cases, each on the services it needs.
+    fn assemble(parts: Parts) -> Self {
+        let Parts {
+            settings,
+            clock,
+            db,
+            keyring,
+            revocations,
+            limiter,
+            redemptions,
+            hasher,
+            refresh_key,
+            devices,
+        } = parts;
         let lifetimes = settings.lifetimes();
         let tokens = Arc::new(TokenService::new(
             keyring.clone(),
@@ -273,13 +268,13 @@ impl Services {
         let identity = Arc::new(Identity::new(IdentityParts {
             db: db.clone(),
             hasher,
-            limiter: login_limiter,
+            limiter,
             sessions: sessions.clone(),
             tokens: tokens.clone(),
             revocations: revocations.clone(),
             audit: audit.clone(),
             lifetimes,
-            devices: DeviceKey::new(&device_secret),
+            devices,
             device_proof_ttl: settings.device_proof_ttl,
         }));
         let authenticator = Arc::new(Authenticator::new(
@@ -318,7 +313,7 @@ impl Services {
             audiences: settings.ticket_audiences.clone(),
             ttl: settings.ticket_ttl,
         }));
-        Ok(Self {
+        Self {
             settings,
             clock,
             db,
@@ -335,7 +330,7 @@ impl Services {
             clients,
             oauth,
             tickets,
-        })
+        }
     }
 
     /// Creates the first admin if there is none yet (see [`Identity::bootstrap`]).
@@ -607,4 +602,63 @@ fn spawn_key_maintenance(services: Services) {
             }
         }
     });
+}
+
+/// What [`Services::assemble`] builds the use cases from.
+struct Parts {
+    settings: Arc<Settings>,
+    clock: Arc<dyn Clock>,
+    db: Db,
+    keyring: Arc<Keyring>,
+    revocations: Arc<Revocations>,
+    limiter: LoginLimiter,
+    redemptions: TicketMarks,
+    hasher: Arc<PasswordHasher>,
+    refresh_key: RefreshKey,
+    devices: DeviceKey,
+}
+
+/// Redis, if configured: its TLS roots read, and checked at start (a server that
+/// refuses us stops the start; one that is down does not, its users answer 503).
+async fn connect_redis(settings: &Settings) -> Result<Option<Arc<LazyRedis>>, StartupError> {
+    let Some(url) = settings.redis_url.as_ref() else {
+        return Ok(None);
+    };
+    let ca = match &settings.redis_ca {
+        Some(path) => Some(std::fs::read(path).map_err(StartupError::RedisCa)?),
+        None => None,
+    };
+    let redis =
+        LazyRedis::new(url.expose_secret(), ca.as_deref()).map_err(RevocationError::from)?;
+    redis
+        .check_at_start()
+        .await
+        .map_err(|e| StartupError::RedisRefused(e.to_string()))?;
+    Ok(Some(Arc::new(redis)))
+}
+
+/// The short-lived state instances share: in Redis when there is one, else in this
+/// process (ticket marks then in the database).
+fn shared_state(
+    db: &Db,
+    redis: Option<&Arc<LazyRedis>>,
+    settings: &Settings,
+) -> (Revocations, LoginLimiter, TicketMarks) {
+    let limits = settings.login_limits();
+    let Some(redis) = redis else {
+        return (
+            Revocations::memory(db.clone()),
+            LoginLimiter::memory(limits),
+            TicketMarks::Database(db.clone()),
+        );
+    };
+    let keys = Keys::new(settings.redis_prefix.clone());
+    (
+        Revocations::redis(db.clone(), redis.clone(), &keys),
+        LoginLimiter::redis(redis.clone(), keys.clone(), limits),
+        TicketMarks::Redis {
+            redis: redis.clone(),
+            keys,
+        },
+    )
 }
