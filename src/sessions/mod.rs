@@ -514,44 +514,68 @@ impl Sessions {
                     metrics::REFRESHES,
                     if rotated { "rotated" } else { "converged" },
                 );
-                // Refreshes never widen a session: scopes the user (or its client) lost
-                // since login are dropped.
-                let kept: Vec<Scope> = Scope::parse_space_separated(&session.scope)?
-                    .into_iter()
-                    .filter(|s| user.scopes.contains(s))
-                    .filter(|s| client_scopes.as_ref().is_none_or(|c| c.contains(s)))
-                    .collect();
-                let scopes = Scope::narrow(kept, narrow, ScopeLimit::Grant)?;
-                let session_id = Uuid::parse_str(&session.id).map_err(Error::internal)?;
-                let opened = Opened {
-                    session_id,
-                    refresh_token: self.key.token(TokenId {
-                        session_id,
-                        generation: session.generation,
-                    }),
-                    refresh_expires_at: self
-                        .lifetimes
-                        .refresh_end(session.refreshed_at.and_utc(), session.expires_at.and_utc()),
-                };
-                self.pair(&user, &scopes, session.client_id.as_deref(), opened, now)
+                self.head_pair(&session, &user, client_scopes, narrow, now)
             }
             Answer::Reused { session, recorded } => {
-                metrics::count(metrics::REFRESHES, "reused");
-                tracing::warn!(session_id = %session.id, user_id = %session.user_id, "refresh token reuse: session revoked");
-                let actor = Uuid::parse_str(&session.user_id).map_or(Actor::Anonymous, Actor::User);
-                let event = AuditEvent {
-                    actor,
-                    action: Action::RefreshReuse,
-                    target: Some(format!("session:{}", session.id)),
-                    ip,
-                    outcome: AuditOutcome::Failure,
-                    detail: None,
-                };
-                self.audit.record(event, now).await;
-                self.revocations.publish(&recorded, now).await;
-                Err(Error::refused(Credential::RefreshToken, Refusal::Reused))
+                Err(self.reused(&session, &recorded, ip, now).await)
             }
         }
+    }
+
+    /// The pair of a session's head (rotated, or converged on): its scopes as they are
+    /// now, narrowed to what was asked. Refreshes never widen a session: scopes the user
+    /// (or its client) lost since login are dropped.
+    fn head_pair(
+        &self,
+        session: &SessionRow,
+        user: &User,
+        client_scopes: Option<Vec<Scope>>,
+        narrow: Option<Vec<Scope>>,
+        now: DateTime<Utc>,
+    ) -> Result<TokenPair, Error> {
+        let kept: Vec<Scope> = Scope::parse_space_separated(&session.scope)?
+            .into_iter()
+            .filter(|s| user.scopes.contains(s))
+            .filter(|s| client_scopes.as_ref().is_none_or(|c| c.contains(s)))
+            .collect();
+        let scopes = Scope::narrow(kept, narrow, ScopeLimit::Grant)?;
+        let session_id = Uuid::parse_str(&session.id).map_err(Error::internal)?;
+        let opened = Opened {
+            session_id,
+            refresh_token: self.key.token(TokenId {
+                session_id,
+                generation: session.generation,
+            }),
+            refresh_expires_at: self
+                .lifetimes
+                .refresh_end(session.refreshed_at.and_utc(), session.expires_at.and_utc()),
+        };
+        self.pair(user, &scopes, session.client_id.as_deref(), opened, now)
+    }
+
+    /// A detected reuse: its session was revoked in the refresh's transaction; audited,
+    /// published to every instance, then answered.
+    async fn reused(
+        &self,
+        session: &SessionRow,
+        recorded: &Recorded,
+        ip: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Error {
+        metrics::count(metrics::REFRESHES, "reused");
+        tracing::warn!(session_id = %session.id, user_id = %session.user_id, "refresh token reuse: session revoked");
+        let actor = Uuid::parse_str(&session.user_id).map_or(Actor::Anonymous, Actor::User);
+        let event = AuditEvent {
+            actor,
+            action: Action::RefreshReuse,
+            target: Some(format!("session:{}", session.id)),
+            ip,
+            outcome: AuditOutcome::Failure,
+            detail: None,
+        };
+        self.audit.record(event, now).await;
+        self.revocations.publish(recorded, now).await;
+        Error::refused(Credential::RefreshToken, Refusal::Reused)
     }
 
     /// Runs one refresh on this backend's path.
