@@ -1,43 +1,24 @@
 //! Black-box tests through the real server. One binary, so it links once.
+//!
+//! - `auth`: logins, refresh rotation (rules, model, concurrency), `/api/me`, revocation,
+//!   token verification and its edges, attacks on logins.
+//! - `admin`: users, API keys, signing keys, tenants, clients, the audit log.
+//! - `oauth`: the token endpoint and JWKS as standard libraries read them.
+//! - `tickets`: connect tickets.
+//! - `ops`: health, errors and edges of the contract, metrics, restarts, replicas and
+//!   outages, migrations, TLS, the command line, the OpenAPI document, logs.
+//! - `drivers`: Chromium and standard client libraries, run when
+//!   `TOKENMINT_TEST_BROWSER=1` / `TOKENMINT_TEST_INTEROP=1` say so.
+//! - `helpers`: the server under test and typed calls to it; child processes.
 
 // reason: a failed expectation in a test helper should fail the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod helpers;
 
-mod admin_api_keys;
-mod admin_users;
-mod attacks;
-mod audit;
-mod browser;
-mod cli;
-mod clients;
-mod concurrency;
-mod edges;
-mod errors;
-mod fuzz;
-mod hardening;
-mod instances;
-mod interop;
-mod jose;
-mod jwks;
-mod keys;
-mod login;
-mod me;
-mod metrics;
-mod migration;
+mod admin;
+mod auth;
+mod drivers;
 mod oauth;
-mod openapi;
-mod operations;
 mod ops;
-mod outage;
-mod processes;
-mod refresh;
-mod refresh_model;
-mod revocation;
-mod secrets;
-mod shutdown;
-mod tenants;
 mod tickets;
-mod tls;
-mod tokens;

@@ -1,5 +1,5 @@
 // The browser client library (clients/js) in Chromium against the real server. Driven
-// from tests/api/browser.rs, which serves the app page (another origin than Tokenmint)
+// from tests/api/drivers/browser.rs, which serves the app page (another origin than Tokenmint)
 // and a control endpoint that moves Tokenmint's clock and reports a session's rotation
 // chain. Prints one JSON line of figures.
 //

@@ -1,6 +1,6 @@
 // Connect tickets in a real browser: the example WebSocket service (examples/ws_tickets.rs)
 // serves a page on its own origin; the page logs in to Tokenmint across origins (CORS),
-// asks for tickets and opens WebSockets with them. Driven from tests/api/browser.rs, which
+// asks for tickets and opens WebSockets with them. Driven from tests/api/drivers/browser.rs, which
 // starts Tokenmint and the service; prints one JSON line of what happened.
 //
 // Environment: APP (the service's origin), USERNAME, PASSWORD, OTHER_AUDIENCE, TTL_MS.

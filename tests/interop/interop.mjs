@@ -1,5 +1,5 @@
 // Tokenmint through openid-client (discovery, client credentials, refresh) and jose
-// (verification from JWKS). Run by tests/api/interop.rs, which starts the server, creates
+// (verification from JWKS). Run by tests/api/drivers/interop.rs, which starts the server, creates
 // the tenant, client and user, and reads the JSON line printed last.
 //
 // Environment: ISSUER, CLIENT_ID, CLIENT_SECRET, TENANT, USERNAME, PASSWORD, AUDIENCE.

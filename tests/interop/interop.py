@@ -1,5 +1,5 @@
 """Tokenmint through authlib (client credentials and refresh at the discovered
-token_endpoint) and PyJWT (verification from JWKS). Run by tests/api/interop.rs, which
+token_endpoint) and PyJWT (verification from JWKS). Run by tests/api/drivers/interop.rs, which
 starts the server, creates the tenant, client and user, and reads the JSON line printed
 last.
 

@@ -1,6 +1,6 @@
 """Parses a Prometheus text exposition from standard input with the official Python
 client's parser and prints every sample as JSON: [[name, {labels}, value], ...]. A
-malformed exposition is an error (exit status 1). Used by tests/api/metrics.rs."""
+malformed exposition is an error (exit status 1). Used by tests/api/ops/metrics.rs."""
 
 import json
 import sys

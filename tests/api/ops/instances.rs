@@ -392,7 +392,7 @@ async fn a_stopped_instance_refuses_what_was_revoked_while_it_was_stopped() {
     };
     let a = spawn_app().await;
     let dir = tempfile::tempdir().unwrap();
-    let (b, b_url) = crate::processes::tokenmint(
+    let (b, b_url) = crate::helpers::processes::tokenmint(
         dir.path(),
         &[
             ("TOKENMINT_DATABASE_URL", a.database_url().to_owned()),

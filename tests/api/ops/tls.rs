@@ -10,7 +10,7 @@ use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, 
 use serde_json::{Value, json};
 
 use crate::helpers::free_port;
-use crate::processes::{Process, accepting, redis_server, tokenmint, tokenmint_refusing};
+use crate::helpers::processes::{Process, accepting, redis_server, tokenmint, tokenmint_refusing};
 
 /// A test CA and a server certificate it signed for `localhost` only (so that
 /// `127.0.0.1` is the wrong host name), as PEM files in `dir`.

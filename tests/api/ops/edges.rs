@@ -351,7 +351,7 @@ async fn a_stalled_request_body_is_cut_off_and_the_service_keeps_answering() {
 async fn more_stalled_connections_than_descriptors_do_not_take_the_instance_down() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let database = crate::helpers::TestDatabase::new();
-    let (_server, base) = crate::processes::tokenmint_with_descriptors(
+    let (_server, base) = crate::helpers::processes::tokenmint_with_descriptors(
         database.dir.path(),
         &[
             ("TOKENMINT_DATABASE_URL", database.url_string.clone()),

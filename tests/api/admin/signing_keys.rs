@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use tokenmint::keys::SigningAlg;
 
 use crate::helpers::{ADMIN_PASSWORD, TestApp, assert_error, jwt_part, spawn_app, spawn_app_with};
-use crate::jwks::{fetch_jwks, verify_with_jwks};
+use crate::oauth::jwks::{fetch_jwks, verify_with_jwks};
 
 async fn rotate(app: &TestApp, body: Option<Value>) -> reqwest::Response {
     let admin = app.admin_token().await;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::helpers::processes::{redis_server, tokenmint};
 use crate::helpers::{TestDatabase, free_port};
-use crate::processes::{redis_server, tokenmint};
 
 /// The official Prometheus Python client's parser over `text`: every sample, or a panic
 /// if the exposition is malformed.
@@ -15,11 +15,14 @@ async fn parse_with_prometheus_client(text: &str) -> Vec<(String, BTreeMap<Strin
     use std::io::Write as _;
     let text = text.to_owned();
     tokio::task::spawn_blocking(move || {
-        crate::interop::install();
+        crate::drivers::interop::install();
         let mut child = std::process::Command::new("python3")
             .arg("parse_metrics.py")
-            .current_dir(crate::interop::interop_dir())
-            .env("PYTHONPATH", crate::interop::interop_dir().join(".pydeps"))
+            .current_dir(crate::drivers::interop::interop_dir())
+            .env(
+                "PYTHONPATH",
+                crate::drivers::interop::interop_dir().join(".pydeps"),
+            )
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -118,7 +121,7 @@ async fn login_admin(client: &reqwest::Client, base: &str, password: &str) -> re
 
 #[tokio::test]
 async fn metrics_count_the_events_with_bounded_labels_and_no_secrets() {
-    if !crate::interop::interop_available() {
+    if !crate::drivers::interop::interop_available() {
         return;
     }
     let database = TestDatabase::new();

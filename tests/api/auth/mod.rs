@@ -1,0 +1,12 @@
+//! Logins, refresh, `/api/me`, revocation and the tokens themselves.
+
+mod attacks;
+mod concurrency;
+mod fuzz;
+mod jose;
+mod login;
+mod me;
+mod refresh;
+mod refresh_model;
+mod revocation;
+mod tokens;
