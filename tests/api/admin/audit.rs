@@ -154,10 +154,7 @@ async fn refused_admin_calls_are_audited_and_a_user_update_names_its_fields() {
         .json()
         .await
         .unwrap();
-    let xena = app.login("xena", "xena-password").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let xena = app.log_in("xena", "xena-password").await.access_token;
 
     let not_admin = app.call(Method::GET, "/api/admin/users", &xena, None).await;
     assert_error(not_admin, 403, "INSUFFICIENT_PERMISSIONS").await;

@@ -320,10 +320,7 @@ async fn client_registrations_that_make_no_sense_are_refused_and_change_nothing(
     // Ordinary users are not admins.
     app.create_user("mallory", "mallory-password", &[], json!({}))
         .await;
-    let user = app.login("mallory", "mallory-password").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let user = app.log_in("mallory", "mallory-password").await.access_token;
     assert_error(
         app.call(Method::GET, "/api/admin/clients", &user, None)
             .await,

@@ -252,8 +252,8 @@ async fn jwks_revalidation_sees_a_rotation() {
 async fn signing_key_endpoints_are_for_admins() {
     let app = spawn_app().await;
     app.create_user("kim", "kim-password", &[], json!({})).await;
-    let user = app.login("kim", "kim-password").await;
-    let token = user["access_token"].as_str().unwrap();
+    let user = app.log_in("kim", "kim-password").await;
+    let token = user.access_token.as_str();
     let get = app
         .client
         .get(app.url("/api/admin/signing-keys"))

@@ -90,9 +90,9 @@ async fn an_admin_creates_gets_and_changes_a_user() {
     assert_eq!(patched["claims"], json!({"tier": "gold"}));
     assert_eq!(patched["roles"], json!(["ops"]), "absent fields stay");
 
-    let relogin = app.login("lena", "lena-password").await;
+    let relogin = app.log_in("lena", "lena-password").await;
     let me: Value = app
-        .get_me(relogin["access_token"].as_str().unwrap())
+        .get_me(relogin.access_token.as_str())
         .await
         .json()
         .await
@@ -193,13 +193,8 @@ async fn disabling_a_user_revokes_their_sessions_and_tokens() {
 
     app.call(Method::PATCH, &path, &admin, Some(json!({"enabled": true})))
         .await;
-    let back = app.login("olga", "olga-password").await;
-    assert_eq!(
-        app.get_me(back["access_token"].as_str().unwrap())
-            .await
-            .status(),
-        200
-    );
+    let back = app.log_in("olga", "olga-password").await;
+    assert_eq!(app.get_me(back.access_token.as_str()).await.status(), 200);
 }
 
 #[tokio::test]
@@ -304,11 +299,9 @@ async fn logout_everywhere_cuts_off_old_tokens_but_not_a_login_right_after() {
         )
         .await;
     }
-    let fresh = app.login("rosa", "rosa-password").await;
+    let fresh = app.log_in("rosa", "rosa-password").await;
     assert_eq!(
-        app.get_me(fresh["access_token"].as_str().unwrap())
-            .await
-            .status(),
+        app.get_me(fresh.access_token.as_str()).await.status(),
         200,
         "same second, new session"
     );

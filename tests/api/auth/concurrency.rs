@@ -247,10 +247,7 @@ async fn a_demoted_admin_loses_admin_power_at_once() {
         json!({"username": "sam", "password": "sam-password", "roles": ["admin"], "scopes": ["admin"]}),
     )
     .await;
-    let sam = app.login("sam", "sam-password").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let sam = app.log_in("sam", "sam-password").await.access_token;
     let list = |token: String| {
         let app = &app;
         async move {
@@ -280,10 +277,7 @@ async fn a_demoted_admin_loses_admin_power_at_once() {
         )
         .await;
     assert_error(minted, 401, "TOKEN_REVOKED").await;
-    let relogin = app.login("sam", "sam-password").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let relogin = app.log_in("sam", "sam-password").await.access_token;
     assert_error(list(relogin).await, 403, "INSUFFICIENT_PERMISSIONS").await;
 }
 
@@ -299,10 +293,7 @@ async fn an_admin_key_stops_when_its_owner_is_disabled_or_demoted() {
             json!({"username": name, "password": "long-password", "roles": ["admin"], "scopes": ["admin"]}),
         )
         .await;
-        let token = app.login(name, "long-password").await["access_token"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let token = app.log_in(name, "long-password").await.access_token;
         // No owner named: the key acts for the admin who makes it.
         let created: Value = app
             .call(
@@ -418,12 +409,12 @@ async fn administration_needs_the_admin_scope_in_the_token() {
         "INSUFFICIENT_PERMISSIONS",
     )
     .await;
-    let full = app.login("wes", "wes-password").await;
+    let full = app.log_in("wes", "wes-password").await;
     assert_eq!(
         app.call(
             Method::GET,
             "/api/admin/users",
-            full["access_token"].as_str().unwrap(),
+            full.access_token.as_str(),
             None
         )
         .await
@@ -431,12 +422,12 @@ async fn administration_needs_the_admin_scope_in_the_token() {
         200
     );
 
-    let role_without_scope = app.login("xan", "xan-password").await;
+    let role_without_scope = app.log_in("xan", "xan-password").await;
     assert_error(
         app.call(
             Method::GET,
             "/api/admin/users",
-            role_without_scope["access_token"].as_str().unwrap(),
+            role_without_scope.access_token.as_str(),
             None,
         )
         .await,

@@ -2,26 +2,20 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_PASSWORD, assert_error, spawn_app, spawn_app_with};
+use crate::helpers::{ADMIN_PASSWORD, Pair, assert_error, spawn_app, spawn_app_with};
 
-fn refresh_of(body: &Value) -> String {
-    body["refresh_token"]
-        .as_str()
-        .expect("refresh_token")
-        .to_owned()
+fn refresh_of(pair: &Pair) -> String {
+    pair.refresh().to_owned()
 }
 
-fn access_of(body: &Value) -> String {
-    body["access_token"]
-        .as_str()
-        .expect("access_token")
-        .to_owned()
+fn access_of(pair: &Pair) -> String {
+    pair.access_token.clone()
 }
 
 #[tokio::test]
 async fn login_returns_a_refresh_token_that_rotates_once_per_leeway() {
     let app = spawn_app().await;
-    let login = app.login("admin", ADMIN_PASSWORD).await;
+    let login = app.log_in("admin", ADMIN_PASSWORD).await;
     let first = refresh_of(&login);
     assert!(first.starts_with("tmr_"), "a prefix scanners know: {first}");
     assert_eq!(
@@ -29,34 +23,36 @@ async fn login_returns_a_refresh_token_that_rotates_once_per_leeway() {
         4 + 75,
         "session, generation and a 256-bit MAC, base64url"
     );
-    assert_eq!(login["refresh_expires_in"], 7 * 24 * 3600);
+    assert_eq!(login.refresh_expires_in, 7 * 24 * 3600);
 
     // A head younger than the leeway is answered as it is, with a fresh access token.
     let response = app.post_refresh(&first).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["cache-control"], "no-store");
     let body: Value = response.json().await.unwrap();
-    assert_eq!(refresh_of(&body), first, "not rotated within the leeway");
-    assert_ne!(access_of(&body), access_of(&login));
+    let pair: Pair = serde_json::from_value(body.clone()).unwrap();
+    assert_eq!(refresh_of(&pair), first, "not rotated within the leeway");
+    assert_ne!(access_of(&pair), access_of(&login));
     assert_eq!(body["token"], body["access_token"]);
     assert_eq!(body["token_type"], "Bearer");
-    assert_eq!(body["expires_in"], 900);
-    assert_eq!(body["session_id"], login["session_id"]);
-    assert_eq!(app.get_me(&access_of(&body)).await.status(), 200);
+    assert_eq!(pair.expires_in, 900);
+    assert_eq!(pair.session_id, login.session_id);
+    assert_eq!(app.get_me(&access_of(&pair)).await.status(), 200);
 
     // A head as old as the leeway rotates.
     app.clock.advance(Duration::from_secs(5));
-    let body = app.refresh(&first).await;
+    let body = app.refreshed(&first).await;
     let second = refresh_of(&body);
     assert_ne!(second, first);
     assert_eq!(
-        body["session_id"], login["session_id"],
+        body.session_id.as_str(),
+        login.session_id.as_str(),
         "the session carries on"
     );
     assert_eq!(app.get_me(&access_of(&body)).await.status(), 200);
 
     app.clock.advance(Duration::from_secs(5));
-    let third = refresh_of(&app.refresh(&second).await);
+    let third = refresh_of(&app.refreshed(&second).await);
     assert_ne!(third, second);
     assert_ne!(third, first);
 }
@@ -64,33 +60,33 @@ async fn login_returns_a_refresh_token_that_rotates_once_per_leeway() {
 #[tokio::test]
 async fn the_frontend_flow_expired_access_token_then_refresh_then_retry() {
     let app = spawn_app().await;
-    let login = app.login("admin", ADMIN_PASSWORD).await;
+    let login = app.log_in("admin", ADMIN_PASSWORD).await;
 
     app.clock.advance(Duration::from_secs(16 * 60));
     assert_error(app.get_me(&access_of(&login)).await, 401, "TOKEN_EXPIRED").await;
 
-    let fresh = app.refresh(&refresh_of(&login)).await;
+    let fresh = app.refreshed(&refresh_of(&login)).await;
     assert_eq!(app.get_me(&access_of(&fresh)).await.status(), 200);
 }
 
 #[tokio::test]
 async fn the_predecessor_within_the_leeway_gets_the_same_successor() {
     let app = spawn_app().await;
-    let login = app.login("admin", ADMIN_PASSWORD).await;
+    let login = app.log_in("admin", ADMIN_PASSWORD).await;
     let first = refresh_of(&login);
     app.clock.advance(Duration::from_secs(5));
-    let successor = refresh_of(&app.refresh(&first).await);
+    let successor = refresh_of(&app.refreshed(&first).await);
     assert_ne!(successor, first);
 
     // A lost answer retried, or another tab: up to the leeway after the rotation.
     app.clock.advance(Duration::from_secs(4));
-    let again = app.refresh(&first).await;
+    let again = app.refreshed(&first).await;
 
     assert_eq!(refresh_of(&again), successor, "tabs converge on one token");
     assert_eq!(app.get_me(&access_of(&again)).await.status(), 200);
     app.clock.advance(Duration::from_secs(1));
     assert_ne!(
-        refresh_of(&app.refresh(&successor).await),
+        refresh_of(&app.refreshed(&successor).await),
         successor,
         "which rotates on"
     );
@@ -99,10 +95,10 @@ async fn the_predecessor_within_the_leeway_gets_the_same_successor() {
 #[tokio::test]
 async fn the_immediate_predecessor_after_the_leeway_is_reuse_and_ends_the_session() {
     let app = spawn_app().await;
-    let login = app.login("admin", ADMIN_PASSWORD).await;
+    let login = app.log_in("admin", ADMIN_PASSWORD).await;
     let first = refresh_of(&login);
     app.clock.advance(Duration::from_secs(5));
-    let pair = app.refresh(&first).await;
+    let pair = app.refreshed(&first).await;
     // More than the leeway after `first` was spent; nothing else happened meanwhile.
     app.clock.advance(Duration::from_secs(6));
 
@@ -120,7 +116,7 @@ async fn the_immediate_predecessor_after_the_leeway_is_reuse_and_ends_the_sessio
     // Reuse again is still refused, and the session stays ended.
     assert_error(app.post_refresh(&first).await, 401, "TOKEN_REVOKED").await;
     // Other sessions of the same user are untouched.
-    let other = app.login("admin", ADMIN_PASSWORD).await;
+    let other = app.log_in("admin", ADMIN_PASSWORD).await;
     assert_eq!(app.get_me(&access_of(&other)).await.status(), 200);
 }
 
@@ -130,11 +126,11 @@ async fn a_spent_token_is_reuse_however_long_the_wait_and_whichever_it_is() {
     // time, so a thief and the user could refresh side by side forever.
     for (wait, older) in [(6, false), (3 * 24 * 3600, false), (6, true)] {
         let app = spawn_app().await;
-        let first = refresh_of(&app.login("admin", ADMIN_PASSWORD).await);
+        let first = refresh_of(&app.log_in("admin", ADMIN_PASSWORD).await);
         app.clock.advance(Duration::from_secs(5));
-        let second = refresh_of(&app.refresh(&first).await);
+        let second = refresh_of(&app.refreshed(&first).await);
         app.clock.advance(Duration::from_secs(5));
-        let third = refresh_of(&app.refresh(&second).await);
+        let third = refresh_of(&app.refreshed(&second).await);
         // `second` is the immediate predecessor, `first` older than it.
         let (spent, head) = if older {
             (&first, &third)
@@ -151,22 +147,22 @@ async fn a_spent_token_is_reuse_however_long_the_wait_and_whichever_it_is() {
 #[tokio::test]
 async fn an_owner_and_a_thief_who_alternate_are_caught_at_the_first_late_presentation() {
     let app = spawn_app().await;
-    let login = app.login("admin", ADMIN_PASSWORD).await;
-    let sid = login["session_id"].as_str().unwrap().to_owned();
+    let login = app.log_in("admin", ADMIN_PASSWORD).await;
+    let sid = login.session_id.clone();
     let copied = refresh_of(&login);
 
     // The owner rotates; the thief, inside the leeway, joins with its copy and gets the
     // head too (it cannot be told from a second tab).
     app.clock.advance(Duration::from_secs(60));
-    let owner = refresh_of(&app.refresh(&copied).await);
+    let owner = refresh_of(&app.refreshed(&copied).await);
     app.clock.advance(Duration::from_secs(2));
-    let thief = refresh_of(&app.refresh(&copied).await);
+    let thief = refresh_of(&app.refreshed(&copied).await);
     assert_eq!(thief, owner, "joined inside the leeway");
 
     // Long gaps between turns change nothing: both now hold the head. The owner
     // rotates an hour later; the thief presents the same (now spent) token a day later.
     app.clock.advance(Duration::from_secs(3600));
-    let owner_next = refresh_of(&app.refresh(&owner).await);
+    let owner_next = refresh_of(&app.refreshed(&owner).await);
     assert_ne!(owner_next, owner);
     app.clock.advance(Duration::from_secs(24 * 3600));
     assert_error(app.post_refresh(&thief).await, 401, "REFRESH_TOKEN_REUSED").await;
@@ -174,10 +170,10 @@ async fn an_owner_and_a_thief_who_alternate_are_caught_at_the_first_late_present
     assert_error(app.post_refresh(&owner_next).await, 401, "TOKEN_REVOKED").await;
 
     // The other order: the thief rotates first, the owner comes back late.
-    let login = app.login("admin", ADMIN_PASSWORD).await;
+    let login = app.log_in("admin", ADMIN_PASSWORD).await;
     let copied = refresh_of(&login);
     app.clock.advance(Duration::from_secs(60));
-    let thief = refresh_of(&app.refresh(&copied).await);
+    let thief = refresh_of(&app.refreshed(&copied).await);
     app.clock.advance(Duration::from_secs(6));
     assert_error(app.post_refresh(&copied).await, 401, "REFRESH_TOKEN_REUSED").await;
     assert_error(app.post_refresh(&thief).await, 401, "TOKEN_REVOKED").await;
@@ -186,20 +182,20 @@ async fn an_owner_and_a_thief_who_alternate_are_caught_at_the_first_late_present
 #[tokio::test]
 async fn a_lost_answer_retried_inside_the_leeway_converges_and_after_it_is_reuse() {
     let app = spawn_app().await;
-    let first = refresh_of(&app.login("admin", ADMIN_PASSWORD).await);
+    let first = refresh_of(&app.log_in("admin", ADMIN_PASSWORD).await);
     app.clock.advance(Duration::from_secs(60));
     // The answer to this refresh never reaches the client.
-    let lost = refresh_of(&app.refresh(&first).await);
+    let lost = refresh_of(&app.refreshed(&first).await);
     app.clock.advance(Duration::from_secs(4));
-    let retried = app.refresh(&first).await;
+    let retried = app.refreshed(&first).await;
     assert_eq!(refresh_of(&retried), lost, "the answer it lost");
     assert_eq!(app.get_me(&access_of(&retried)).await.status(), 200);
 
     // A second client that lost its answer and retries after the leeway must log in
     // again: its session is ended.
-    let first = refresh_of(&app.login("admin", ADMIN_PASSWORD).await);
+    let first = refresh_of(&app.log_in("admin", ADMIN_PASSWORD).await);
     app.clock.advance(Duration::from_secs(60));
-    let lost = refresh_of(&app.refresh(&first).await);
+    let lost = refresh_of(&app.refreshed(&first).await);
     app.clock.advance(Duration::from_secs(6));
     assert_error(app.post_refresh(&first).await, 401, "REFRESH_TOKEN_REUSED").await;
     assert_error(app.post_refresh(&lost).await, 401, "TOKEN_REVOKED").await;
@@ -208,23 +204,23 @@ async fn a_lost_answer_retried_inside_the_leeway_converges_and_after_it_is_reuse
 #[tokio::test]
 async fn a_late_response_in_a_cookie_jar_never_sets_a_browser_back_within_the_leeway() {
     let app = spawn_app().await;
-    let login = app.login("admin", ADMIN_PASSWORD).await;
-    let sid = login["session_id"].as_str().unwrap().to_owned();
+    let login = app.log_in("admin", ADMIN_PASSWORD).await;
+    let sid = login.session_id.clone();
     let first = refresh_of(&login);
     app.clock.advance(Duration::from_secs(60));
 
     // Tab A rotates; tab B, a moment later, presents the new head: a head younger than
     // the leeway is answered as it is, so both answers carry the same token, in
     // whatever order they reach the jar.
-    let a = refresh_of(&app.refresh(&first).await);
+    let a = refresh_of(&app.refreshed(&first).await);
     app.clock.advance(Duration::from_secs(1));
-    let b = refresh_of(&app.refresh(&a).await);
+    let b = refresh_of(&app.refreshed(&a).await);
     assert_eq!(a, b, "one head for both tabs");
     assert_eq!(app.session_state(&sid).await, (1, false), "one rotation");
 
     // An hour on, the jar's token rotates as usual.
     app.clock.advance(Duration::from_secs(3600));
-    let next = refresh_of(&app.refresh(&b).await);
+    let next = refresh_of(&app.refreshed(&b).await);
     assert_ne!(next, b);
     assert_eq!(app.session_state(&sid).await, (2, false));
 }
@@ -233,17 +229,17 @@ async fn a_late_response_in_a_cookie_jar_never_sets_a_browser_back_within_the_le
 async fn another_instance_answers_by_the_same_rules() {
     let a = spawn_app().await;
     let b = a.another_instance().await;
-    let first = refresh_of(&a.login("admin", ADMIN_PASSWORD).await);
+    let first = refresh_of(&a.log_in("admin", ADMIN_PASSWORD).await);
     a.clock.advance(Duration::from_secs(60));
     b.clock.advance(Duration::from_secs(60));
-    let second = refresh_of(&a.refresh(&first).await);
+    let second = refresh_of(&a.refreshed(&first).await);
     assert_ne!(second, first);
     // Inside the leeway, B leads the predecessor to A's head.
-    assert_eq!(refresh_of(&b.refresh(&first).await), second);
+    assert_eq!(refresh_of(&b.refreshed(&first).await), second);
 
     a.clock.advance(Duration::from_secs(600));
     b.clock.advance(Duration::from_secs(600));
-    let third = refresh_of(&b.refresh(&second).await);
+    let third = refresh_of(&b.refreshed(&second).await);
     assert_ne!(third, second);
     a.clock.advance(Duration::from_secs(6));
     assert_error(a.post_refresh(&second).await, 401, "REFRESH_TOKEN_REUSED").await;
@@ -253,8 +249,8 @@ async fn another_instance_answers_by_the_same_rules() {
 #[tokio::test]
 async fn a_burst_of_40_on_the_head_never_forks_the_session() {
     let app = spawn_app().await;
-    let login = app.login("admin", ADMIN_PASSWORD).await;
-    let sid = login["session_id"].as_str().unwrap().to_owned();
+    let login = app.log_in("admin", ADMIN_PASSWORD).await;
+    let sid = login.session_id.clone();
     let token = refresh_of(&login);
     // Old enough to rotate: one request of the burst rotates it, the others are its
     // predecessor's within the leeway, or the head younger than it.
@@ -265,12 +261,9 @@ async fn a_burst_of_40_on_the_head_never_forks_the_session() {
     let mut successors = Vec::new();
     for response in answers {
         assert_eq!(response.status(), 200, "never a 5xx or a refusal");
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(
-            body["session_id"], login["session_id"],
-            "never a second session"
-        );
-        successors.push(refresh_of(&body));
+        let pair: Pair = response.json().await.unwrap();
+        assert_eq!(pair.session_id, login.session_id, "never a second session");
+        successors.push(refresh_of(&pair));
     }
     successors.sort();
     successors.dedup();
@@ -282,7 +275,7 @@ async fn a_burst_of_40_on_the_head_never_forks_the_session() {
         "rotated exactly once"
     );
     app.clock.advance(Duration::from_secs(5));
-    app.refresh(&successors[0]).await;
+    app.refreshed(&successors[0]).await;
     assert_eq!(app.session_state(&sid).await, (2, false));
 }
 
@@ -291,16 +284,16 @@ async fn a_burst_across_sessions_gets_each_request_its_own_outcome() {
     let app = spawn_app().await;
     let mut heads = Vec::new();
     for _ in 0..10 {
-        heads.push(app.login("admin", ADMIN_PASSWORD).await);
+        heads.push(app.log_in("admin", ADMIN_PASSWORD).await);
     }
     // A session whose first token is reuse by the time of the burst.
-    let stolen = refresh_of(&app.login("admin", ADMIN_PASSWORD).await);
+    let stolen = refresh_of(&app.log_in("admin", ADMIN_PASSWORD).await);
     app.clock.advance(Duration::from_secs(5));
-    let second = app.refresh(&stolen).await;
+    let second = app.refreshed(&stolen).await;
     app.clock.advance(Duration::from_secs(6));
-    let robbed = app.refresh(&refresh_of(&second)).await;
+    let robbed = app.refreshed(&refresh_of(&second)).await;
     // A session that has ended.
-    let ended = app.login("admin", ADMIN_PASSWORD).await;
+    let ended = app.log_in("admin", ADMIN_PASSWORD).await;
     let response = app
         .client
         .post(app.url("/api/logout"))
@@ -324,12 +317,12 @@ async fn a_burst_across_sessions_gets_each_request_its_own_outcome() {
     let mut bodies = Vec::new();
     for response in answers {
         assert_eq!(response.status(), 200);
-        bodies.push(response.json::<Value>().await.unwrap());
+        bodies.push(response.json::<Pair>().await.unwrap());
     }
     for (i, login) in heads.iter().enumerate() {
         let (first, twin) = (&bodies[i], &bodies[i + heads.len()]);
-        assert_eq!(first["session_id"], login["session_id"], "its own session");
-        assert_eq!(twin["session_id"], login["session_id"], "its own session");
+        assert_eq!(first.session_id, login.session_id, "its own session");
+        assert_eq!(twin.session_id, login.session_id, "its own session");
         assert_ne!(refresh_of(first), refresh_of(login), "rotated");
         assert_eq!(
             refresh_of(first),
@@ -342,7 +335,7 @@ async fn a_burst_across_sessions_gets_each_request_its_own_outcome() {
     // Afterwards: the successors rotate on; the reused token's session is over.
     app.clock.advance(Duration::from_secs(5));
     for body in &bodies[..heads.len()] {
-        app.refresh(&refresh_of(body)).await;
+        app.refreshed(&refresh_of(body)).await;
     }
     assert_error(
         app.post_refresh(&refresh_of(&robbed)).await,
@@ -360,12 +353,12 @@ async fn an_idle_refresh_token_expires_and_the_session_caps_its_tokens() {
         s.session_ttl = Duration::from_secs(100);
     })
     .await;
-    let login = app.login("admin", ADMIN_PASSWORD).await;
-    assert_eq!(login["refresh_expires_in"], 60);
+    let login = app.log_in("admin", ADMIN_PASSWORD).await;
+    assert_eq!(login.refresh_expires_in, 60);
 
     app.clock.advance(Duration::from_secs(50));
-    let pair = app.refresh(&refresh_of(&login)).await;
-    let capped = pair["refresh_expires_in"].as_i64().unwrap();
+    let pair = app.refreshed(&refresh_of(&login)).await;
+    let capped = pair.refresh_expires_in as i64;
     assert!(
         (49..=50).contains(&capped),
         "capped by the session's end: {capped}"
@@ -379,7 +372,7 @@ async fn an_idle_refresh_token_expires_and_the_session_caps_its_tokens() {
     )
     .await;
 
-    let idle = app.login("admin", ADMIN_PASSWORD).await;
+    let idle = app.log_in("admin", ADMIN_PASSWORD).await;
     app.clock.advance(Duration::from_secs(61));
     assert_error(
         app.post_refresh(&refresh_of(&idle)).await,
@@ -488,12 +481,8 @@ async fn cookie_mode_keeps_the_refresh_token_out_of_bodies() {
     app.clock.advance(Duration::from_secs(5));
 
     let post = app
-        .client
-        .post(app.url("/api/refresh-token"))
-        .header("cookie", format!("__Host-tokenmint_refresh={cookie}"))
-        .send()
-        .await
-        .unwrap();
+        .refresh_with_cookie(&format!("__Host-tokenmint_refresh={cookie}"))
+        .await;
     assert_eq!(post.status(), 200);
     let (rotated, _) = cookie_value(&post);
     assert_ne!(rotated, cookie);
@@ -531,7 +520,7 @@ async fn cookie_mode_keeps_the_refresh_token_out_of_bodies() {
 #[tokio::test]
 async fn get_never_reads_a_token_from_the_query_string() {
     let app = spawn_app().await;
-    let token = refresh_of(&app.login("admin", ADMIN_PASSWORD).await);
+    let token = refresh_of(&app.log_in("admin", ADMIN_PASSWORD).await);
 
     let response = app
         .client
@@ -541,7 +530,7 @@ async fn get_never_reads_a_token_from_the_query_string() {
         .unwrap();
 
     assert_error(response, 401, "AUTHENTICATION_FAILED").await;
-    app.refresh(&token).await;
+    app.refreshed(&token).await;
 }
 
 #[tokio::test]
@@ -557,12 +546,8 @@ async fn the_cookie_is_not_secure_only_when_configured_for_plain_http() {
     assert!(attributes(&header).iter().any(|a| a == "Path=/api"));
     assert!(header.contains("HttpOnly"));
     let refreshed = app
-        .client
-        .post(app.url("/api/refresh-token"))
-        .header("cookie", format!("tokenmint_refresh={cookie}"))
-        .send()
-        .await
-        .unwrap();
+        .refresh_with_cookie(&format!("tokenmint_refresh={cookie}"))
+        .await;
     assert_eq!(refreshed.status(), 200);
 }
 
@@ -579,12 +564,8 @@ async fn the_old_cookie_name_is_never_read_when_secure_and_is_cleared() {
 
     // The attacker's own refresh token, planted under the old name.
     let refused = app
-        .client
-        .post(app.url("/api/refresh-token"))
-        .header("cookie", format!("tokenmint_refresh={cookie}"))
-        .send()
-        .await
-        .unwrap();
+        .refresh_with_cookie(&format!("tokenmint_refresh={cookie}"))
+        .await;
     let set: Vec<String> = refused
         .headers()
         .get_all("set-cookie")
@@ -605,12 +586,8 @@ async fn the_old_cookie_name_is_never_read_when_secure_and_is_cleared() {
     assert_error(refused, 401, "AUTHENTICATION_FAILED").await;
     // The token itself was not spent: its owner's own cookie still refreshes.
     let own = app
-        .client
-        .post(app.url("/api/refresh-token"))
-        .header("cookie", format!("__Host-tokenmint_refresh={cookie}"))
-        .send()
-        .await
-        .unwrap();
+        .refresh_with_cookie(&format!("__Host-tokenmint_refresh={cookie}"))
+        .await;
     assert_eq!(own.status(), 200);
 }
 
@@ -625,12 +602,8 @@ async fn a_request_with_two_refresh_cookies_is_refused_and_spends_nothing() {
 
     for name in ["__Host-tokenmint_refresh", "tokenmint_refresh"] {
         let tossed = app
-            .client
-            .post(app.url("/api/refresh-token"))
-            .header("cookie", format!("{name}={planted}; {name}={cookie}"))
-            .send()
-            .await
-            .unwrap();
+            .refresh_with_cookie(&format!("{name}={planted}; {name}={cookie}"))
+            .await;
         assert_error(tossed, 401, "AUTHENTICATION_FAILED").await;
     }
     // A planted cookie of the old name does not shadow the __Host- one.
@@ -654,8 +627,8 @@ async fn a_request_with_two_refresh_cookies_is_refused_and_spends_nothing() {
 #[tokio::test]
 async fn logout_revokes_the_session_and_the_access_token() {
     let app = spawn_app().await;
-    let login = app.login("admin", ADMIN_PASSWORD).await;
-    let refreshed = app.refresh(&refresh_of(&login)).await;
+    let login = app.log_in("admin", ADMIN_PASSWORD).await;
+    let refreshed = app.refreshed(&refresh_of(&login)).await;
 
     let response = app
         .client
@@ -716,7 +689,7 @@ async fn logout_through_the_cookie() {
         .post_login(&json!({"username": "admin", "password": ADMIN_PASSWORD, "cookie": true}))
         .await;
     let (cookie, _) = cookie_value(&response);
-    let access = access_of(&response.json::<Value>().await.unwrap());
+    let access = access_of(&response.json::<Pair>().await.unwrap());
 
     let logout = app
         .client
@@ -733,17 +706,17 @@ async fn logout_through_the_cookie() {
 #[tokio::test]
 async fn storage_does_not_grow_with_rotations_and_ended_sessions_go() {
     let app = spawn_app().await;
-    let login = app.login("admin", ADMIN_PASSWORD).await;
-    let sid = login["session_id"].as_str().unwrap().to_owned();
+    let login = app.log_in("admin", ADMIN_PASSWORD).await;
+    let sid = login.session_id.clone();
     let mut token = refresh_of(&login);
     app.clock.advance(Duration::from_secs(5));
-    token = refresh_of(&app.refresh(&token).await);
+    token = refresh_of(&app.refreshed(&token).await);
     let after_first = app.row_counts().await;
     assert_eq!(after_first["sessions"], 1);
 
     for _ in 0..1_000 {
         app.clock.advance(Duration::from_secs(5));
-        token = refresh_of(&app.refresh(&token).await);
+        token = refresh_of(&app.refreshed(&token).await);
     }
     assert_eq!(app.session_state(&sid).await, (1_001, false));
     assert_eq!(
@@ -752,7 +725,7 @@ async fn storage_does_not_grow_with_rotations_and_ended_sessions_go() {
         "every table holds the same rows after 1,001 rotations as after one"
     );
     assert_eq!(
-        app.get_me(&access_of(&app.refresh(&token).await))
+        app.get_me(&access_of(&app.refreshed(&token).await))
             .await
             .status(),
         200
@@ -777,12 +750,8 @@ async fn in_cookie_mode_only_an_answer_that_moves_the_jar_forward_sets_the_cooki
     let refresh = |token: String| {
         let app = &app;
         async move {
-            app.client
-                .post(app.url("/api/refresh-token"))
-                .header("cookie", format!("__Host-tokenmint_refresh={token}"))
-                .send()
+            app.refresh_with_cookie(&format!("__Host-tokenmint_refresh={token}"))
                 .await
-                .unwrap()
         }
     };
     let sets_refresh_cookie = |response: &reqwest::Response| {

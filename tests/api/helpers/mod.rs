@@ -90,6 +90,24 @@ impl Drop for TestDatabase {
     }
 }
 
+/// The answer of a login or a refresh, typed (what a client reads of it).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Pair {
+    pub access_token: String,
+    /// Absent in cookie mode and for a client without the refresh grant.
+    pub refresh_token: Option<String>,
+    pub session_id: String,
+    pub expires_in: u64,
+    pub refresh_expires_in: u64,
+}
+
+impl Pair {
+    /// The refresh token (the test expects one).
+    pub fn refresh(&self) -> &str {
+        self.refresh_token.as_deref().expect("a refresh token")
+    }
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
@@ -165,6 +183,32 @@ impl TestApp {
             .await;
         assert_eq!(response.status(), 200, "login of {username}");
         response.json().await.expect("json")
+    }
+
+    /// Logs in and returns the typed 200 answer.
+    pub async fn log_in(&self, username: &str, password: &str) -> Pair {
+        let response = self
+            .post_login(&json!({"username": username, "password": password}))
+            .await;
+        assert_eq!(response.status(), 200, "login of {username}");
+        response.json().await.expect("a token pair")
+    }
+
+    /// Refreshes and returns the typed 200 answer.
+    pub async fn refreshed(&self, refresh_token: &str) -> Pair {
+        let response = self.post_refresh(refresh_token).await;
+        assert_eq!(response.status(), 200, "refresh");
+        response.json().await.expect("a token pair")
+    }
+
+    /// `POST /api/refresh-token` with this `Cookie` header and no body.
+    pub async fn refresh_with_cookie(&self, cookie: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/refresh-token"))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn admin_token(&self) -> String {

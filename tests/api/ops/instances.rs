@@ -206,10 +206,7 @@ async fn revoke_sessions_and_user_disable_on_one_instance_are_refused_by_the_oth
     let mut disable = Tally::new("user disable");
     // Rounds alternate: each of the two gets `rounds()`.
     for round in 0..2 * rounds() {
-        let access = b.login("rounds", "rounds-password").await["access_token"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let access = b.log_in("rounds", "rounds-password").await.access_token;
         assert_eq!(b.get_me(&access).await.status(), 200, "before");
         if round % 2 == 0 {
             let answer = a

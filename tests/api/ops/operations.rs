@@ -19,10 +19,7 @@ async fn a_deleted_bootstrap_admin_is_not_created_again_at_the_next_start() {
         )
         .await;
     assert_eq!(created.status(), 201);
-    let ops = first.login("ops", "ops-password").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let ops = first.log_in("ops", "ops-password").await.access_token;
     // The bootstrap admin's password leaked: it is deleted.
     let deleted = first
         .call(
