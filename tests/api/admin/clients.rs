@@ -397,10 +397,10 @@ async fn a_login_names_only_an_enabled_password_client_of_its_tenant() {
     )
     .await;
     // Without client_id a login is first-party, with all the user's scopes.
-    let first_party = app.login("dora", "dora-password").await;
-    assert_eq!(first_party["scope"], "read write profile");
+    let first_party = app.log_in("dora", "dora-password").await;
+    assert_eq!(first_party.scope, "read write profile");
     assert!(
-        jwt_part(first_party["access_token"].as_str().unwrap(), 1)
+        jwt_part(first_party.access_token.as_str(), 1)
             .get("client_id")
             .is_none()
     );

@@ -336,11 +336,6 @@ async fn two_instances_rotating_at_once_end_with_one_current_key_and_the_same_jw
         .unwrap();
     assert_eq!(jwks_a.headers()["etag"], jwks_b.headers()["etag"]);
 
-    let token = a.login("admin", ADMIN_PASSWORD).await;
-    assert_eq!(
-        b.get_me(token["access_token"].as_str().unwrap())
-            .await
-            .status(),
-        200
-    );
+    let token = a.log_in("admin", ADMIN_PASSWORD).await;
+    assert_eq!(b.get_me(token.access_token.as_str()).await.status(), 200);
 }

@@ -73,8 +73,8 @@ async fn an_admin_creates_gets_and_changes_a_user() {
         .unwrap();
     assert_eq!(got, user);
 
-    let login = app.login("lena", "lena-password").await;
-    assert_eq!(login["scope"], "read write");
+    let login = app.log_in("lena", "lena-password").await;
+    assert_eq!(login.scope, "read write");
 
     let patched = app
         .call(
@@ -101,7 +101,7 @@ async fn an_admin_creates_gets_and_changes_a_user() {
     assert_eq!(me["scope"], "read");
     // A scope change ends the sessions that were granted the old scopes.
     assert_error(
-        app.get_me(login["access_token"].as_str().unwrap()).await,
+        app.get_me(login.access_token.as_str()).await,
         401,
         "TOKEN_REVOKED",
     )
@@ -160,7 +160,7 @@ async fn disabling_a_user_revokes_their_sessions_and_tokens() {
     let app = spawn_app().await;
     let admin = app.admin_token().await;
     let user = create_ok(&app, &admin, "olga", "olga-password").await;
-    let login = app.login("olga", "olga-password").await;
+    let login = app.log_in("olga", "olga-password").await;
     let path = format!("/api/admin/users/{}", user["id"].as_str().unwrap());
 
     let disabled = app
@@ -174,14 +174,13 @@ async fn disabling_a_user_revokes_their_sessions_and_tokens() {
     assert_eq!(disabled.status(), 200);
 
     assert_error(
-        app.get_me(login["access_token"].as_str().unwrap()).await,
+        app.get_me(login.access_token.as_str()).await,
         401,
         "TOKEN_REVOKED",
     )
     .await;
     assert_error(
-        app.post_refresh(login["refresh_token"].as_str().unwrap())
-            .await,
+        app.post_refresh(login.refresh()).await,
         401,
         "TOKEN_REVOKED",
     )
@@ -202,7 +201,7 @@ async fn a_password_change_revokes_sessions_and_only_the_new_password_works() {
     let app = spawn_app().await;
     let admin = app.admin_token().await;
     let user = create_ok(&app, &admin, "pete", "pete-password").await;
-    let login = app.login("pete", "pete-password").await;
+    let login = app.log_in("pete", "pete-password").await;
     let path = format!("/api/admin/users/{}", user["id"].as_str().unwrap());
 
     app.call(
@@ -214,7 +213,7 @@ async fn a_password_change_revokes_sessions_and_only_the_new_password_works() {
     .await;
 
     assert_error(
-        app.get_me(login["access_token"].as_str().unwrap()).await,
+        app.get_me(login.access_token.as_str()).await,
         401,
         "TOKEN_REVOKED",
     )
@@ -223,7 +222,7 @@ async fn a_password_change_revokes_sessions_and_only_the_new_password_works() {
         .post_login(&json!({"username": "pete", "password": "pete-password"}))
         .await;
     assert_error(old, 401, "AUTHENTICATION_FAILED").await;
-    app.login("pete", "pete-new-password").await;
+    app.log_in("pete", "pete-new-password").await;
 }
 
 #[tokio::test]
@@ -231,7 +230,7 @@ async fn deleting_a_user_revokes_everything() {
     let app = spawn_app().await;
     let admin = app.admin_token().await;
     let user = create_ok(&app, &admin, "quinn", "quinn-password").await;
-    let login = app.login("quinn", "quinn-password").await;
+    let login = app.log_in("quinn", "quinn-password").await;
     let path = format!("/api/admin/users/{}", user["id"].as_str().unwrap());
 
     assert_eq!(
@@ -240,14 +239,13 @@ async fn deleting_a_user_revokes_everything() {
     );
 
     assert_error(
-        app.get_me(login["access_token"].as_str().unwrap()).await,
+        app.get_me(login.access_token.as_str()).await,
         401,
         "TOKEN_REVOKED",
     )
     .await;
     assert_error(
-        app.post_refresh(login["refresh_token"].as_str().unwrap())
-            .await,
+        app.post_refresh(login.refresh()).await,
         401,
         "AUTHENTICATION_FAILED",
     )
@@ -271,8 +269,8 @@ async fn logout_everywhere_cuts_off_old_tokens_but_not_a_login_right_after() {
     let app = spawn_app().await;
     let admin = app.admin_token().await;
     let user = create_ok(&app, &admin, "rosa", "rosa-password").await;
-    let first = app.login("rosa", "rosa-password").await;
-    let second = app.login("rosa", "rosa-password").await;
+    let first = app.log_in("rosa", "rosa-password").await;
+    let second = app.log_in("rosa", "rosa-password").await;
 
     let path = format!(
         "/api/admin/users/{}/revoke-sessions",
@@ -285,15 +283,14 @@ async fn logout_everywhere_cuts_off_old_tokens_but_not_a_login_right_after() {
 
     for login in [&first, &second] {
         assert_error(
-            app.get_me(login["access_token"].as_str().unwrap()).await,
+            app.get_me(login.access_token.as_str()).await,
             401,
             "TOKEN_REVOKED",
         )
         .await;
-        assert!(!app.is_active(login["access_token"].as_str().unwrap()).await);
+        assert!(!app.is_active(login.access_token.as_str()).await);
         assert_error(
-            app.post_refresh(login["refresh_token"].as_str().unwrap())
-                .await,
+            app.post_refresh(login.refresh()).await,
             401,
             "TOKEN_REVOKED",
         )
@@ -387,8 +384,8 @@ async fn bad_page_parameters_and_ids_are_refused() {
 async fn a_non_admin_gets_403_everywhere_under_admin() {
     let app = spawn_app().await;
     app.create_user("sam", "sam-password", &[], json!({})).await;
-    let user = app.login("sam", "sam-password").await;
-    let token = user["access_token"].as_str().unwrap();
+    let user = app.log_in("sam", "sam-password").await;
+    let token = user.access_token.as_str();
     let id = "00000000-0000-0000-0000-000000000000";
     let calls = [
         (Method::POST, "/api/admin/users".to_owned()),

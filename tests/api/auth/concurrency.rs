@@ -163,7 +163,7 @@ async fn no_login_in_flight_survives_a_password_change() {
         assert!(matches!(status, 200 | 401), "{status} {body}");
     }
     assert_no_session_survives(&app, &answers).await;
-    app.login("pia", "new-password").await;
+    app.log_in("pia", "new-password").await;
 }
 
 #[tokio::test]

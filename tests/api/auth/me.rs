@@ -14,16 +14,16 @@ async fn me_describes_the_bearer() {
         json!({"tenant": "acme"}),
     )
     .await;
-    let login = app.login("gina", "gina-password").await;
+    let login = app.log_in("gina", "gina-password").await;
 
-    let response = app.get_me(login["access_token"].as_str().unwrap()).await;
+    let response = app.get_me(login.access_token.as_str()).await;
 
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["username"], "gina");
     assert_eq!(body["roles"], json!(["user"]));
     assert_eq!(body["scope"], "read");
-    assert_eq!(body["session_id"], login["session_id"]);
+    assert_eq!(body["session_id"], login.session_id.as_str());
     assert_eq!(
         body["claims"],
         json!({"tenant": "acme"}),

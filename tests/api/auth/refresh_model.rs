@@ -146,8 +146,8 @@ impl Tokens {
 }
 
 async fn run_case(app: &TestApp, steps: Vec<Step>) -> Result<(), TestCaseError> {
-    let login = app.login("admin", ADMIN_PASSWORD).await;
-    let first = login["refresh_token"].as_str().unwrap().to_owned();
+    let login = app.log_in("admin", ADMIN_PASSWORD).await;
+    let first = login.refresh().to_owned();
     let mut tokens = Tokens::default();
     tokens.learn(0, &first)?;
     let mut model = Model::new();
@@ -216,7 +216,7 @@ async fn run_case(app: &TestApp, steps: Vec<Step>) -> Result<(), TestCaseError> 
         }
     }
     // The session's row says what the model says.
-    let sid = login["session_id"].as_str().unwrap();
+    let sid = login.session_id.as_str();
     let (generation, revoked) = app.session_state(sid).await;
     prop_assert_eq!(generation, model.head());
     prop_assert_eq!(revoked, model.revoked);

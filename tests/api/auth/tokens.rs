@@ -7,8 +7,8 @@ use crate::helpers::{ADMIN_PASSWORD, assert_error, spawn_app};
 #[tokio::test]
 async fn revoking_an_access_token_makes_it_fail_everywhere() {
     let app = spawn_app().await;
-    let login = app.login("admin", ADMIN_PASSWORD).await;
-    let access = login["access_token"].as_str().unwrap();
+    let login = app.log_in("admin", ADMIN_PASSWORD).await;
+    let access = login.access_token.as_str();
 
     let response = app
         .client
@@ -27,14 +27,14 @@ async fn revoking_an_access_token_makes_it_fail_everywhere() {
     );
     assert!(!app.is_active(access).await);
     // The session itself lives on.
-    app.refresh(login["refresh_token"].as_str().unwrap()).await;
+    app.refresh(login.refresh()).await;
 }
 
 #[tokio::test]
 async fn revoking_a_refresh_token_ends_its_session_with_a_form_body() {
     let app = spawn_app().await;
-    let login = app.login("admin", ADMIN_PASSWORD).await;
-    let refresh = login["refresh_token"].as_str().unwrap();
+    let login = app.log_in("admin", ADMIN_PASSWORD).await;
+    let refresh = login.refresh();
 
     let response = app
         .client
@@ -47,7 +47,7 @@ async fn revoking_a_refresh_token_ends_its_session_with_a_form_body() {
 
     assert_eq!(response.status(), 200);
     assert_error(app.post_refresh(refresh).await, 401, "TOKEN_REVOKED").await;
-    assert!(!app.is_active(login["access_token"].as_str().unwrap()).await);
+    assert!(!app.is_active(login.access_token.as_str()).await);
 }
 
 #[tokio::test]
@@ -132,16 +132,12 @@ async fn introspection_describes_an_active_access_token() {
 #[tokio::test]
 async fn introspection_is_inactive_for_expired_forged_and_refresh_tokens() {
     let app = spawn_app().await;
-    let login = app.login("admin", ADMIN_PASSWORD).await;
-    let token = login["access_token"].as_str().unwrap().to_owned();
+    let login = app.log_in("admin", ADMIN_PASSWORD).await;
+    let token = login.access_token.clone();
     let mut forged = token.clone();
     forged.replace_range(forged.len() - 4.., "AAAA");
 
-    for inactive in [
-        forged.as_str(),
-        login["refresh_token"].as_str().unwrap(),
-        "garbage",
-    ] {
+    for inactive in [forged.as_str(), login.refresh(), "garbage"] {
         let response = app.introspect(&token, inactive).await;
         assert_eq!(response.status(), 200);
         assert_eq!(
@@ -167,8 +163,8 @@ async fn introspection_needs_an_admin_caller() {
     let app = spawn_app().await;
     app.create_user("judy", "judy-password", &[], json!({}))
         .await;
-    let user = app.login("judy", "judy-password").await;
-    let token = user["access_token"].as_str().unwrap();
+    let user = app.log_in("judy", "judy-password").await;
+    let token = user.access_token.as_str();
 
     assert_error(
         app.introspect(token, token).await,

@@ -97,6 +97,7 @@ pub struct Pair {
     /// Absent in cookie mode and for a client without the refresh grant.
     pub refresh_token: Option<String>,
     pub session_id: String,
+    pub scope: String,
     pub expires_in: u64,
     pub refresh_expires_in: u64,
 }

@@ -516,8 +516,8 @@ async fn token_exchange_gives_a_short_lived_token_for_an_allowed_audience() {
                "scopes": ["read", "write"], "audiences": ["https://orders.internal"]}),
     )
     .await;
-    let user = app.login("erin", "erin-password").await;
-    let subject = user["access_token"].as_str().unwrap();
+    let user = app.log_in("erin", "erin-password").await;
+    let subject = user.access_token.as_str();
     let exchange = |audience: &str, scope: Option<&str>, subject: &str| {
         let mut form = vec![
             (

@@ -12,7 +12,7 @@ async fn a_success_resets_the_username_counter() {
             app.post_login(&json!({"username": "admin", "password": "guess-password"}))
                 .await;
         }
-        app.login("admin", ADMIN_PASSWORD).await;
+        app.log_in("admin", ADMIN_PASSWORD).await;
     }
 }
 

@@ -78,7 +78,7 @@ async fn the_sqlite_files_are_readable_by_their_owner_only() {
         return; // PostgreSQL keeps its own files.
     };
     // A write, so that the write-ahead log and its index exist.
-    app.login("admin", crate::helpers::ADMIN_PASSWORD).await;
+    app.log_in("admin", crate::helpers::ADMIN_PASSWORD).await;
 
     // (The generated .kek is 0600 too: a unit test of keys::kek shows it.)
     for suffix in ["", "-wal", "-shm"] {

@@ -53,12 +53,12 @@ async fn admins_and_ownerless_keys_of_the_previous_release_keep_working() {
     ];
     let app = spawn_at_release(OWNERLESS_KEYS_RELEASE, rows.to_vec()).await;
 
-    let login = app.login("legacy-admin", "legacy-admin-pw").await;
+    let login = app.log_in("legacy-admin", "legacy-admin-pw").await;
     assert_eq!(
-        login["scope"], "read admin",
+        login.scope, "read admin",
         "an admin of the older release keeps administering"
     );
-    let token = login["access_token"].as_str().unwrap();
+    let token = login.access_token.as_str();
     assert_eq!(jwt_part(token, 1)["sub"], admin_id.to_string());
     assert_eq!(
         app.call(Method::GET, "/api/admin/users", token, None)
@@ -208,8 +208,8 @@ async fn users_keys_and_sessions_of_the_release_before_tenants_keep_working_unde
     let app = spawn_at_release(BEFORE_TENANTS_RELEASE, rows.to_vec()).await;
 
     // Users log in as before, with or without naming `default`.
-    let login = app.login("legacy-user", "legacy-user-pw").await;
-    let claims = jwt_part(login["access_token"].as_str().unwrap(), 1);
+    let login = app.log_in("legacy-user", "legacy-user-pw").await;
+    let claims = jwt_part(login.access_token.as_str(), 1);
     assert_eq!(claims["sub"], user_id.to_string());
     assert_eq!(claims["tenant_id"], "default");
     let named = app
