@@ -3,7 +3,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_PASSWORD, TestApp, assert_error, spawn_app, spawn_app_with};
+use crate::helpers::{ADMIN_PASSWORD, TestApp, assert_error, item_ids, spawn_app, spawn_app_with};
 
 async fn create_key(app: &TestApp, admin: &str, body: Value) -> Value {
     let response = app
@@ -71,17 +71,9 @@ async fn a_created_key_is_shown_once_and_authenticates_as_x_api_key() {
             "the secret appears only at creation: {path}"
         );
     }
-    let got: Value = app
-        .call(
-            Method::GET,
-            &format!("/api/admin/api-keys/{id}"),
-            &key,
-            None,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let got = app
+        .get_json(&format!("/api/admin/api-keys/{id}"), &key)
+        .await;
     assert!(got.get("key").is_none());
     assert!(
         got["last_used_at"].is_string(),
@@ -371,42 +363,16 @@ async fn the_list_filters_by_owner_and_state_and_refuses_bad_input() {
     )
     .await;
 
-    let by_owner: Value = app
-        .call(
-            Method::GET,
-            &format!("/api/admin/api-keys?owner_id={}", owner.id),
-            &admin,
-            None,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let ids: Vec<&Value> = by_owner["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| &k["id"])
-        .collect();
-    assert_eq!(ids, [&mine["id"]]);
-    let disabled: Value = app
-        .call(
-            Method::GET,
-            "/api/admin/api-keys?enabled=false",
-            &admin,
-            None,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let ids: Vec<&Value> = disabled["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| &k["id"])
-        .collect();
-    assert_eq!(ids, [&other["id"]]);
+    let (mine, other) = (mine["id"].as_str().unwrap(), other["id"].as_str().unwrap());
+    for (query, expected) in [
+        (format!("owner_id={}", owner.id), [mine]),
+        ("enabled=false".to_owned(), [other]),
+    ] {
+        let page = app
+            .get_json(&format!("/api/admin/api-keys?{query}"), &admin)
+            .await;
+        assert_eq!(item_ids(&page), expected, "{query}");
+    }
 
     for query in ["enabled=maybe", "owner_id=nope", "limit=500"] {
         let response = app

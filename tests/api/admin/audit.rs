@@ -6,12 +6,7 @@ use serde_json::{Value, json};
 use crate::helpers::{ADMIN_PASSWORD, assert_error, spawn_app, spawn_app_with};
 
 async fn events(app: &crate::helpers::TestApp, admin: &str) -> Vec<Value> {
-    let page: Value = app
-        .call(Method::GET, "/api/admin/audit?limit=200", admin, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let page = app.get_json("/api/admin/audit?limit=200", admin).await;
     page["items"].as_array().unwrap().clone()
 }
 
@@ -98,12 +93,7 @@ async fn the_audit_log_pages_newest_first_without_repeats() {
     let mut seen = Vec::new();
     let mut path = "/api/admin/audit?limit=2".to_owned();
     loop {
-        let page: Value = app
-            .call(Method::GET, &path, &admin, None)
-            .await
-            .json()
-            .await
-            .unwrap();
+        let page = app.get_json(&path, &admin).await;
         seen.extend(
             page["items"]
                 .as_array()

@@ -305,12 +305,7 @@ async fn client_registrations_that_make_no_sense_are_refused_and_change_nothing(
         .await;
     assert_error(widen, 400, "INVALID_REQUEST").await;
 
-    let page: Value = app
-        .call(Method::GET, "/api/admin/clients", &admin, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let page = app.get_json("/api/admin/clients", &admin).await;
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
     assert_eq!(page["items"][0]["name"], "SPA");
     assert_eq!(

@@ -54,25 +54,15 @@ async fn default_admins_create_list_rename_and_delete_tenants() {
         assert_error(refused, 400, "INVALID_REQUEST").await;
     }
 
-    let page: Value = app
-        .call(Method::GET, "/api/admin/tenants?limit=1", &admin, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let page = app.get_json("/api/admin/tenants?limit=1", &admin).await;
     assert_eq!(page["items"][0]["id"], "acme");
     let cursor = page["next_cursor"].as_str().unwrap();
-    let next: Value = app
-        .call(
-            Method::GET,
+    let next = app
+        .get_json(
             &format!("/api/admin/tenants?limit=1&cursor={cursor}"),
             &admin,
-            None,
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(next["items"][0]["id"], "default");
     assert_eq!(next["next_cursor"], Value::Null);
 
@@ -88,12 +78,7 @@ async fn default_admins_create_list_rename_and_delete_tenants() {
         .await
         .unwrap();
     assert_eq!(renamed["name"], "ACME");
-    let got: Value = app
-        .call(Method::GET, "/api/admin/tenants/acme", &admin, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let got = app.get_json("/api/admin/tenants/acme", &admin).await;
     assert_eq!(got["name"], "ACME");
 
     // `default` is the deployment's own: never disabled, never deleted.
@@ -418,12 +403,7 @@ async fn a_tenant_admin_sees_and_changes_only_its_own_tenant() {
             ("/api/admin/api-keys", "id"),
             ("/api/admin/clients", "client_id"),
         ] {
-            let page: Value = app
-                .call(Method::GET, path, caller, None)
-                .await
-                .json()
-                .await
-                .unwrap();
+            let page = app.get_json(path, caller).await;
             let items = page["items"].as_array().unwrap();
             assert!(
                 items.iter().all(|i| i["tenant"] == "acme"),
@@ -437,12 +417,7 @@ async fn a_tenant_admin_sees_and_changes_only_its_own_tenant() {
                 "{path}"
             );
         }
-        let users: Value = app
-            .call(Method::GET, "/api/admin/users", caller, None)
-            .await
-            .json()
-            .await
-            .unwrap();
+        let users = app.get_json("/api/admin/users", caller).await;
         assert!(
             users["items"]
                 .as_array()
@@ -462,37 +437,16 @@ async fn a_tenant_admin_sees_and_changes_only_its_own_tenant() {
 
     // Nothing of globex changed: its user, key and client still work.
     assert_eq!(app.get_me(&other.user_token).await.status(), 200);
-    let key_view: Value = app
-        .call(
-            Method::GET,
-            &format!("/api/admin/api-keys/{}", other.key_id),
-            &root,
-            None,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let key_view = app
+        .get_json(&format!("/api/admin/api-keys/{}", other.key_id), &root)
+        .await;
     assert_eq!(key_view["enabled"], true);
-    let root_view: Value = app
-        .call(
-            Method::GET,
-            &format!("/api/admin/clients/{}", other.client),
-            &root,
-            None,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let root_view = app
+        .get_json(&format!("/api/admin/clients/{}", other.client), &root)
+        .await;
     assert_eq!(root_view["enabled"], true);
     assert_eq!(root_view["scopes"], json!(["read"]));
-    let root_users: Value = app
-        .call(Method::GET, "/api/admin/users?tenant=globex", &root, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let root_users = app.get_json("/api/admin/users?tenant=globex", &root).await;
     assert_eq!(root_users["items"][0]["id"], other.user.as_str());
     assert_eq!(root_users["items"][0]["enabled"], true);
 }

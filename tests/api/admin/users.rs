@@ -65,12 +65,9 @@ async fn an_admin_creates_gets_and_changes_a_user() {
     assert_eq!(user["enabled"], true);
     let id = user["id"].as_str().unwrap();
 
-    let got: Value = app
-        .call(Method::GET, &format!("/api/admin/users/{id}"), &admin, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let got = app
+        .get_json(&format!("/api/admin/users/{id}"), &admin)
+        .await;
     assert_eq!(got, user);
 
     let login = app.log_in("lena", "lena-password").await;
@@ -142,12 +139,7 @@ async fn invalid_users_are_refused_and_nothing_is_created() {
         )
         .await;
     }
-    let list: Value = app
-        .call(Method::GET, "/api/admin/users", &admin, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list = app.get_json("/api/admin/users", &admin).await;
     assert_eq!(
         list["items"].as_array().unwrap().len(),
         1,
@@ -309,12 +301,7 @@ async fn pagination_walks_every_user_exactly_once_while_users_are_added() {
     let app = spawn_app().await;
     let admin = app.admin_token().await;
     let mut expected: HashSet<String> = HashSet::new();
-    let list: Value = app
-        .call(Method::GET, "/api/admin/users", &admin, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list = app.get_json("/api/admin/users", &admin).await;
     expected.insert(list["items"][0]["id"].as_str().unwrap().to_owned());
     for i in 0..7 {
         let user = create_ok(&app, &admin, &format!("page{i}"), "page-password").await;
@@ -329,12 +316,7 @@ async fn pagination_walks_every_user_exactly_once_while_users_are_added() {
             Some(c) => format!("/api/admin/users?limit=3&cursor={c}"),
             None => "/api/admin/users?limit=3".to_owned(),
         };
-        let page: Value = app
-            .call(Method::GET, &path, &admin, None)
-            .await
-            .json()
-            .await
-            .unwrap();
+        let page = app.get_json(&path, &admin).await;
         for item in page["items"].as_array().unwrap() {
             seen.push(item["id"].as_str().unwrap().to_owned());
         }

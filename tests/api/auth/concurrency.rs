@@ -364,17 +364,9 @@ async fn an_admin_key_needs_an_owner_who_is_an_admin() {
         )
         .await;
     assert_error(refused, 400, "INVALID_REQUEST").await;
-    let listed: Value = app
-        .call(
-            Method::GET,
-            &format!("/api/admin/api-keys?owner_id={id}"),
-            &admin,
-            None,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed = app
+        .get_json(&format!("/api/admin/api-keys?owner_id={id}"), &admin)
+        .await;
     assert_eq!(listed["items"], json!([]), "nothing was created");
 }
 

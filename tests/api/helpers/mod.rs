@@ -314,6 +314,15 @@ impl TestApp {
     }
 
     /// An admin call with a bearer token or (when it starts with `tmk_`) an API key.
+    /// `GET path` with `credential`, expecting 200: its JSON body.
+    pub async fn get_json(&self, path: &str, credential: &str) -> Value {
+        let response = self
+            .call(reqwest::Method::GET, path, credential, None)
+            .await;
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.expect("a JSON body")
+    }
+
     pub async fn call(
         &self,
         method: reqwest::Method,
@@ -505,6 +514,16 @@ impl TestApp {
 }
 
 /// Decodes one base64url JWT part into JSON.
+/// The `id` of every item of a page (`{"items": [...]}`), in order.
+pub fn item_ids(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|item| item["id"].as_str().expect("an id").to_owned())
+        .collect()
+}
+
 pub fn jwt_part(token: &str, index: usize) -> Map<String, Value> {
     let part = token.split('.').nth(index).expect("JWT part");
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64url")).expect("JSON part")

@@ -244,12 +244,7 @@ async fn a_client_id_may_not_be_a_user_id() {
             .await;
         assert_error(answer, 400, "INVALID_REQUEST").await;
     }
-    let listed: Value = app
-        .call(Method::GET, "/api/admin/clients", &admin, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed = app.get_json("/api/admin/clients", &admin).await;
     assert_eq!(listed["items"], json!([]), "nothing was registered");
 }
 
@@ -663,12 +658,7 @@ async fn grants_client_failures_tickets_logouts_and_revocations_are_audited() {
         .unwrap();
     assert_eq!(logout.status(), 204);
 
-    let log: Value = app
-        .call(Method::GET, "/api/admin/audit?limit=200", &admin, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let log = app.get_json("/api/admin/audit?limit=200", &admin).await;
     let rows = log["items"].as_array().unwrap();
     let row = |action: &str, outcome: &str| {
         rows.iter()

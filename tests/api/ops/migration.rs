@@ -67,17 +67,9 @@ async fn admins_and_ownerless_keys_of_the_previous_release_keep_working() {
         200
     );
 
-    let key_view: Value = app
-        .call(
-            Method::GET,
-            &format!("/api/admin/api-keys/{ownerless_id}"),
-            token,
-            None,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let key_view = app
+        .get_json(&format!("/api/admin/api-keys/{ownerless_id}"), token)
+        .await;
     assert_eq!(
         key_view["owner_id"],
         admin_id.to_string(),
@@ -229,12 +221,7 @@ async fn users_keys_and_sessions_of_the_release_before_tenants_keep_working_unde
     let next = rotated["refresh_token"].as_str().unwrap().to_owned();
 
     // The key administers `default`, which holds everything.
-    let users: Value = app
-        .call(Method::GET, "/api/admin/users", key.expose(), None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let users = app.get_json("/api/admin/users", key.expose()).await;
     let tenants: Vec<&str> = users["items"]
         .as_array()
         .unwrap()
@@ -242,24 +229,11 @@ async fn users_keys_and_sessions_of_the_release_before_tenants_keep_working_unde
         .map(|u| u["tenant"].as_str().unwrap())
         .collect();
     assert_eq!(tenants, ["default", "default"]);
-    let key_view: Value = app
-        .call(
-            Method::GET,
-            &format!("/api/admin/api-keys/{key_id}"),
-            key.expose(),
-            None,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let key_view = app
+        .get_json(&format!("/api/admin/api-keys/{key_id}"), key.expose())
+        .await;
     assert_eq!(key_view["tenant"], "default");
-    let tenant_list: Value = app
-        .call(Method::GET, "/api/admin/tenants", key.expose(), None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let tenant_list = app.get_json("/api/admin/tenants", key.expose()).await;
     assert_eq!(tenant_list["items"][0]["id"], "default");
     assert_eq!(tenant_list["items"][0]["enabled"], true);
 

@@ -38,12 +38,7 @@ async fn a_deleted_bootstrap_admin_is_not_created_again_at_the_next_start() {
         .post_login(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
         .await;
     assert_error(login, 401, "AUTHENTICATION_FAILED").await;
-    let users: Value = second
-        .call(Method::GET, "/api/admin/users", &ops, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let users = second.get_json("/api/admin/users", &ops).await;
     let names: Vec<&str> = users["items"]
         .as_array()
         .unwrap()
