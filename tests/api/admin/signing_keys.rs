@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use reqwest::Method;
 use serde_json::{Value, json};
 use tokenmint::keys::SigningAlg;
 
@@ -254,29 +255,36 @@ async fn signing_key_endpoints_are_for_admins() {
     app.create_user("kim", "kim-password", &[], json!({})).await;
     let user = app.log_in("kim", "kim-password").await;
     let token = user.access_token.as_str();
-    let get = app
-        .client
-        .get(app.url("/api/admin/signing-keys"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_error(get, 403, "INSUFFICIENT_PERMISSIONS").await;
-    let post = app
-        .client
-        .post(app.url("/api/admin/signing-keys/rotate"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_error(post, 403, "INSUFFICIENT_PERMISSIONS").await;
-    let anonymous = app
-        .client
-        .get(app.url("/api/admin/signing-keys"))
-        .send()
-        .await
-        .unwrap();
-    assert_error(anonymous, 401, "AUTHENTICATION_FAILED").await;
+    let rows = [
+        (
+            Method::GET,
+            "/api/admin/signing-keys",
+            Some(token),
+            403,
+            "INSUFFICIENT_PERMISSIONS",
+        ),
+        (
+            Method::POST,
+            "/api/admin/signing-keys/rotate",
+            Some(token),
+            403,
+            "INSUFFICIENT_PERMISSIONS",
+        ),
+        (
+            Method::GET,
+            "/api/admin/signing-keys",
+            None,
+            401,
+            "AUTHENTICATION_FAILED",
+        ),
+    ];
+    for (method, path, bearer, status, code) in rows {
+        let mut request = app.client.request(method, app.url(path));
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        assert_error(request.send().await.unwrap(), status, code).await;
+    }
 }
 
 /// Two instances on one database (and Redis) whose scheduled rotation falls due at once.

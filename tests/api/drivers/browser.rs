@@ -62,15 +62,7 @@ pub async fn run_scenario(script: &'static str, env: Vec<(&'static str, String)>
             .envs(env)
             .output()
             .expect("node runs");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            output.status.success(),
-            "{script} failed:\n{stderr}\n{stdout}"
-        );
-        let line = stdout.lines().last().unwrap_or_default();
-        serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}):\n{stdout}\n{stderr}"))
+        super::verdict(script, &output)
     })
     .await
     .unwrap()
