@@ -27,15 +27,13 @@ async fn the_audit_log_records_admin_calls_failed_logins_reuse_and_rotation() {
         )
         .await;
     let user: Value = user.json().await.unwrap();
-    let first = app.login("walt", "walt-password").await["refresh_token"]
-        .as_str()
-        .unwrap()
+    let first = app
+        .log_in("walt", "walt-password")
+        .await
+        .refresh()
         .to_owned();
     app.clock.advance(Duration::from_secs(5));
-    let second = app.refresh(&first).await["refresh_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let second = app.refreshed(&first).await.refresh().to_owned();
     // `first`, presented later than the leeway after it was spent: theft.
     app.clock.advance(Duration::from_secs(301));
     app.refresh(&second).await;

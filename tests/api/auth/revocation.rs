@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_PASSWORD, TestApp, assert_error, free_port, spawn_app, spawn_app_with};
+use crate::helpers::{
+    ADMIN_PASSWORD, Pair, TestApp, assert_error, free_port, spawn_app, spawn_app_with,
+};
 
 fn redis_url() -> Option<String> {
     std::env::var("TOKENMINT_TEST_REDIS_URL")
@@ -12,12 +14,12 @@ fn redis_url() -> Option<String> {
         .filter(|v| !v.trim().is_empty())
 }
 
-async fn revoked_session(app: &TestApp) -> Value {
-    let login = app.login("admin", ADMIN_PASSWORD).await;
+async fn revoked_session(app: &TestApp) -> Pair {
+    let login = app.log_in("admin", ADMIN_PASSWORD).await;
     let response = app
         .client
         .post(app.url("/api/logout"))
-        .json(&json!({"refresh_token": login["refresh_token"]}))
+        .json(&json!({"refresh_token": login.refresh()}))
         .send()
         .await
         .unwrap();
@@ -29,7 +31,7 @@ async fn revoked_session(app: &TestApp) -> Value {
 async fn revocations_survive_a_restart_on_the_same_database() {
     let first = spawn_app().await;
     let login = revoked_session(&first).await;
-    let access = login["access_token"].as_str().unwrap();
+    let access = login.access_token.as_str();
     assert_error(first.get_me(access).await, 401, "TOKEN_REVOKED").await;
 
     // A second instance on the same database (and Redis prefix): a restarted process.
@@ -37,9 +39,7 @@ async fn revocations_survive_a_restart_on_the_same_database() {
 
     assert_error(second.get_me(access).await, 401, "TOKEN_REVOKED").await;
     assert_error(
-        second
-            .post_refresh(login["refresh_token"].as_str().unwrap())
-            .await,
+        second.post_refresh(login.refresh()).await,
         401,
         "TOKEN_REVOKED",
     )
@@ -51,7 +51,7 @@ async fn revocations_survive_a_flushall() {
     let Some(url) = redis_url() else { return };
     let app = spawn_app().await;
     let login = revoked_session(&app).await;
-    let access = login["access_token"].as_str().unwrap();
+    let access = login.access_token.as_str();
     assert_error(app.get_me(access).await, 401, "TOKEN_REVOKED").await;
 
     let client = redis::Client::open(url).unwrap();
@@ -59,13 +59,8 @@ async fn revocations_survive_a_flushall() {
     let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
 
     assert_error(app.get_me(access).await, 401, "TOKEN_REVOKED").await;
-    let fresh = app.login("admin", ADMIN_PASSWORD).await;
-    assert_eq!(
-        app.get_me(fresh["access_token"].as_str().unwrap())
-            .await
-            .status(),
-        200
-    );
+    let fresh = app.log_in("admin", ADMIN_PASSWORD).await;
+    assert_eq!(app.get_me(fresh.access_token.as_str()).await.status(), 200);
 }
 
 struct RedisServer(std::process::Child);
@@ -117,8 +112,8 @@ async fn an_unreachable_revocation_list_fails_closed_and_recovers() {
     let port = free_port();
     let app =
         spawn_app_with(|s| s.redis_url = Some(format!("redis://127.0.0.1:{port}").into())).await;
-    let login = app.login("admin", ADMIN_PASSWORD).await;
-    let access = login["access_token"].as_str().unwrap();
+    let login = app.log_in("admin", ADMIN_PASSWORD).await;
+    let access = login.access_token.as_str();
 
     assert_error(app.get_me(access).await, 503, "UNAVAILABLE").await;
     assert_error(app.introspect(access, access).await, 503, "UNAVAILABLE").await;
@@ -142,13 +137,8 @@ async fn an_unreachable_revocation_list_fails_closed_and_recovers() {
     let redis = start_redis(port).await;
     // ...and holds once Redis is back, without a restart.
     assert_error(app.get_me(access).await, 401, "TOKEN_REVOKED").await;
-    let fresh = app.login("admin", ADMIN_PASSWORD).await;
-    assert_eq!(
-        app.get_me(fresh["access_token"].as_str().unwrap())
-            .await
-            .status(),
-        200
-    );
+    let fresh = app.log_in("admin", ADMIN_PASSWORD).await;
+    assert_eq!(app.get_me(fresh.access_token.as_str()).await.status(), 200);
     assert_eq!(
         app.client
             .get(app.url("/readyz"))
@@ -163,7 +153,7 @@ async fn an_unreachable_revocation_list_fails_closed_and_recovers() {
     // Once the instance has seen the connection close (its mirror of the list dropped).
     until_mirrored(&app, false).await;
     assert_error(
-        app.get_me(fresh["access_token"].as_str().unwrap()).await,
+        app.get_me(fresh.access_token.as_str()).await,
         503,
         "UNAVAILABLE",
     )
@@ -206,8 +196,8 @@ async fn the_mirror_of_the_list_answers_checks_and_goes_when_redis_goes() {
     until_mirrored(&a, true).await;
     until_mirrored(&b, true).await;
 
-    let login = a.login("admin", ADMIN_PASSWORD).await;
-    let access = login["access_token"].as_str().unwrap();
+    let login = a.log_in("admin", ADMIN_PASSWORD).await;
+    let access = login.access_token.as_str();
     assert_eq!(a.get_me(access).await.status(), 200);
     assert_eq!(b.get_me(access).await.status(), 200);
     let logout = a
@@ -222,8 +212,8 @@ async fn the_mirror_of_the_list_answers_checks_and_goes_when_redis_goes() {
     assert_error(b.get_me(access).await, 401, "TOKEN_REVOKED").await;
     assert!(a.services.revocations.mirrored() && b.services.revocations.mirrored());
 
-    let fresh = a.login("admin", ADMIN_PASSWORD).await;
-    let fresh = fresh["access_token"].as_str().unwrap();
+    let fresh = a.log_in("admin", ADMIN_PASSWORD).await;
+    let fresh = fresh.access_token.as_str();
     assert_eq!(b.get_me(fresh).await.status(), 200);
     drop(redis);
     until_mirrored(&b, false).await;
@@ -284,8 +274,8 @@ async fn a_redis_restored_from_an_older_snapshot_does_not_resurrect_a_revocation
     let prefix = app.services.settings.redis_prefix.clone();
     let client = redis::Client::open(url).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let login = app.login("admin", ADMIN_PASSWORD).await;
-    let access = login["access_token"].as_str().unwrap();
+    let login = app.log_in("admin", ADMIN_PASSWORD).await;
+    let access = login.access_token.as_str();
     assert_eq!(app.get_me(access).await.status(), 200);
 
     // Redis as it was before the logout: every key it held, marker included.
@@ -314,7 +304,7 @@ async fn revocation_entries_lost_without_their_marker_are_noticed() {
     let client = redis::Client::open(url).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let login = revoked_session(&app).await;
-    let access = login["access_token"].as_str().unwrap();
+    let access = login.access_token.as_str();
     assert_error(app.get_me(access).await, 401, "TOKEN_REVOKED").await;
 
     // Whatever holds the entries goes (an eviction, a partial restore); whatever holds
@@ -350,8 +340,8 @@ async fn an_instance_learns_within_seconds_of_a_revocation_that_missed_redis_els
         s.redis_url = Some(dead_redis.into());
     })
     .await;
-    let login = b.login("admin", ADMIN_PASSWORD).await;
-    let access = login["access_token"].as_str().unwrap();
+    let login = b.log_in("admin", ADMIN_PASSWORD).await;
+    let access = login.access_token.as_str();
     assert_eq!(b.get_me(access).await.status(), 200);
 
     // A records the logout in the database; its Redis write fails.
@@ -359,7 +349,7 @@ async fn an_instance_learns_within_seconds_of_a_revocation_that_missed_redis_els
         .client
         .post(a.url("/api/logout"))
         .bearer_auth(access)
-        .json(&json!({"refresh_token": login["refresh_token"]}))
+        .json(&json!({"refresh_token": login.refresh()}))
         .send()
         .await
         .unwrap();

@@ -320,8 +320,8 @@ async fn a_stalled_request_body_is_cut_off_and_the_service_keeps_answering() {
     }
     let health = app.client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200, "served while bodies stall");
-    let login = app.login("admin", crate::helpers::ADMIN_PASSWORD).await;
-    assert!(login["access_token"].is_string());
+    let login = app.log_in("admin", crate::helpers::ADMIN_PASSWORD).await;
+    assert!(!login.access_token.is_empty());
 
     for mut socket in stalled {
         let mut answer = Vec::new();
@@ -640,11 +640,11 @@ async fn grants_client_failures_tickets_logouts_and_revocations_are_audited() {
         .await;
     assert_eq!(redeemed.status(), 200);
 
-    let session = app.login("admin", crate::helpers::ADMIN_PASSWORD).await;
+    let session = app.log_in("admin", crate::helpers::ADMIN_PASSWORD).await;
     let revoked = app
         .client
         .post(app.url("/api/token/revoke"))
-        .json(&json!({"token": session["access_token"]}))
+        .json(&json!({"token": session.access_token.as_str()}))
         .send()
         .await
         .unwrap();
@@ -652,7 +652,7 @@ async fn grants_client_failures_tickets_logouts_and_revocations_are_audited() {
     let logout = app
         .client
         .post(app.url("/api/logout"))
-        .json(&json!({"refresh_token": session["refresh_token"]}))
+        .json(&json!({"refresh_token": session.refresh()}))
         .send()
         .await
         .unwrap();
@@ -683,7 +683,7 @@ async fn grants_client_failures_tickets_logouts_and_revocations_are_audited() {
     );
     assert_eq!(
         row("logout", "success")["target"],
-        format!("session:{}", session["session_id"].as_str().unwrap())
+        format!("session:{}", session.session_id.as_str())
     );
 }
 
@@ -692,8 +692,8 @@ async fn grants_client_failures_tickets_logouts_and_revocations_are_audited() {
 #[tokio::test]
 async fn a_burst_of_revocations_of_one_token_all_succeed() {
     let app = crate::helpers::spawn_app_with(|s| s.workers = 8).await;
-    let session = app.login("admin", crate::helpers::ADMIN_PASSWORD).await;
-    let access = session["access_token"].as_str().unwrap().to_owned();
+    let session = app.log_in("admin", crate::helpers::ADMIN_PASSWORD).await;
+    let access = session.access_token.clone();
     let mut statuses = std::collections::BTreeMap::new();
     for _ in 0..10 {
         let mut burst = Vec::new();

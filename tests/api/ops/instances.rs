@@ -143,13 +143,13 @@ async fn a_logout_on_one_instance_is_refused_by_the_other_at_once() {
         .await;
     let mut tally = Tally::new("logout");
     for _ in 0..rounds() {
-        let login = b.login("rounds", "rounds-password").await;
-        let access = login["access_token"].as_str().unwrap();
+        let login = b.log_in("rounds", "rounds-password").await;
+        let access = login.access_token.as_str();
         assert_eq!(b.get_me(access).await.status(), 200, "before the logout");
         let logout = a
             .client
             .post(a.url("/api/logout"))
-            .json(&json!({"refresh_token": login["refresh_token"]}))
+            .json(&json!({"refresh_token": login.refresh()}))
             .send()
             .await
             .unwrap();
@@ -164,10 +164,7 @@ async fn an_rfc7009_revocation_on_one_instance_is_refused_by_the_other_at_once()
     let Some((a, b)) = two_instances().await else {
         return;
     };
-    let mut refresh = a.login("admin", ADMIN_PASSWORD).await["refresh_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let mut refresh = a.log_in("admin", ADMIN_PASSWORD).await.refresh().to_owned();
     let mut tally = Tally::new("RFC 7009");
     for _ in 0..rounds() {
         // A fresh access token of the same session each round (no password hash).
@@ -325,8 +322,8 @@ async fn requests_hammering_another_instance_are_refused_from_the_logouts_answer
     let late_accepted = Arc::new(AtomicUsize::new(0));
     let late_sent = Arc::new(AtomicUsize::new(0));
     for _ in 0..20 {
-        let login = b.login("admin", ADMIN_PASSWORD).await;
-        let access = login["access_token"].as_str().unwrap().to_owned();
+        let login = b.log_in("admin", ADMIN_PASSWORD).await;
+        let access = login.access_token.clone();
         // When A answered: unknown (None) until it has.
         let answered: Arc<std::sync::Mutex<Option<Instant>>> = Arc::default();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -354,7 +351,7 @@ async fn requests_hammering_another_instance_are_refused_from_the_logouts_answer
             .client
             .post(a.url("/api/logout"))
             .bearer_auth(&access)
-            .json(&json!({"refresh_token": login["refresh_token"]}))
+            .json(&json!({"refresh_token": login.refresh()}))
             .send()
             .await
             .unwrap();
@@ -420,8 +417,8 @@ async fn a_stopped_instance_refuses_what_was_revoked_while_it_was_stopped() {
     };
     let mut waits = Vec::new();
     for round in 0..10 {
-        let login = a.login("admin", ADMIN_PASSWORD).await;
-        let access = login["access_token"].as_str().unwrap().to_owned();
+        let login = a.log_in("admin", ADMIN_PASSWORD).await;
+        let access = login.access_token.clone();
         // B up, its mirror leased: the token is accepted from the mirror.
         let deadline = Instant::now() + Duration::from_secs(10);
         while me_on_b(access.clone()).await != 200 {
@@ -436,7 +433,7 @@ async fn a_stopped_instance_refuses_what_was_revoked_while_it_was_stopped() {
         let logout = a
             .client
             .post(a.url("/api/logout"))
-            .json(&json!({"refresh_token": login["refresh_token"]}))
+            .json(&json!({"refresh_token": login.refresh()}))
             .send()
             .await
             .unwrap();
