@@ -462,8 +462,7 @@ mod tests {
     /// clock (needs `TOKENMINT_TEST_REDIS_URL`; skipped without it).
     #[test]
     fn the_lua_scripts_decide_as_the_rust_rules() {
-        let Ok(url) = std::env::var("TOKENMINT_TEST_REDIS_URL") else {
-            eprintln!("skipped: TOKENMINT_TEST_REDIS_URL is not set");
+        let Some(url) = crate::ephemeral::test_redis_url() else {
             return;
         };
         let runtime = tokio::runtime::Builder::new_current_thread()

@@ -16,6 +16,19 @@ pub mod ticket_marks;
 
 pub use self::connection::LazyRedis;
 
+/// The Redis the twin tests run against: `TOKENMINT_TEST_REDIS_URL` when set and not
+/// empty (set but unreachable is then a failure), else `None` and a "skipped" line.
+#[cfg(test)]
+pub(crate) fn test_redis_url() -> Option<String> {
+    let url = std::env::var("TOKENMINT_TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty());
+    if url.is_none() {
+        eprintln!("skipped: TOKENMINT_TEST_REDIS_URL is not set");
+    }
+    url
+}
+
 /// Every Redis key Tokenmint uses, under one prefix (`TOKENMINT_REDIS_PREFIX`), so that
 /// instances sharing a Redis with other applications stay in their own namespace.
 #[derive(Debug, Clone)]

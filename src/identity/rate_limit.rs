@@ -566,7 +566,7 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let redis_url = std::env::var("TOKENMINT_TEST_REDIS_URL").ok();
+        let redis_url = crate::ephemeral::test_redis_url();
         let limits = LoginLimits {
             per_user: 2,
             per_ip: 4,

@@ -760,10 +760,7 @@ mod tests {
     /// `TOKENMINT_TEST_REDIS_URL`; set but unreachable is a failure).
     #[tokio::test]
     async fn the_lease_script_answers_every_row_as_the_rule_does() {
-        let Some(url) = std::env::var("TOKENMINT_TEST_REDIS_URL")
-            .ok()
-            .filter(|u| !u.trim().is_empty())
-        else {
+        let Some(url) = crate::ephemeral::test_redis_url() else {
             return;
         };
         let client = redis::Client::open(url).expect("a Redis URL");
@@ -883,11 +880,7 @@ mod tests {
     #[test]
     fn the_lua_watermark_merge_and_its_rust_twin_agree() {
         use proptest::prelude::*;
-        let Some(url) = std::env::var("TOKENMINT_TEST_REDIS_URL")
-            .ok()
-            .filter(|u| !u.trim().is_empty())
-        else {
-            eprintln!("skipped: TOKENMINT_TEST_REDIS_URL is not set");
+        let Some(url) = crate::ephemeral::test_redis_url() else {
             return;
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
