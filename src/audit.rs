@@ -79,6 +79,9 @@ actions! {
     ClientAuthFailed => "client.auth_failed", "A client failed to authenticate at the token endpoint.";
     TicketIssue => "ticket.issue", "A connect ticket was issued (the target names its audience).";
     TicketRedeem => "ticket.redeem", "A connect ticket was presented for redemption.";
+    SessionList => "session.list", "An admin listed a user's sessions.";
+    SessionEnd => "session.end", "A session was ended (by its user, or by an admin).";
+    SessionEndOthers => "session.end_others", "A user ended all their sessions but the current one.";
 }
 
 impl std::fmt::Display for Action {

@@ -157,6 +157,17 @@ impl Caller {
     }
 }
 
+/// The holder of a user's access token, as the routes of a user's own sessions see them.
+#[derive(Debug, Clone)]
+pub struct SessionHolder {
+    /// The user.
+    pub user_id: Uuid,
+    /// The session of the presented token (the `current` one).
+    pub session_id: Uuid,
+    /// From where.
+    pub ip: Option<String>,
+}
+
 /// What introspection tells of a token (RFC 7662 section 2.2).
 #[derive(Debug, Default)]
 pub enum Introspection {
@@ -202,6 +213,29 @@ impl Authenticator {
     ) -> Result<AccessClaims, Error> {
         let claims = self.tokens.verify(token, now)?;
         self.not_revoked(claims, now).await
+    }
+
+    /// The first step of the routes of a user's own sessions: a verified, unrevoked access
+    /// token of a user's session. A client's own token (client credentials) has none:
+    /// `INSUFFICIENT_PERMISSIONS`.
+    pub async fn session_holder(
+        &self,
+        token: &str,
+        ip: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<SessionHolder, Error> {
+        let claims = self.access_token(token, now).await?;
+        let session_id = claims.sid.as_deref().and_then(|s| Uuid::parse_str(s).ok());
+        match (Uuid::parse_str(&claims.sub), session_id) {
+            (Ok(user_id), Some(session_id)) => Ok(SessionHolder {
+                user_id,
+                session_id,
+                ip,
+            }),
+            _ => Err(Error::Forbidden(
+                "only a user's access token has sessions to manage",
+            )),
+        }
     }
 
     async fn not_revoked(

@@ -144,6 +144,10 @@ pub async fn login(
             .map(Scope::parse_space_separated)
             .transpose()?,
         ip: client_ip(&req),
+        user_agent: req
+            .headers()
+            .get(actix_web::http::header::USER_AGENT)
+            .map(|ua| String::from_utf8_lossy(ua.as_bytes()).into_owned()),
         device_proof: match &body.device_proof {
             Some(proof) => Some(proof.expose_secret().to_owned()),
             None => req

@@ -88,6 +88,8 @@ pub struct LoginAttempt {
     pub scopes: Option<Vec<Scope>>,
     /// The client address, for the limits and the audit log.
     pub ip: Option<String>,
+    /// The `User-Agent`, kept with the session (its address is `ip`).
+    pub user_agent: Option<String>,
     /// A device proof from an earlier login on this device, if one was presented.
     pub device_proof: Option<String>,
 }
@@ -366,6 +368,7 @@ impl Identity {
         let verified_hash = row.password_hash.clone();
         let user_id = row.id.clone();
         let refresh_key = self.sessions.refresh_key().clone();
+        let device = sessions::Device::new(attempt.user_agent.as_deref(), attempt.ip.clone());
         self.db
             .run(move |conn| {
                 write_transaction(conn, |conn| {
@@ -392,15 +395,13 @@ impl Identity {
                         }
                     };
                     let scopes = narrow(&user, client.as_ref(), requested.clone())?;
-                    let opened = sessions::open(
-                        conn,
-                        &refresh_key,
-                        user.id,
-                        &scopes,
-                        client_id.as_ref().map(ClientId::as_str),
-                        &lifetimes,
-                        now,
-                    )?;
+                    let opening = sessions::Opening {
+                        user_id: user.id,
+                        scopes: &scopes,
+                        client_id: client_id.as_ref().map(ClientId::as_str),
+                        device: &device,
+                    };
+                    let opened = sessions::open(conn, &refresh_key, opening, &lifetimes, now)?;
                     // A client without the refresh_token grant gets no refresh token (its
                     // session still ends its access tokens at logout and revocation).
                     let refreshable = client

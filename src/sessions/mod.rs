@@ -9,6 +9,7 @@
 //! that row (the head's generation moves on only if it is still the one read), which is
 //! what serializes concurrent refreshes of one session on every backend.
 
+pub mod manage;
 pub mod refresh_token;
 pub mod rules;
 
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+pub use self::manage::{Device, Position, SessionInfo, SessionPage};
 pub use self::refresh_token::{Presented, RefreshKey, RefreshToken, TokenId};
 use self::rules::{Outcome, SessionState, Standing};
 use crate::audit::{Action, Actor, Audit, AuditEvent, Outcome as AuditOutcome};
@@ -63,14 +65,25 @@ pub struct Opened {
     pub refresh_expires_at: DateTime<Utc>,
 }
 
+/// What a session is opened for.
+#[derive(Debug)]
+pub struct Opening<'a> {
+    /// Its user.
+    pub user_id: Uuid,
+    /// The scopes granted.
+    pub scopes: &'a [Scope],
+    /// The client given at login, if any.
+    pub client_id: Option<&'a str>,
+    /// Where from.
+    pub device: &'a Device,
+}
+
 /// Opens a session inside the caller's transaction. Login does it in the transaction
 /// that re-reads (and locks) the user, so no session outlives a change that ended them.
 pub fn open(
     conn: &mut DbConnection,
     key: &RefreshKey,
-    user_id: Uuid,
-    scopes: &[Scope],
-    client_id: Option<&str>,
+    opening: Opening<'_>,
     lifetimes: &Lifetimes,
     now: DateTime<Utc>,
 ) -> Result<Opened, Error> {
@@ -80,9 +93,9 @@ pub fn open(
         conn,
         &SessionRow {
             id: session_id.to_string(),
-            user_id: user_id.to_string(),
-            client_id: client_id.map(str::to_owned),
-            scope: Scope::join(scopes),
+            user_id: opening.user_id.to_string(),
+            client_id: opening.client_id.map(str::to_owned),
+            scope: Scope::join(opening.scopes),
             created_at: now.naive_utc(),
             expires_at: session_end.naive_utc(),
             revoked_at: None,
@@ -90,6 +103,9 @@ pub fn open(
             legacy_client: false,
             generation: 0,
             refreshed_at: now.naive_utc(),
+            user_agent: opening.device.user_agent.clone(),
+            ip: opening.device.ip.clone(),
+            last_ip: opening.device.ip.clone(),
         },
     )?;
     Ok(Opened {
@@ -237,6 +253,8 @@ struct Refresh {
     now: DateTime<Utc>,
     lifetimes: Lifetimes,
     client: RefreshClient,
+    /// The client address: the session's `last_ip` once rotated.
+    ip: Option<String>,
 }
 
 /// What [`refresh_in`] found.
@@ -305,11 +323,13 @@ fn refresh_in(conn: &mut DbConnection, job: &Refresh) -> Result<Answer, Error> {
         match rules::decide(id.generation, &state, job.now, &job.lifetimes) {
             Outcome::Rotate => {
                 let now = job.now.naive_utc();
-                if store::advance(conn, &session_id, session.generation, now)? {
+                let ip = job.ip.as_deref();
+                if store::advance(conn, &session_id, session.generation, now, ip)? {
                     return Ok(Answer::Head {
                         session: SessionRow {
                             generation: session.generation + 1,
                             refreshed_at: now,
+                            last_ip: job.ip.clone().or(session.last_ip),
                             ..session
                         },
                         user: User::from_row(&user)?,
@@ -489,6 +509,7 @@ impl Sessions {
                     now,
                     lifetimes: self.lifetimes,
                     client,
+                    ip: ip.clone(),
                 };
                 self.run(job).await
             }
@@ -595,6 +616,7 @@ impl Sessions {
                                 now: job.now.naive_utc(),
                                 idle_after: window.idle_after.naive_utc(),
                                 rotate_until: window.rotate_until.naive_utc(),
+                                ip: job.ip.clone(),
                             })
                             .await?
                     }

@@ -7,7 +7,7 @@ use chrono::NaiveDateTime;
 use diesel::backend::Backend;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
-use diesel::sql_types::{BigInt, HasSqlType, Text, Timestamp};
+use diesel::sql_types::{BigInt, HasSqlType, Nullable, Text, Timestamp};
 use diesel::{QueryResult, RunQueryDsl};
 
 /// A rotation: the session's head moves from `generation` to the next, issued `now`, if
@@ -19,6 +19,8 @@ pub struct Advance<'a> {
     pub generation: i64,
     /// Now: the new head's issue time.
     pub now: NaiveDateTime,
+    /// The client address, kept as the session's `last_ip` (none: the last one stays).
+    pub ip: Option<&'a str>,
 }
 
 impl QueryId for Advance<'_> {
@@ -26,17 +28,24 @@ impl QueryId for Advance<'_> {
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-impl<DB> QueryFragment<DB> for Advance<'_>
+impl<'a, DB> QueryFragment<DB> for Advance<'a>
 where
-    DB: Backend + HasSqlType<Text> + HasSqlType<Timestamp> + HasSqlType<BigInt>,
+    DB: Backend
+        + HasSqlType<Text>
+        + HasSqlType<Nullable<Text>>
+        + HasSqlType<Timestamp>
+        + HasSqlType<BigInt>,
     str: ToSql<Text, DB>,
+    Option<&'a str>: ToSql<Nullable<Text>, DB>,
     i64: ToSql<BigInt, DB>,
     NaiveDateTime: ToSql<Timestamp, DB>,
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         out.push_sql("UPDATE sessions SET generation = generation + 1, refreshed_at = ");
         out.push_bind_param::<Timestamp, _>(&self.now)?;
-        out.push_sql(" WHERE id = ");
+        out.push_sql(", last_ip = COALESCE(");
+        out.push_bind_param::<Nullable<Text>, _>(&self.ip)?;
+        out.push_sql(", last_ip) WHERE id = ");
         out.push_bind_param::<Text, _>(self.session_id)?;
         out.push_sql(" AND generation = ");
         out.push_bind_param::<BigInt, _>(&self.generation)?;
@@ -61,6 +70,8 @@ pub struct RotateMany<'a> {
     pub idle_after: &'a [NaiveDateTime],
     /// ... and no later than this.
     pub rotate_until: &'a [NaiveDateTime],
+    /// The client addresses (each the session's `last_ip` if given).
+    pub ips: &'a [Option<String>],
 }
 
 impl QueryId for RotateMany<'_> {
@@ -85,14 +96,16 @@ impl QueryFragment<diesel::pg::Pg> for RotateMany<'_> {
         out.push_bind_param::<Array<Timestamp>, _>(self.idle_after)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<Timestamp>, _>(self.rotate_until)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(self.ips)?;
         // The `Rotate` row of the rules, and only it: the head, live, first-party, its
         // user and tenant enabled, issued in the rotation window. Two rotations of one
         // session in a group: the session joins both, is updated once and answered once
         // (the other gets nothing and goes the general way, where it leads to the head).
         out.push_sql(
-            ") WITH ORDINALITY AS i(session_id, generation, now, idle_after, rotate_until, n)\
+            ") WITH ORDINALITY AS i(session_id, generation, now, idle_after, rotate_until, ip, n)\
              ), rotated AS (UPDATE sessions s SET generation = s.generation + 1, \
-             refreshed_at = i.now FROM i \
+             refreshed_at = i.now, last_ip = COALESCE(i.ip, s.last_ip) FROM i \
              WHERE s.id = ANY(",
         );
         // The sessions by their key: without it the planner may read the whole table and
@@ -109,7 +122,8 @@ impl QueryFragment<diesel::pg::Pg> for RotateMany<'_> {
              RETURNING i.n, s.id AS s_id, s.user_id AS s_user_id, s.client_id AS s_client_id, \
              s.scope AS s_scope, s.created_at AS s_created_at, s.expires_at AS s_expires_at, \
              s.legacy_client AS s_legacy_client, s.generation AS s_generation, \
-             s.refreshed_at AS s_refreshed_at\
+             s.refreshed_at AS s_refreshed_at, s.user_agent AS s_user_agent, s.ip AS s_ip, \
+             s.last_ip AS s_last_ip\
              ) SELECT r.*, u.username AS u_username, u.username_key AS u_username_key, \
              u.password_hash AS u_password_hash, u.roles AS u_roles, u.scopes AS u_scopes, \
              u.claims AS u_claims, u.created_at AS u_created_at, \

@@ -45,6 +45,9 @@ diesel::table! {
         legacy_client -> Bool,
         generation -> BigInt,
         refreshed_at -> Timestamp,
+        user_agent -> Nullable<Text>,
+        ip -> Nullable<Text>,
+        last_ip -> Nullable<Text>,
     }
 }
 

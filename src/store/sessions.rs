@@ -35,6 +35,12 @@ pub struct SessionRow {
     pub generation: i64,
     /// When the head was issued (= when its predecessor was spent).
     pub refreshed_at: NaiveDateTime,
+    /// The `User-Agent` sent at login, at most 256 characters.
+    pub user_agent: Option<String>,
+    /// The client address at login.
+    pub ip: Option<String>,
+    /// The client address of the last rotation (at login: `ip`).
+    pub last_ip: Option<String>,
 }
 
 /// Inserts a session.
@@ -81,18 +87,21 @@ pub fn find_legacy(
 }
 
 /// Rotates a session's head from `generation` to the next, issued `now`, if the session
-/// is live and still at `generation`. Returns whether it did: the conditional update is
-/// what serializes concurrent rotations of one session.
+/// is live and still at `generation`, and notes the address it came from (`ip`; none
+/// keeps the last). Returns whether it did: the conditional update is what serializes
+/// concurrent rotations of one session.
 pub fn advance(
     conn: &mut DbConnection,
     session_id: &str,
     generation: i64,
     now: NaiveDateTime,
+    ip: Option<&str>,
 ) -> Result<bool, StoreError> {
     let advance = super::prepared::Advance {
         session_id,
         generation,
         now,
+        ip,
     };
     let updated = match conn {
         DbConnection::Postgres(c) => advance.execute(c)?,
@@ -125,6 +134,105 @@ pub fn revoke_session(
         conn,
         sessions::table.find(id).select(SessionRow::as_select())
     )?)
+}
+
+/// What "live" means for a list of sessions and for ending one: not revoked, before its
+/// absolute end, and its head issued within the refresh idle lifetime.
+#[derive(Debug, Clone, Copy)]
+pub struct Live {
+    /// Now.
+    pub now: NaiveDateTime,
+    /// The head must have been issued after this (now minus the idle lifetime).
+    pub idle_after: NaiveDateTime,
+}
+
+/// Whose sessions a read covers.
+#[derive(Debug, Clone, Copy)]
+pub enum Owner<'a> {
+    /// One user's.
+    User(&'a str),
+    /// Any user's in this tenant (`None`: every tenant).
+    Tenant(Option<&'a str>),
+}
+
+/// Where a page of sessions starts: after the session created at `created_at` with id `id`
+/// (newest first: older ones, or as old with a smaller id).
+#[derive(Debug, Clone)]
+pub struct After {
+    /// The last listed session's creation.
+    pub created_at: NaiveDateTime,
+    /// Its id.
+    pub id: String,
+}
+
+/// A page of a user's live sessions, newest first (creation, then id), each with its
+/// user's tenant.
+pub fn page_live(
+    conn: &mut DbConnection,
+    user_id: &str,
+    live: Live,
+    after: Option<&After>,
+    limit: i64,
+) -> Result<Vec<(SessionRow, String)>, StoreError> {
+    let mut query = sessions::table
+        .inner_join(users::table)
+        .filter(sessions::user_id.eq(user_id.to_owned()))
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(live.now))
+        .filter(sessions::refreshed_at.gt(live.idle_after))
+        .select((SessionRow::as_select(), users::tenant_id))
+        .order((sessions::created_at.desc(), sessions::id.desc()))
+        .limit(limit)
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(
+            sessions::created_at
+                .lt(after.created_at)
+                .or(sessions::created_at
+                    .eq(after.created_at)
+                    .and(sessions::id.lt(after.id.clone()))),
+        );
+    }
+    Ok(query.load(conn)?)
+}
+
+/// One live session of `owner`, with its user's tenant; `None` if there is none (or it
+/// is another's).
+pub fn find_live(
+    conn: &mut DbConnection,
+    id: &str,
+    owner: Owner<'_>,
+    live: Live,
+) -> Result<Option<(SessionRow, String)>, StoreError> {
+    let mut query = sessions::table
+        .inner_join(users::table)
+        .filter(sessions::id.eq(id.to_owned()))
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(live.now))
+        .filter(sessions::refreshed_at.gt(live.idle_after))
+        .select((SessionRow::as_select(), users::tenant_id))
+        .into_boxed();
+    match owner {
+        Owner::User(user_id) => query = query.filter(sessions::user_id.eq(user_id.to_owned())),
+        Owner::Tenant(Some(tenant)) => query = query.filter(users::tenant_id.eq(tenant.to_owned())),
+        Owner::Tenant(None) => {}
+    }
+    Ok(query.load(conn)?.into_iter().next())
+}
+
+/// The ids of a user's live sessions.
+pub fn live_ids(
+    conn: &mut DbConnection,
+    user_id: &str,
+    live: Live,
+) -> Result<Vec<String>, StoreError> {
+    Ok(sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(live.now))
+        .filter(sessions::refreshed_at.gt(live.idle_after))
+        .select(sessions::id)
+        .load(conn)?)
 }
 
 /// Deletes sessions that ended before `before` (their legacy tokens go with them).
@@ -237,6 +345,12 @@ struct RotatedRow {
     s_generation: i64,
     #[diesel(sql_type = diesel::sql_types::Timestamp)]
     s_refreshed_at: NaiveDateTime,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    s_user_agent: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    s_ip: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    s_last_ip: Option<String>,
     #[diesel(sql_type = diesel::sql_types::Text)]
     u_username: String,
     #[diesel(sql_type = diesel::sql_types::Text)]
@@ -271,6 +385,8 @@ pub struct HeadRotation {
     pub idle_after: NaiveDateTime,
     /// ... and no later than this ([`crate::sessions::rules::RotationWindow`]).
     pub rotate_until: NaiveDateTime,
+    /// The client address (the session's `last_ip` if given).
+    pub ip: Option<String>,
 }
 
 /// Head rotations of first-party sessions, any number, as one PostgreSQL statement
@@ -301,6 +417,7 @@ pub fn rotate_in_one_statement(
         nows: &column(rotations, |r| &r.now),
         idle_after: &column(rotations, |r| &r.idle_after),
         rotate_until: &column(rotations, |r| &r.rotate_until),
+        ips: &column(rotations, |r| &r.ip),
     };
     let rows: Vec<RotatedRow> = match statement.load(conn) {
         Ok(rows) => rows,
@@ -353,6 +470,9 @@ pub fn rotate_in_one_statement(
                 legacy_client: r.s_legacy_client,
                 generation: r.s_generation,
                 refreshed_at: r.s_refreshed_at,
+                user_agent: r.s_user_agent,
+                ip: r.s_ip,
+                last_ip: r.s_last_ip,
             },
         });
     }
