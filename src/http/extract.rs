@@ -12,7 +12,7 @@ use super::AppState;
 use crate::error::{Credential, Error, Refusal};
 use crate::http::error::{ApiError, ErrorCode};
 use crate::model::Admin;
-use crate::principal::{Caller, Presented};
+use crate::principal::{Caller, Presented, SessionHolder};
 
 /// The token of an `Authorization: Bearer <token>` header (RFC 6750 section 2.1).
 pub struct BearerToken(pub String);
@@ -192,6 +192,27 @@ impl FromRequest for Admin {
             Ok(state
                 .authenticator
                 .admin(presented, client_ip(&req), route, now)
+                .await?)
+        })
+    }
+}
+
+/// The holder of a user's bearer access token, as a handler argument of the routes of
+/// their own sessions (before any body argument).
+impl FromRequest for SessionHolder {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = state(&req)?;
+            let token = BearerToken::optional(&req)?
+                .ok_or(Error::refused(Credential::AccessToken, Refusal::Missing))?;
+            let now = state.clock.now();
+            Ok(state
+                .authenticator
+                .session_holder(&token.0, client_ip(&req), now)
                 .await?)
         })
     }

@@ -10,6 +10,7 @@ pub mod oauth;
 pub mod openapi;
 pub mod ops;
 pub mod pagination;
+pub mod sessions;
 pub mod tickets;
 pub mod tokens;
 pub mod wellknown;
@@ -124,6 +125,9 @@ pub fn routes<C: Register>(cfg: &mut C) {
         .service(tokens::revoke)
         .service(tokens::introspect)
         .service(me::me)
+        .service(sessions::list_sessions)
+        .service(sessions::end_other_sessions)
+        .service(sessions::end_session)
         .service(tickets::issue_ticket)
         .service(tickets::redeem_ticket)
         .service(admin::users::create_user)
@@ -132,6 +136,8 @@ pub fn routes<C: Register>(cfg: &mut C) {
         .service(admin::users::patch_user)
         .service(admin::users::delete_user)
         .service(admin::users::revoke_sessions)
+        .service(admin::sessions::list_user_sessions)
+        .service(admin::sessions::end_user_session)
         .service(admin::api_keys::create_api_key)
         .service(admin::api_keys::list_api_keys)
         .service(admin::api_keys::get_api_key)

@@ -17,6 +17,7 @@ use crate::http::error::{ErrorBody, ErrorCode};
     ),
     tags(
         (name = "auth", description = "Login, refresh-token rotation, logout and the caller's identity"),
+        (name = "sessions", description = "The caller's own sessions: where they are logged in, ending one or all others"),
         (name = "tokens", description = "RFC 7009 revocation and RFC 7662 introspection"),
         (name = "tickets", description = "Connect tickets: short-lived, single-use credentials for URLs (WebSockets)"),
         (name = "discovery", description = "Keys and metadata for token consumers"),

@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod clients;
+pub mod sessions;
 pub mod signing_keys;
 pub mod tenants;
 pub mod users;

@@ -117,7 +117,8 @@ pub struct PatchUserRequest {
 }
 
 /// Path ids that are not UUIDs name no user.
-fn parse_id(id: &str) -> Result<Uuid, Error> {
+/// A user id from a path: anything else names no user (404).
+pub fn parse_id(id: &str) -> Result<Uuid, Error> {
     Uuid::parse_str(id).map_err(|_| Error::NotFound("user"))
 }
 
