@@ -9,4 +9,5 @@ mod me;
 mod refresh;
 mod refresh_model;
 mod revocation;
+mod sessions;
 mod tokens;

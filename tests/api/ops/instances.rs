@@ -238,6 +238,52 @@ async fn revoke_sessions_and_user_disable_on_one_instance_are_refused_by_the_oth
 }
 
 #[tokio::test]
+async fn an_ended_session_on_one_instance_is_refused_by_the_other_at_once() {
+    let Some((a, b)) = two_instances().await else {
+        return;
+    };
+    let admin = a.admin_token().await;
+    a.create_user("rounds", "rounds-password", &[], json!({}))
+        .await;
+    let keeper = a.log_in("rounds", "rounds-password").await;
+    let mut by_user = Tally::new("session end by its user");
+    let mut by_admin = Tally::new("session end by an admin");
+    // A loop of 100 each: the user ends another of their sessions, or an admin does.
+    for round in 0..200 {
+        let victim = b.log_in("rounds", "rounds-password").await;
+        assert_eq!(b.get_me(&victim.access_token).await.status(), 200, "before");
+        let (path, credential) = if round % 2 == 0 {
+            (
+                format!("/api/sessions/{}", victim.session_id),
+                &keeper.access_token,
+            )
+        } else {
+            (format!("/api/admin/sessions/{}", victim.session_id), &admin)
+        };
+        let ended = a.call(Method::DELETE, &path, credential, None).await;
+        assert_eq!(ended.status(), 204);
+        let accepted = b.get_me(&victim.access_token).await.status() == 200;
+        if round % 2 == 0 {
+            by_user.round(accepted);
+        } else {
+            by_admin.round(accepted);
+        }
+        assert_eq!(
+            b.post_refresh(victim.refresh()).await.status(),
+            401,
+            "its refresh token"
+        );
+    }
+    by_user.assert_none();
+    by_admin.assert_none();
+    assert_eq!(
+        b.get_me(&keeper.access_token).await.status(),
+        200,
+        "the other session"
+    );
+}
+
+#[tokio::test]
 async fn tenant_and_api_key_disable_on_one_instance_are_refused_by_the_other_at_once() {
     let Some((a, b)) = two_instances().await else {
         return;
