@@ -31,11 +31,34 @@ export interface LoginRequest {
   scope?: string;
 }
 
+/** A live session, as `GET /api/sessions` describes it. */
+export interface Session {
+  id: string;
+  user_id: string;
+  tenant: string;
+  client_id: string | null;
+  scope: string;
+  created_at: string;
+  last_refreshed_at: string | null;
+  expires_at: string;
+  user_agent: string | null;
+  ip: string | null;
+  last_ip: string | null;
+  /** Whether it is this client's session. */
+  current: boolean;
+}
+
 export interface SessionEndedEvent extends CustomEvent<{ code: string }> {}
 
 export interface TokenmintClient {
   login(request: LoginRequest): Promise<{ scope: string; sessionId: string }>;
   logout(): Promise<void>;
+  /** The user's live sessions, newest first (every page). */
+  listSessions(): Promise<Session[]>;
+  /** Ends one of the user's sessions; ending this one logs this client out too. */
+  endSession(id: string): Promise<void>;
+  /** Ends every session of the user but this one; how many it ended. */
+  endOtherSessions(): Promise<number>;
   /** `fetch` with the bearer token; refreshes once and retries once on TOKEN_EXPIRED. */
   fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
   getAccessToken(): Promise<string>;

@@ -178,7 +178,7 @@ export function createClient(options) {
     }
   }
 
-  function endSession(code, { broadcast = true } = {}) {
+  function sessionEnded(code, { broadcast = true } = {}) {
     const hadSession = !ended;
     access = null;
     refreshToken = null;
@@ -210,7 +210,7 @@ export function createClient(options) {
           ended = false;
         }
       } else if (message.type === 'ended') {
-        endSession(message.code, { broadcast: false });
+        sessionEnded(message.code, { broadcast: false });
       }
       const waiting = arrivals;
       arrivals = [];
@@ -253,7 +253,7 @@ export function createClient(options) {
       }
       const error = await errorOf(response);
       if (response.status === 401 && ENDED.has(error.code)) {
-        endSession(error.code);
+        sessionEnded(error.code);
       }
       throw error;
     }
@@ -319,16 +319,21 @@ export function createClient(options) {
     return { scope: pair.scope, sessionId: pair.session_id };
   }
 
-  /** Ends the session at Tokenmint (refresh token and access token) and here. */
-  async function logout() {
-    const headers = { 'content-type': 'application/json' };
-    if (access) headers.authorization = `Bearer ${access.token}`;
-    const body = !cookie && refreshToken ? { refresh_token: refreshToken } : {};
+  /** Forgets this tab's session (and tells the other tabs): it was ended on purpose. */
+  function forget() {
     access = null;
     refreshToken = null;
     sessionId = null;
     ended = true;
     if (channel) channel.postMessage({ type: 'ended', code: 'LOGGED_OUT' });
+  }
+
+  /** Ends the session at Tokenmint (refresh token and access token) and here. */
+  async function logout() {
+    const headers = { 'content-type': 'application/json' };
+    if (access) headers.authorization = `Bearer ${access.token}`;
+    const body = !cookie && refreshToken ? { refresh_token: refreshToken } : {};
+    forget();
     const response = await rawFetch(`${issuer}/api/logout`, {
       method: 'POST',
       credentials,
@@ -392,9 +397,49 @@ export function createClient(options) {
     return (await response.json()).ticket;
   }
 
+  /** The user's live sessions (every page), newest first; `current` marks this one. */
+  async function listSessions() {
+    const sessions = [];
+    let cursor = null;
+    do {
+      const query = cursor ? `?limit=200&cursor=${encodeURIComponent(cursor)}` : '?limit=200';
+      const response = await authorizedFetch(`${issuer}/api/sessions${query}`);
+      if (response.status !== 200) throw await errorOf(response);
+      const page = await response.json();
+      sessions.push(...page.items);
+      cursor = page.next_cursor;
+    } while (cursor);
+    return sessions;
+  }
+
+  /**
+   * Ends one of the user's sessions (its tokens fail at once everywhere). Ending this
+   * tab's own session logs it out here too, as `logout` does.
+   */
+  async function endSession(id) {
+    const response = await authorizedFetch(
+      `${issuer}/api/sessions/${encodeURIComponent(id)}`,
+      { method: 'DELETE' },
+    );
+    if (response.status !== 204) throw await errorOf(response);
+    if (id === sessionId) forget();
+  }
+
+  /** Ends every session of the user but this one; how many it ended. */
+  async function endOtherSessions() {
+    const response = await authorizedFetch(`${issuer}/api/sessions/revoke-others`, {
+      method: 'POST',
+    });
+    if (response.status !== 200) throw await errorOf(response);
+    return (await response.json()).revoked;
+  }
+
   return {
     login,
     logout,
+    listSessions,
+    endSession,
+    endOtherSessions,
     fetch: authorizedFetch,
     getAccessToken,
     onTokenExpired,

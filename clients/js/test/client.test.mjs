@@ -29,6 +29,8 @@ function fakeTokenmint({ cookieMode = false } = {}) {
     refreshBodies: [],
     loginBodies: [],
     tokens: 0,
+    sessions: ['s1', 's2', 's3'], // the user's live sessions, newest first
+    sessionCalls: [],
   };
   const json = (status, body, headers = {}) =>
     new Response(JSON.stringify(body), {
@@ -103,8 +105,36 @@ function fakeTokenmint({ cookieMode = false } = {}) {
       }
       case '/api/logout':
         return new Response(null, { status: 204 });
-      default:
+      case '/api/sessions': {
+        // Pages of two, the cursor the id to start after.
+        const authorization = request.headers.get('authorization');
+        state.sessionCalls.push({ method: request.method, path: url.pathname + url.search, authorization });
+        const after = url.searchParams.get('cursor');
+        const start = after ? state.sessions.indexOf(after) + 1 : 0;
+        const items = state.sessions.slice(start, start + 2).map((id) => ({ id, current: id === 's1' }));
+        const more = start + 2 < state.sessions.length;
+        return json(200, { items, next_cursor: more ? items[1].id : null });
+      }
+      case '/api/sessions/revoke-others': {
+        const authorization = request.headers.get('authorization');
+        state.sessionCalls.push({ method: request.method, path: url.pathname, authorization });
+        const revoked = state.sessions.length - 1;
+        state.sessions = ['s1'];
+        return json(200, { revoked });
+      }
+      default: {
+        const ended = url.pathname.match(/^\/api\/sessions\/([^/]+)$/);
+        if (ended && request.method === 'DELETE') {
+          const authorization = request.headers.get('authorization');
+          state.sessionCalls.push({ method: request.method, path: url.pathname, authorization });
+          if (!state.sessions.includes(ended[1])) {
+            return json(404, { error: 'NOT_FOUND', message: 'no such session' });
+          }
+          state.sessions = state.sessions.filter((id) => id !== ended[1]);
+          return new Response(null, { status: 204 });
+        }
         return json(404, { error: 'NOT_FOUND' });
+      }
     }
   }
   return { fetch, state };
@@ -362,6 +392,35 @@ test('ticket asks with the bearer token and refreshes on TOKEN_EXPIRED', async (
   server.state.expired.add(tok(1));
   assert.equal(await client.ticket('wss://agents.example'), 't-for-wss://agents.example');
   assert.equal(server.state.refreshCalls, 1);
+});
+
+test('listSessions follows every page; endSession and endOtherSessions end what they say', async () => {
+  const server = fakeTokenmint();
+  const issuer = freshIssuer();
+  const client = createClient({ issuer, fetch: server.fetch });
+  await client.login({ username: 'u', password: 'p' });
+  const listed = await client.listSessions();
+  assert.deepEqual(listed.map((s) => s.id), ['s1', 's2', 's3']);
+  assert.deepEqual(listed.map((s) => s.current), [true, false, false]);
+  assert.deepEqual(
+    server.state.sessionCalls.map((c) => c.path),
+    ['/api/sessions?limit=200', '/api/sessions?limit=200&cursor=s2'],
+  );
+
+  await client.endSession('s2');
+  assert.deepEqual(server.state.sessions, ['s1', 's3']);
+  assert.equal(client.loggedIn, true, 'ending another session keeps this one');
+  await assert.rejects(client.endSession('s9'), (e) => e instanceof TokenmintError && e.status === 404 && e.code === 'NOT_FOUND');
+
+  assert.equal(await client.endOtherSessions(), 1);
+  assert.deepEqual(server.state.sessions, ['s1']);
+  assert.ok(
+    server.state.sessionCalls.every((c) => c.authorization === `Bearer ${tok(1)}`),
+    'every call with the bearer token',
+  );
+
+  await client.endSession('s1');
+  assert.equal(client.loggedIn, false, 'ending this session logs this client out');
 });
 
 test('the token goes only to the issuer and the listed origins', async () => {

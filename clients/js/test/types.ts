@@ -1,6 +1,6 @@
 // Type-checked by `npx tsc` (never run): every declaration of index.d.ts in use, as an
 // app would write it. A declaration that drifts from this use fails the check.
-import { createClient, TokenmintError, type TokenmintClient } from '../src/index.js';
+import { createClient, TokenmintError, type Session, type TokenmintClient } from '../src/index.js';
 
 async function app(): Promise<void> {
   const auth: TokenmintClient = createClient({
@@ -25,6 +25,12 @@ async function app(): Promise<void> {
   const fresh: string = await auth.onTokenExpired();
   const ticket: string = await auth.ticket('wss://agents.example', 'read');
   const loggedIn: boolean = auth.loggedIn;
+  const sessions: Session[] = await auth.listSessions();
+  const others = sessions.filter((s) => !s.current);
+  const where: string | null = others.length > 0 ? others[0].user_agent ?? others[0].ip : null;
+  if (others.length > 0) await auth.endSession(others[0].id);
+  const ended: number = await auth.endOtherSessions();
+  console.log(where, ended, sessions[0]?.last_refreshed_at, sessions[0]?.expires_at);
   const onEnded = (event: CustomEvent<{ code: string }>) => console.log(event.detail.code);
   auth.addEventListener('session-ended', onEnded);
   auth.removeEventListener('session-ended', onEnded);
