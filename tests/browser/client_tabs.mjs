@@ -205,6 +205,34 @@ try {
     };
     await context.close();
   }
+  // 5. Sessions and devices: two browsers (contexts) of one user; the first lists both,
+  //    sees which one it is and the other's user agent, and ends the other.
+  {
+    const laptop = await browser.createBrowserContext();
+    const phone = await browser.createBrowserContext();
+    const a = await openTab(laptop, ISSUER, true);
+    const b = await openTab(phone, ISSUER, true);
+    const aSid = await login(a);
+    const earlier = await a.evaluate(() => window.client.endOtherSessions());
+    const bSid = await login(b);
+    const listed = await a.evaluate(() => window.client.listSessions());
+    const userAgent = await b.evaluate(() => navigator.userAgent);
+    await a.evaluate((id) => window.client.endSession(id), bSid);
+    result.sessions = {
+      earlier_ended: earlier,
+      listed: listed.map((s) => ({
+        is_laptop: s.id === aSid,
+        is_phone: s.id === bSid,
+        current: s.current,
+        same_user_agent: s.user_agent === userAgent,
+        ip: s.ip,
+      })),
+      phone_after: await me(b),
+      laptop_after: await me(a),
+    };
+    await laptop.close();
+    await phone.close();
+  }
   console.log(JSON.stringify(result));
 } finally {
   await browser.close();

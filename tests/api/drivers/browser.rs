@@ -510,6 +510,22 @@ async fn the_client_library_keeps_tabs_on_one_session_and_ends_it_once() {
         serde_json::json!(["REFRESH_TOKEN_REUSED"]),
         "once, though the app kept calling"
     );
+
+    // Two browsers of one user: the laptop lists both (newest first: the phone), knows
+    // itself, sees the phone's real user agent, and ends the phone's session.
+    let sessions = &summary["sessions"];
+    assert!(sessions["earlier_ended"].as_u64().unwrap() >= 1, "{sessions}");
+    assert_eq!(
+        sessions["listed"],
+        serde_json::json!([
+            {"is_laptop": false, "is_phone": true, "current": false, "same_user_agent": true, "ip": "127.0.0.1"},
+            {"is_laptop": true, "is_phone": false, "current": true, "same_user_agent": true, "ip": "127.0.0.1"},
+        ]),
+        "{sessions}"
+    );
+    assert_eq!(sessions["phone_after"]["status"], 401, "{sessions}");
+    assert_eq!(sessions["phone_after"]["code"], "TOKEN_REVOKED", "{sessions}");
+    assert_eq!(sessions["laptop_after"]["status"], 200, "{sessions}");
 }
 
 /// The client library's own unit tests (its state machine against a fake server), in
