@@ -258,12 +258,35 @@ impl KnownRoutes {
         Self(routes)
     }
 
+    /// The methods of the documented path `path` is: a concrete path before a template
+    /// (`/api/sessions/revoke-others` is not `/api/sessions/{id}`), as OpenAPI matches.
     fn allowed(&self, path: &str) -> Option<&[Method]> {
-        self.0
-            .iter()
-            .find(|(def, _)| def.is_match(path))
+        let matching = || self.0.iter().filter(|(def, _)| def.is_match(path));
+        matching()
+            .find(|(def, _)| concrete(def))
+            .or_else(|| matching().next())
             .map(|(_, m)| m.as_slice())
     }
+
+    /// Whether `path` is one of the documented paths without parameters.
+    fn is_concrete(&self, path: &str) -> bool {
+        self.0
+            .iter()
+            .any(|(def, _)| concrete(def) && def.is_match(path))
+    }
+}
+
+fn concrete(def: &ResourceDef) -> bool {
+    def.pattern().is_some_and(|p| !p.contains('{'))
+}
+
+/// The guard of a route with a path parameter: a path that is a documented concrete path
+/// is not the template's (`DELETE /api/sessions/revoke-others` is no session id, but the
+/// wrong method on `/api/sessions/revoke-others`: 405), as OpenAPI matches concrete paths
+/// first.
+pub fn not_a_concrete_path(ctx: &actix_web::guard::GuardContext<'_>) -> bool {
+    ctx.app_data::<web::Data<AppState>>()
+        .is_none_or(|state| !state.routes.is_concrete(ctx.head().uri.path()))
 }
 
 /// Unmatched requests: 405 with `Allow` where the path exists, else 404.

@@ -144,7 +144,7 @@ pub async fn list_sessions(
         (status = 503, description = "The database is unavailable; nothing was ended", body = ErrorBody),
     )
 )]
-#[delete("/api/sessions/{id}")]
+#[delete("/api/sessions/{id}", guard = "crate::http::not_a_concrete_path")]
 pub async fn end_session(
     state: web::Data<AppState>,
     holder: SessionHolder,

@@ -693,3 +693,32 @@ async fn a_forged_forwarded_for_from_an_untrusted_peer_changes_no_address_limit_
         .unwrap();
     assert_error(limited, 429, "RATE_LIMITED").await;
 }
+
+#[tokio::test]
+async fn the_concrete_path_wins_over_the_session_id_template() {
+    let app = spawn_app().await;
+    app.create_user("dana", PASSWORD, &[], json!({})).await;
+    let pair = log_in_from(&app, "dana", "Laptop", None).await;
+    // `revoke-others` is no session id: the wrong method there is 405, as for any path.
+    let answer = app
+        .call(
+            Method::DELETE,
+            "/api/sessions/revoke-others",
+            &pair.access_token,
+            None,
+        )
+        .await;
+    let headers = assert_error(answer, 405, "METHOD_NOT_ALLOWED").await;
+    assert_eq!(headers["allow"], "POST");
+    let answer = app
+        .call(
+            Method::PUT,
+            "/api/sessions/some-id",
+            &pair.access_token,
+            None,
+        )
+        .await;
+    let headers = assert_error(answer, 405, "METHOD_NOT_ALLOWED").await;
+    assert_eq!(headers["allow"], "DELETE");
+    assert_eq!(still_works(&app, &pair).await, (200, 200));
+}

@@ -514,7 +514,10 @@ async fn the_client_library_keeps_tabs_on_one_session_and_ends_it_once() {
     // Two browsers of one user: the laptop lists both (newest first: the phone), knows
     // itself, sees the phone's real user agent, and ends the phone's session.
     let sessions = &summary["sessions"];
-    assert!(sessions["earlier_ended"].as_u64().unwrap() >= 1, "{sessions}");
+    assert!(
+        sessions["earlier_ended"].as_u64().unwrap() >= 1,
+        "{sessions}"
+    );
     assert_eq!(
         sessions["listed"],
         serde_json::json!([
@@ -524,7 +527,10 @@ async fn the_client_library_keeps_tabs_on_one_session_and_ends_it_once() {
         "{sessions}"
     );
     assert_eq!(sessions["phone_after"]["status"], 401, "{sessions}");
-    assert_eq!(sessions["phone_after"]["code"], "TOKEN_REVOKED", "{sessions}");
+    assert_eq!(
+        sessions["phone_after"]["code"], "TOKEN_REVOKED",
+        "{sessions}"
+    );
     assert_eq!(sessions["laptop_after"]["status"], 200, "{sessions}");
 }
 
