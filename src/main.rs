@@ -12,6 +12,7 @@ use tokenmint::identity::NewUser;
 use tokenmint::identity::passwords::Password;
 use tokenmint::model::Admin;
 use tokenmint::model::{Claims, Role, Scope, TenantId, Username};
+use tokenmint::sessions::SessionPage;
 use tokenmint::startup::{Application, Services, open_database};
 
 // jemalloc returns freed argon2 blocks (19 MiB each) to the system at once; glibc kept
@@ -45,8 +46,29 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// A user's sessions, as the admin REST API sees them.
+    Sessions {
+        #[command(subcommand)]
+        command: SessionsCommand,
+    },
     /// Print the OpenAPI document.
     Openapi,
+}
+
+#[derive(Subcommand)]
+enum SessionsCommand {
+    /// List a user's live sessions, newest first, one a line: id, login time, last
+    /// refresh (`-` if none), last address, user agent (tab-separated).
+    List {
+        /// The user's id.
+        #[arg(long)]
+        user: uuid::Uuid,
+    },
+    /// End one session (same as DELETE /api/admin/sessions/{id}): its tokens fail at once.
+    End {
+        /// The session id.
+        session: uuid::Uuid,
+    },
 }
 
 #[derive(Subcommand)]
@@ -171,7 +193,53 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}\t{}\t{}", key.kid, key.alg, key.status.as_str());
             }
         }
+        Some(Command::Sessions { command }) => {
+            let services = Services::build(settings, Arc::new(SystemClock)).await?;
+            sessions(&services, command).await?;
+        }
         Some(Command::Openapi) => {}
+    }
+    Ok(())
+}
+
+/// `tokenmint sessions ...`: the admin use cases, as the operator.
+async fn sessions(services: &Services, command: SessionsCommand) -> anyhow::Result<()> {
+    let operator = Admin::operator();
+    match command {
+        SessionsCommand::List { user } => {
+            let mut page = SessionPage {
+                after: None,
+                limit: 200,
+            };
+            loop {
+                let found = services
+                    .sessions
+                    .admin_list(&operator, user, page.clone(), SystemClock.now())
+                    .await?;
+                for s in &found {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}",
+                        s.id,
+                        s.created_at.to_rfc3339(),
+                        s.last_refreshed_at
+                            .map_or("-".to_owned(), |t| t.to_rfc3339()),
+                        s.last_ip.as_deref().unwrap_or("-"),
+                        s.user_agent.as_deref().unwrap_or("-"),
+                    );
+                }
+                match found.last() {
+                    Some(last) if found.len() == 200 => page.after = Some(last.position()),
+                    _ => break,
+                }
+            }
+        }
+        SessionsCommand::End { session } => {
+            services
+                .sessions
+                .admin_end(&operator, session, SystemClock.now())
+                .await?;
+            eprintln!("session {session} ended");
+        }
     }
     Ok(())
 }

@@ -44,6 +44,21 @@ fn ids(sessions: &[Value]) -> Vec<&str> {
     sessions.iter().map(|s| s["id"].as_str().unwrap()).collect()
 }
 
+const OWN: &str = "/api/sessions";
+const ADMIN: &str = "/api/admin/sessions";
+
+/// `DELETE <route>/<id>`: a user ending their session (`OWN`) or an admin (`ADMIN`).
+async fn end(app: &TestApp, route: &str, id: &str, credential: &str) -> reqwest::Response {
+    app.call(Method::DELETE, &format!("{route}/{id}"), credential, None)
+        .await
+}
+
+/// `POST /api/sessions/revoke-others`.
+async fn revoke_others(app: &TestApp, access: &str) -> reqwest::Response {
+    app.call(Method::POST, "/api/sessions/revoke-others", access, None)
+        .await
+}
+
 /// `/api/me` with the access token and a refresh with the refresh token: both statuses.
 async fn still_works(app: &TestApp, pair: &Pair) -> (u16, u16) {
     let me = app.get_me(&pair.access_token).await.status().as_u16();
@@ -126,14 +141,7 @@ async fn ending_one_session_ends_its_tokens_at_once_and_leaves_the_other() {
     let laptop = log_in_from(&app, "dana", "Laptop", None).await;
     let phone = log_in_from(&app, "dana", "Phone", None).await;
 
-    let ended = app
-        .call(
-            Method::DELETE,
-            &format!("/api/sessions/{}", laptop.session_id),
-            &phone.access_token,
-            None,
-        )
-        .await;
+    let ended = end(&app, OWN, &laptop.session_id, &phone.access_token).await;
     assert_eq!(ended.status(), 204);
     assert_ended(&app, &laptop).await;
     assert_eq!(still_works(&app, &phone).await, (200, 200));
@@ -141,25 +149,11 @@ async fn ending_one_session_ends_its_tokens_at_once_and_leaves_the_other() {
     assert_eq!(ids(&listed), [&phone.session_id]);
 
     // Ended is ended: again, 404.
-    let again = app
-        .call(
-            Method::DELETE,
-            &format!("/api/sessions/{}", laptop.session_id),
-            &phone.access_token,
-            None,
-        )
-        .await;
+    let again = end(&app, OWN, &laptop.session_id, &phone.access_token).await;
     assert_error(again, 404, "NOT_FOUND").await;
 
     // The current session may end itself: its token is refused from the answer on.
-    let own = app
-        .call(
-            Method::DELETE,
-            &format!("/api/sessions/{}", phone.session_id),
-            &phone.access_token,
-            None,
-        )
-        .await;
+    let own = end(&app, OWN, &phone.session_id, &phone.access_token).await;
     assert_eq!(own.status(), 204);
     assert_error(app.get_me(&phone.access_token).await, 401, "TOKEN_REVOKED").await;
 }
@@ -177,14 +171,7 @@ async fn another_users_session_is_404_and_stays_untouched() {
         "00000000-0000-4000-8000-000000000000",
         "not-a-session",
     ] {
-        let answer = app
-            .call(
-                Method::DELETE,
-                &format!("/api/sessions/{id}"),
-                &eve.access_token,
-                None,
-            )
-            .await;
+        let answer = end(&app, OWN, id, &eve.access_token).await;
         assert_error(answer, 404, "NOT_FOUND").await;
     }
     assert_eq!(still_works(&app, &dana).await, (200, 200));
@@ -205,14 +192,7 @@ async fn revoke_others_ends_every_session_but_the_current_one() {
     }
     let phone = log_in_from(&app, "dana", "Phone", None).await;
 
-    let answer = app
-        .call(
-            Method::POST,
-            "/api/sessions/revoke-others",
-            &phone.access_token,
-            None,
-        )
-        .await;
+    let answer = revoke_others(&app, &phone.access_token).await;
     assert_eq!(answer.status(), 200);
     assert_eq!(answer.json::<Value>().await.unwrap(), json!({"revoked": 2}));
     for other in &others {
@@ -224,14 +204,7 @@ async fn revoke_others_ends_every_session_but_the_current_one() {
         [phone.session_id.as_str()]
     );
 
-    let again = app
-        .call(
-            Method::POST,
-            "/api/sessions/revoke-others",
-            &phone.access_token,
-            None,
-        )
-        .await;
+    let again = revoke_others(&app, &phone.access_token).await;
     assert_eq!(again.json::<Value>().await.unwrap(), json!({"revoked": 0}));
 }
 
@@ -247,12 +220,7 @@ async fn revoke_others_in_a_burst_of_logins_ends_exactly_what_it_counts() {
     // Logins racing the revoke-others: each is either counted and ended, or after it
     // and left alone; never ended without being counted, nor counted and left.
     let logins = (0..6).map(|_| log_in_from(&app, "dana", "During", None));
-    let revoke = app.call(
-        Method::POST,
-        "/api/sessions/revoke-others",
-        &keeper.access_token,
-        None,
-    );
+    let revoke = revoke_others(&app, &keeper.access_token);
     let (during, answer) = tokio::join!(futures_util::future::join_all(logins), revoke);
     assert_eq!(answer.status(), 200);
     let revoked = answer.json::<Value>().await.unwrap()["revoked"]
@@ -349,37 +317,8 @@ async fn the_session_routes_need_a_users_access_token() {
         assert_error(by_key, 401, "AUTHENTICATION_FAILED").await;
     }
     // A client's own token (client credentials) has no sessions.
-    let client = app
-        .call(
-            Method::POST,
-            "/api/admin/clients",
-            &admin,
-            Some(json!({"name": "worker", "type": "confidential",
-                        "grant_types": ["client_credentials"], "scopes": ["jobs"]})),
-        )
-        .await;
-    assert_eq!(client.status(), 201);
-    let client: Value = client.json().await.unwrap();
-    let token: Value = app
-        .token_request(
-            &[("grant_type", "client_credentials")],
-            Some((
-                client["client_id"].as_str().unwrap(),
-                client["client_secret"].as_str().unwrap(),
-            )),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let by_client = app
-        .call(
-            Method::GET,
-            "/api/sessions",
-            token["access_token"].as_str().unwrap(),
-            None,
-        )
-        .await;
+    let token = app.client_credentials_token(&admin, None).await;
+    let by_client = app.call(Method::GET, "/api/sessions", &token, None).await;
     assert_error(by_client, 403, "INSUFFICIENT_PERMISSIONS").await;
 }
 
@@ -417,14 +356,7 @@ async fn admins_list_and_end_a_users_sessions_and_are_audited() {
     );
     assert_eq!(page["items"][1]["user_agent"], "Laptop");
 
-    let ended = app
-        .call(
-            Method::DELETE,
-            &format!("/api/admin/sessions/{}", laptop.session_id),
-            &admin,
-            None,
-        )
-        .await;
+    let ended = end(&app, ADMIN, &laptop.session_id, &admin).await;
     assert_eq!(ended.status(), 204);
     assert_ended(&app, &laptop).await;
     assert_eq!(still_works(&app, &phone).await, (200, 200));
@@ -432,14 +364,7 @@ async fn admins_list_and_end_a_users_sessions_and_are_audited() {
         item_ids(&app.get_json(&path, &admin).await),
         [phone.session_id.as_str()]
     );
-    let again = app
-        .call(
-            Method::DELETE,
-            &format!("/api/admin/sessions/{}", laptop.session_id),
-            &admin,
-            None,
-        )
-        .await;
+    let again = end(&app, ADMIN, &laptop.session_id, &admin).await;
     assert_error(again, 404, "NOT_FOUND").await;
     let nobody = app
         .call(
@@ -520,15 +445,8 @@ async fn tenant_admins_reach_only_their_tenants_sessions_and_users_none() {
         )
         .await;
     assert_error(list, 404, "NOT_FOUND").await;
-    let end = app
-        .call(
-            Method::DELETE,
-            &format!("/api/admin/sessions/{}", dana.session_id),
-            &boss,
-            None,
-        )
-        .await;
-    assert_error(end, 404, "NOT_FOUND").await;
+    let ended = end(&app, ADMIN, &dana.session_id, &boss).await;
+    assert_error(ended, 404, "NOT_FOUND").await;
     assert_eq!(still_works(&app, &dana).await, (200, 200));
 
     // A plain user: 403 on both admin routes, and nothing ends.
@@ -542,18 +460,9 @@ async fn tenant_admins_reach_only_their_tenants_sessions_and_users_none() {
         )
         .await;
     assert_error(list, 403, "INSUFFICIENT_PERMISSIONS").await;
-    let end = app
-        .call(
-            Method::DELETE,
-            &format!(
-                "/api/admin/sessions/{}",
-                worker_login["session_id"].as_str().unwrap()
-            ),
-            plain,
-            None,
-        )
-        .await;
-    assert_error(end, 403, "INSUFFICIENT_PERMISSIONS").await;
+    let worker_session = worker_login["session_id"].as_str().unwrap();
+    let ended = end(&app, ADMIN, worker_session, plain).await;
+    assert_error(ended, 403, "INSUFFICIENT_PERMISSIONS").await;
     assert_eq!(
         app.get_me(worker_login["access_token"].as_str().unwrap())
             .await

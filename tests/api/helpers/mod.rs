@@ -442,6 +442,40 @@ impl TestApp {
         request.send().await.expect("request")
     }
 
+    /// Registers a confidential client with only `client_credentials` in `tenant` (none:
+    /// the admin's) and returns its own access token (no password hash on the way).
+    pub async fn client_credentials_token(&self, admin: &str, tenant: Option<&str>) -> String {
+        let mut body = json!({"name": "worker", "type": "confidential",
+                              "grant_types": ["client_credentials"], "scopes": []});
+        if let Some(tenant) = tenant {
+            body["tenant"] = json!(tenant);
+        }
+        let created = self
+            .call(
+                reqwest::Method::POST,
+                "/api/admin/clients",
+                admin,
+                Some(body),
+            )
+            .await;
+        assert_eq!(created.status(), 201, "client registered");
+        let client: Value = created.json().await.expect("json");
+        let answer = self
+            .token_request(
+                &[("grant_type", "client_credentials")],
+                Some((
+                    client["client_id"].as_str().expect("client_id"),
+                    client["client_secret"].as_str().expect("client_secret"),
+                )),
+            )
+            .await;
+        assert_eq!(answer.status(), 200, "client credentials");
+        answer.json::<Value>().await.expect("json")["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned()
+    }
+
     /// Creates a tenant as the default admin and returns its id.
     pub async fn create_tenant(&self, admin: &str, id: &str) {
         let created = self

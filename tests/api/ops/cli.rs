@@ -115,3 +115,81 @@ fn keys_rotate_refuses_to_skip_pre_publication() {
         "{stderr}"
     );
 }
+
+/// `tokenmint sessions list --user` and `tokenmint sessions end`: the admin use cases at
+/// the command line, against a running service's database (and Redis, when the tests
+/// have one).
+#[tokio::test]
+async fn sessions_are_listed_and_ended_from_the_command_line() {
+    use base64::Engine as _;
+    let app = crate::helpers::spawn_app().await;
+    let user = app
+        .create_user("dana", "dana-password", &[], serde_json::json!({}))
+        .await;
+    let laptop = app.log_in("dana", "dana-password").await;
+    let phone = app.log_in("dana", "dana-password").await;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = &app.services.settings;
+    let run = |args: Vec<String>| {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .current_dir(dir.path())
+            .env_clear()
+            .env("TOKENMINT_LOG", "warn")
+            .env("TOKENMINT_DATABASE_URL", app.database_url())
+            .env("TOKENMINT_ISSUER", &settings.issuer)
+            .env("TOKENMINT_REDIS_PREFIX", &settings.redis_prefix)
+            .env(
+                "TOKENMINT_KEY_ENCRYPTION_KEY",
+                base64::engine::general_purpose::STANDARD.encode(crate::helpers::TEST_KEK),
+            );
+        if let Some(redis) = crate::helpers::non_empty_env("TOKENMINT_TEST_REDIS_URL") {
+            command.env("TOKENMINT_REDIS_URL", redis);
+        }
+        let out = command.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let listed = run(vec![
+        "sessions".into(),
+        "list".into(),
+        "--user".into(),
+        user.id.to_string(),
+    ]);
+    let ids: Vec<&str> = listed
+        .lines()
+        .map(|line| line.split('\t').next().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{listed}");
+    assert!(ids.contains(&laptop.session_id.as_str()), "{listed}");
+    assert!(ids.contains(&phone.session_id.as_str()), "{listed}");
+
+    run(vec![
+        "sessions".into(),
+        "end".into(),
+        laptop.session_id.clone(),
+    ]);
+    // The refresh token is refused at once (the database says so); the access token as
+    // soon as the service has heard, which it does within a second without Redis (it
+    // polls the database's revocation generation) and before the command ends with it.
+    assert_eq!(app.post_refresh(laptop.refresh()).await.status(), 401);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.get_me(&laptop.access_token).await.status() == 200 {
+        assert!(std::time::Instant::now() < deadline, "never refused");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.get_me(&phone.access_token).await.status(), 200);
+    let listed = run(vec![
+        "sessions".into(),
+        "list".into(),
+        "--user".into(),
+        user.id.to_string(),
+    ]);
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(listed.starts_with(&phone.session_id), "{listed}");
+}

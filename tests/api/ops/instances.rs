@@ -297,33 +297,7 @@ async fn tenant_and_api_key_disable_on_one_instance_are_refused_by_the_other_at_
         // its client-credentials token is the tenant's.
         let tenant = format!("t{round}");
         a.create_tenant(&admin, &tenant).await;
-        let client: Value = a
-            .call(
-                Method::POST,
-                "/api/admin/clients",
-                &admin,
-                Some(
-                    json!({"name": "rounds", "type": "confidential", "tenant": tenant,
-                            "grant_types": ["client_credentials"], "scopes": []}),
-                ),
-            )
-            .await
-            .json()
-            .await
-            .unwrap();
-        let token: Value = b
-            .token_request(
-                &[("grant_type", "client_credentials")],
-                Some((
-                    client["client_id"].as_str().unwrap(),
-                    client["client_secret"].as_str().unwrap(),
-                )),
-            )
-            .await
-            .json()
-            .await
-            .unwrap();
-        let token = token["access_token"].as_str().unwrap();
+        let token = &b.client_credentials_token(&admin, Some(&tenant)).await;
         assert!(active_on(&b, &introspector, token).await, "before");
         let disabled = a
             .call(
