@@ -1,10 +1,11 @@
 //! Credentials and bodies from requests.
 
-use std::future::{Ready, ready};
+use std::future::{Future, Ready, ready};
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpMessage as _, HttpRequest, web};
+use chrono::{DateTime, Utc};
 use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 
@@ -150,6 +151,25 @@ fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
         .ok_or_else(|| ApiError::internal("application state is not registered"))
 }
 
+/// The work of an authenticating extractor: the state, the request and the time it
+/// arrived, handed to the domain call that decides who the caller is.
+fn authenticating<T, F, Fut>(
+    req: &HttpRequest,
+    call: F,
+) -> LocalBoxFuture<'static, Result<T, ApiError>>
+where
+    T: 'static,
+    F: FnOnce(web::Data<AppState>, HttpRequest, DateTime<Utc>) -> Fut + 'static,
+    Fut: Future<Output = Result<T, Error>> + 'static,
+{
+    let req = req.clone();
+    Box::pin(async move {
+        let state = state(&req)?;
+        let now = state.clock.now();
+        Ok(call(state, req, now).await?)
+    })
+}
+
 /// The authenticated caller, as a handler argument. List it before any body argument:
 /// actix extracts arguments in order, so an unauthenticated caller gets 401 before the
 /// body is even read.
@@ -158,15 +178,12 @@ impl FromRequest for Caller {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            let state = state(&req)?;
+        authenticating(req, |state, req, now| async move {
             let presented = presented(&req)?;
-            let now = state.clock.now();
-            Ok(state
+            state
                 .authenticator
                 .authenticate(presented, client_ip(&req), now)
-                .await?)
+                .await
         })
     }
 }
@@ -178,9 +195,7 @@ impl FromRequest for Admin {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            let state = state(&req)?;
+        authenticating(req, |state, req, now| async move {
             let presented = presented(&req)?;
             // The route as documented (`/api/admin/users/{id}`): never an id or a query.
             let route = format!(
@@ -188,11 +203,10 @@ impl FromRequest for Admin {
                 req.method(),
                 req.match_pattern().unwrap_or_else(|| req.path().to_owned())
             );
-            let now = state.clock.now();
-            Ok(state
+            state
                 .authenticator
                 .admin(presented, client_ip(&req), route, now)
-                .await?)
+                .await
         })
     }
 }
@@ -204,16 +218,13 @@ impl FromRequest for SessionHolder {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            let state = state(&req)?;
+        authenticating(req, |state, req, now| async move {
             let token = BearerToken::optional(&req)?
                 .ok_or(Error::refused(Credential::AccessToken, Refusal::Missing))?;
-            let now = state.clock.now();
-            Ok(state
+            state
                 .authenticator
                 .session_holder(&token.0, client_ip(&req), now)
-                .await?)
+                .await
         })
     }
 }
