@@ -88,6 +88,28 @@ impl std::fmt::Display for ScopeLimit {
     }
 }
 
+/// Where a DPoP problem was met: a token endpoint answers 400 with a body, a resource
+/// 401 with a `DPoP` challenge (RFC 9449 sections 5 and 7.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// `/api/login`, `/api/refresh-token`, `/oauth/token`.
+    TokenEndpoint,
+    /// Everything that takes an access token.
+    Resource,
+}
+
+/// What is wrong with a request's DPoP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DpopProblem {
+    /// The proof breaks a rule (the text says which), or was used before.
+    Invalid(&'static str),
+    /// Nonces are required and the proof carries no current one.
+    UseNonce,
+    /// A token bound to a key came without a matching proof (as `Bearer`, say), or an
+    /// unbound one came as `DPoP`.
+    Binding(&'static str),
+}
+
 /// The one error of every use case.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -114,6 +136,14 @@ pub enum Error {
     /// The audience is not one the client may ask for.
     #[error("the audience is not one the client may ask for")]
     AudienceNotAllowed,
+    /// A DPoP proof or binding problem, met at `door`.
+    #[error("DPoP: {problem:?}")]
+    Dpop {
+        /// What.
+        problem: DpopProblem,
+        /// Where.
+        door: Door,
+    },
     /// The named thing does not exist (or is not visible to the caller).
     #[error("no such {0}")]
     NotFound(&'static str),
@@ -171,6 +201,13 @@ impl Error {
             Self::GrantNotAllowed => "the client may not use this grant".into(),
             Self::ScopeNotAllowed(limit) => limit.to_string().into(),
             Self::AudienceNotAllowed => "the audience is not one the client may ask for".into(),
+            Self::Dpop { problem, .. } => match problem {
+                DpopProblem::Invalid(reason) | DpopProblem::Binding(reason) => (*reason).into(),
+                DpopProblem::UseNonce => {
+                    "a DPoP proof with the server's current nonce is required (see DPoP-Nonce)"
+                        .into()
+                }
+            },
             Self::NotFound(what) => format!("no such {what}").into(),
             Self::RateLimited { .. } => "too many attempts; try again later".into(),
             Self::Busy { .. } => "too many logins at once; try again in a moment".into(),

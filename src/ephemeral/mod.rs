@@ -8,8 +8,10 @@
 //! | revocation list | `revocation-list` (hash), `revocation-list:changes` (channel) | merge, waiting, take-lease, purge | `MemoryList` | `revocation` |
 //! | login counters | `ratelimit:login:<key>` | count, release, throttle | bounded map | `identity::rate_limit` |
 //! | ticket marks | `ticket:<jti>` (`SET NX PX`) | none | the `ticket_redemptions` table | `tickets` |
+//! | DPoP proofs seen | `dpop:<hash of key, method, URL, jti>` (`SET NX PX`) | none | bounded map | `dpop` |
 
 mod connection;
+pub mod dpop_replay;
 pub mod login_counters;
 pub mod revocation_list;
 pub mod ticket_marks;
@@ -62,5 +64,10 @@ impl Keys {
     /// The mark of a redeemed ticket.
     pub fn ticket_mark(&self, jti: &str) -> String {
         format!("{}ticket:{jti}", self.prefix)
+    }
+
+    /// The mark of a DPoP proof seen (`digest`: of its key, method, URL and `jti`).
+    pub fn dpop_proof(&self, digest: &str) -> String {
+        format!("{}dpop:{digest}", self.prefix)
     }
 }

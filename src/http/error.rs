@@ -13,7 +13,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::{BoxError, Credential, Error, ErrorChain, Refusal};
+use crate::error::{BoxError, Credential, Door, DpopProblem, Error, ErrorChain, Refusal};
 
 /// Machine-readable error codes of API.md.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -31,6 +31,10 @@ pub enum ErrorCode {
     RefreshTokenReused,
     /// Authenticated, but lacks the role or scope.
     InsufficientPermissions,
+    /// A DPoP proof breaks a rule of RFC 9449 (400 at token endpoints, 401 at resources).
+    InvalidDpopProof,
+    /// A DPoP proof must carry the server's current nonce, sent in `DPoP-Nonce`.
+    UseDpopNonce,
     /// No such resource.
     NotFound,
     /// The resource exists, the method does not.
@@ -55,7 +59,9 @@ impl ErrorCode {
     /// The HTTP status of this code.
     pub fn status(self) -> StatusCode {
         match self {
-            Self::InvalidRequest => StatusCode::BAD_REQUEST,
+            Self::InvalidRequest | Self::InvalidDpopProof | Self::UseDpopNonce => {
+                StatusCode::BAD_REQUEST
+            }
             Self::AuthenticationFailed
             | Self::TokenExpired
             | Self::TokenRevoked
@@ -83,7 +89,7 @@ pub struct ErrorBody {
     pub message: String,
 }
 
-/// How a 401 challenges the client (RFC 6750 section 3).
+/// How a 401 challenges the client (RFC 6750 section 3, RFC 9449 section 7.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Challenge {
     None,
@@ -91,6 +97,8 @@ enum Challenge {
     Bearer,
     /// A presented bearer token was refused.
     InvalidToken,
+    /// A DPoP error at a resource: `DPoP error="<this>", algs="ES256 EdDSA"`.
+    Dpop(&'static str),
 }
 
 /// An error answered to an HTTP client.
@@ -102,6 +110,8 @@ pub struct ApiError {
     challenge: Challenge,
     retry_after_secs: Option<u64>,
     allow: Option<String>,
+    /// A status other than the code's own (a DPoP proof refused at a resource: 401).
+    code_status: Option<StatusCode>,
 }
 
 impl std::fmt::Display for ApiError {
@@ -120,6 +130,7 @@ impl ApiError {
             challenge: Challenge::None,
             retry_after_secs: None,
             allow: None,
+            code_status: None,
         }
     }
 
@@ -194,7 +205,7 @@ fn set_retry_after(
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.code.status()
+        self.code_status.unwrap_or_else(|| self.code.status())
     }
 
     fn error_response(&self) -> HttpResponse {
@@ -218,6 +229,13 @@ impl ResponseError for ApiError {
             Challenge::InvalidToken => {
                 response
                     .insert_header((header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#));
+            }
+            Challenge::Dpop(error) => {
+                let algs = crate::dpop::ALGS.join(" ");
+                let value = format!(r#"DPoP error="{error}", algs="{algs}""#);
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    response.insert_header((header::WWW_AUTHENTICATE, value));
+                }
             }
         }
         set_retry_after(&mut response, status, self.retry_after_secs);
@@ -279,6 +297,27 @@ impl From<Error> for ApiError {
             }
             Error::Forbidden(_) | Error::GrantNotAllowed => {
                 Self::new(ErrorCode::InsufficientPermissions, message)
+            }
+            Error::Dpop { problem, door } => {
+                let (code, challenge) = match problem {
+                    DpopProblem::Invalid(_) => (ErrorCode::InvalidDpopProof, "invalid_dpop_proof"),
+                    DpopProblem::UseNonce => (ErrorCode::UseDpopNonce, "use_dpop_nonce"),
+                    DpopProblem::Binding(_) => (ErrorCode::AuthenticationFailed, "invalid_token"),
+                };
+                match (door, problem) {
+                    // A token endpoint answers a proof's problem in the body (400); a
+                    // binding refused there is a refused refresh token (401).
+                    (Door::TokenEndpoint, DpopProblem::Binding(_)) => {
+                        Self::new(ErrorCode::AuthenticationFailed, message)
+                    }
+                    (Door::TokenEndpoint, _) => Self::new(code, message),
+                    (Door::Resource, _) => {
+                        let mut error = Self::new(code, message);
+                        error.code_status = Some(StatusCode::UNAUTHORIZED);
+                        error.challenge = Challenge::Dpop(challenge);
+                        error
+                    }
+                }
             }
             Error::NotFound(_) => Self::new(ErrorCode::NotFound, message),
             Error::Conflict {
@@ -376,6 +415,11 @@ impl From<Error> for OAuthError {
             }
             Error::ScopeNotAllowed(_) => ("invalid_scope", StatusCode::BAD_REQUEST),
             Error::AudienceNotAllowed => ("invalid_target", StatusCode::BAD_REQUEST),
+            Error::Dpop { problem, .. } => match problem {
+                DpopProblem::Invalid(_) => ("invalid_dpop_proof", StatusCode::BAD_REQUEST),
+                DpopProblem::UseNonce => ("use_dpop_nonce", StatusCode::BAD_REQUEST),
+                DpopProblem::Binding(_) => ("invalid_grant", StatusCode::BAD_REQUEST),
+            },
             Error::Invalid(_) | Error::NotFound(_) | Error::Conflict { .. } => {
                 ("invalid_request", StatusCode::BAD_REQUEST)
             }
