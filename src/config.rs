@@ -66,6 +66,8 @@ pub struct Settings {
     pub cookie_secure: bool,
     /// Refresh tokens always travel in the HttpOnly cookie, never in bodies (`TOKENMINT_COOKIE_MODE`).
     pub cookie_mode: bool,
+    /// Require DPoP proofs to carry the server's current nonce (`TOKENMINT_DPOP_NONCE`).
+    pub dpop_nonce: bool,
     /// Exact origins allowed by CORS (`TOKENMINT_CORS_ORIGINS`).
     pub cors_origins: Vec<String>,
     /// Logins wait for a hashing thread at most about this long; beyond it they get 503
@@ -192,6 +194,7 @@ impl Settings {
             jwks_max_age: vars.duration("TOKENMINT_JWKS_MAX_AGE", 5 * MINUTE, SECOND, DAY)?,
             cookie_secure: vars.flag("TOKENMINT_COOKIE_SECURE", true)?,
             cookie_mode: vars.flag("TOKENMINT_COOKIE_MODE", false)?,
+            dpop_nonce: vars.flag("TOKENMINT_DPOP_NONCE", false)?,
             cors_origins: vars.list("TOKENMINT_CORS_ORIGINS", parse_origins)?,
             ticket_audiences: vars.list("TOKENMINT_TICKET_AUDIENCES", parse_audiences)?,
             ticket_ttl: vars.duration("TOKENMINT_TICKET_TTL", 30 * SECOND, SECOND, 5 * MINUTE)?,

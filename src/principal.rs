@@ -12,17 +12,59 @@ use uuid::Uuid;
 
 use crate::api_keys::{ApiKeySecret, ApiKeys, AuthenticatedKey, KeyCheck};
 use crate::audit::{Action, Audit, AuditEvent, Outcome};
-use crate::error::{Credential, Error, Refusal};
+use crate::dpop::{self, Dpop};
+use crate::error::{Credential, Door, DpopProblem, Error, Refusal};
 use crate::model::{Actor, Admin};
 use crate::model::{Role, Scope, TenantId, has_admin_role, has_admin_scope};
 use crate::revocation::{Revocations, Revoked, TokenIds};
 use crate::tokens::access::{AccessClaims, TokenService};
 
+/// How an access token is presented (RFC 6750, RFC 9449 section 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// `Authorization: Bearer <token>`.
+    Bearer,
+    /// `Authorization: DPoP <token>`, with a proof in the `DPoP` header.
+    Dpop,
+}
+
+/// An access token as a request presents it, with the request's DPoP proof if any.
+#[derive(Clone)]
+pub struct AccessToken {
+    /// The token.
+    pub token: String,
+    /// Its scheme.
+    pub scheme: Scheme,
+    /// The `DPoP` header, with the request's method and path.
+    pub proof: Option<dpop::Presented>,
+}
+
+impl AccessToken {
+    /// A token sent as `Bearer`, without a proof (a form field, say).
+    pub fn bearer(token: impl Into<String>) -> Self {
+        Self {
+            token: token.into(),
+            scheme: Scheme::Bearer,
+            proof: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("token", &"[redacted]")
+            .field("scheme", &self.scheme)
+            .field("proof", &self.proof)
+            .finish()
+    }
+}
+
 /// A credential as presented, before anything is checked.
 #[derive(Default)]
 pub struct Presented {
-    /// `Authorization: Bearer ...`.
-    pub bearer: Option<String>,
+    /// `Authorization: Bearer ...` (or `DPoP ...`).
+    pub bearer: Option<AccessToken>,
     /// `X-API-Key` (or `?key=`).
     pub api_key: Option<String>,
 }
@@ -46,11 +88,15 @@ impl Presented {
             Self {
                 bearer: Some(bearer),
                 api_key,
-            } if bearer.starts_with(ApiKeySecret::PREFIX) => match api_key {
+            } if bearer.token.starts_with(ApiKeySecret::PREFIX) => match api_key {
                 Some(_) => Err(Error::refused(Credential::Caller, Refusal::Ambiguous)),
+                None if bearer.scheme == Scheme::Dpop => Err(Error::Dpop {
+                    problem: DpopProblem::Binding("an API key is not a DPoP access token"),
+                    door: Door::Resource,
+                }),
                 None => Ok(Self {
                     bearer: None,
-                    api_key: Some(bearer),
+                    api_key: Some(bearer.token),
                 }),
             },
             other => Ok(other),
@@ -186,6 +232,7 @@ pub struct Authenticator {
     revocations: Arc<Revocations>,
     api_keys: Arc<ApiKeys>,
     audit: Arc<Audit>,
+    dpop: Arc<Dpop>,
 }
 
 impl Authenticator {
@@ -195,18 +242,34 @@ impl Authenticator {
         revocations: Arc<Revocations>,
         api_keys: Arc<ApiKeys>,
         audit: Arc<Audit>,
+        dpop: Arc<Dpop>,
     ) -> Self {
         Self {
             tokens,
             revocations,
             api_keys,
             audit,
+            dpop,
         }
     }
 
-    /// The use case of `GET /api/me`: a verified access token that is not revoked. If the
-    /// revocation list cannot be read, the answer is `UNAVAILABLE`: never a guess.
+    /// The use case of `GET /api/me`: a verified access token, presented as its binding
+    /// requires, that is not revoked. If the revocation list cannot be read, the answer
+    /// is `UNAVAILABLE`: never a guess.
     pub async fn access_token(
+        &self,
+        presented: &AccessToken,
+        now: DateTime<Utc>,
+    ) -> Result<AccessClaims, Error> {
+        let claims = self.tokens.verify(&presented.token, now)?;
+        self.check_binding(&claims, presented, now).await?;
+        self.not_revoked(claims, now).await
+    }
+
+    /// A verified, unrevoked access token that arrived as a parameter (token exchange's
+    /// `subject_token`), not as the request's credential: its binding, if any, is the
+    /// caller's to enforce.
+    pub async fn subject_token(
         &self,
         token: &str,
         now: DateTime<Utc>,
@@ -215,12 +278,50 @@ impl Authenticator {
         self.not_revoked(claims, now).await
     }
 
+    /// A token bound to a key (`cnf.jkt`) is accepted only as `DPoP` with a proof by that
+    /// key for this request and this token (`ath`); an unbound one only as `Bearer`
+    /// (RFC 9449 section 7.1). A proof beside a `Bearer` token is ignored.
+    async fn check_binding(
+        &self,
+        claims: &AccessClaims,
+        presented: &AccessToken,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let refused = |why: &'static str| Error::Dpop {
+            problem: DpopProblem::Binding(why),
+            door: Door::Resource,
+        };
+        match (claims.bound_to(), presented.scheme, &presented.proof) {
+            (None, Scheme::Bearer, _) => Ok(()),
+            (None, Scheme::Dpop, _) => Err(refused(
+                "this access token is not bound to a key: send it as Bearer",
+            )),
+            (Some(_), Scheme::Bearer, _) => Err(refused(
+                "this access token is bound to a key: send it as DPoP, with a proof",
+            )),
+            (Some(_), Scheme::Dpop, None) => Err(refused("a DPoP access token needs a DPoP proof")),
+            (Some(bound), Scheme::Dpop, Some(proof)) => {
+                let key = self
+                    .dpop
+                    .check(proof, Door::Resource, Some(&presented.token), now)
+                    .await?;
+                if key == bound {
+                    Ok(())
+                } else {
+                    Err(refused(
+                        "the DPoP proof is not by the key the token is bound to",
+                    ))
+                }
+            }
+        }
+    }
+
     /// The first step of the routes of a user's own sessions: a verified, unrevoked access
     /// token of a user's session. A client's own token (client credentials) has none:
     /// `INSUFFICIENT_PERMISSIONS`.
     pub async fn session_holder(
         &self,
-        token: &str,
+        token: &AccessToken,
         ip: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<SessionHolder, Error> {
@@ -283,7 +384,10 @@ impl Authenticator {
             },
             Err(refused) => refused,
         };
-        if matches!(error, Error::Unauthenticated { .. } | Error::Forbidden(_)) {
+        if matches!(
+            error,
+            Error::Unauthenticated { .. } | Error::Forbidden(_) | Error::Dpop { .. }
+        ) {
             let key = format!(
                 "admin.refused|{actor}|{route}|{}",
                 ip.as_deref().unwrap_or("")
@@ -314,8 +418,8 @@ impl Authenticator {
         // A key refused as a bearer token is a refused bearer token (RFC 6750 challenge).
         let key_credential = if presented
             .bearer
-            .as_deref()
-            .is_some_and(|b| b.starts_with(ApiKeySecret::PREFIX))
+            .as_ref()
+            .is_some_and(|b| b.token.starts_with(ApiKeySecret::PREFIX))
         {
             Credential::BearerApiKey
         } else {

@@ -16,6 +16,8 @@ use crate::api_keys::ApiKeys;
 use crate::audit::Audit;
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::dpop::{Dpop, Nonces};
+use crate::ephemeral::dpop_replay::DpopReplay;
 use crate::ephemeral::ticket_marks::TicketMarks;
 use crate::ephemeral::{Keys, LazyRedis};
 use crate::error::Error;
@@ -33,7 +35,7 @@ use crate::oauth::OAuth;
 use crate::oauth::clients::Clients;
 use crate::principal::Authenticator;
 use crate::revocation::{RevocationError, Revocations};
-use crate::sessions::{RefreshKey, Sessions};
+use crate::sessions::{RefreshKey, Sessions, SessionsParts};
 use crate::store::startup_lock::StartupLock;
 use crate::store::{DatabaseUrl, Db, StoreError};
 use crate::tenancy::Tenants;
@@ -196,7 +198,12 @@ impl Services {
         let settings = Arc::new(settings);
         let db = open_database(&settings).await?;
         let redis = connect_redis(&settings).await?;
-        let (revocations, limiter, redemptions) = shared_state(&db, redis.as_ref(), &settings);
+        let SharedState {
+            revocations,
+            limiter,
+            redemptions,
+            dpop_replay,
+        } = shared_state(&db, redis.as_ref(), &settings);
         let revocations = Arc::new(revocations);
         if let Err(error) = revocations.refill(clock.now()).await {
             tracing::warn!(%error, "revocation list not reachable at start; checks answer 503 until it is");
@@ -204,6 +211,11 @@ impl Services {
         let kek = key_encryption_key(&settings)?;
         let refresh_key = RefreshKey::new(&*kek.derive(b"refresh-token")?);
         let devices = DeviceKey::new(&*kek.derive(b"device-proof")?);
+        let nonces = match settings.dpop_nonce {
+            true => Some(Nonces::new(&*kek.derive(b"dpop-nonce")?)),
+            false => None,
+        };
+        let dpop = Arc::new(Dpop::new(settings.issuer.clone(), nonces, dpop_replay));
         let keyring = Keyring::load_or_init(
             db.clone(),
             kek,
@@ -229,6 +241,7 @@ impl Services {
             hasher: Arc::new(hasher),
             refresh_key,
             devices,
+            dpop,
         }))
     }
 
@@ -245,6 +258,7 @@ impl Services {
             hasher,
             refresh_key,
             devices,
+            dpop,
         } = parts;
         let lifetimes = settings.lifetimes();
         let tokens = Arc::new(TokenService::new(
@@ -257,14 +271,15 @@ impl Services {
         ));
         let audit = Arc::new(Audit::new(db.clone()));
         let api_keys = Arc::new(ApiKeys::new(db.clone(), audit.clone()));
-        let sessions = Arc::new(Sessions::new(
-            db.clone(),
-            revocations.clone(),
-            tokens.clone(),
-            audit.clone(),
+        let sessions = Arc::new(Sessions::new(SessionsParts {
+            db: db.clone(),
+            revocations: revocations.clone(),
+            tokens: tokens.clone(),
+            dpop: dpop.clone(),
+            audit: audit.clone(),
             lifetimes,
-            refresh_key,
-        ));
+            key: refresh_key,
+        }));
         let identity = Arc::new(Identity::new(IdentityParts {
             db: db.clone(),
             hasher,
@@ -282,6 +297,7 @@ impl Services {
             revocations.clone(),
             api_keys.clone(),
             audit.clone(),
+            dpop,
         ));
         let signing_keys = Arc::new(SigningKeys::new(keyring.clone(), audit.clone()));
         let tenants = Arc::new(Tenants::new(
@@ -520,8 +536,13 @@ fn cors(origins: &[String]) -> Cors {
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,
                 header::HeaderName::from_static("x-api-key"),
+                header::HeaderName::from_static("dpop"),
             ])
-            .expose_headers([header::WWW_AUTHENTICATE, header::RETRY_AFTER])
+            .expose_headers([
+                header::WWW_AUTHENTICATE,
+                header::RETRY_AFTER,
+                header::HeaderName::from_static("dpop-nonce"),
+            ])
             .max_age(600)
             .block_on_origin_mismatch(false),
         |cors, origin| cors.allowed_origin(origin),
@@ -616,6 +637,7 @@ struct Parts {
     hasher: Arc<PasswordHasher>,
     refresh_key: RefreshKey,
     devices: DeviceKey,
+    dpop: Arc<Dpop>,
 }
 
 /// Redis, if configured: its TLS roots read, and checked at start (a server that
@@ -639,26 +661,36 @@ async fn connect_redis(settings: &Settings) -> Result<Option<Arc<LazyRedis>>, St
 
 /// The short-lived state instances share: in Redis when there is one, else in this
 /// process (ticket marks then in the database).
-fn shared_state(
-    db: &Db,
-    redis: Option<&Arc<LazyRedis>>,
-    settings: &Settings,
-) -> (Revocations, LoginLimiter, TicketMarks) {
+/// What instances share: in Redis when it is configured, else in this process (or, for
+/// ticket redemptions, the database).
+struct SharedState {
+    revocations: Revocations,
+    limiter: LoginLimiter,
+    redemptions: TicketMarks,
+    dpop_replay: DpopReplay,
+}
+
+fn shared_state(db: &Db, redis: Option<&Arc<LazyRedis>>, settings: &Settings) -> SharedState {
     let limits = settings.login_limits();
     let Some(redis) = redis else {
-        return (
-            Revocations::memory(db.clone()),
-            LoginLimiter::memory(limits),
-            TicketMarks::Database(db.clone()),
-        );
+        return SharedState {
+            revocations: Revocations::memory(db.clone()),
+            limiter: LoginLimiter::memory(limits),
+            redemptions: TicketMarks::Database(db.clone()),
+            dpop_replay: DpopReplay::memory(),
+        };
     };
     let keys = Keys::new(settings.redis_prefix.clone());
-    (
-        Revocations::redis(db.clone(), redis.clone(), &keys),
-        LoginLimiter::redis(redis.clone(), keys.clone(), limits),
-        TicketMarks::Redis {
+    SharedState {
+        revocations: Revocations::redis(db.clone(), redis.clone(), &keys),
+        limiter: LoginLimiter::redis(redis.clone(), keys.clone(), limits),
+        redemptions: TicketMarks::Redis {
+            redis: redis.clone(),
+            keys: keys.clone(),
+        },
+        dpop_replay: DpopReplay::Redis {
             redis: redis.clone(),
             keys,
         },
-    )
+    }
 }

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::extract::{BearerToken, client_ip, json_body, optional_json};
-use crate::error::{Credential, Error, Refusal};
+use super::extract::{AuthorizationToken, client_ip, dpop_proof, json_body, optional_json};
+use crate::error::{Credential, Door, Error, Refusal};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::identity::LoginAttempt;
 use crate::identity::passwords::Password;
@@ -144,6 +144,7 @@ pub async fn login(
             .map(Scope::parse_space_separated)
             .transpose()?,
         ip: client_ip(&req),
+        dpop: dpop_proof(&req, Door::TokenEndpoint)?,
         user_agent: req
             .headers()
             .get(actix_web::http::header::USER_AGENT)
@@ -246,7 +247,14 @@ async fn rotate_presented(
     let now = state.clock.now();
     let pair = state
         .sessions
-        .refresh(token, RefreshClient::FirstParty, None, client_ip(req), now)
+        .refresh(
+            token,
+            RefreshClient::FirstParty,
+            None,
+            client_ip(req),
+            dpop_proof(req, Door::TokenEndpoint)?.as_ref(),
+            now,
+        )
         .await?;
     // The same token back (a head younger than the leeway): in cookie mode the jar
     // already holds it, so the answer leaves the jar alone. Only answers that move the
@@ -283,13 +291,14 @@ pub async fn logout(
         None => trusted_cookie(&state, &req)?,
     };
     let refresh_token = presented.and_then(|t| Presented::parse(t.expose_secret()));
-    // A malformed or foreign Authorization header does not stop a logout.
-    let access = BearerToken::optional(&req).ok().flatten();
+    // A malformed or foreign Authorization header does not stop a logout; ending a
+    // session needs no proof of its key (as RFC 7009 revocation does not).
+    let access = AuthorizationToken::optional(&req).ok().flatten();
     state
         .sessions
         .logout(
             refresh_token,
-            access.as_ref().map(|b| b.0.as_str()),
+            access.as_ref().map(|t| t.0.token.as_str()),
             client_ip(&req),
             state.clock.now(),
         )
@@ -405,6 +414,11 @@ fn forget_legacy_cookie(state: &AppState, req: &HttpRequest, response: &mut Http
 /// The login/refresh answer: the access token, and the refresh token in the body or, in
 /// cookie mode, in `Set-Cookie` unless `held` (the request's refresh cookie already holds
 /// this very token).
+/// `DPoP` for an access token bound to a key (RFC 9449 section 5), else `Bearer`.
+pub fn token_type(bound: bool) -> &'static str {
+    if bound { "DPoP" } else { "Bearer" }
+}
+
 fn token_response(
     state: &AppState,
     pair: TokenPair,
@@ -441,7 +455,7 @@ fn token_response(
     response.json(TokenResponse {
         token: pair.access.token.clone(),
         access_token: pair.access.token,
-        token_type: "Bearer".to_owned(),
+        token_type: token_type(claims.cnf.is_some()).to_owned(),
         expires_in: (claims.exp - claims.iat).max(0).unsigned_abs(),
         refresh_token: body_refresh,
         refresh_expires_in: refresh_expires_in.unsigned_abs(),

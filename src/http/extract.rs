@@ -10,22 +10,26 @@ use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
-use crate::error::{Credential, Error, Refusal};
+use crate::dpop;
+use crate::error::{Credential, Door, DpopProblem, Error, Refusal};
 use crate::http::error::{ApiError, ErrorCode};
 use crate::model::Admin;
-use crate::principal::{Caller, Presented, SessionHolder};
+use crate::principal::{AccessToken, Caller, Presented, Scheme, SessionHolder};
 
-/// The token of an `Authorization: Bearer <token>` header (RFC 6750 section 2.1).
-pub struct BearerToken(pub String);
+/// The access token of an `Authorization: Bearer <token>` (RFC 6750 section 2.1) or
+/// `Authorization: DPoP <token>` header (RFC 9449 section 7.1), with the request's
+/// `DPoP` proof.
+pub struct AuthorizationToken(pub AccessToken);
 
-impl std::fmt::Debug for BearerToken {
+impl std::fmt::Debug for AuthorizationToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("BearerToken([redacted])")
+        f.write_str("AuthorizationToken([redacted])")
     }
 }
 
-/// Parses an Authorization header value; `None` when it is not a well-formed bearer credential.
-pub fn parse_bearer(value: &[u8]) -> Option<&str> {
+/// Parses an Authorization header value; `None` when it is not a well-formed `Bearer` or
+/// `DPoP` credential (schemes are case-insensitive).
+pub fn parse_authorization(value: &[u8]) -> Option<(Scheme, &str)> {
     let value = std::str::from_utf8(value).ok()?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim_matches(' ');
@@ -33,25 +37,69 @@ pub fn parse_bearer(value: &[u8]) -> Option<&str> {
     let body = token.trim_end_matches('=');
     let b64token =
         |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '+' | '/');
-    (scheme.eq_ignore_ascii_case("bearer") && !body.is_empty() && body.chars().all(b64token))
-        .then_some(token)
+    if body.is_empty() || !body.chars().all(b64token) {
+        return None;
+    }
+    if scheme.eq_ignore_ascii_case("bearer") {
+        Some((Scheme::Bearer, token))
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Some((Scheme::Dpop, token))
+    } else {
+        None
+    }
 }
 
-impl BearerToken {
-    /// The bearer token of a request: `Ok(None)` without an Authorization header,
-    /// an error when the header is there but is no bearer credential.
+/// The request's DPoP proof (its one `DPoP` header), with its method and path; more
+/// than one header is an invalid proof at `door`.
+pub fn dpop_proof(req: &HttpRequest, door: Door) -> Result<Option<dpop::Presented>, Error> {
+    let mut headers = req.headers().get_all("dpop");
+    let Some(value) = headers.next() else {
+        return Ok(None);
+    };
+    let invalid = |why| Error::Dpop {
+        problem: DpopProblem::Invalid(why),
+        door,
+    };
+    if headers.next().is_some() {
+        return Err(invalid("send one DPoP header"));
+    }
+    let proof = value
+        .to_str()
+        .map_err(|_| invalid("the DPoP header is not a JWS"))?;
+    Ok(Some(dpop::Presented {
+        proof: proof.to_owned(),
+        method: req.method().as_str().to_owned(),
+        path: req.path().to_owned(),
+    }))
+}
+
+/// The access token of an Authorization header, with the request's proof.
+fn access_token(req: &HttpRequest, value: &[u8]) -> Result<Option<AccessToken>, Error> {
+    let Some((scheme, token)) = parse_authorization(value) else {
+        return Ok(None);
+    };
+    Ok(Some(AccessToken {
+        token: token.to_owned(),
+        scheme,
+        proof: dpop_proof(req, Door::Resource)?,
+    }))
+}
+
+impl AuthorizationToken {
+    /// The access token of a request: `Ok(None)` without an Authorization header,
+    /// an error when the header is there but is no `Bearer` or `DPoP` credential.
     pub fn optional(req: &HttpRequest) -> Result<Option<Self>, Error> {
         match req.headers().get(header::AUTHORIZATION) {
             None => Ok(None),
-            Some(value) => match parse_bearer(value.as_bytes()) {
-                Some(token) => Ok(Some(Self(token.to_owned()))),
+            Some(value) => match access_token(req, value.as_bytes())? {
+                Some(token) => Ok(Some(Self(token))),
                 None => Err(Error::refused(Credential::AccessToken, Refusal::Invalid)),
             },
         }
     }
 }
 
-impl FromRequest for BearerToken {
+impl FromRequest for AuthorizationToken {
     type Error = ApiError;
     type Future = Ready<Result<Self, ApiError>>;
 
@@ -135,10 +183,10 @@ pub fn presented(req: &HttpRequest) -> Result<Presented, Error> {
     };
     let bearer = match req.headers().get(header::AUTHORIZATION) {
         None => None,
-        Some(value) => match parse_bearer(value.as_bytes()) {
-            Some(token) => Some(token.to_owned()),
+        Some(value) => match access_token(req, value.as_bytes())? {
+            Some(token) => Some(token),
             // With an API key too, the request has two credentials, whatever this one is.
-            None if api_key.is_some() => Some(String::new()),
+            None if api_key.is_some() => Some(AccessToken::bearer(String::new())),
             None => return Err(Error::refused(Credential::AccessToken, Refusal::Invalid)),
         },
     };
@@ -219,7 +267,7 @@ impl FromRequest for SessionHolder {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         authenticating(req, |state, req, now| async move {
-            let token = BearerToken::optional(&req)?
+            let token = AuthorizationToken::optional(&req)?
                 .ok_or(Error::refused(Credential::AccessToken, Refusal::Missing))?;
             state
                 .authenticator
@@ -354,13 +402,13 @@ impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys {
 
 #[cfg(test)]
 mod tests {
-    use super::{forwarded_client, parse_bearer};
+    use super::{Scheme, forwarded_client, parse_authorization};
     use proptest::prelude::*;
 
     proptest! {
         #[test]
-        fn bearer_parsing_never_panics_and_yields_only_b64token(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-            if let Some(token) = parse_bearer(&bytes) {
+        fn authorization_parsing_never_panics_and_yields_only_b64token(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            if let Some((_, token)) = parse_authorization(&bytes) {
                 let ok = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
                 prop_assert!(!token.is_empty() && token.chars().all(ok));
             }
@@ -417,12 +465,23 @@ mod tests {
     }
 
     #[test]
-    fn bearer_headers_are_parsed_strictly() {
+    fn authorization_headers_are_parsed_strictly() {
         assert_eq!(
-            parse_bearer(b"Bearer abc.def-ghi_~+/=="),
-            Some("abc.def-ghi_~+/==")
+            parse_authorization(b"Bearer abc.def-ghi_~+/=="),
+            Some((Scheme::Bearer, "abc.def-ghi_~+/=="))
         );
-        assert_eq!(parse_bearer(b"bearer  abc"), Some("abc"));
+        assert_eq!(
+            parse_authorization(b"bearer  abc"),
+            Some((Scheme::Bearer, "abc"))
+        );
+        assert_eq!(
+            parse_authorization(b"DPoP a.b.c"),
+            Some((Scheme::Dpop, "a.b.c"))
+        );
+        assert_eq!(
+            parse_authorization(b"dpop a.b.c"),
+            Some((Scheme::Dpop, "a.b.c"))
+        );
         for bad in [
             &b"Basic abc"[..],
             b"Bearer",
@@ -431,8 +490,10 @@ mod tests {
             b"Bearer \xff",
             b"Bearerabc",
             b"Bearer ===",
+            b"DPoP a b",
+            b"Token abc",
         ] {
-            assert_eq!(parse_bearer(bad), None, "{bad:?}");
+            assert_eq!(parse_authorization(bad), None, "{bad:?}");
         }
     }
 }

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::extract::BearerToken;
+use super::extract::AuthorizationToken;
 use crate::http::error::{ApiError, ErrorBody};
 
 /// Who the bearer of an access token is.
@@ -42,11 +42,11 @@ pub struct MeResponse {
 #[get("/api/me")]
 pub async fn me(
     state: web::Data<AppState>,
-    bearer: BearerToken,
+    token: AuthorizationToken,
 ) -> Result<web::Json<MeResponse>, ApiError> {
     let claims = state
         .authenticator
-        .access_token(&bearer.0, state.clock.now())
+        .access_token(&token.0, state.clock.now())
         .await?;
     Ok(web::Json(MeResponse {
         sub: claims.sub,

@@ -320,6 +320,7 @@ pub async fn not_matched(
 ///   documentation UI, served from the binary, only its own scripts and styles);
 /// - `Cache-Control: no-store` on every `/api/` answer that sets no policy of its own:
 ///   they describe users, keys and tokens, which no cache should keep;
+/// - `DPoP-Nonce` on every answer to a request with a DPoP proof, when nonces are on;
 /// - one log line: method, path (never the query: it may hold a key), status, time;
 /// - the request metrics, by route template (never the raw path: the templates are
 ///   bounded by the routes there are).
@@ -341,11 +342,22 @@ pub async fn frame(
     let api = req.path().starts_with("/api/");
     let logged = tracing::enabled!(tracing::Level::INFO);
     let path = logged.then(|| req.path().to_owned());
+    // With nonces on, every answer to a request with a DPoP proof carries the current
+    // nonce (RFC 9449 section 8.2): clients keep the newest from every answer.
+    let nonce = if req.headers().contains_key("dpop") {
+        req.app_data::<web::Data<AppState>>()
+            .and_then(|state| state.sessions.dpop().nonce(state.clock.now()))
+    } else {
+        None
+    };
     let mut response = next.call(req).await;
     let elapsed = started.elapsed().as_secs_f64();
     let (status, route) = match &mut response {
         Ok(res) => {
             let headers = res.headers_mut();
+            if let Some(value) = nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
+                headers.insert(header::HeaderName::from_static("dpop-nonce"), value);
+            }
             let policy = if docs { DOCS_POLICY } else { API_POLICY };
             headers.insert(
                 header::CONTENT_SECURITY_POLICY,

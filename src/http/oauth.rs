@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::extract::client_ip;
-use crate::error::{Credential, Error, Refusal};
+use super::extract::{client_ip, dpop_proof};
+use crate::error::{Credential, Door, Error, Refusal};
 use crate::http::error::{ErrorBody, OAuthError, OAuthErrorBody};
 use crate::model::Scope;
 use crate::model::{Audience, ClientId, GrantType};
@@ -59,7 +59,7 @@ pub struct TokenForm {
 pub struct OAuthTokenResponse {
     /// The access token (a JWT).
     pub access_token: String,
-    /// `Bearer`.
+    /// `Bearer`, or `DPoP` for a token bound to the key of the request's DPoP proof.
     pub token_type: String,
     /// Seconds until it expires.
     pub expires_in: i64,
@@ -119,8 +119,8 @@ impl From<Granted> for OAuthTokenResponse {
         Self {
             expires_in: issued.claims.exp - issued.claims.iat,
             scope: issued.claims.scope,
+            token_type: super::auth::token_type(issued.claims.cnf.is_some()).to_owned(),
             access_token: issued.token,
-            token_type: "Bearer".to_owned(),
             refresh_token,
             issued_token_type,
         }
@@ -152,6 +152,7 @@ fn token_request(req: &HttpRequest, body: &[u8]) -> Result<TokenRequest, OAuthEr
         grant: grant(form)?,
         scopes,
         ip: client_ip(req),
+        dpop: dpop_proof(req, Door::TokenEndpoint)?,
     })
 }
 

@@ -62,6 +62,10 @@ pub struct RedeemedTicket {
     pub claims: Map<String, Value>,
     /// When the ticket expires, seconds since the epoch.
     pub exp: i64,
+    /// The DPoP key the ticket is bound to (it was asked with a bound access token):
+    /// the service may require the connection to prove it holds that key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<crate::http::tokens::KeyConfirmation>,
 }
 
 /// Issue a connect ticket.
@@ -155,5 +159,8 @@ pub async fn redeem_ticket(
         scope: claims.scope,
         claims: claims.custom,
         exp: claims.exp,
+        cnf: claims
+            .cnf
+            .map(|c| crate::http::tokens::KeyConfirmation { jkt: c.jkt }),
     }))
 }

@@ -59,14 +59,25 @@ pub async fn revoke(
         .finish())
 }
 
+/// The confirmation of a token bound to a key (RFC 7800, RFC 9449).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct KeyConfirmation {
+    /// RFC 7638 thumbprint of the DPoP key.
+    pub jkt: String,
+}
+
 /// What introspection says of a token (RFC 7662 section 2.2).
 #[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 pub struct IntrospectionResponse {
     /// Whether the token is valid now.
     pub active: bool,
-    /// `access_token` or `api_key`.
+    /// `access_token`, `DPoP` (an access token bound to a key: see `cnf`) or `api_key`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_type: Option<String>,
+    /// The key a DPoP-bound token is bound to: a resource server checks its proofs
+    /// against `cnf.jkt` (RFC 9449 section 6.2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<KeyConfirmation>,
     /// For an API key: its id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
@@ -144,7 +155,15 @@ pub async fn introspect(
         },
         Introspection::AccessToken(claims) => IntrospectionResponse {
             active: true,
-            token_type: Some("access_token".to_owned()),
+            token_type: Some(
+                if claims.cnf.is_some() {
+                    "DPoP"
+                } else {
+                    "access_token"
+                }
+                .to_owned(),
+            ),
+            cnf: claims.cnf.map(|c| KeyConfirmation { jkt: c.jkt }),
             sub: Some(claims.sub),
             scope: Some(claims.scope),
             client_id: claims.client_id,

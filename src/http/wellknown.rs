@@ -88,6 +88,8 @@ pub struct DiscoveryDocument {
     pub scopes_supported: Vec<String>,
     /// Algorithms of the published keys.
     pub id_token_signing_alg_values_supported: Vec<String>,
+    /// Algorithms a DPoP proof may use (RFC 9449 section 5.1).
+    pub dpop_signing_alg_values_supported: Vec<String>,
     /// Always `["public"]`.
     pub subject_types_supported: Vec<String>,
     /// Always `["token"]`.
@@ -155,6 +157,7 @@ async fn discovery(state: &AppState) -> Result<HttpResponse, ApiError> {
             .to_vec(),
             scopes_supported,
             id_token_signing_alg_values_supported: algs,
+            dpop_signing_alg_values_supported: crate::dpop::ALGS.map(str::to_owned).to_vec(),
             subject_types_supported: vec!["public".to_owned()],
             response_types_supported: vec!["token".to_owned()],
         }))

@@ -23,11 +23,12 @@ use self::devices::DeviceKey;
 use self::passwords::{Admission, Password, PasswordHasher, Verified};
 use self::rate_limit::{AttemptKeys, Limited, LoginLimiter, Reservation, address_key};
 use crate::audit::{Action, Actor, AdminCall, Audit, AuditEvent, Outcome};
-use crate::error::{Credential, Error, Refusal, ScopeLimit};
+use crate::dpop::{self, Jkt};
+use crate::error::{Credential, Door, Error, Refusal, ScopeLimit};
 use crate::metrics;
 use crate::model::Admin;
 use crate::model::{Claims, Role, Scope, TenantId, User, Username};
-use crate::model::{Client, ClientId, GrantType};
+use crate::model::{Client, ClientId, ClientKind, GrantType};
 use crate::model::{Lifetimes, delta};
 use crate::oauth::clients::{ClientSecret, client_for_login};
 use crate::revocation::{Recorded, Revocations};
@@ -92,6 +93,8 @@ pub struct LoginAttempt {
     pub user_agent: Option<String>,
     /// A device proof from an earlier login on this device, if one was presented.
     pub device_proof: Option<String>,
+    /// A DPoP proof (RFC 9449): the tokens are then bound to its key.
+    pub dpop: Option<dpop::Presented>,
 }
 
 /// Who a login names and where it comes from, as its limits and audit rows see it.
@@ -142,6 +145,8 @@ struct SessionOpened {
     scopes: Vec<Scope>,
     opened: sessions::Opened,
     refreshable: bool,
+    /// The DPoP key the tokens are bound to, if a proof came with the login.
+    jkt: Option<Jkt>,
 }
 
 /// What [`Identity`] is built from.
@@ -234,6 +239,16 @@ impl Identity {
         now: DateTime<Utc>,
     ) -> Result<TokenPair, Error> {
         let who = Who::of(&attempt);
+        // A flawed DPoP proof is refused first: it costs no hash and no attempt.
+        let jkt = match &attempt.dpop {
+            Some(proof) => Some(
+                self.sessions
+                    .dpop()
+                    .check(proof, Door::TokenEndpoint, None, now)
+                    .await?,
+            ),
+            None => None,
+        };
         let (row, device) = self.recognize_device(&attempt, &who, now).await?;
         // The address (or the device proof) is counted before anything else, refusals
         // included: a login refused below (busy) still spends its address's budget, so
@@ -261,7 +276,7 @@ impl Identity {
         else {
             return Err(self.failed(&who, now).await);
         };
-        let Some(opened) = self.open_session(&attempt, &row, now).await? else {
+        let Some(opened) = self.open_session(&attempt, &row, jkt, now).await? else {
             return Err(self.failed(&who, now).await);
         };
         self.limiter.succeeded(&reservation, now).await;
@@ -358,6 +373,7 @@ impl Identity {
         &self,
         attempt: &LoginAttempt,
         row: &UserRow,
+        jkt: Option<Jkt>,
         now: DateTime<Utc>,
     ) -> Result<Option<SessionOpened>, Error> {
         let lifetimes = self.lifetimes;
@@ -395,11 +411,18 @@ impl Identity {
                         }
                     };
                     let scopes = narrow(&user, client.as_ref(), requested.clone())?;
+                    // First-party sessions and public clients' are bound to the proof's
+                    // key; a confidential client's refresh tokens are already its own
+                    // (RFC 9449 section 5), so only its access tokens are bound.
+                    let bound_to = jkt
+                        .as_ref()
+                        .filter(|_| client.as_ref().is_none_or(|c| c.kind == ClientKind::Public));
                     let opening = sessions::Opening {
                         user_id: user.id,
                         scopes: &scopes,
                         client_id: client_id.as_ref().map(ClientId::as_str),
                         device: &device,
+                        bound_to,
                     };
                     let opened = sessions::open(conn, &refresh_key, opening, &lifetimes, now)?;
                     // A client without the refresh_token grant gets no refresh token (its
@@ -413,6 +436,7 @@ impl Identity {
                         scopes,
                         opened,
                         refreshable,
+                        jkt: jkt.clone(),
                     }))
                 })
             })
@@ -434,6 +458,7 @@ impl Identity {
             scopes,
             opened,
             refreshable,
+            jkt,
         } = session;
         metrics::count(metrics::LOGINS, "success");
         let event = who.event(Actor::User(user.id), Action::Login, Outcome::Success);
@@ -443,6 +468,7 @@ impl Identity {
             &scopes,
             attempt.client_id.as_ref().map(ClientId::as_str),
             opened,
+            jkt,
             now,
         )?;
         pair.refreshable = refreshable;

@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::store::users::UserRow;
 
 /// Claims that Tokenmint sets itself; a user's custom claims may never use these names.
-pub const REGISTERED_CLAIMS: [&str; 16] = [
+pub const REGISTERED_CLAIMS: [&str; 17] = [
     "iss",
     "sub",
     "aud",
@@ -28,6 +28,7 @@ pub const REGISTERED_CLAIMS: [&str; 16] = [
     "azp",
     "tenant_id",
     "act",
+    "cnf",
 ];
 
 /// A valid username: 1 to 64 characters of letters, digits and `. _ - @ +`.

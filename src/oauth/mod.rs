@@ -11,7 +11,8 @@ pub mod clients;
 
 use self::clients::{ClientSecret, Clients};
 use crate::audit::{Action, Actor, Audit, AuditEvent, Outcome};
-use crate::error::{Credential, Error, Refusal, ScopeLimit};
+use crate::dpop::{self, Jkt};
+use crate::error::{Credential, Door, DpopProblem, Error, Refusal, ScopeLimit};
 use crate::model::{Audience, Client, ClientId, ClientKind, GrantType, Scope};
 use crate::principal::Authenticator;
 use crate::sessions::{Presented, RefreshClient, Sessions, TokenPair};
@@ -52,6 +53,8 @@ pub struct TokenRequest {
     pub scopes: Option<Vec<Scope>>,
     /// The caller's address, for the audit log.
     pub ip: Option<String>,
+    /// A DPoP proof (RFC 9449): the token is then bound to its key.
+    pub dpop: Option<dpop::Presented>,
 }
 
 /// What a grant gave.
@@ -62,6 +65,16 @@ pub enum Granted {
     Pair(TokenPair),
     /// An exchanged access token (RFC 8693: `issued_token_type` is a JWT).
     Exchanged(IssuedToken),
+}
+
+/// What every grant is asked with besides its own parameters.
+struct Asked {
+    /// Fewer scopes than the grant would give.
+    scopes: Option<Vec<Scope>>,
+    /// The caller's address.
+    ip: Option<String>,
+    /// The request's DPoP proof.
+    proof: Option<dpop::Presented>,
 }
 
 /// The token endpoint's grants.
@@ -160,34 +173,57 @@ impl OAuth {
             grant,
             scopes,
             ip,
+            dpop,
         } = request;
+        let asked = Asked {
+            scopes,
+            ip,
+            proof: dpop,
+        };
         match grant {
             GrantRequest::ClientCredentials => self
-                .client_credentials(client, scopes, ip, now)
+                .client_credentials(client, asked, now)
                 .await
                 .map(Granted::Token),
             GrantRequest::RefreshToken(token) => self
-                .refresh(client, token, scopes, ip, now)
+                .refresh(client, token, asked, now)
                 .await
                 .map(Granted::Pair),
             GrantRequest::TokenExchange { subject, audience } => self
-                .exchange(client, subject.expose_secret(), audience, scopes, ip, now)
+                .exchange(client, subject.expose_secret(), audience, asked, now)
                 .await
                 .map(Granted::Exchanged),
         }
     }
 
+    /// The key of the request's DPoP proof, if it sent one (checked once, here).
+    async fn proof_key(
+        &self,
+        proof: Option<&dpop::Presented>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Jkt>, Error> {
+        match proof {
+            Some(proof) => Ok(Some(
+                self.sessions
+                    .dpop()
+                    .check(proof, Door::TokenEndpoint, None, now)
+                    .await?,
+            )),
+            None => Ok(None),
+        }
+    }
+
     /// `client_credentials`: a confidential client's own token (`sub` = `client_id`),
-    /// with scopes from the client's; no refresh token.
+    /// with scopes from the client's; no refresh token. Bound to the key of a DPoP proof.
     async fn client_credentials(
         &self,
         auth: ClientAuth,
-        scopes: Option<Vec<Scope>>,
-        ip: Option<String>,
+        asked: Asked,
         now: DateTime<Utc>,
     ) -> Result<IssuedToken, Error> {
         let id = auth.client_id.clone();
-        let result = self.client_credentials_for(auth, scopes, now).await;
+        let ip = asked.ip.clone();
+        let result = self.client_credentials_for(auth, asked, now).await;
         self.audited(&id, "client_credentials", ip, result, now)
             .await
     }
@@ -195,18 +231,20 @@ impl OAuth {
     async fn client_credentials_for(
         &self,
         auth: ClientAuth,
-        scopes: Option<Vec<Scope>>,
+        asked: Asked,
         now: DateTime<Utc>,
     ) -> Result<IssuedToken, Error> {
         let client = self.client(&auth, GrantType::ClientCredentials).await?;
         if client.kind != ClientKind::Confidential {
             return Err(Error::GrantNotAllowed);
         }
-        let scopes = Scope::narrow(client.scopes.clone(), scopes, ScopeLimit::Grant)?;
+        let jkt = self.proof_key(asked.proof.as_ref(), now).await?;
+        let scopes = Scope::narrow(client.scopes.clone(), asked.scopes, ScopeLimit::Grant)?;
         Ok(self.tokens.issue_for_client(
             client.client_id.as_str(),
             client.tenant.as_str(),
             &scopes,
+            jkt.as_ref(),
             now,
         )?)
     }
@@ -217,8 +255,7 @@ impl OAuth {
         &self,
         auth: ClientAuth,
         token: Presented,
-        scopes: Option<Vec<Scope>>,
-        ip: Option<String>,
+        asked: Asked,
         now: DateTime<Utc>,
     ) -> Result<TokenPair, Error> {
         let id = auth.client_id.clone();
@@ -228,14 +265,16 @@ impl OAuth {
                 .refresh(
                     token,
                     RefreshClient::Client(client.client_id),
-                    scopes,
-                    ip.clone(),
+                    asked.scopes,
+                    asked.ip.clone(),
+                    asked.proof.as_ref(),
                     now,
                 )
                 .await
         }
         .await;
-        self.audited(&id, "refresh_token", ip, result, now).await
+        self.audited(&id, "refresh_token", asked.ip, result, now)
+            .await
     }
 
     /// Token exchange (RFC 8693): a user's valid, unrevoked access token of the client's
@@ -246,23 +285,26 @@ impl OAuth {
         auth: ClientAuth,
         subject_token: &str,
         audience: Audience,
-        scopes: Option<Vec<Scope>>,
-        ip: Option<String>,
+        asked: Asked,
         now: DateTime<Utc>,
     ) -> Result<IssuedToken, Error> {
         let id = auth.client_id.clone();
+        let ip = asked.ip.clone();
         let result = self
-            .exchange_for(auth, subject_token, audience, scopes, now)
+            .exchange_for(auth, subject_token, audience, asked, now)
             .await;
         self.audited(&id, "token_exchange", ip, result, now).await
     }
 
+    /// A subject token bound to a key is exchanged only with a proof by that key, and the
+    /// new token is bound to it (a binding is never laundered into a bearer token); an
+    /// unbound subject's new token is bound to the request's proof's key, if any.
     async fn exchange_for(
         &self,
         auth: ClientAuth,
         subject_token: &str,
         audience: Audience,
-        scopes: Option<Vec<Scope>>,
+        asked: Asked,
         now: DateTime<Utc>,
     ) -> Result<IssuedToken, Error> {
         let client = self.client(&auth, GrantType::TokenExchange).await?;
@@ -274,11 +316,23 @@ impl OAuth {
         if !client.audiences.contains(&audience) {
             return Err(Error::AudienceNotAllowed);
         }
-        let subject = self.authenticator.access_token(subject_token, now).await?;
+        let subject = self.authenticator.subject_token(subject_token, now).await?;
         if subject.tenant_id != client.tenant.as_str() || subject.sid.is_none() {
             // Another tenant's token, or a client's own: nothing to exchange here.
             return Err(Error::refused(Credential::AccessToken, Refusal::Invalid));
         }
+        let jkt = self.proof_key(asked.proof.as_ref(), now).await?;
+        if let Some(bound) = subject.bound_to()
+            && jkt.as_ref() != Some(&bound)
+        {
+            return Err(Error::Dpop {
+                problem: DpopProblem::Binding(
+                    "the subject token is bound to a key: exchange it with a DPoP proof by that key",
+                ),
+                door: Door::TokenEndpoint,
+            });
+        }
+        let scopes = asked.scopes;
         let held: Vec<Scope> = Scope::parse_space_separated(&subject.scope)
             .unwrap_or_default()
             .into_iter()
@@ -290,6 +344,7 @@ impl OAuth {
             audience.as_str(),
             &scopes,
             client.client_id.as_str(),
+            jkt.as_ref(),
             now,
         )?)
     }

@@ -22,7 +22,8 @@ pub use self::manage::{Device, Position, SessionInfo, SessionPage};
 pub use self::refresh_token::{Presented, RefreshKey, RefreshToken, TokenId};
 use self::rules::{Outcome, SessionState, Standing};
 use crate::audit::{Action, Actor, Audit, AuditEvent, Outcome as AuditOutcome};
-use crate::error::{Credential, Error, Refusal, ScopeLimit};
+use crate::dpop::{self, Dpop, Jkt};
+use crate::error::{Credential, Door, Error, Refusal, ScopeLimit};
 use crate::metrics;
 use crate::model::Lifetimes;
 use crate::model::{Client, ClientId, ClientKind, GrantType};
@@ -52,6 +53,8 @@ pub struct TokenPair {
     pub refreshable: bool,
     /// A login's device proof for this device (see [`crate::identity::devices`]).
     pub device_proof: Option<String>,
+    /// The DPoP key the access token is bound to (`token_type: DPoP`), if it is.
+    pub jkt: Option<Jkt>,
 }
 
 /// A session opened inside a transaction, to be turned into a [`TokenPair`] after commit.
@@ -76,6 +79,8 @@ pub struct Opening<'a> {
     pub client_id: Option<&'a str>,
     /// Where from.
     pub device: &'a Device,
+    /// The DPoP key the session is bound to: it refreshes only with a proof by it.
+    pub bound_to: Option<&'a Jkt>,
 }
 
 /// Opens a session inside the caller's transaction. Login does it in the transaction
@@ -106,6 +111,7 @@ pub fn open(
             user_agent: opening.device.user_agent.clone(),
             ip: opening.device.ip.clone(),
             last_ip: opening.device.ip.clone(),
+            dpop_jkt: opening.bound_to.map(|k| k.as_str().to_owned()),
         },
     )?;
     Ok(Opened {
@@ -194,11 +200,30 @@ pub enum RefreshClient {
     Client(ClientId),
 }
 
+/// What [`Sessions`] is built from.
+pub struct SessionsParts {
+    /// The database.
+    pub db: Db,
+    /// The revocation list.
+    pub revocations: Arc<Revocations>,
+    /// Access tokens.
+    pub tokens: Arc<TokenService>,
+    /// DPoP proofs.
+    pub dpop: Arc<Dpop>,
+    /// The audit log.
+    pub audit: Arc<Audit>,
+    /// Lifetimes.
+    pub lifetimes: Lifetimes,
+    /// The key refresh tokens are issued with.
+    pub key: RefreshKey,
+}
+
 /// Refresh rotation, logout and token revocation.
 pub struct Sessions {
     db: Db,
     revocations: Arc<Revocations>,
     tokens: Arc<TokenService>,
+    dpop: Arc<Dpop>,
     audit: Arc<Audit>,
     lifetimes: Lifetimes,
     key: RefreshKey,
@@ -255,6 +280,8 @@ struct Refresh {
     client: RefreshClient,
     /// The client address: the session's `last_ip` once rotated.
     ip: Option<String>,
+    /// The key of the request's DPoP proof, if it sent a valid one.
+    jkt: Option<Jkt>,
 }
 
 /// What [`refresh_in`] found.
@@ -312,8 +339,13 @@ fn refresh_in(conn: &mut DbConnection, job: &Refresh) -> Result<Answer, Error> {
         else {
             return refused(Refusal::Invalid);
         };
-        let (standing, client_scopes) =
-            standing(conn, &session, user.enabled && tenant_enabled, &job.client)?;
+        let (standing, client_scopes) = standing(
+            conn,
+            &session,
+            user.enabled && tenant_enabled,
+            &job.client,
+            job.jkt.as_ref(),
+        )?;
         let state = SessionState {
             generation: session.generation,
             refreshed_at: session.refreshed_at.and_utc(),
@@ -365,13 +397,21 @@ fn refresh_in(conn: &mut DbConnection, job: &Refresh) -> Result<Answer, Error> {
 }
 
 /// Whether the presenter may refresh `session` and whether it is still live; with the
-/// scopes of its client now, if it has one.
+/// scopes of its client now, if it has one. A session bound to a DPoP key is not the
+/// presenter's without a proof by that key (`jkt`): as if the token were unknown, so a
+/// copied refresh token neither rotates nor counts as reuse.
 fn standing(
     conn: &mut DbConnection,
     session: &SessionRow,
     owner_enabled: bool,
     presenter: &RefreshClient,
+    jkt: Option<&Jkt>,
 ) -> Result<(Standing, Option<Vec<Scope>>), Error> {
+    if let Some(bound) = &session.dpop_jkt
+        && jkt.map(Jkt::as_str) != Some(bound.as_str())
+    {
+        return Ok((Standing::NotYours, None));
+    }
     let ended = session.revoked_at.is_some() || !owner_enabled;
     let live = if ended {
         Standing::Ended
@@ -421,14 +461,16 @@ impl store::Rotated {
 
 impl Sessions {
     /// The service.
-    pub fn new(
-        db: Db,
-        revocations: Arc<Revocations>,
-        tokens: Arc<TokenService>,
-        audit: Arc<Audit>,
-        lifetimes: Lifetimes,
-        key: RefreshKey,
-    ) -> Self {
+    pub fn new(parts: SessionsParts) -> Self {
+        let SessionsParts {
+            db,
+            revocations,
+            tokens,
+            dpop,
+            audit,
+            lifetimes,
+            key,
+        } = parts;
         let rotations = match db.writers() {
             Writers::Many => {
                 Rotations::Statements(Group::new(db.clone(), ROTATION_GROUP, rotate_heads))
@@ -441,6 +483,7 @@ impl Sessions {
             db,
             revocations,
             tokens,
+            dpop,
             audit,
             lifetimes,
             key,
@@ -453,6 +496,11 @@ impl Sessions {
         &self.key
     }
 
+    /// The checks of DPoP proofs (for the doors that open sessions).
+    pub fn dpop(&self) -> &Dpop {
+        &self.dpop
+    }
+
     /// What a presented token claims to be; `None` for a forged one (bad MAC).
     fn claim(&self, presented: &Presented) -> Option<Claimed> {
         match presented {
@@ -461,13 +509,14 @@ impl Sessions {
         }
     }
 
-    /// Signs the access token for an opened or rotated session.
+    /// Signs the access token for an opened or rotated session (bound to `jkt`, if given).
     pub fn pair(
         &self,
         user: &User,
         scopes: &[Scope],
         client_id: Option<&str>,
         opened: Opened,
+        jkt: Option<Jkt>,
         now: DateTime<Utc>,
     ) -> Result<TokenPair, Error> {
         let access = self.tokens.issue(
@@ -476,6 +525,7 @@ impl Sessions {
                 scopes,
                 sid: opened.session_id,
                 client_id,
+                jkt: jkt.as_ref(),
             },
             now,
         )?;
@@ -486,21 +536,34 @@ impl Sessions {
             session_id: opened.session_id,
             refreshable: true,
             device_proof: None,
+            jkt,
         })
     }
 
     /// The use case of `/api/refresh-token` and of the token endpoint's refresh grant:
     /// answers a presented refresh token by the rules of [`rules`]. A reuse revokes the
     /// session, is audited and answers `REFRESH_TOKEN_REUSED`. `narrow` asks for fewer
-    /// scopes than the session has (RFC 6749 section 6); more is `ScopeNotAllowed`.
+    /// scopes than the session has (RFC 6749 section 6); more is `ScopeNotAllowed`. With
+    /// a DPoP `proof` the access token is bound to its key; a session bound to a key
+    /// refreshes only with a proof by it.
     pub async fn refresh(
         &self,
         presented: Presented,
         client: RefreshClient,
         narrow: Option<Vec<Scope>>,
         ip: Option<String>,
+        proof: Option<&dpop::Presented>,
         now: DateTime<Utc>,
     ) -> Result<TokenPair, Error> {
+        // A flawed proof is refused before the session is read: it changes nothing.
+        let jkt = match proof {
+            Some(proof) => Some(
+                self.dpop
+                    .check(proof, Door::TokenEndpoint, None, now)
+                    .await?,
+            ),
+            None => None,
+        };
         let answer = match self.claim(&presented) {
             None => Err(Error::refused(Credential::RefreshToken, Refusal::Invalid)),
             Some(claimed) => {
@@ -510,6 +573,7 @@ impl Sessions {
                     lifetimes: self.lifetimes,
                     client,
                     ip: ip.clone(),
+                    jkt: jkt.clone(),
                 };
                 self.run(job).await
             }
@@ -535,7 +599,7 @@ impl Sessions {
                     metrics::REFRESHES,
                     if rotated { "rotated" } else { "converged" },
                 );
-                self.head_pair(&session, &user, client_scopes, narrow, now)
+                self.head_pair(&session, &user, client_scopes, narrow, jkt, now)
             }
             Answer::Reused { session, recorded } => {
                 Err(self.reused(&session, &recorded, ip, now).await)
@@ -552,6 +616,7 @@ impl Sessions {
         user: &User,
         client_scopes: Option<Vec<Scope>>,
         narrow: Option<Vec<Scope>>,
+        jkt: Option<Jkt>,
         now: DateTime<Utc>,
     ) -> Result<TokenPair, Error> {
         let kept: Vec<Scope> = Scope::parse_space_separated(&session.scope)?
@@ -571,7 +636,14 @@ impl Sessions {
                 .lifetimes
                 .refresh_end(session.refreshed_at.and_utc(), session.expires_at.and_utc()),
         };
-        self.pair(user, &scopes, session.client_id.as_deref(), opened, now)
+        self.pair(
+            user,
+            &scopes,
+            session.client_id.as_deref(),
+            opened,
+            jkt,
+            now,
+        )
     }
 
     /// A detected reuse: its session was revoked in the refresh's transaction; audited,
@@ -617,6 +689,7 @@ impl Sessions {
                                 idle_after: window.idle_after.naive_utc(),
                                 rotate_until: window.rotate_until.naive_utc(),
                                 ip: job.ip.clone(),
+                                jkt: job.jkt.as_ref().map(|k| k.as_str().to_owned()),
                             })
                             .await?
                     }

@@ -37,7 +37,8 @@ pub enum Standing {
     /// Revoked, or its user, client or tenant is disabled.
     Ended,
     /// The presenter may not use it (another client's session, a confidential client's
-    /// session at the first-party endpoint): as if the token were unknown.
+    /// session at the first-party endpoint, a session bound to a DPoP key presented
+    /// without a proof by it): as if the token were unknown.
     NotYours,
 }
 

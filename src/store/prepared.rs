@@ -72,6 +72,8 @@ pub struct RotateMany<'a> {
     pub rotate_until: &'a [NaiveDateTime],
     /// The client addresses (each the session's `last_ip` if given).
     pub ips: &'a [Option<String>],
+    /// The presenters' DPoP key thumbprints (a bound session rotates only with its key).
+    pub jkts: &'a [Option<String>],
 }
 
 impl QueryId for RotateMany<'_> {
@@ -98,12 +100,15 @@ impl QueryFragment<diesel::pg::Pg> for RotateMany<'_> {
         out.push_bind_param::<Array<Timestamp>, _>(self.rotate_until)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<Nullable<Text>>, _>(self.ips)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(self.jkts)?;
         // The `Rotate` row of the rules, and only it: the head, live, first-party, its
-        // user and tenant enabled, issued in the rotation window. Two rotations of one
+        // user and tenant enabled, issued in the rotation window, presented with the key
+        // the session is bound to if it is. Two rotations of one
         // session in a group: the session joins both, is updated once and answered once
         // (the other gets nothing and goes the general way, where it leads to the head).
         out.push_sql(
-            ") WITH ORDINALITY AS i(session_id, generation, now, idle_after, rotate_until, ip, n)\
+            ") WITH ORDINALITY AS i(session_id, generation, now, idle_after, rotate_until, ip, jkt, n)\
              ), rotated AS (UPDATE sessions s SET generation = s.generation + 1, \
              refreshed_at = i.now, last_ip = COALESCE(i.ip, s.last_ip) FROM i \
              WHERE s.id = ANY(",
@@ -117,13 +122,14 @@ impl QueryFragment<diesel::pg::Pg> for RotateMany<'_> {
              AND s.refreshed_at > i.idle_after AND s.refreshed_at <= i.rotate_until \
              AND s.expires_at > i.now AND s.revoked_at IS NULL \
              AND (s.client_id IS NULL OR s.legacy_client) \
+             AND (s.dpop_jkt IS NULL OR s.dpop_jkt = i.jkt) \
              AND EXISTS (SELECT 1 FROM users u JOIN tenants t ON t.id = u.tenant_id \
              WHERE u.id = s.user_id AND u.enabled AND t.enabled) \
              RETURNING i.n, s.id AS s_id, s.user_id AS s_user_id, s.client_id AS s_client_id, \
              s.scope AS s_scope, s.created_at AS s_created_at, s.expires_at AS s_expires_at, \
              s.legacy_client AS s_legacy_client, s.generation AS s_generation, \
              s.refreshed_at AS s_refreshed_at, s.user_agent AS s_user_agent, s.ip AS s_ip, \
-             s.last_ip AS s_last_ip\
+             s.last_ip AS s_last_ip, s.dpop_jkt AS s_dpop_jkt\
              ) SELECT r.*, u.username AS u_username, u.username_key AS u_username_key, \
              u.password_hash AS u_password_hash, u.roles AS u_roles, u.scopes AS u_scopes, \
              u.claims AS u_claims, u.created_at AS u_created_at, \

@@ -48,6 +48,7 @@ diesel::table! {
         user_agent -> Nullable<Text>,
         ip -> Nullable<Text>,
         last_ip -> Nullable<Text>,
+        dpop_jkt -> Nullable<Text>,
     }
 }
 

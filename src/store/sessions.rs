@@ -41,6 +41,8 @@ pub struct SessionRow {
     pub ip: Option<String>,
     /// The client address of the last rotation (at login: `ip`).
     pub last_ip: Option<String>,
+    /// The thumbprint of the DPoP key the session is bound to, if it is.
+    pub dpop_jkt: Option<String>,
 }
 
 /// Inserts a session.
@@ -351,6 +353,8 @@ struct RotatedRow {
     s_ip: Option<String>,
     #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
     s_last_ip: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    s_dpop_jkt: Option<String>,
     #[diesel(sql_type = diesel::sql_types::Text)]
     u_username: String,
     #[diesel(sql_type = diesel::sql_types::Text)]
@@ -387,6 +391,9 @@ pub struct HeadRotation {
     pub rotate_until: NaiveDateTime,
     /// The client address (the session's `last_ip` if given).
     pub ip: Option<String>,
+    /// The thumbprint of the presenter's DPoP key, if it sent a proof: a session bound
+    /// to a key rotates only with it.
+    pub jkt: Option<String>,
 }
 
 /// Head rotations of first-party sessions, any number, as one PostgreSQL statement
@@ -418,6 +425,7 @@ pub fn rotate_in_one_statement(
         idle_after: &column(rotations, |r| &r.idle_after),
         rotate_until: &column(rotations, |r| &r.rotate_until),
         ips: &column(rotations, |r| &r.ip),
+        jkts: &column(rotations, |r| &r.jkt),
     };
     let rows: Vec<RotatedRow> = match statement.load(conn) {
         Ok(rows) => rows,
@@ -473,6 +481,7 @@ pub fn rotate_in_one_statement(
                 user_agent: r.s_user_agent,
                 ip: r.s_ip,
                 last_ip: r.s_last_ip,
+                dpop_jkt: r.s_dpop_jkt,
             },
         });
     }

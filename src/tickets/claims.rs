@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::keys::KeyError;
 use crate::keys::keyring::TICKET_TYP;
+use crate::tokens::access::Confirmation;
 use crate::tokens::{TokenError, TokenService};
 
 /// The claims of a ticket.
@@ -37,6 +38,10 @@ pub struct TicketClaims {
     /// The user's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
+    /// The DPoP key of the access token the ticket was asked with, if it was bound: the
+    /// receiving service may require a proof by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
     /// The user's custom claims, merged at top level.
     #[serde(flatten)]
     pub custom: Map<String, Value>,
@@ -55,6 +60,8 @@ pub struct TicketSubject {
     pub scope: String,
     /// The username.
     pub username: Option<String>,
+    /// The key of a bound access token the ticket was asked with.
+    pub cnf: Option<Confirmation>,
     /// Custom claims.
     pub custom: Map<String, Value>,
 }
@@ -89,6 +96,7 @@ impl TokenService {
             tenant_id: subject.tenant_id,
             scope: subject.scope,
             username: subject.username,
+            cnf: subject.cnf,
             custom: subject.custom,
         };
         let (token, _kid) = self.keyring().sign_ticket(&claims)?;

@@ -146,6 +146,9 @@ impl Tickets {
                     sid: claims.sid,
                     tenant_id: claims.tenant_id,
                     username: claims.username,
+                    // A ticket asked with a bound token stays bound: never laundered
+                    // into a bearer credential.
+                    cnf: claims.cnf,
                     custom: claims.custom,
                 }
             }
@@ -171,6 +174,7 @@ impl Tickets {
                     sid: None,
                     tenant_id: owner.tenant.as_str().to_owned(),
                     username: Some(owner.username.clone()),
+                    cnf: None,
                     custom: owner.claims.as_map().clone(),
                 }
             }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::dpop::Jkt;
 use crate::error::{Credential, Error, Refusal};
 use crate::keys::{KeyError, Keyring};
 use crate::model::{DEFAULT_TENANT, REGISTERED_CLAIMS, Scope, User};
@@ -76,9 +77,32 @@ pub struct AccessClaims {
     /// The tenant (tokens of the release before tenants carry none: `default`).
     #[serde(default = "default_tenant")]
     pub tenant_id: String,
+    /// The key the token is bound to (RFC 9449 DPoP), if it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
     /// The user's custom claims, merged at top level.
     #[serde(flatten)]
     pub custom: Map<String, Value>,
+}
+
+/// A token's confirmation claim (RFC 7800): the thumbprint of the key it is bound to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// RFC 7638 thumbprint of the DPoP key.
+    pub jkt: String,
+}
+
+impl AccessClaims {
+    /// The key this token is bound to, if it is.
+    pub fn bound_to(&self) -> Option<Jkt> {
+        self.cnf.as_ref().map(|c| Jkt::from_claim(c.jkt.clone()))
+    }
+}
+
+fn confirmation(jkt: Option<&Jkt>) -> Option<Confirmation> {
+    jkt.map(|j| Confirmation {
+        jkt: j.as_str().to_owned(),
+    })
 }
 
 fn default_tenant() -> String {
@@ -129,6 +153,8 @@ pub struct Grant<'a> {
     pub sid: Uuid,
     /// OAuth client id.
     pub client_id: Option<&'a str>,
+    /// The DPoP key the token is bound to, if any.
+    pub jkt: Option<&'a Jkt>,
 }
 
 /// A token whose signature and claims were checked once, kept with the key that signed it.
@@ -191,6 +217,9 @@ impl TokenService {
             client_id: Some("x".repeat(MAX_CLIENT_ID_BYTES)),
             username: Some(user.username.clone()),
             tenant_id: user.tenant.as_str().to_owned(),
+            cnf: Some(Confirmation {
+                jkt: "x".repeat(43),
+            }),
             custom: user.claims.as_map().clone(),
         };
         let payload = serde_json::to_vec(&longest)?.len();
@@ -233,6 +262,7 @@ impl TokenService {
             client_id: grant.client_id.map(str::to_owned),
             username: Some(grant.user.username.clone()),
             tenant_id: grant.user.tenant.as_str().to_owned(),
+            cnf: confirmation(grant.jkt),
             custom,
         };
         let (token, _kid) = self.keyring.sign(&claims)?;
@@ -246,6 +276,7 @@ impl TokenService {
         client_id: &str,
         tenant: &str,
         scopes: &[Scope],
+        jkt: Option<&Jkt>,
         now: DateTime<Utc>,
     ) -> Result<IssuedToken, KeyError> {
         let iat = now.timestamp();
@@ -264,6 +295,7 @@ impl TokenService {
             client_id: Some(client_id.to_owned()),
             username: None,
             tenant_id: tenant.to_owned(),
+            cnf: confirmation(jkt),
             custom: Map::new(),
         };
         let (token, _kid) = self.keyring.sign(&claims)?;
@@ -279,6 +311,7 @@ impl TokenService {
         audience: &str,
         scopes: &[Scope],
         client_id: &str,
+        jkt: Option<&Jkt>,
         now: DateTime<Utc>,
     ) -> Result<IssuedToken, KeyError> {
         let iat = now.timestamp();
@@ -299,6 +332,7 @@ impl TokenService {
             client_id: Some(client_id.to_owned()),
             username: subject.username.clone(),
             tenant_id: subject.tenant_id.clone(),
+            cnf: confirmation(jkt),
             custom,
         };
         let (token, _kid) = self.keyring.sign(&claims)?;
