@@ -2,6 +2,7 @@
 
 mod attacks;
 mod concurrency;
+mod dpop;
 mod fuzz;
 mod jose;
 mod login;

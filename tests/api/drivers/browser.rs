@@ -329,10 +329,15 @@ async fn a_page_on_another_origin_opens_a_websocket_with_a_ticket() {
 /// `/tokenmint-client.js`). Returns its origin.
 async fn serve_client_page() -> String {
     use actix_web::{App, HttpResponse, HttpServer, web};
-    let library = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/js/src/index.js"),
-    )
-    .unwrap();
+    let source = |file: &str| {
+        std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("clients/js/src")
+                .join(file),
+        )
+        .unwrap()
+    };
+    let (library, dpop) = (source("index.js"), source("dpop.js"));
     let page = r#"<!doctype html><meta charset="utf-8"><title>app</title>
 <script type="module">
 import { createClient } from '/tokenmint-client.js';
@@ -343,7 +348,20 @@ window.ready = true;
     let origin = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
     let server = HttpServer::new(move || {
         let library = library.clone();
+        let dpop = dpop.clone();
         App::new()
+            // index.js imports `./dpop.js`: next to it.
+            .route(
+                "/dpop.js",
+                web::get().to(move || {
+                    let dpop = dpop.clone();
+                    async move {
+                        HttpResponse::Ok()
+                            .content_type("text/javascript")
+                            .body(dpop)
+                    }
+                }),
+            )
             .route(
                 "/tokenmint-client.js",
                 web::get().to(move || {
@@ -532,6 +550,58 @@ async fn the_client_library_keeps_tabs_on_one_session_and_ends_it_once() {
         "{sessions}"
     );
     assert_eq!(sessions["laptop_after"]["status"], 200, "{sessions}");
+}
+
+/// DPoP in Chromium (`tests/browser/dpop_tabs.mjs`): the client library with `dpop: true`
+/// on another origin. Tokens copied out of the page are useless elsewhere; five tabs
+/// sharing the session and its key refresh at once for three rounds without ending it;
+/// a reload keeps the key and the session.
+#[tokio::test]
+async fn dpop_in_the_browser_binds_tokens_that_a_copy_cannot_use() {
+    if !browser_available() {
+        return;
+    }
+    let app_origin = serve_client_page().await;
+    let allowed = app_origin.clone();
+    // The public URL proofs name is the address the browser calls.
+    let port = crate::helpers::free_port();
+    let app = crate::helpers::spawn_app_with(move |s| {
+        s.cors_origins = vec![allowed];
+        s.bind = format!("127.0.0.1:{port}").parse().unwrap();
+        s.issuer = format!("http://127.0.0.1:{port}");
+    })
+    .await;
+    let control = serve_control(&app).await;
+    app.create_user("alice", "alice-password", &[], serde_json::json!({}))
+        .await;
+    let summary = run_scenario(
+        "dpop_tabs.mjs",
+        vec![
+            ("APP", app_origin),
+            ("ISSUER", app.address.clone()),
+            ("CONTROL", control),
+            ("USERNAME", "alice".to_owned()),
+            ("PASSWORD", "alice-password".to_owned()),
+        ],
+    )
+    .await;
+    eprintln!("DPoP in the browser: {summary}");
+    let copied = &summary["copied"];
+    assert_eq!(copied["token_type"], "DPoP", "{copied}");
+    assert_eq!(copied["in_page"]["status"], 200, "{copied}");
+    for replay in ["access_as_dpop", "access_as_bearer", "refresh"] {
+        assert_eq!(copied[replay]["status"], 401, "{replay}: {copied}");
+    }
+    assert_eq!(copied["key_exportable"], false, "{copied}");
+
+    let tabs = &summary["tabs"];
+    for round in tabs["rounds"].as_array().unwrap() {
+        assert_eq!(round["ok"], 15, "{tabs}");
+    }
+    assert_eq!(tabs["revoked"], false, "{tabs}");
+    assert_eq!(tabs["session_ended"], serde_json::json!([]), "{tabs}");
+    assert_eq!(tabs["after_reload"]["status"], 200, "{tabs}");
+    assert_eq!(tabs["revoked_after_reload"], false, "{tabs}");
 }
 
 /// The client library's own unit tests (its state machine against a fake server), in

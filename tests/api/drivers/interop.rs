@@ -1,7 +1,7 @@
 //! Tokenmint through standard client libraries (tests/interop): Python `authlib` and
 //! `PyJWT`, Node `openid-client` and `jose`. Each finds the token endpoint by discovery,
 //! gets tokens by client credentials (basic and post) and by refresh, and verifies them
-//! from JWKS; this checks what they verified.
+//! from JWKS; this checks what they verified. `oauth4webapi` is the DPoP client.
 //!
 //! They run only when `TOKENMINT_TEST_INTEROP=1` (CI sets it), and then a missing tool
 //! is a failure; otherwise they say "skipped", so that a plain `cargo test` never
@@ -206,4 +206,63 @@ async fn node_openid_client_and_jose_get_refresh_and_verify_tokens() {
     let summary = run("node", "interop.mjs", env).await;
     eprintln!("openid-client/jose: {summary}");
     check(&app, &summary);
+}
+
+/// oauth4webapi as a DPoP client (RFC 9449) with nonces required: its proofs are accepted
+/// at `/oauth/token` (client credentials) and `/api/me`, its nonce handling gets through
+/// the challenge, and the bound token copied as Bearer is refused.
+#[tokio::test]
+async fn oauth4webapi_binds_a_client_credentials_token_with_dpop_and_handles_nonces() {
+    if !interop_available() {
+        return;
+    }
+    let port = free_port();
+    let app = spawn_app_with(|s| {
+        s.bind = ([127, 0, 0, 1], port).into();
+        s.issuer = format!("http://127.0.0.1:{port}");
+        s.dpop_nonce = true;
+    })
+    .await;
+    let admin = app.admin_token().await;
+    let client: Value = app
+        .call(
+            Method::POST,
+            "/api/admin/clients",
+            &admin,
+            Some(json!({"client_id": "dpop-worker", "name": "DPoP worker",
+                        "type": "confidential", "grant_types": ["client_credentials"],
+                        "scopes": []})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let env = vec![
+        ("ISSUER", app.address.clone()),
+        ("CLIENT_ID", "dpop-worker".to_owned()),
+        (
+            "CLIENT_SECRET",
+            client["client_secret"].as_str().unwrap().to_owned(),
+        ),
+    ];
+    let summary = run("node", "dpop.mjs", env).await;
+    eprintln!("oauth4webapi DPoP: {summary}");
+    assert_eq!(summary["dpop_algs"], json!(["ES256", "EdDSA"]));
+    assert_eq!(
+        summary["token_type"].as_str().map(str::to_ascii_lowercase),
+        Some("dpop".to_owned()),
+        "{summary}"
+    );
+    assert_eq!(summary["cnf_jkt"], summary["library_jkt"], "{summary}");
+    assert_eq!(summary["me_status"], 200, "{summary}");
+    assert_eq!(summary["me_sub"], "dpop-worker", "{summary}");
+    assert_eq!(summary["copied_status"], 401, "{summary}");
+    assert!(
+        summary["copied_challenge"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("DPoP ")),
+        "{summary}"
+    );
+    // The first token request had no nonce: the server asked, the library retried once.
+    assert_eq!(summary["nonce_retries"]["token"], 1, "{summary}");
 }

@@ -4,6 +4,7 @@
 //! With `TOKENMINT_TEST_DATABASE_URL` it gets its own fresh PostgreSQL database, with
 //! `TOKENMINT_TEST_REDIS_URL` its own Redis key prefix. Set but unreachable fails the test.
 
+pub mod dpop;
 pub mod processes;
 
 use std::sync::{Arc, Once};

@@ -472,3 +472,30 @@ async fn a_stopped_instance_refuses_what_was_revoked_while_it_was_stopped() {
         waits.iter().max().unwrap()
     );
 }
+
+/// A DPoP proof accepted on A is refused on B: the replay check is the instances'
+/// shared one (Redis), not each instance's memory.
+#[tokio::test]
+async fn a_dpop_proof_used_on_one_instance_is_refused_on_the_other() {
+    let Some((a, b)) = two_instances().await else {
+        return;
+    };
+    a.create_user("rounds", "rounds-password", &[], json!({}))
+        .await;
+    let key = crate::helpers::dpop::DpopKey::p256();
+    for _ in 0..20 {
+        let proof = a.proof(&key, "POST", "/api/login", None);
+        let login = |app: &TestApp| {
+            app.client
+                .post(app.url("/api/login"))
+                .header("dpop", proof.clone())
+                .json(&json!({"username": "rounds", "password": "rounds-password"}))
+                .send()
+        };
+        assert_eq!(login(&a).await.unwrap().status(), 200, "first use, on A");
+        let again = login(&b).await.unwrap();
+        assert_eq!(again.status(), 400, "replayed on B");
+        let body: Value = again.json().await.unwrap();
+        assert_eq!(body["error"], "INVALID_DPOP_PROOF");
+    }
+}
