@@ -21,6 +21,12 @@ export interface ClientOptions {
   locks?: { request<T>(name: string, callback: () => Promise<T>): Promise<T> } | null;
   BroadcastChannel?: typeof BroadcastChannel | null;
   now?: () => number;
+  /** Bind tokens to a non-extractable key of this origin (RFC 9449 DPoP). Default false. */
+  dpop?: boolean;
+  /** For tests: WebCrypto (default `globalThis.crypto`). */
+  crypto?: Crypto;
+  /** For tests: where the DPoP key is kept (default `indexedDB`; `null`: this page's memory). */
+  indexedDB?: IDBFactory | null;
 }
 
 export interface LoginRequest {

@@ -22,8 +22,15 @@
 //   It is no credential: alone it logs nobody in.
 // - `session-ended` fires once per session when a refresh is refused for good
 //   (REFRESH_TOKEN_REUSED, TOKEN_REVOKED, TOKEN_EXPIRED, AUTHENTICATION_FAILED).
+// - `dpop: true` (RFC 9449): every request to Tokenmint and the listed origins carries a
+//   proof signed by a non-extractable key kept in IndexedDB (one per origin, shared by
+//   the tabs, deleted at logout), so the tokens are bound to it: copied out of the page,
+//   they are useless. Nonces are kept from every answer; a nonce challenge is answered
+//   once with a fresh proof.
 //
 // No dependencies; plain ES module.
+
+import { asksForNonce, dpopSigner } from './dpop.js';
 
 const ENDED = new Set([
   'REFRESH_TOKEN_REUSED',
@@ -134,6 +141,47 @@ export function createClient(options) {
   const retries = options.retries ?? 3;
   const rawFetch = options.fetch ?? globalThis.fetch.bind(globalThis);
   const now = options.now ?? (() => Date.now());
+  // DPoP: tokens bound to a key of this origin that scripts cannot export.
+  const signer = options.dpop
+    ? dpopSigner({
+        issuer,
+        crypto: options.crypto ?? globalThis.crypto,
+        indexedDB: options.indexedDB !== undefined ? options.indexedDB : globalThis.indexedDB ?? null,
+        now,
+      })
+    : null;
+  const scheme = signer ? 'DPoP' : 'Bearer';
+
+  /**
+   * Sends a request to Tokenmint or a listed origin: with a DPoP proof when DPoP is on,
+   * and `token` (if given) in `Authorization`. Keeps the nonce of every answer, and sends
+   * once more, with a fresh proof, when the answer asks for the nonce it just gave.
+   */
+  async function send(input, init, token) {
+    const attempt = async () => {
+      if (input instanceof Request) {
+        const request = new Request(input.clone(), init);
+        if (signer) {
+          request.headers.set('dpop', await signer.proof(request.method, request.url, token));
+        }
+        if (token) request.headers.set('authorization', `${scheme} ${token}`);
+        return rawFetch(request);
+      }
+      const headers = new Headers(init.headers);
+      if (signer) headers.set('dpop', await signer.proof(init.method ?? 'GET', String(input), token));
+      if (token) headers.set('authorization', `${scheme} ${token}`);
+      return rawFetch(input, { ...init, headers });
+    };
+    const url = input instanceof Request ? input.url : String(input);
+    const response = await attempt();
+    if (!signer) return response;
+    if (signer.remember(url, response) && (await asksForNonce(response))) {
+      const retried = await attempt();
+      signer.remember(url, retried);
+      return retried;
+    }
+    return response;
+  }
   // Tabs share a session only through the cookie: in memory mode each tab has its own
   // session, and nothing is coordinated or handed between tabs.
   const locks = !cookie
@@ -235,7 +283,7 @@ export function createClient(options) {
     for (let attempt = 0; attempt <= retries; attempt += 1) {
       let response;
       try {
-        response = await rawFetch(`${issuer}/api/refresh-token`, init);
+        response = await send(`${issuer}/api/refresh-token`, init);
       } catch (error) {
         // The answer was lost (or never came): the server may have rotated. Presenting
         // the same token again gets the session's current one.
@@ -303,7 +351,7 @@ export function createClient(options) {
     const device = deviceKey(username, tenant);
     const proof = storedProof(device);
     if (proof) body.device_proof = proof;
-    const response = await rawFetch(`${issuer}/api/login`, {
+    const response = await send(`${issuer}/api/login`, {
       method: 'POST',
       credentials,
       headers: { 'content-type': 'application/json' },
@@ -328,18 +376,23 @@ export function createClient(options) {
     if (channel) channel.postMessage({ type: 'ended', code: 'LOGGED_OUT' });
   }
 
-  /** Ends the session at Tokenmint (refresh token and access token) and here. */
+  /** Ends the session at Tokenmint (refresh token and access token) and here; with
+   * DPoP, the key goes too (the next login makes a new one). */
   async function logout() {
-    const headers = { 'content-type': 'application/json' };
-    if (access) headers.authorization = `Bearer ${access.token}`;
+    const token = access ? access.token : undefined;
     const body = !cookie && refreshToken ? { refresh_token: refreshToken } : {};
     forget();
-    const response = await rawFetch(`${issuer}/api/logout`, {
-      method: 'POST',
-      credentials,
-      headers,
-      body: JSON.stringify(body),
-    });
+    const response = await send(
+      `${issuer}/api/logout`,
+      {
+        method: 'POST',
+        credentials,
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      },
+      token,
+    );
+    if (signer) await signer.forget();
     if (!response.ok && response.status !== 401) throw await errorOf(response);
   }
 
@@ -368,11 +421,7 @@ export function createClient(options) {
       // Not the issuer's nor a listed origin: the token stays here.
       return rawFetch(input, init);
     }
-    const attempt = async (token) => {
-      const request = new Request(input instanceof Request ? input.clone() : input, init);
-      request.headers.set('authorization', `Bearer ${token}`);
-      return rawFetch(request);
-    };
+    const attempt = (token) => send(input, init, token);
     const token = await getAccessToken();
     const response = await attempt(token);
     if (!(await saysExpired(response))) return response;

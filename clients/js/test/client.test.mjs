@@ -517,3 +517,106 @@ test('in cookie mode the device proof stays in its HttpOnly cookie, out of JavaS
   assert.equal(store.size, 0);
   assert.equal(server.state.loginBodies[1].body.device_proof, undefined);
 });
+
+/** A fake Tokenmint that speaks DPoP: it checks each proof's signature, htm, htu and (at
+ * /api/me) ath with WebCrypto, binds to the proof's key, asks once for a nonce, and
+ * refuses a bound token sent as Bearer. */
+function fakeDpopTokenmint() {
+  const state = { proofs: [], nonceAsked: 0, boundTo: null, authorizations: [] };
+  const unb64 = (s) => Buffer.from(s, 'base64url');
+  const json = (status, body, headers = {}) =>
+    new Response(JSON.stringify(body), {
+      status,
+      headers: { 'content-type': 'application/json', 'dpop-nonce': 'n-1', ...headers },
+    });
+  async function verify(proof, method, url, token) {
+    const [h, c, s] = proof.split('.');
+    const header = JSON.parse(unb64(h));
+    const claims = JSON.parse(unb64(c));
+    const key = await crypto.subtle.importKey('jwk', header.jwk, { name: 'ECDSA', namedCurve: 'P-256' }, false, ['verify']);
+    const ok = await crypto.subtle.verify({ name: 'ECDSA', hash: 'SHA-256' }, key, unb64(s), new TextEncoder().encode(`${h}.${c}`));
+    const u = new URL(url);
+    const ath = token
+      ? Buffer.from(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(token))).toString('base64url')
+      : undefined;
+    state.proofs.push({ header, claims });
+    return ok && header.typ === 'dpop+jwt' && header.alg === 'ES256' && !('d' in header.jwk) &&
+      claims.htm === method && claims.htu === `${u.origin}${u.pathname}` && claims.ath === ath
+      ? JSON.stringify(header.jwk)
+      : null;
+  }
+  async function fetch(input, init = {}) {
+    const request = input instanceof Request ? input : new Request(input, init);
+    const url = new URL(request.url);
+    const proof = request.headers.get('dpop');
+    state.authorizations.push(request.headers.get('authorization'));
+    switch (url.pathname) {
+      case '/api/login': {
+        const jwk = proof && (await verify(proof, 'POST', request.url));
+        if (!jwk) return json(400, { error: 'INVALID_DPOP_PROOF', message: 'bad proof' });
+        const { claims } = state.proofs.at(-1);
+        if (claims.nonce !== 'n-1') {
+          state.nonceAsked += 1;
+          return json(400, { error: 'USE_DPOP_NONCE', message: 'nonce' });
+        }
+        state.boundTo = jwk;
+        return json(200, { access_token: tok(1), token: tok(1), token_type: 'DPoP', expires_in: 900, refresh_expires_in: 600, scope: '', session_id: 's1', refresh_token: 'r1' });
+      }
+      case '/api/me': {
+        const [scheme, token] = (request.headers.get('authorization') || '').split(' ');
+        const jwk = scheme === 'DPoP' && proof && (await verify(proof, 'GET', request.url, token));
+        if (jwk !== state.boundTo) {
+          return json(401, { error: 'AUTHENTICATION_FAILED', message: 'bound' }, { 'www-authenticate': 'DPoP error="invalid_token"' });
+        }
+        return json(200, { sub: 'u1' });
+      }
+      case '/api/logout':
+        return new Response(null, { status: 204 });
+      default:
+        return json(404, { error: 'NOT_FOUND' });
+    }
+  }
+  return { fetch, state };
+}
+
+test('with dpop, every request carries a proof by one non-extractable key, tokens go as DPoP, a nonce challenge is answered once', async () => {
+  const server = fakeDpopTokenmint();
+  const issuer = freshIssuer();
+  const client = createClient({ issuer, dpop: true, indexedDB: null, fetch: server.fetch, origins: ['https://api.test'] });
+  await client.login({ username: 'u', password: 'p' });
+  assert.equal(server.state.nonceAsked, 1, 'the first login was asked for a nonce');
+  const [first, second] = server.state.proofs;
+  assert.equal(first.claims.nonce, undefined);
+  assert.equal(second.claims.nonce, 'n-1', 'the retry carries the nonce');
+  assert.notEqual(first.claims.jti, second.claims.jti, 'a fresh proof');
+  assert.deepEqual(Object.keys(first.header.jwk).sort(), ['crv', 'kty', 'x', 'y'], 'a public key only');
+
+  const me = await client.fetch(`${issuer}/api/me`);
+  assert.equal(me.status, 200);
+  const last = server.state.proofs.at(-1);
+  assert.equal(last.claims.htm, 'GET');
+  assert.equal(last.claims.nonce, 'n-1', 'the nonce kept from earlier answers');
+  assert.deepEqual(last.header.jwk, first.header.jwk, 'the same key throughout');
+  assert.match(server.state.authorizations.at(-1), /^DPoP /);
+
+  // Another origin gets neither the token nor a proof.
+  const seen = [];
+  const elsewhere = createClient({
+    issuer,
+    dpop: true,
+    indexedDB: null,
+    fetch: async (input, init) => {
+      const request = input instanceof Request ? input : new Request(input, init);
+      seen.push([request.url, request.headers.get('authorization'), request.headers.get('dpop')]);
+      return server.fetch(input, init);
+    },
+  });
+  await elsewhere.login({ username: 'u', password: 'p' });
+  await elsewhere.fetch('https://other.test/x');
+  assert.deepEqual(seen.at(-1), ['https://other.test/x', null, null]);
+
+  // Logout deletes the key: the next login is by a new one.
+  await client.logout();
+  await client.login({ username: 'u', password: 'p' });
+  assert.notDeepEqual(server.state.proofs.at(-1).header.jwk, first.header.jwk);
+});
