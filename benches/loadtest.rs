@@ -144,6 +144,55 @@ async fn post_json(
     Ok(response.json().await?)
 }
 
+/// A DPoP client of the benchmark: a P-256 key that signs a fresh proof per request
+/// (RFC 9449), as a browser with `dpop: true` does.
+struct DpopClient {
+    key: ring::signature::EcdsaKeyPair,
+    header: String,
+    rng: ring::rand::SystemRandom,
+}
+
+impl DpopClient {
+    fn new() -> anyhow::Result<Self> {
+        use base64::Engine as _;
+        use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .map_err(|_| anyhow::anyhow!("key generation"))?;
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .map_err(|_| anyhow::anyhow!("key"))?;
+        let point = key.public_key().as_ref().to_vec();
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let header = json!({"typ": "dpop+jwt", "alg": "ES256",
+                            "jwk": {"kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..65])}});
+        Ok(Self {
+            key,
+            header: b64(header.to_string().as_bytes()),
+            rng,
+        })
+    }
+
+    /// A proof for `method` on `url`, with `ath` for `token` if given.
+    fn proof(&self, method: &str, url: &str, token: Option<&str>) -> String {
+        use base64::Engine as _;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let iat = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut claims = json!({"jti": uuid::Uuid::new_v4().to_string(), "htm": method, "htu": url, "iat": iat});
+        if let Some(token) = token {
+            claims["ath"] = json!(b64(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref()));
+        }
+        let signed = format!("{}.{}", self.header, b64(claims.to_string().as_bytes()));
+        let signature = self
+            .key
+            .sign(&self.rng, signed.as_bytes())
+            .map(|s| b64(s.as_ref()))
+            .unwrap_or_default();
+        format!("{signed}.{signature}")
+    }
+}
+
 /// Single-thread references through the same crypto code the server uses.
 fn crypto_references() -> anyhow::Result<(f64, f64, f64)> {
     use tokenmint::identity::passwords::{Password, PasswordHasher};
@@ -520,6 +569,39 @@ async fn main() -> anyhow::Result<()> {
             })
         })
     };
+    // The same call with a token bound to a key (DPoP): a fresh proof per request, which
+    // the server checks (signature, claims, single use) before the token.
+    let dpop = Arc::new(DpopClient::new()?);
+    let dpop_token = {
+        let url = format!("{base}/api/login");
+        let response = client
+            .post(&url)
+            .header("dpop", dpop.proof("POST", &url, None))
+            .json(&json!({"username": "admin", "password": "loadtest-admin-password"}))
+            .send()
+            .await?;
+        let body: Value = response.json().await?;
+        if body["token_type"] != "DPoP" {
+            bail!("the DPoP login did not bind: {body}");
+        }
+        body["access_token"].as_str().context("token")?.to_owned()
+    };
+    let me_dpop_req: Request = {
+        let (url, token, dpop) = (format!("{base}/api/me"), dpop_token, dpop.clone());
+        Arc::new(move |client: reqwest::Client, _| {
+            let (url, token, dpop) = (url.clone(), token.clone(), dpop.clone());
+            Box::pin(async move {
+                let proof = dpop.proof("GET", &url, Some(&token));
+                client
+                    .get(url)
+                    .header("authorization", format!("DPoP {token}"))
+                    .header("dpop", proof)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            })
+        })
+    };
     // RFC 7009 of one access token of its own, again and again: each call records a
     // revocation and publishes it, so its time is a revoking call's (with Redis: the
     // publish and the wait for every mirror's acknowledgement).
@@ -578,6 +660,7 @@ async fn main() -> anyhow::Result<()> {
     results.insert("refresh", drive(&client, c, s, refresh_req.clone()).await);
     results.insert("introspect", drive(&client, c, s, introspect_req).await);
     results.insert("me", drive(&client, c, s, me_req).await);
+    results.insert("me_dpop", drive(&client, c, s, me_dpop_req).await);
     results.insert("revoke", drive(&client, c, s, revoke_req).await);
     // JWKS and refresh while a login flood runs beside them.
     let half = (c / 2).max(1);
@@ -643,6 +726,12 @@ async fn main() -> anyhow::Result<()> {
             "me / (cores x verify rate) >= 0.50",
             rps("me") / (cores * verify_rate),
             0.50,
+            true,
+        ),
+        (
+            "me with DPoP / me with Bearer (report)",
+            rps("me_dpop") / rps("me").max(0.001),
+            0.0,
             true,
         ),
         (
