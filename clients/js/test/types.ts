@@ -10,6 +10,8 @@ async function app(): Promise<void> {
     refreshMarginMs: 30_000,
     retries: 3,
     deviceStorage: null,
+    dpop: true,
+    indexedDB: null,
   });
   const { scope, sessionId }: { scope: string; sessionId: string } = await auth.login({
     username: 'alice',
