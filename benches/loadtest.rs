@@ -179,9 +179,14 @@ impl DpopClient {
         let iat = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let mut claims = json!({"jti": uuid::Uuid::new_v4().to_string(), "htm": method, "htu": url, "iat": iat});
+        let mut claims =
+            json!({"jti": uuid::Uuid::new_v4().to_string(), "htm": method, "htu": url, "iat": iat});
         if let Some(token) = token {
-            claims["ath"] = json!(b64(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref()));
+            claims["ath"] = json!(b64(ring::digest::digest(
+                &ring::digest::SHA256,
+                token.as_bytes()
+            )
+            .as_ref()));
         }
         let signed = format!("{}.{}", self.header, b64(claims.to_string().as_bytes()));
         let signature = self

@@ -63,6 +63,21 @@ impl LazyRedis {
         redis::cmd("PING").query_async::<()>(&mut conn).await
     }
 
+    /// `SET key 1 NX PX ttl_ms`: marks `key` for `ttl_ms`; `false` if it was marked
+    /// already (the marks of tickets redeemed and DPoP proofs seen).
+    pub async fn set_once(&self, key: String, ttl_ms: i64) -> Result<bool, RedisError> {
+        let mut conn = self.conn().await?;
+        let set: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms)
+            .query_async(&mut conn)
+            .await?;
+        Ok(set.is_some())
+    }
+
     /// The client, for connections of their own (a subscription).
     pub fn client(&self) -> &redis::Client {
         &self.client

@@ -94,17 +94,7 @@ impl DpopReplay {
                 let ttl_ms = (expires_at - now.timestamp()).max(0) * 1000 + 1000;
                 let key = keys
                     .dpop_proof(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest));
-                let mut conn = redis.conn().await.map_err(Error::redis)?;
-                let set: Option<String> = redis::cmd("SET")
-                    .arg(key)
-                    .arg(1)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ttl_ms)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(Error::redis)?;
-                Ok(set.is_some())
+                redis.set_once(key, ttl_ms).await.map_err(Error::redis)
             }
             Self::Memory(seen) => seen
                 .lock()

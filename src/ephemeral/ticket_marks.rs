@@ -36,17 +36,10 @@ impl TicketMarks {
             Self::Redis { redis, keys } => {
                 // Kept a second past expiry: a ticket is refused from `exp` on anyway.
                 let ttl_ms = (expires_at - now).num_milliseconds().max(0) + 1000;
-                let mut conn = redis.conn().await.map_err(Error::redis)?;
-                let set: Option<String> = redis::cmd("SET")
-                    .arg(keys.ticket_mark(jti))
-                    .arg(1)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ttl_ms)
-                    .query_async(&mut conn)
+                redis
+                    .set_once(keys.ticket_mark(jti), ttl_ms)
                     .await
-                    .map_err(Error::redis)?;
-                Ok(set.is_some())
+                    .map_err(Error::redis)
             }
             Self::Database(db) => {
                 let jti = jti.to_owned();

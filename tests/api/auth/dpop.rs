@@ -19,6 +19,17 @@ async fn bound_login(app: &TestApp, key: &DpopKey) -> Value {
     response.json().await.unwrap()
 }
 
+/// `POST /api/login` of `dana` with this `DPoP` header.
+async fn login_with_proof(app: &TestApp, proof: impl Into<String>) -> reqwest::Response {
+    app.client
+        .post(app.url("/api/login"))
+        .header("dpop", proof.into())
+        .json(&json!({"username": "dana", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+}
+
 fn access(body: &Value) -> &str {
     body["access_token"].as_str().unwrap()
 }
@@ -166,14 +177,7 @@ async fn flawed_proofs_are_refused_at_the_token_endpoints() {
         ("not a JWS", "not-a-proof".to_owned()),
     ];
     for (what, proof) in flawed {
-        let response = app
-            .client
-            .post(app.url("/api/login"))
-            .header("dpop", proof)
-            .json(&json!({"username": "dana", "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap();
+        let response = login_with_proof(&app, proof).await;
         assert_error(response, 400, "INVALID_DPOP_PROOF").await;
         let _ = what;
     }
@@ -195,14 +199,7 @@ async fn flawed_proofs_are_refused_at_the_token_endpoints() {
     ] {
         let mut claims = app.proof_claims("POST", "/api/login", None);
         claims["htu"] = json!(htu);
-        let response = app
-            .client
-            .post(app.url("/api/login"))
-            .header("dpop", key.proof_of(&claims))
-            .json(&json!({"username": "dana", "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap();
+        let response = login_with_proof(&app, key.proof_of(&claims)).await;
         assert_eq!(response.status(), 200, "{htu}");
     }
     // The refused logins opened nothing: the two good ones are dana's only sessions.
@@ -545,14 +542,7 @@ async fn with_nonces_on_a_proof_needs_the_current_nonce_at_every_kind_of_door() 
     assert_error(first, 400, "USE_DPOP_NONCE").await;
     let mut claims = app.proof_claims("POST", "/api/login", None);
     claims["nonce"] = json!(nonce);
-    let login = app
-        .client
-        .post(app.url("/api/login"))
-        .header("dpop", key.proof_of(&claims))
-        .json(&json!({"username": "dana", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let login = login_with_proof(&app, key.proof_of(&claims)).await;
     assert_eq!(login.status(), 200);
     assert!(
         login.headers().contains_key("dpop-nonce"),
@@ -583,14 +573,7 @@ async fn with_nonces_on_a_proof_needs_the_current_nonce_at_every_kind_of_door() 
     for stale in ["latest", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"] {
         let mut claims = app.proof_claims("POST", "/api/login", None);
         claims["nonce"] = json!(stale);
-        let response = app
-            .client
-            .post(app.url("/api/login"))
-            .header("dpop", key.proof_of(&claims))
-            .json(&json!({"username": "dana", "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap();
+        let response = login_with_proof(&app, key.proof_of(&claims)).await;
         assert_error(response, 400, "USE_DPOP_NONCE").await;
     }
     // The token endpoint answers RFC 9449's use_dpop_nonce.

@@ -9,6 +9,10 @@
 //! ago, and is it the head's immediate predecessor?" where the service asks the session
 //! row when its head was issued. Requests sent together may be served in any order: the
 //! answers must be those of some order of them, one at a time (linearizability).
+//!
+//! With the session bound to a DPoP key (RFC 9449) that only the owner holds, the model
+//! adds one row: the thief's presentations are refused as unknown and change nothing, so
+//! the owner's chain goes on as if the thief were not there.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -17,7 +21,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::Value;
 
-use crate::helpers::{ADMIN_PASSWORD, TestApp, spawn_app_with};
+use crate::helpers::dpop::DpopKey;
+use crate::helpers::{ADMIN_PASSWORD, Pair, TestApp, spawn_app_with};
 
 /// The reuse leeway of the app under test. Model time moves in whole minutes and the
 /// wall clock adds only milliseconds between steps, so no age is ever near L: the
@@ -56,6 +61,8 @@ enum Answer {
     Reused,
     Revoked,
     Expired,
+    /// Refused as unknown (a bound session's token without its key).
+    Invalid,
 }
 
 /// The contract's table over the whole chain.
@@ -67,6 +74,15 @@ struct Model {
 }
 
 impl Model {
+    /// A presentation by holder `h` (0: the owner; 1: the thief, who in a bound session
+    /// has no key).
+    fn present_by(&mut self, h: usize, generation: i64, now: u64, bound: bool) -> Answer {
+        if bound && h == 1 {
+            return Answer::Invalid;
+        }
+        self.present(generation, now)
+    }
+
     fn new() -> Self {
         Self {
             chain: vec![(0, None)],
@@ -105,8 +121,11 @@ impl Model {
     }
 }
 
-async fn present(app: &TestApp, token: &str) -> (Answer, Option<String>) {
-    let response = app.post_refresh(token).await;
+async fn present(app: &TestApp, token: &str, key: Option<&DpopKey>) -> (Answer, Option<String>) {
+    let response = match key {
+        Some(key) => app.dpop_refresh(key, token).await,
+        None => app.post_refresh(token).await,
+    };
     let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap();
     match (status, body["error"].as_str()) {
@@ -118,6 +137,7 @@ async fn present(app: &TestApp, token: &str) -> (Answer, Option<String>) {
         (401, Some("REFRESH_TOKEN_REUSED")) => (Answer::Reused, None),
         (401, Some("TOKEN_REVOKED")) => (Answer::Revoked, None),
         (401, Some("TOKEN_EXPIRED")) => (Answer::Expired, None),
+        (401, Some("AUTHENTICATION_FAILED")) => (Answer::Invalid, None),
         other => panic!("unexpected answer {other:?}: {body}"),
     }
 }
@@ -145,8 +165,19 @@ impl Tokens {
     }
 }
 
-async fn run_case(app: &TestApp, steps: Vec<Step>) -> Result<(), TestCaseError> {
-    let login = app.log_in("admin", ADMIN_PASSWORD).await;
+async fn run_case(app: &TestApp, steps: Vec<Step>, bound: bool) -> Result<(), TestCaseError> {
+    // The owner's key, in a bound session; the thief has none.
+    let owner_key = bound.then(DpopKey::p256);
+    let key_of = |h: usize| if h == 0 { owner_key.as_ref() } else { None };
+    let login: Pair = match &owner_key {
+        Some(key) => app
+            .dpop_login(key, "admin", ADMIN_PASSWORD)
+            .await
+            .json()
+            .await
+            .unwrap(),
+        None => app.log_in("admin", ADMIN_PASSWORD).await,
+    };
     let first = login.refresh().to_owned();
     let mut tokens = Tokens::default();
     tokens.learn(0, &first)?;
@@ -162,8 +193,8 @@ async fn run_case(app: &TestApp, steps: Vec<Step>) -> Result<(), TestCaseError> 
             }
             Step::Present(h) | Step::Lost(h) => {
                 let token = tokens.by_generation[&holders[h]].clone();
-                let (answer, got) = present(app, &token).await;
-                let expected = model.present(holders[h], now);
+                let (answer, got) = present(app, &token, key_of(h)).await;
+                let expected = model.present_by(h, holders[h], now, bound);
                 match (&expected, got) {
                     (Answer::Token(g), Some(got)) => {
                         tokens.learn(*g, &got)?;
@@ -179,15 +210,20 @@ async fn run_case(app: &TestApp, steps: Vec<Step>) -> Result<(), TestCaseError> 
                     .iter()
                     .map(|h| tokens.by_generation[&holders[*h]].clone())
                     .collect();
-                let answers =
-                    futures_util::future::join_all(presented.iter().map(|t| present(app, t))).await;
+                let answers = futures_util::future::join_all(
+                    presented
+                        .iter()
+                        .zip(&who)
+                        .map(|(t, h)| present(app, t, key_of(*h))),
+                )
+                .await;
                 // Some order of the requests, one at a time, gives exactly these answers.
                 let mut matched = None;
                 for order in permutations(who.len()) {
                     let mut trial = model.clone();
                     let mut outcome = vec![Answer::Revoked; who.len()];
                     for &i in &order {
-                        outcome[i] = trial.present(holders[who[i]], now);
+                        outcome[i] = trial.present_by(who[i], holders[who[i]], now, bound);
                     }
                     let fits = outcome.iter().zip(&answers).all(|(m, (a, got))| match m {
                         Answer::Token(g) => got.as_deref().is_some_and(|got| {
@@ -242,18 +278,27 @@ fn permutations(n: usize) -> Vec<Vec<usize>> {
 
 #[test]
 fn two_holders_of_one_chain_get_what_the_contract_says_in_any_interleaving() {
+    run_model(false, 48);
+}
+
+#[test]
+fn in_a_session_bound_to_the_owners_key_the_thief_moves_nothing_in_any_interleaving() {
+    run_model(true, 32);
+}
+
+fn run_model(bound: bool, cases: u32) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let app = runtime.block_on(spawn_app_with(|s| {
         s.refresh_reuse_leeway = Duration::from_secs(LEEWAY_SECS);
         s.refresh_ttl = Duration::from_secs(IDLE_SECS);
     }));
     let mut runner = TestRunner::new(Config {
-        cases: 48,
+        cases,
         failure_persistence: None,
         ..Config::default()
     });
     let result = runner.run(&proptest::collection::vec(step(), 1..14), |steps| {
-        runtime.block_on(run_case(&app, steps))
+        runtime.block_on(run_case(&app, steps, bound))
     });
     if let Err(e) = result {
         panic!("{e}");
