@@ -42,6 +42,10 @@ pub fn browser_available() -> bool {
 
 static NPM_CI: Once = Once::new();
 
+/// One Chromium at a time: a scenario's timings (tabs opened within a reuse leeway, say)
+/// are its own, not shared with another browser on the same cores.
+static ONE_BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Runs a scenario of `tests/browser` with `env`; returns the JSON line it prints.
 pub async fn run_scenario(script: &'static str, env: Vec<(&'static str, String)>) -> Value {
     tokio::task::spawn_blocking(move || {
@@ -55,6 +59,9 @@ pub async fn run_scenario(script: &'static str, env: Vec<(&'static str, String)>
                 assert!(status.success(), "npm ci in tests/browser failed");
             }
         });
+        let _browser = ONE_BROWSER
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let output = std::process::Command::new("node")
             .arg(script)
             .current_dir(browser_dir())
@@ -446,19 +453,24 @@ async fn rotation_chain(db: &tokenmint::store::Db, sid: String) -> Value {
     .unwrap()
 }
 
-#[tokio::test]
-async fn the_client_library_keeps_tabs_on_one_session_and_ends_it_once() {
-    if !browser_available() {
-        return;
-    }
+/// Runs a scenario of the client library (`clients/js` served on an app origin of its
+/// own) against a server whose public URL is the address the browser calls (DPoP proofs
+/// name it), with the control endpoint and a user `alice`.
+async fn client_library_scenario(script: &'static str) -> Value {
     let app_origin = serve_client_page().await;
     let allowed = app_origin.clone();
-    let app = crate::helpers::spawn_app_with(move |s| s.cors_origins = vec![allowed]).await;
+    let port = crate::helpers::free_port();
+    let app = crate::helpers::spawn_app_with(move |s| {
+        s.cors_origins = vec![allowed];
+        s.bind = ([127, 0, 0, 1], port).into();
+        s.issuer = format!("http://127.0.0.1:{port}");
+    })
+    .await;
     let control = serve_control(&app).await;
     app.create_user("alice", "alice-password", &[], serde_json::json!({}))
         .await;
-    let summary = run_scenario(
-        "client_tabs.mjs",
+    run_scenario(
+        script,
         vec![
             ("APP", app_origin),
             ("ISSUER", app.address.clone()),
@@ -467,7 +479,15 @@ async fn the_client_library_keeps_tabs_on_one_session_and_ends_it_once() {
             ("PASSWORD", "alice-password".to_owned()),
         ],
     )
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn the_client_library_keeps_tabs_on_one_session_and_ends_it_once() {
+    if !browser_available() {
+        return;
+    }
+    let summary = client_library_scenario("client_tabs.mjs").await;
     eprintln!("client library in the browser: {summary}");
 
     // Five tabs, three requests each, all with an access token the server calls expired.
@@ -561,30 +581,7 @@ async fn dpop_in_the_browser_binds_tokens_that_a_copy_cannot_use() {
     if !browser_available() {
         return;
     }
-    let app_origin = serve_client_page().await;
-    let allowed = app_origin.clone();
-    // The public URL proofs name is the address the browser calls.
-    let port = crate::helpers::free_port();
-    let app = crate::helpers::spawn_app_with(move |s| {
-        s.cors_origins = vec![allowed];
-        s.bind = format!("127.0.0.1:{port}").parse().unwrap();
-        s.issuer = format!("http://127.0.0.1:{port}");
-    })
-    .await;
-    let control = serve_control(&app).await;
-    app.create_user("alice", "alice-password", &[], serde_json::json!({}))
-        .await;
-    let summary = run_scenario(
-        "dpop_tabs.mjs",
-        vec![
-            ("APP", app_origin),
-            ("ISSUER", app.address.clone()),
-            ("CONTROL", control),
-            ("USERNAME", "alice".to_owned()),
-            ("PASSWORD", "alice-password".to_owned()),
-        ],
-    )
-    .await;
+    let summary = client_library_scenario("dpop_tabs.mjs").await;
     eprintln!("DPoP in the browser: {summary}");
     let copied = &summary["copied"];
     assert_eq!(copied["token_type"], "DPoP", "{copied}");
