@@ -538,9 +538,11 @@ fn cors(origins: &[String]) -> Cors {
                 header::HeaderName::from_static("x-api-key"),
                 header::HeaderName::from_static("dpop"),
             ])
+            // `Date` too: a DPoP client whose clock is off learns the server's from it.
             .expose_headers([
                 header::WWW_AUTHENTICATE,
                 header::RETRY_AFTER,
+                header::DATE,
                 header::HeaderName::from_static("dpop-nonce"),
             ])
             .max_age(600)

@@ -81,6 +81,9 @@ export function dpopSigner({ issuer, crypto, indexedDB, now }) {
   const name = `${issuer}`;
   const nonces = new Map(); // origin -> the newest nonce it sent
   let pair = null; // Promise<{privateKey, publicKey, jwk}>
+  // The server's clock minus ours, learned when a proof was refused for its time: a
+  // proof's iat must be within minutes of the server's clock, and machines drift.
+  let skewMs = 0;
 
   async function load() {
     let keys = await store.get(name);
@@ -117,7 +120,7 @@ export function dpopSigner({ issuer, crypto, indexedDB, now }) {
         jti: b64url(crypto.getRandomValues(new Uint8Array(16))),
         htm: method.toUpperCase(),
         htu: `${target.origin}${target.pathname}`,
-        iat: Math.floor(now() / 1000),
+        iat: Math.floor((now() + skewMs) / 1000),
       };
       const nonce = nonces.get(target.origin);
       if (nonce) claims.nonce = nonce;
@@ -141,6 +144,20 @@ export function dpopSigner({ issuer, crypto, indexedDB, now }) {
       return fresh;
     },
 
+    /**
+     * After a refused proof: takes the server's time from the answer's `Date` header.
+     * Whether our clock was off by more than 30 s (so that the request is worth sending
+     * again with a proof on the server's time).
+     */
+    learnClock(response) {
+      const date = Date.parse(response.headers.get('date') || '');
+      if (Number.isNaN(date)) return false;
+      const skew = date - now();
+      if (Math.abs(skew - skewMs) <= 30_000) return false;
+      skewMs = skew;
+      return true;
+    },
+
     /** Deletes the key: the next login makes a new one. */
     async forget() {
       pair = null;
@@ -148,6 +165,21 @@ export function dpopSigner({ issuer, crypto, indexedDB, now }) {
       await store.delete(name);
     },
   };
+}
+
+/** Whether an answer refused the proof itself (the token endpoints' 400 body, or a
+ * resource's 401 challenge). */
+export async function refusesProof(response) {
+  if (response.status === 401) {
+    return /error="invalid_dpop_proof"/.test(response.headers.get('www-authenticate') || '');
+  }
+  if (response.status !== 400) return false;
+  try {
+    const body = await response.clone().json();
+    return body.error === 'INVALID_DPOP_PROOF' || body.error === 'invalid_dpop_proof';
+  } catch {
+    return false;
+  }
 }
 
 /** Whether an answer asks for a proof with the server's nonce (the token endpoints'

@@ -26,11 +26,12 @@
 //   proof signed by a non-extractable key kept in IndexedDB (one per origin, shared by
 //   the tabs, deleted at logout), so the tokens are bound to it: copied out of the page,
 //   they are useless. Nonces are kept from every answer; a nonce challenge is answered
-//   once with a fresh proof.
+//   once with a fresh proof, and so is a proof refused while this machine's clock was
+//   off (the server's `Date` then sets the proofs' clock).
 //
 // No dependencies; plain ES module.
 
-import { asksForNonce, dpopSigner } from './dpop.js';
+import { asksForNonce, dpopSigner, refusesProof } from './dpop.js';
 
 const ENDED = new Set([
   'REFRESH_TOKEN_REUSED',
@@ -175,12 +176,14 @@ export function createClient(options) {
     const url = input instanceof Request ? input.url : String(input);
     const response = await attempt();
     if (!signer) return response;
-    if (signer.remember(url, response) && (await asksForNonce(response))) {
-      const retried = await attempt();
-      signer.remember(url, retried);
-      return retried;
-    }
-    return response;
+    const retry =
+      (signer.remember(url, response) && (await asksForNonce(response))) ||
+      ((await refusesProof(response)) && signer.learnClock(response));
+    if (!retry) return response;
+    // Once, with a fresh proof: the new nonce, or our clock set to the server's.
+    const retried = await attempt();
+    signer.remember(url, retried);
+    return retried;
   }
   // Tabs share a session only through the cookie: in memory mode each tab has its own
   // session, and nothing is coordinated or handed between tabs.

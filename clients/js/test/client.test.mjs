@@ -620,3 +620,41 @@ test('with dpop, every request carries a proof by one non-extractable key, token
   await client.login({ username: 'u', password: 'p' });
   assert.notDeepEqual(server.state.proofs.at(-1).header.jwk, first.header.jwk);
 });
+
+test("with dpop, a proof refused because this machine's clock is off is sent again on the server's time, once", async () => {
+  const serverAhead = 10 * 60 * 1000; // the server's clock is ten minutes ahead
+  const seen = [];
+  const fetch = async (input, init = {}) => {
+    const request = input instanceof Request ? input : new Request(input, init);
+    const proof = request.headers.get('dpop');
+    const claims = JSON.parse(Buffer.from(proof.split('.')[1], 'base64url'));
+    const serverNow = Date.now() + serverAhead;
+    seen.push(claims.iat);
+    const date = new Date(serverNow).toUTCString();
+    if (Math.abs(claims.iat - serverNow / 1000) > 60) {
+      return new Response(JSON.stringify({ error: 'INVALID_DPOP_PROOF', message: 'the DPoP proof is too old' }), {
+        status: 400,
+        headers: { 'content-type': 'application/json', date },
+      });
+    }
+    return new Response(
+      JSON.stringify({ access_token: tok(1), token_type: 'DPoP', expires_in: 900, refresh_expires_in: 600, scope: '', session_id: 's1', refresh_token: 'r1' }),
+      { status: 200, headers: { 'content-type': 'application/json', date } },
+    );
+  };
+  const client = createClient({ issuer: freshIssuer(), dpop: true, indexedDB: null, fetch });
+  await client.login({ username: 'u', password: 'p' });
+  assert.equal(seen.length, 2, 'refused once, then accepted');
+  assert.ok(seen[1] - seen[0] >= 590, 'the second proof is on the server clock');
+  // A refusal that the clock does not explain is not retried.
+  const refusing = async (input, init) => {
+    seen.push('refused');
+    return new Response(JSON.stringify({ error: 'INVALID_DPOP_PROOF', message: 'bad' }), {
+      status: 400,
+      headers: { 'content-type': 'application/json', date: new Date().toUTCString() },
+    });
+  };
+  const other = createClient({ issuer: freshIssuer(), dpop: true, indexedDB: null, fetch: refusing });
+  await assert.rejects(other.login({ username: 'u', password: 'p' }), (e) => e.code === 'INVALID_DPOP_PROOF');
+  assert.equal(seen.filter((s) => s === 'refused').length, 1);
+});
