@@ -15,6 +15,8 @@ pub enum Credential {
     Password,
     /// A bearer access token.
     AccessToken,
+    /// An access token presented as `DPoP` (RFC 9449): refused with a `DPoP` challenge.
+    DpopAccessToken,
     /// A refresh token.
     RefreshToken,
     /// An API key.
@@ -292,10 +294,10 @@ fn refusal_message(credential: Credential, refusal: Refusal) -> &'static str {
         (C::RefreshToken, R::Ambiguous) => "the request carries two refresh cookies",
         (_, R::Ambiguous) => "send one credential: either an API key or a bearer token",
         (C::Password, _) => "invalid username or password",
-        (C::AccessToken, R::Missing) => "missing bearer token",
-        (C::AccessToken, R::Expired) => "the access token has expired",
-        (C::AccessToken, R::Revoked) => "the access token has been revoked",
-        (C::AccessToken, _) => "the access token is invalid",
+        (C::AccessToken | C::DpopAccessToken, R::Missing) => "missing bearer token",
+        (C::AccessToken | C::DpopAccessToken, R::Expired) => "the access token has expired",
+        (C::AccessToken | C::DpopAccessToken, R::Revoked) => "the access token has been revoked",
+        (C::AccessToken | C::DpopAccessToken, _) => "the access token is invalid",
         (C::RefreshToken, R::Missing) => "missing refresh token",
         (C::RefreshToken, R::Expired) => "the refresh token has expired",
         (C::RefreshToken, R::Revoked) => "the session has been revoked",

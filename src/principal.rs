@@ -261,9 +261,22 @@ impl Authenticator {
         presented: &AccessToken,
         now: DateTime<Utc>,
     ) -> Result<AccessClaims, Error> {
-        let claims = self.tokens.verify(&presented.token, now)?;
-        self.check_binding(&claims, presented, now).await?;
-        self.not_revoked(claims, now).await
+        let checked = async {
+            let claims = self.tokens.verify(&presented.token, now)?;
+            self.check_binding(&claims, presented, now).await?;
+            self.not_revoked(claims, now).await
+        };
+        checked.await.map_err(|e| match (e, presented.scheme) {
+            // Refused as a DPoP token: the answer challenges with DPoP (RFC 9449 7.1).
+            (
+                Error::Unauthenticated {
+                    credential: Credential::AccessToken,
+                    refusal,
+                },
+                Scheme::Dpop,
+            ) => Error::refused(Credential::DpopAccessToken, refusal),
+            (e, _) => e,
+        })
     }
 
     /// A verified, unrevoked access token that arrived as a parameter (token exchange's

@@ -292,6 +292,12 @@ impl From<Error> for ApiError {
                     (Credential::AccessToken | Credential::BearerApiKey, _) => {
                         error.invalid_token()
                     }
+                    // RFC 9449 section 7.1: a token presented as DPoP is challenged so.
+                    (Credential::DpopAccessToken, _) => {
+                        let mut error = error;
+                        error.challenge = Challenge::Dpop("invalid_token");
+                        error
+                    }
                     _ => error,
                 }
             }

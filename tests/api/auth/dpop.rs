@@ -698,3 +698,41 @@ async fn with_redis_unreachable_a_proof_is_503_never_a_guess() {
         .unwrap();
     assert_eq!(plain.status(), 200);
 }
+
+/// A DPoP token refused for what it is (expired, revoked) is challenged with `DPoP`, not
+/// `Bearer` (RFC 9449 section 7.1), and keeps its precise code.
+#[tokio::test]
+async fn a_dpop_token_refused_for_its_own_sake_is_challenged_with_dpop() {
+    let app = spawn_app().await;
+    app.create_user("dana", PASSWORD, &[], json!({})).await;
+    let key = DpopKey::p256();
+    let body = bound_login(&app, &key).await;
+    let token = access(&body).to_owned();
+    app.clock.advance(Duration::from_secs(16 * 60));
+    let expired = app
+        .dpop_call(&key, Method::GET, "/api/me", &token, None)
+        .await;
+    assert_dpop_challenge(expired, "TOKEN_EXPIRED", "invalid_token").await;
+
+    let fresh = access(&bound_login(&app, &key).await).to_owned();
+    let revoked = app
+        .client
+        .post(app.url("/api/token/revoke"))
+        .json(&json!({"token": fresh}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    let me = app
+        .dpop_call(&key, Method::GET, "/api/me", &fresh, None)
+        .await;
+    assert_dpop_challenge(me, "TOKEN_REVOKED", "invalid_token").await;
+    // The same refusal of a Bearer token keeps the Bearer challenge.
+    let plain = app.log_in("dana", PASSWORD).await;
+    app.clock.advance(Duration::from_secs(16 * 60));
+    let headers = assert_error(app.get_me(&plain.access_token).await, 401, "TOKEN_EXPIRED").await;
+    assert_eq!(
+        headers["www-authenticate"],
+        r#"Bearer error="invalid_token""#
+    );
+}
