@@ -9,7 +9,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Sessions, revoke_session_in};
+use super::{Sessions, revoke_session_in, session_entry};
 use crate::audit::{Action, Actor, AdminCall, AuditEvent, Outcome};
 use crate::error::Error;
 use crate::model::{Admin, Lifetimes, TenantId, delta};
@@ -250,17 +250,17 @@ impl Sessions {
             .db
             .run(move |conn| {
                 write_transaction(conn, |conn| {
-                    let mut entries = Vec::new();
-                    let others = store::live_ids(conn, &user_id, live(&lifetimes, now))?;
-                    for id in others.iter().filter(|id| **id != current) {
-                        entries.extend(revoke_session_in(
-                            conn,
-                            id,
-                            "other sessions ended",
-                            &lifetimes,
-                            now,
-                        )?);
-                    }
+                    let ended = store::revoke_live_except(
+                        conn,
+                        &user_id,
+                        &current,
+                        live(&lifetimes, now),
+                        "other sessions ended",
+                    )?;
+                    let entries: Vec<_> = ended
+                        .iter()
+                        .map(|s| session_entry(s, &lifetimes, now))
+                        .collect();
                     Ok::<_, Error>((entries.len(), Revocations::record(conn, entries)?))
                 })
             })

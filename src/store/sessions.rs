@@ -222,19 +222,37 @@ pub fn find_live(
     Ok(query.load(conn)?.into_iter().next())
 }
 
-/// The ids of a user's live sessions.
-pub fn live_ids(
+/// Revokes every live session of a user but `keep`, inside the caller's write
+/// transaction, in two statements whatever their number: the live ones are read (locked
+/// on PostgreSQL; SQLite's `BEGIN IMMEDIATE` already excludes other writers), then revoked
+/// by id, so exactly the sessions returned are the ones this call revoked (one opened
+/// meanwhile is neither).
+pub fn revoke_live_except(
     conn: &mut DbConnection,
     user_id: &str,
+    keep: &str,
     live: Live,
-) -> Result<Vec<String>, StoreError> {
-    Ok(sessions::table
-        .filter(sessions::user_id.eq(user_id))
-        .filter(sessions::revoked_at.is_null())
-        .filter(sessions::expires_at.gt(live.now))
-        .filter(sessions::refreshed_at.gt(live.idle_after))
-        .select(sessions::id)
-        .load(conn)?)
+    reason: &str,
+) -> Result<Vec<SessionRow>, StoreError> {
+    let others = sessions::user_id
+        .eq(user_id.to_owned())
+        .and(sessions::id.ne(keep.to_owned()))
+        .and(sessions::revoked_at.is_null())
+        .and(sessions::expires_at.gt(live.now))
+        .and(sessions::refreshed_at.gt(live.idle_after));
+    let query = sessions::table.filter(others);
+    let rows: Vec<SessionRow> = match conn {
+        DbConnection::Postgres(c) => query.select(SessionRow::as_select()).for_update().load(c)?,
+        DbConnection::Sqlite(c) => query.select(SessionRow::as_select()).load(c)?,
+    };
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    diesel::update(sessions::table.filter(sessions::id.eq_any(ids)))
+        .set((
+            sessions::revoked_at.eq(live.now),
+            sessions::revoked_reason.eq(reason),
+        ))
+        .execute(conn)?;
+    Ok(rows)
 }
 
 /// Deletes sessions that ended before `before` (their legacy tokens go with them).

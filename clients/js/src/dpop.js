@@ -167,32 +167,23 @@ export function dpopSigner({ issuer, crypto, indexedDB, now }) {
   };
 }
 
-/** Whether an answer refused the proof itself (the token endpoints' 400 body, or a
- * resource's 401 challenge). */
-export async function refusesProof(response) {
+/** Whether an answer is the DPoP error `code`: a resource's 401 challenge
+ * (`error="<code>"`), or a token endpoint's 400 body (`<code>` or `<CODE>`). */
+async function isDpopError(response, code) {
   if (response.status === 401) {
-    return /error="invalid_dpop_proof"/.test(response.headers.get('www-authenticate') || '');
+    return (response.headers.get('www-authenticate') || '').includes(`error="${code}"`);
   }
   if (response.status !== 400) return false;
   try {
     const body = await response.clone().json();
-    return body.error === 'INVALID_DPOP_PROOF' || body.error === 'invalid_dpop_proof';
+    return body.error === code || body.error === code.toUpperCase();
   } catch {
     return false;
   }
 }
 
-/** Whether an answer asks for a proof with the server's nonce (the token endpoints'
- * 400 body, or a resource's 401 challenge). */
-export async function asksForNonce(response) {
-  if (response.status === 401) {
-    return /error="use_dpop_nonce"/.test(response.headers.get('www-authenticate') || '');
-  }
-  if (response.status !== 400) return false;
-  try {
-    const body = await response.clone().json();
-    return body.error === 'USE_DPOP_NONCE' || body.error === 'use_dpop_nonce';
-  } catch {
-    return false;
-  }
-}
+/** Whether an answer refused the proof itself. */
+export const refusesProof = (response) => isDpopError(response, 'invalid_dpop_proof');
+
+/** Whether an answer asks for a proof with the server's nonce. */
+export const asksForNonce = (response) => isDpopError(response, 'use_dpop_nonce');
