@@ -58,6 +58,7 @@ actions! {
     ApiKeyDelete => "api_key.delete", "An admin deleted an API key.";
     SigningKeyList => "signing_key.list", "An admin listed the signing keys.";
     SigningKeyRotate => "signing_key.rotate", "The signing keys were rotated.";
+    SigningKeyWithdraw => "signing_key.withdraw", "A signing key was withdrawn in an emergency.";
     AuditList => "audit.list", "An admin read the audit log.";
     AdminRefused => "admin.refused", "An admin endpoint refused its caller (401 or 403).";
     TenantCreate => "tenant.create", "An admin created a tenant.";

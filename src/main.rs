@@ -55,6 +55,12 @@ enum Command {
     Openapi,
 }
 
+fn print_keys(keys: &[tokenmint::keys::keyring::KeyInfo]) {
+    for key in keys {
+        println!("{}\t{}\t{}", key.kid, key.alg, key.status.as_str());
+    }
+}
+
 #[derive(Subcommand)]
 enum SessionsCommand {
     /// List a user's live sessions, newest first, one a line: id, login time, last
@@ -78,6 +84,20 @@ enum KeysCommand {
         /// Algorithm of the new `next` key: ES256, EdDSA or RS256.
         #[arg(long)]
         alg: Option<String>,
+    },
+    /// Withdraw a key at once, e.g. its private part may have leaked (same as POST
+    /// /api/admin/signing-keys/{kid}/withdraw): every instance refuses its tokens and
+    /// leaves it out of JWKS before this returns; a withdrawn `current` key is replaced
+    /// by a fresh one at once.
+    Withdraw {
+        /// The key id.
+        kid: String,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+        /// Also end every session (a mass logout).
+        #[arg(long)]
+        end_sessions: bool,
     },
 }
 
@@ -189,9 +209,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .signing_keys
                 .rotate(&Admin::operator(), alg, SystemClock.now())
                 .await?;
-            for key in keys {
-                println!("{}\t{}\t{}", key.kid, key.alg, key.status.as_str());
-            }
+            print_keys(&keys);
+        }
+        Some(Command::Keys {
+            command:
+                KeysCommand::Withdraw {
+                    kid,
+                    reason,
+                    end_sessions,
+                },
+        }) => {
+            let withdrawal = tokenmint::keys::admin::Withdrawal {
+                reason: tokenmint::keys::admin::WithdrawReason::parse(&reason)?,
+                end_sessions,
+            };
+            let services = Services::build(settings, Arc::new(SystemClock)).await?;
+            let keys = services
+                .signing_keys
+                .withdraw(&Admin::operator(), kid, withdrawal, SystemClock.now())
+                .await?;
+            print_keys(&keys);
         }
         Some(Command::Sessions { command }) => {
             let services = Services::build(settings, Arc::new(SystemClock)).await?;

@@ -17,7 +17,7 @@ use crate::error::{Credential, Door, DpopProblem, Error, Refusal};
 use crate::model::{Actor, Admin};
 use crate::model::{Role, Scope, TenantId, has_admin_role, has_admin_scope};
 use crate::revocation::{Revocations, Revoked, TokenIds};
-use crate::tokens::access::{AccessClaims, TokenService};
+use crate::tokens::access::{AccessClaims, TokenService, Verified};
 
 /// How an access token is presented (RFC 6750, RFC 9449 section 7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,9 +262,9 @@ impl Authenticator {
         now: DateTime<Utc>,
     ) -> Result<AccessClaims, Error> {
         let checked = async {
-            let claims = self.tokens.verify(&presented.token, now)?;
-            self.check_binding(&claims, presented, now).await?;
-            self.not_revoked(claims, now).await
+            let verified = self.tokens.verify(&presented.token, now)?;
+            self.check_binding(&verified.claims, presented, now).await?;
+            self.not_revoked(verified, now).await
         };
         checked.await.map_err(|e| match (e, presented.scheme) {
             // Refused as a DPoP token: the answer challenges with DPoP (RFC 9449 7.1).
@@ -287,8 +287,8 @@ impl Authenticator {
         token: &str,
         now: DateTime<Utc>,
     ) -> Result<AccessClaims, Error> {
-        let claims = self.tokens.verify(token, now)?;
-        self.not_revoked(claims, now).await
+        let verified = self.tokens.verify(token, now)?;
+        self.not_revoked(verified, now).await
     }
 
     /// A token bound to a key (`cnf.jkt`) is accepted only as `DPoP` with a proof by that
@@ -354,15 +354,17 @@ impl Authenticator {
 
     async fn not_revoked(
         &self,
-        claims: AccessClaims,
+        verified: Verified,
         now: DateTime<Utc>,
     ) -> Result<AccessClaims, Error> {
+        let Verified { kid, claims } = verified;
         let ids = TokenIds {
             jti: &claims.jti,
             sid: claims.sid.as_deref(),
             sub: &claims.sub,
             tenant: &claims.tenant_id,
             iat: claims.iat,
+            kid: &kid,
         };
         match self.revocations.check(ids, now).await? {
             Revoked::No => Ok(claims),
@@ -542,7 +544,7 @@ impl Authenticator {
         }
         // Any token the service signed, exchanged ones (another audience) included.
         let checked = match self.tokens.verify_any_audience(token, now) {
-            Ok(claims) => self.not_revoked(claims, now).await,
+            Ok(verified) => self.not_revoked(verified, now).await,
             Err(e) => Err(e.into()),
         };
         match checked {

@@ -263,6 +263,7 @@ impl Services {
         let lifetimes = settings.lifetimes();
         let tokens = Arc::new(TokenService::new(
             keyring.clone(),
+            revocations.clone(),
             settings.issuer.clone(),
             settings.audience.clone(),
             settings.access_ttl,
@@ -299,7 +300,13 @@ impl Services {
             audit.clone(),
             dpop,
         ));
-        let signing_keys = Arc::new(SigningKeys::new(keyring.clone(), audit.clone()));
+        let signing_keys = Arc::new(SigningKeys::new(
+            keyring.clone(),
+            audit.clone(),
+            db.clone(),
+            revocations.clone(),
+            lifetimes,
+        ));
         let tenants = Arc::new(Tenants::new(
             db.clone(),
             revocations.clone(),

@@ -147,6 +147,7 @@ pub fn routes<C: Register>(cfg: &mut C) {
         .service(admin::audit::list_audit)
         .service(admin::signing_keys::list_signing_keys)
         .service(admin::signing_keys::rotate_signing_keys)
+        .service(admin::signing_keys::withdraw_signing_key)
         .service(admin::tenants::create_tenant)
         .service(admin::tenants::list_tenants)
         .service(admin::tenants::get_tenant)

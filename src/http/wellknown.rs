@@ -26,11 +26,12 @@ pub struct JwksResponse {
         (status = 200, description = "The key set", body = JwksResponse,
          headers(("Cache-Control" = String), ("ETag" = String))),
         (status = 304, description = "The cached copy is current"),
+        (status = 503, description = "Neither the revocation list nor the database can say which keys are withdrawn", body = ErrorBody),
     )
 )]
 #[get("/.well-known/jwks.json")]
-pub async fn jwks(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let doc = state.keyring.jwks();
+pub async fn jwks(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let doc = state.signing_keys.jwks(state.clock.now()).await?;
     // Tags are compared weakly for If-None-Match (RFC 9110 section 13.1.2).
     let fresh = req.headers().contains_key(header::IF_NONE_MATCH)
         && match req.get_header::<IfNoneMatch>() {
@@ -55,14 +56,14 @@ pub async fn jwks(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse 
         response.insert_header((header::ETAG, etag));
     }
     if fresh {
-        response.finish()
+        Ok(response.finish())
     } else {
-        response
+        Ok(response
             .insert_header((
                 header::CONTENT_TYPE,
                 header::HeaderValue::from_static("application/json"),
             ))
-            .body(doc.body)
+            .body(doc.body))
     }
 }
 

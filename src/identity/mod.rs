@@ -460,6 +460,7 @@ impl Identity {
             refreshable,
             jkt,
         } = session;
+        self.tokens.ready(now).await?;
         metrics::count(metrics::LOGINS, "success");
         let event = who.event(Actor::User(user.id), Action::Login, Outcome::Success);
         self.audit.record(event, now).await;

@@ -1,7 +1,7 @@
 //! The keyring: an in-memory snapshot of the signing keys, swapped whole when keys
 //! change, so signing, verifying and serving JWKS never touch the database.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -56,7 +56,12 @@ struct Snapshot {
     census: KeyCensus,
     current: Option<CurrentKey>,
     verifying: HashMap<String, VerifyingKey>,
+    // Withdrawn keys: their tokens are refused as revoked, not as unknown.
+    withdrawn: HashSet<String>,
     jwks: JwksDocument,
+    // JWKS without keys another instance withdrew before this one reloaded (rare):
+    // built once per set of such keys.
+    jwks_without: std::sync::Mutex<Option<(Vec<String>, JwksDocument)>>,
 }
 
 /// The published keys this instance holds, by status (for readiness and metrics).
@@ -107,7 +112,7 @@ pub enum RotateError {
     Key(#[from] KeyError),
 }
 
-fn key_state(row: &SigningKeyRow) -> Option<KeyState> {
+pub(crate) fn key_state(row: &SigningKeyRow) -> Option<KeyState> {
     Some(KeyState {
         kid: row.kid.clone(),
         status: KeyStatus::parse(&row.status)?,
@@ -122,8 +127,11 @@ enum TxOutcome {
     NotYet(NotYet),
 }
 
-enum TxFail {
+/// Why a transaction over the keys did not commit.
+pub(crate) enum TxFail {
+    /// Storage failed.
     Store(StoreError),
+    /// Another instance changed the keys first (a conditional update found nothing).
     Lost,
 }
 
@@ -289,7 +297,7 @@ impl Keyring {
     }
 
     /// Generates a key in `status`, encrypted, as a row to insert.
-    async fn new_key_row(
+    pub(crate) async fn new_key_row(
         &self,
         alg: SigningAlg,
         status: KeyStatus,
@@ -374,9 +382,46 @@ impl Keyring {
         self.snapshot.load().verifying.contains_key(kid)
     }
 
+    /// Whether the key with this kid was withdrawn (as of this instance's last reload).
+    pub fn withdrew(&self, kid: &str) -> bool {
+        self.snapshot.load().withdrawn.contains(kid)
+    }
+
+    /// The kids of the published keys.
+    pub fn published(&self) -> Vec<String> {
+        self.snapshot.load().verifying.keys().cloned().collect()
+    }
+
     /// The JWKS document.
     pub fn jwks(&self) -> JwksDocument {
         self.snapshot.load().jwks.clone()
+    }
+
+    /// The JWKS document without these published keys (withdrawn by another instance,
+    /// before this one reloaded its keys), with its own ETag.
+    pub fn jwks_without(&self, withdrawn: &[&str]) -> Result<JwksDocument, KeyError> {
+        let snapshot = self.snapshot.load();
+        let mut left_out: Vec<String> = withdrawn.iter().map(|k| (*k).to_owned()).collect();
+        left_out.sort_unstable();
+        let mut cached = snapshot
+            .jwks_without
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((kids, doc)) = cached.as_ref()
+            && *kids == left_out
+        {
+            return Ok(doc.clone());
+        }
+        let mut set: JwkSet = serde_json::from_slice(&snapshot.jwks.body)?;
+        set.keys.retain(|jwk| {
+            jwk.common
+                .key_id
+                .as_ref()
+                .is_none_or(|kid| left_out.binary_search(kid).is_err())
+        });
+        let doc = jwks_document(&set)?;
+        *cached = Some((left_out, doc.clone()));
+        Ok(doc)
     }
 
     /// The published keys by status.
@@ -445,7 +490,9 @@ fn empty_snapshot() -> Result<Snapshot, KeyError> {
         census: KeyCensus::default(),
         current: None,
         verifying: HashMap::new(),
+        withdrawn: HashSet::new(),
         jwks: jwks_document(&JwkSet { keys: Vec::new() })?,
+        jwks_without: std::sync::Mutex::new(None),
     })
 }
 
@@ -454,8 +501,13 @@ fn build_snapshot(kek: &Kek, rows: Vec<SigningKeyRow>) -> Result<Snapshot, KeyEr
     let mut census = KeyCensus::default();
     let mut current = None;
     let mut verifying = HashMap::new();
+    let mut withdrawn = HashSet::new();
     let mut published = Vec::new();
     for row in rows {
+        if row.status == KeyStatus::Withdrawn.as_str() {
+            withdrawn.insert(row.kid);
+            continue;
+        }
         let (alg, pair, jwk) = match trusted(kek, &row) {
             Ok(key) => key,
             Err(reason) => {
@@ -494,7 +546,9 @@ fn build_snapshot(kek: &Kek, rows: Vec<SigningKeyRow>) -> Result<Snapshot, KeyEr
         fingerprint,
         current,
         verifying,
+        withdrawn,
         jwks: jwks_document(&JwkSet { keys: published })?,
+        jwks_without: std::sync::Mutex::new(None),
     })
 }
 

@@ -1,6 +1,7 @@
 //! The key lifecycle as pure decisions over key states and times (DESIGN.md, "Keys"):
 //! `next` (published, not signing) -> `current` (signs) -> `retiring` (published, not
-//! signing) -> `retired` (gone from JWKS, private part wiped).
+//! signing) -> `retired` (gone from JWKS, private part wiped); and, in an emergency, any
+//! of the first three -> `withdrawn` (terminal: gone from JWKS and refused everywhere).
 
 use std::time::Duration;
 
@@ -17,6 +18,9 @@ pub enum KeyStatus {
     Retiring,
     /// Gone from JWKS; private part wiped.
     Retired,
+    /// Withdrawn in an emergency (its private part may have leaked): gone from JWKS,
+    /// private part wiped, every token it signed refused. Terminal.
+    Withdrawn,
 }
 
 impl KeyStatus {
@@ -27,6 +31,7 @@ impl KeyStatus {
             "current" => Some(Self::Current),
             "retiring" => Some(Self::Retiring),
             "retired" => Some(Self::Retired),
+            "withdrawn" => Some(Self::Withdrawn),
             _ => None,
         }
     }
@@ -38,6 +43,7 @@ impl KeyStatus {
             Self::Current => "current",
             Self::Retiring => "retiring",
             Self::Retired => "retired",
+            Self::Withdrawn => "withdrawn",
         }
     }
 }
@@ -137,6 +143,74 @@ pub fn keys_to_retire(keys: &[KeyState], now: DateTime<Utc>, timing: &Timing) ->
         .collect()
 }
 
+/// What an emergency withdrawal does (see [`plan_withdrawal`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WithdrawalPlan {
+    /// The keys that become `withdrawn`, the asked-for one first.
+    pub withdraw: Vec<String>,
+    /// Whether a fresh key must start signing at once (no pre-publication).
+    pub fresh_current: bool,
+    /// Whether a fresh `next` key must be published.
+    pub fresh_next: bool,
+}
+
+/// Why a key cannot be withdrawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CannotWithdraw {
+    /// No key has this kid.
+    Unknown,
+    /// The key is retired: already out of JWKS, and every token it signed has expired.
+    Retired,
+    /// The key is withdrawn already: nothing more to do.
+    AlreadyWithdrawn,
+}
+
+/// Decides an emergency withdrawal of `kid`. The rules, one row per state of the key:
+///
+/// | state      | becomes `withdrawn`                      | fresh `current` | fresh `next` |
+/// |------------|------------------------------------------|-----------------|--------------|
+/// | `current`  | it, and every `next` key                 | yes, at once    | yes          |
+/// | `next`     | it                                       | no              | yes          |
+/// | `retiring` | it                                       | no              | no           |
+/// | `retired`  | refused: [`CannotWithdraw::Retired`]     |                 |              |
+/// | `withdrawn`| nothing: [`CannotWithdraw::AlreadyWithdrawn`] |            |              |
+/// | unknown    | refused: [`CannotWithdraw::Unknown`]     |                 |              |
+///
+/// A `next` key lives in the same database under the same key-encryption key as the
+/// `current` one: if the current key leaked, the next one must be assumed to have leaked
+/// too, so it is withdrawn with it rather than promoted. The fresh `current` skips
+/// pre-publication: verifiers meet an unknown `kid` and refetch JWKS.
+pub fn plan_withdrawal(keys: &[KeyState], kid: &str) -> Result<WithdrawalPlan, CannotWithdraw> {
+    let key = keys
+        .iter()
+        .find(|k| k.kid == kid)
+        .ok_or(CannotWithdraw::Unknown)?;
+    let only = |fresh_current, fresh_next| WithdrawalPlan {
+        withdraw: vec![kid.to_owned()],
+        fresh_current,
+        fresh_next,
+    };
+    match key.status {
+        KeyStatus::Current => {
+            let mut withdraw = vec![kid.to_owned()];
+            withdraw.extend(
+                keys.iter()
+                    .filter(|k| k.status == KeyStatus::Next)
+                    .map(|k| k.kid.clone()),
+            );
+            Ok(WithdrawalPlan {
+                withdraw,
+                fresh_current: true,
+                fresh_next: true,
+            })
+        }
+        KeyStatus::Next => Ok(only(false, true)),
+        KeyStatus::Retiring => Ok(only(false, false)),
+        KeyStatus::Retired => Err(CannotWithdraw::Retired),
+        KeyStatus::Withdrawn => Err(CannotWithdraw::AlreadyWithdrawn),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,5 +289,47 @@ mod tests {
         ];
         assert!(keys_to_retire(&keys, at(16 * MIN - 1), &timing()).is_empty());
         assert_eq!(keys_to_retire(&keys, at(16 * MIN), &timing()), ["old"]);
+    }
+
+    #[test]
+    fn withdrawal_follows_its_table_row_by_row() {
+        let keys = [
+            key("old", KeyStatus::Retiring, 0),
+            key("cur", KeyStatus::Current, 0),
+            key("nxt", KeyStatus::Next, 0),
+            key("ret", KeyStatus::Retired, 0),
+            key("wdn", KeyStatus::Withdrawn, 0),
+        ];
+        let plan = |withdraw: &[&str], fresh_current, fresh_next| {
+            Ok(WithdrawalPlan {
+                withdraw: withdraw.iter().map(|k| (*k).to_owned()).collect(),
+                fresh_current,
+                fresh_next,
+            })
+        };
+        let rows: [(&str, Result<WithdrawalPlan, CannotWithdraw>); 6] = [
+            ("cur", plan(&["cur", "nxt"], true, true)),
+            ("nxt", plan(&["nxt"], false, true)),
+            ("old", plan(&["old"], false, false)),
+            ("ret", Err(CannotWithdraw::Retired)),
+            ("wdn", Err(CannotWithdraw::AlreadyWithdrawn)),
+            ("nope", Err(CannotWithdraw::Unknown)),
+        ];
+        for (kid, expected) in rows {
+            assert_eq!(plan_withdrawal(&keys, kid), expected, "withdrawing {kid}");
+        }
+    }
+
+    #[test]
+    fn withdrawing_current_without_a_next_key_still_makes_both_fresh() {
+        let keys = [key("cur", KeyStatus::Current, 0)];
+        assert_eq!(
+            plan_withdrawal(&keys, "cur"),
+            Ok(WithdrawalPlan {
+                withdraw: vec!["cur".into()],
+                fresh_current: true,
+                fresh_next: true,
+            })
+        );
     }
 }

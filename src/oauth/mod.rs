@@ -240,6 +240,7 @@ impl OAuth {
         }
         let jkt = self.proof_key(asked.proof.as_ref(), now).await?;
         let scopes = Scope::narrow(client.scopes.clone(), asked.scopes, ScopeLimit::Grant)?;
+        self.tokens.ready(now).await?;
         Ok(self.tokens.issue_for_client(
             client.client_id.as_str(),
             client.tenant.as_str(),
@@ -339,6 +340,7 @@ impl OAuth {
             .filter(|s| client.scopes.contains(s))
             .collect();
         let scopes = Scope::narrow(held, scopes, ScopeLimit::Grant)?;
+        self.tokens.ready(now).await?;
         Ok(self.tokens.issue_exchanged(
             &subject,
             audience.as_str(),

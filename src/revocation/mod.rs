@@ -79,6 +79,13 @@ pub enum Revocation {
         /// Tokens with `iat` before this are revoked.
         cutoff: i64,
     },
+    /// Every token signed by a withdrawn signing key, whatever its claims (a forged one
+    /// has any `jti`, `sid` or `sub`): listed until the keyring of every instance has
+    /// dropped the key, so a check refuses it before that instance reloads its keys.
+    Key {
+        /// The key id.
+        kid: String,
+    },
 }
 
 impl Revocation {
@@ -88,6 +95,7 @@ impl Revocation {
             Self::Session { .. } => "sid",
             Self::User { .. } => "sub",
             Self::Tenant { .. } => "tenant",
+            Self::Key { .. } => "kid",
         }
     }
 
@@ -97,6 +105,7 @@ impl Revocation {
             Self::Session { sid } => sid,
             Self::User { sub, .. } => sub,
             Self::Tenant { tenant, .. } => tenant,
+            Self::Key { kid } => kid,
         }
     }
 
@@ -107,7 +116,7 @@ impl Revocation {
         }
     }
 
-    /// The list's name for this entry: `jti:<id>`, `sid:<id>` or `sub:<id>`.
+    /// The list's name for this entry: `<kind>:<subject>`, e.g. `jti:<id>` or `kid:<kid>`.
     fn field(&self) -> String {
         format!("{}:{}", self.kind(), self.subject())
     }
@@ -134,6 +143,7 @@ impl Revocation {
                 tenant: row.subject,
                 cutoff: row.cutoff,
             },
+            "kid" => Self::Key { kid: row.subject },
             _ => return None,
         };
         Some((entry, row.expires_at.and_utc()))
@@ -165,6 +175,8 @@ pub struct TokenIds<'a> {
     pub tenant: &'a str,
     /// Issued at, unix seconds.
     pub iat: i64,
+    /// The key that signed it.
+    pub kid: &'a str,
 }
 
 /// Whether a token is revoked.
@@ -176,26 +188,28 @@ pub enum Revoked {
     Yes,
 }
 
-/// The fields a check reads, in order: the token, its session, its subject, its tenant.
-/// (A token without a session reads a field no entry can have.)
-fn check_fields(ids: TokenIds<'_>) -> [String; 4] {
+/// The fields a check reads, in order: the token, its session, its subject, its tenant,
+/// its signing key. (A token without a session reads a field no entry can have.)
+fn check_fields(ids: TokenIds<'_>) -> [String; 5] {
     [
         format!("jti:{}", ids.jti),
         ids.sid
             .map_or_else(|| "sid:".to_owned(), |sid| format!("sid:{sid}")),
         format!("sub:{}", ids.sub),
         format!("tenant:{}", ids.tenant),
+        format!("kid:{}", ids.kid),
     ]
 }
 
-/// The answer for a token from what the list holds for its four fields.
-fn decide(held: [Option<Held>; 4], iat: i64, now: DateTime<Utc>) -> Revoked {
+/// The answer for a token from what the list holds for its five fields.
+fn decide(held: &[Option<Held>], iat: i64, now: DateTime<Utc>) -> Revoked {
     let now = now.timestamp();
-    let live = |h: &Option<Held>| h.filter(|h| h.expires_at > now);
-    let revoked = live(&held[0]).is_some()
-        || live(&held[1]).is_some()
-        || live(&held[2]).is_some_and(|h| iat < h.cutoff)
-        || live(&held[3]).is_some_and(|h| iat < h.cutoff);
+    let live = |h: Option<&Option<Held>>| h.copied().flatten().filter(|h| h.expires_at > now);
+    let revoked = live(held.first()).is_some()
+        || live(held.get(1)).is_some()
+        || live(held.get(2)).is_some_and(|h| iat < h.cutoff)
+        || live(held.get(3)).is_some_and(|h| iat < h.cutoff)
+        || live(held.get(4)).is_some();
     if revoked { Revoked::Yes } else { Revoked::No }
 }
 
@@ -338,7 +352,37 @@ impl Revocations {
         ids: TokenIds<'_>,
         now: DateTime<Utc>,
     ) -> Result<Revoked, RevocationError> {
-        let fields = check_fields(ids);
+        let held = self.read(&check_fields(ids), now).await?;
+        Ok(decide(&held, ids.iat, now))
+    }
+
+    /// Of these signing keys, the ones withdrawn (listed under `kid:`), read like a
+    /// token's check: from a complete list, refilled first if it is behind the database.
+    /// JWKS leaves them out on an instance that has not reloaded its keys yet.
+    pub async fn withdrawn_keys<'k>(
+        &self,
+        kids: &[&'k str],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<&'k str>, RevocationError> {
+        let fields: Vec<String> = kids.iter().map(|kid| format!("kid:{kid}")).collect();
+        let held = self.read(&fields, now).await?;
+        let now = now.timestamp();
+        Ok(kids
+            .iter()
+            .zip(held)
+            .filter(|(_, h)| h.is_some_and(|h| h.expires_at > now))
+            .map(|(kid, _)| *kid)
+            .collect())
+    }
+
+    /// What the list holds for `fields`: from the mirror of the Redis list when it is
+    /// complete, else one round trip to the list, after a refill if the list is behind
+    /// the database.
+    async fn read(
+        &self,
+        fields: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Option<Held>>, RevocationError> {
         let at = std::time::Instant::now();
         if let Backend::Redis(list) = &self.backend
             && self.synced_recently(at)
@@ -347,19 +391,19 @@ impl Revocations {
             // The mirror answers when it has everything this instance knows of; else
             // Redis does, and refills it if it is behind.
             let known = self.known.load(Ordering::SeqCst);
-            let (watermark, held) = mirror.read(&fields);
+            let (watermark, held) = mirror.read(fields);
             if watermark.is_some_and(|w| w >= known) {
-                return Ok(decide(held, ids.iat, now));
+                return Ok(held);
             }
         }
         for attempt in 0..2 {
             let known = self.known.load(Ordering::SeqCst);
             let (watermark, held) = match &self.backend {
-                Backend::Memory(list) => list.read(&fields),
-                Backend::Redis(list) => list.read(&fields).await?,
+                Backend::Memory(list) => list.read(fields),
+                Backend::Redis(list) => list.read(fields).await?,
             };
             if watermark.is_some_and(|w| w >= known) {
-                return Ok(decide(held, ids.iat, now));
+                return Ok(held);
             }
             if attempt == 0 {
                 self.refill(now).await?;
@@ -486,26 +530,37 @@ mod tests {
             cutoff: 0,
         });
         let iat = 1_799_999_990;
-        assert_eq!(decide([None, None, None, None], iat, now), Revoked::No);
-        assert_eq!(decide([live(0), None, None, None], iat, now), Revoked::Yes);
-        assert_eq!(decide([None, live(0), None, None], iat, now), Revoked::Yes);
+        assert_eq!(decide(&[None; 5], iat, now), Revoked::No);
         assert_eq!(
-            decide([None, None, live(iat + 1), None], iat, now),
+            decide(&[live(0), None, None, None, None], iat, now),
+            Revoked::Yes
+        );
+        assert_eq!(
+            decide(&[None, live(0), None, None, None], iat, now),
+            Revoked::Yes
+        );
+        assert_eq!(
+            decide(&[None, None, live(iat + 1), None, None], iat, now),
             Revoked::Yes,
             "a user's cut-off"
         );
         assert_eq!(
-            decide([None, None, None, live(iat + 1)], iat, now),
+            decide(&[None, None, None, live(iat + 1), None], iat, now),
             Revoked::Yes,
             "a tenant's cut-off"
         );
         assert_eq!(
-            decide([None, None, live(iat), live(iat)], iat, now),
+            decide(&[None, None, None, None, live(0)], iat, now),
+            Revoked::Yes,
+            "a withdrawn signing key, whatever the token's issue time"
+        );
+        assert_eq!(
+            decide(&[None, None, live(iat), live(iat), None], iat, now),
             Revoked::No,
             "issued at the cut-off"
         );
         assert_eq!(
-            decide([gone, gone, None, gone], iat, now),
+            decide(&[gone, gone, None, gone, gone], iat, now),
             Revoked::No,
             "expired entries"
         );

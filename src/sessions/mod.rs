@@ -33,7 +33,7 @@ use crate::store::clients as client_store;
 use crate::store::group::Group;
 use crate::store::sessions::{self as store, HeadRotation, SessionRow};
 use crate::store::{Db, DbConnection, StoreError, Writers, write_transaction};
-use crate::tokens::access::{Grant, IssuedToken, TokenService};
+use crate::tokens::access::{Grant, IssuedToken, TokenService, Verified};
 
 pub use crate::revocation::Listed;
 
@@ -599,6 +599,7 @@ impl Sessions {
                     metrics::REFRESHES,
                     if rotated { "rotated" } else { "converged" },
                 );
+                self.tokens.ready(now).await?;
                 self.head_pair(&session, &user, client_scopes, narrow, jkt, now)
             }
             Answer::Reused { session, recorded } => {
@@ -720,7 +721,7 @@ impl Sessions {
             self.revocations.publish(&recorded, now).await;
             ended.extend(ended_targets(&recorded));
         }
-        let claims = access.and_then(|t| self.tokens.verify(t, now).ok());
+        let claims = access.and_then(|t| self.tokens.verify(t, now).ok().map(|v| v.claims));
         if let Some(claims) = &claims {
             let recorded = self
                 .revoke_access_in_db(&claims.jti, claims.exp, claims.sid.as_deref(), now)
@@ -771,7 +772,7 @@ impl Sessions {
         // dots. A hint (RFC 7009 section 2.1) is not needed.
         let recorded = if let Some(refresh) = Presented::parse(token) {
             self.revoke_refresh_in_db(&refresh, "revoke", now).await?
-        } else if let Ok(claims) = self.tokens.verify_any_audience(token, now) {
+        } else if let Ok(Verified { claims, .. }) = self.tokens.verify_any_audience(token, now) {
             self.revoke_access_in_db(&claims.jti, claims.exp, None, now)
                 .await?
         } else {

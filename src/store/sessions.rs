@@ -335,6 +335,24 @@ pub fn revoke_tenant_sessions(
     .execute(conn)?)
 }
 
+/// Revokes every live session of the deployment (a mass logout); returns how many.
+pub fn revoke_all_sessions(
+    conn: &mut DbConnection,
+    now: NaiveDateTime,
+    reason: &str,
+) -> Result<usize, StoreError> {
+    Ok(diesel::update(
+        sessions::table
+            .filter(sessions::revoked_at.is_null())
+            .filter(sessions::expires_at.gt(now)),
+    )
+    .set((
+        sessions::revoked_at.eq(now),
+        sessions::revoked_reason.eq(reason),
+    ))
+    .execute(conn)?)
+}
+
 /// A rotation done in one statement: the session after it (its new head) and its user.
 pub struct Rotated {
     /// The session, its head moved on.

@@ -14,7 +14,7 @@ pub struct SigningKeyRow {
     pub kid: String,
     /// JWS algorithm name.
     pub alg: String,
-    /// `next`, `current`, `retiring` or `retired`.
+    /// `next`, `current`, `retiring`, `retired` or `withdrawn`.
     pub status: String,
     /// The public JWK, JSON.
     pub public_jwk: String,
@@ -48,7 +48,8 @@ pub fn insert(conn: &mut DbConnection, row: &SigningKeyRow) -> Result<(), StoreE
     Ok(())
 }
 
-/// Every key that is not retired, oldest first.
+/// Every key that is not retired (withdrawn ones included: their tokens are refused as
+/// such), oldest first.
 pub fn list_live(conn: &mut DbConnection) -> Result<Vec<SigningKeyRow>, StoreError> {
     Ok(signing_keys::table
         .filter(signing_keys::status.ne("retired"))
@@ -91,7 +92,8 @@ pub fn transition(
                 signing_keys::deactivated_at.eq(now),
             ))
             .execute(conn)?,
-        // Retired keys lose their private part for good.
+        // Retired and withdrawn keys lose their private part for good; `retired_at` is
+        // when they left JWKS.
         _ => diesel::update(target)
             .set((
                 signing_keys::status.eq(to),

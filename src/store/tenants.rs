@@ -86,3 +86,8 @@ pub fn update(conn: &mut DbConnection, row: &TenantRow) -> Result<(), StoreError
 pub fn delete(conn: &mut DbConnection, id: &str) -> Result<bool, StoreError> {
     Ok(diesel::delete(tenants::table.find(id)).execute(conn)? == 1)
 }
+
+/// Every tenant's id.
+pub fn all_ids(conn: &mut DbConnection) -> Result<Vec<String>, StoreError> {
+    Ok(tenants::table.select(tenants::id).load(conn)?)
+}

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::keys::KeyError;
 use crate::keys::keyring::TICKET_TYP;
-use crate::tokens::access::Confirmation;
+use crate::tokens::access::{Confirmation, Verified};
 use crate::tokens::{TokenError, TokenService};
 
 /// The claims of a ticket.
@@ -111,9 +111,9 @@ impl TokenService {
         token: &str,
         ttl: Duration,
         now: DateTime<Utc>,
-    ) -> Result<TicketClaims, TokenError> {
-        let (_kid, claims): (String, TicketClaims) =
-            self.verify_jws(token, TICKET_TYP, None, "not a ticket")?;
+    ) -> Result<Verified<TicketClaims>, TokenError> {
+        let verified = self.verify_jws::<TicketClaims>(token, TICKET_TYP, None, "not a ticket")?;
+        let claims = &verified.claims;
         let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
         if claims.exp.saturating_sub(claims.iat) > ttl {
             return Err(TokenError::Invalid("lifetime longer than any issued"));
@@ -125,6 +125,6 @@ impl TokenService {
         if now >= claims.exp {
             return Err(TokenError::Expired);
         }
-        Ok(claims)
+        Ok(verified)
     }
 }

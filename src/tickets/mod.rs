@@ -25,8 +25,8 @@ use crate::model::{Scope, User};
 use crate::principal::{Authenticator, Presented, Principal};
 use crate::revocation::{Revocations, Revoked, TokenIds};
 use crate::store::{Db, users};
-use crate::tokens::TokenError;
-use crate::tokens::access::TokenService;
+
+use crate::tokens::access::{TokenService, Verified};
 
 use self::claims::{IssuedTicket, TicketClaims, TicketSubject};
 
@@ -186,6 +186,7 @@ impl Tickets {
                 "audience: not one of the audiences tickets are issued for",
             ));
         }
+        self.tokens.ready(now).await?;
         let ticket = self.tokens.issue_ticket(subject, audience, self.ttl, now)?;
         crate::metrics::count(crate::metrics::TICKETS, "issued");
         Ok(ticket)
@@ -265,13 +266,10 @@ impl Tickets {
                 "redeeming tickets needs an API key with scope `tickets`",
             ));
         }
-        let claims = self
+        let Verified { kid, claims } = self
             .tokens
             .verify_ticket(ticket, self.ttl, now)
-            .map_err(|e| match e {
-                TokenError::Expired => refused(Refusal::Expired),
-                TokenError::Invalid(_) => refused(Refusal::Invalid),
-            })?;
+            .map_err(|e| refused(e.refusal()))?;
         // A service of one tenant takes only that tenant's tickets (`default`'s, any).
         let tenant_ok = key.key.tenant.is_default() || key.key.tenant.as_str() == claims.tenant_id;
         if claims.aud != audience || !tenant_ok {
@@ -283,6 +281,7 @@ impl Tickets {
             sub: &claims.sub,
             tenant: &claims.tenant_id,
             iat: claims.iat,
+            kid: &kid,
         };
         if self.revocations.check(ids, now).await? == Revoked::Yes {
             return Err(refused(Refusal::Revoked));

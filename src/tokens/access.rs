@@ -15,6 +15,7 @@ use crate::dpop::Jkt;
 use crate::error::{Credential, Error, Refusal};
 use crate::keys::{KeyError, Keyring};
 use crate::model::{DEFAULT_TENANT, REGISTERED_CLAIMS, Scope, User};
+use crate::revocation::Revocations;
 
 /// Longest token accepted for verification; anything longer is refused unparsed. The
 /// admin API refuses users whose tokens would be longer (see [`TokenService::check_fits`]).
@@ -121,14 +122,25 @@ pub enum TokenError {
     /// Past `exp`.
     #[error("token expired")]
     Expired,
+    /// Signed by a withdrawn key: refused like a revoked token, whatever its claims.
+    #[error("signed by a withdrawn key")]
+    Withdrawn,
+}
+
+impl TokenError {
+    /// How a refusal for this reason is told to the caller.
+    pub fn refusal(&self) -> Refusal {
+        match self {
+            Self::Invalid(_) => Refusal::Invalid,
+            Self::Expired => Refusal::Expired,
+            Self::Withdrawn => Refusal::Revoked,
+        }
+    }
 }
 
 impl From<TokenError> for Error {
     fn from(e: TokenError) -> Self {
-        let refusal = match e {
-            TokenError::Invalid(_) => Refusal::Invalid,
-            TokenError::Expired => Refusal::Expired,
-        };
+        let refusal = e.refusal();
         Error::refused(Credential::AccessToken, refusal)
     }
 }
@@ -157,10 +169,13 @@ pub struct Grant<'a> {
     pub jkt: Option<&'a Jkt>,
 }
 
-/// A token whose signature and claims were checked once, kept with the key that signed it.
-struct Verified {
-    kid: String,
-    claims: AccessClaims,
+/// A token whose signature and claims were checked, with the key that signed it.
+#[derive(Debug, Clone)]
+pub struct Verified<T = AccessClaims> {
+    /// The kid of the signing key (a revocation check refuses a withdrawn one's).
+    pub kid: String,
+    /// The claims.
+    pub claims: T,
 }
 
 /// Issues and verifies access tokens.
@@ -171,6 +186,7 @@ struct Verified {
 /// must still be published, and time and revocation are checked on every use.
 pub struct TokenService {
     keyring: Arc<Keyring>,
+    revocations: Arc<Revocations>,
     issuer: String,
     audience: String,
     access_ttl: Duration,
@@ -183,6 +199,7 @@ impl TokenService {
     /// tokens (0: verify every time).
     pub fn new(
         keyring: Arc<Keyring>,
+        revocations: Arc<Revocations>,
         issuer: String,
         audience: String,
         access_ttl: Duration,
@@ -191,6 +208,7 @@ impl TokenService {
     ) -> Self {
         Self {
             keyring,
+            revocations,
             issuer,
             audience,
             access_ttl,
@@ -227,6 +245,30 @@ impl TokenService {
             return Err(Error::invalid(
                 "roles, scopes and custom claims together would make tokens over 16 KiB",
             ));
+        }
+        Ok(())
+    }
+
+    /// Every door that signs calls this first: if the revocation list says the current
+    /// key was withdrawn (by another instance, which answered only once every instance's
+    /// list knew it), the keys are reloaded before anything is signed, so nothing is
+    /// signed by a withdrawn key after its withdrawal answered. One read of the list (the
+    /// mirror's, usually), like a token's check. When the list cannot be read, the keys
+    /// are reloaded from the database, which holds every withdrawal: signing does not
+    /// depend on Redis (tokens are verified offline by backends).
+    pub async fn ready(&self, now: DateTime<Utc>) -> Result<(), Error> {
+        let Some(kid) = self.keyring.current_kid() else {
+            return Ok(());
+        };
+        let listed = match self.revocations.withdrawn_keys(&[kid.as_str()], now).await {
+            Ok(withdrawn) if withdrawn.is_empty() => return Ok(()),
+            Ok(_) => true,
+            Err(_) => false,
+        };
+        self.keyring.reload().await?;
+        if listed && self.keyring.current_kid().as_deref() == Some(kid.as_str()) {
+            // The database does not show the withdrawal the list holds: sign nothing.
+            return Err(Error::internal(KeyError::NoCurrentKey));
         }
         Ok(())
     }
@@ -341,12 +383,12 @@ impl TokenService {
 
     /// Verifies signature, type, issuer and audience, then time: `nbf` and `iat` with the
     /// clock-skew tolerance, `exp` without any.
-    pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<AccessClaims, TokenError> {
+    pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Verified, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Invalid("too long"));
         }
         let Some(cache) = &self.verified else {
-            return self.check_time(self.verify_signed(token)?.claims, now);
+            return self.check_time(self.verify_signed(token)?, now);
         };
         let digest: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
             .as_ref()
@@ -361,7 +403,7 @@ impl TokenService {
                 fresh
             }
         };
-        self.check_time(verified.claims.clone(), now)
+        self.check_time(Verified::clone(&verified), now)
     }
 
     /// Like [`TokenService::verify`], for an access token of any audience this service
@@ -372,11 +414,11 @@ impl TokenService {
         &self,
         token: &str,
         now: DateTime<Utc>,
-    ) -> Result<AccessClaims, TokenError> {
+    ) -> Result<Verified, TokenError> {
         match self.verify(token, now) {
             Err(TokenError::Invalid(_)) => {
                 let verified = self.verify_signed_for(token, None)?;
-                self.check_time(verified.claims, now)
+                self.check_time(verified, now)
             }
             answer => answer,
         }
@@ -394,8 +436,8 @@ impl TokenService {
         audience: Option<&str>,
     ) -> Result<Verified, TokenError> {
         // RFC 9068 section 4: the type tells access tokens apart from other JWTs we sign.
-        let (kid, claims): (String, AccessClaims) =
-            self.verify_jws(token, "at+jwt", audience, "not an access token")?;
+        let Verified { kid, claims } =
+            self.verify_jws::<AccessClaims>(token, "at+jwt", audience, "not an access token")?;
         // Every token issued lives exactly the access lifetime; one that claims longer was
         // not issued here (and could outlast any revocation of it).
         let ttl = i64::try_from(self.access_ttl.as_secs()).unwrap_or(i64::MAX);
@@ -406,15 +448,15 @@ impl TokenService {
     }
 
     /// A JWS of this issuer: no extensions, `typ` (or `application/<typ>`), a published
-    /// key and its algorithm, the signature, `iss`, and `aud` if given; not time. Returns
-    /// the kid and the claims.
+    /// key and its algorithm (a withdrawn one: [`TokenError::Withdrawn`]), the signature,
+    /// `iss`, and `aud` if given; not time.
     pub(crate) fn verify_jws<T: serde::de::DeserializeOwned>(
         &self,
         token: &str,
         typ: &str,
         audience: Option<&str>,
         wrong_type: &'static str,
-    ) -> Result<(String, T), TokenError> {
+    ) -> Result<Verified<T>, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Invalid("too long"));
         }
@@ -428,6 +470,9 @@ impl TokenService {
             return Err(TokenError::Invalid(wrong_type));
         }
         let kid = header.kid.as_deref().ok_or(TokenError::Invalid("no kid"))?;
+        if self.keyring.withdrew(kid) {
+            return Err(TokenError::Withdrawn);
+        }
         let key = self
             .keyring
             .verifying_key(kid)
@@ -450,7 +495,10 @@ impl TokenService {
         let claims = decode::<T>(token, &key.key, &validation)
             .map_err(|_| TokenError::Invalid("signature or claims rejected"))?
             .claims;
-        Ok((kid.to_owned(), claims))
+        Ok(Verified {
+            kid: kid.to_owned(),
+            claims,
+        })
     }
 
     /// The `iss` of every token.
@@ -469,11 +517,8 @@ impl TokenService {
     }
 
     /// `nbf` and `iat` with the clock-skew tolerance, `exp` without any.
-    fn check_time(
-        &self,
-        claims: AccessClaims,
-        now: DateTime<Utc>,
-    ) -> Result<AccessClaims, TokenError> {
+    fn check_time(&self, verified: Verified, now: DateTime<Utc>) -> Result<Verified, TokenError> {
+        let claims = &verified.claims;
         let now = now.timestamp();
         let skew = i64::try_from(self.clock_skew.as_secs()).unwrap_or(i64::MAX);
         if claims.nbf > now.saturating_add(skew) || claims.iat > now.saturating_add(skew) {
@@ -483,6 +528,6 @@ impl TokenService {
         if now >= claims.exp {
             return Err(TokenError::Expired);
         }
-        Ok(claims)
+        Ok(verified)
     }
 }

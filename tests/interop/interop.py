@@ -3,7 +3,12 @@ token_endpoint) and PyJWT (verification from JWKS). Run by tests/api/drivers/int
 starts the server, creates the tenant, client and user, and reads the JSON line printed
 last.
 
-Environment: ISSUER, CLIENT_ID, CLIENT_SECRET, TENANT, USERNAME, PASSWORD, AUDIENCE.
+Last, an admin withdraws the signing key (an emergency): the session refreshes onto the
+fresh key, which PyJWKClient fetches on meeting its unknown kid, and the withdrawn key's
+token no longer verifies from JWKS.
+
+Environment: ISSUER, CLIENT_ID, CLIENT_SECRET, TENANT, USERNAME, PASSWORD, AUDIENCE,
+ADMIN_KEY (an API key with scope admin).
 """
 
 import json
@@ -20,7 +25,9 @@ audience = env["AUDIENCE"]
 
 metadata = requests.get(issuer + "/.well-known/oauth-authorization-server", timeout=10).json()
 token_endpoint = metadata["token_endpoint"]
-jwks = jwt.PyJWKClient(metadata["jwks_uri"])
+# PyJWKClient refetches JWKS on an unknown kid, but not within `cooldown_duration` (30 s
+# by default) of its last fetch; this script meets the fresh key seconds after its first.
+jwks = jwt.PyJWKClient(metadata["jwks_uri"], cooldown_duration=0)
 
 
 def verify(token):
@@ -76,14 +83,41 @@ try:
 except OAuthError as e:
     unknown_refresh = e.error
 
+verified = {
+    "client_credentials": verify(cc["access_token"]),
+    "client_credentials_post": verify(cc_post["access_token"]),
+    "refreshed": verify(refreshed["access_token"]),
+    "refreshed_again": verify(again["access_token"]),
+}
+
+# The emergency: the key that signed everything so far is withdrawn.
+withdrawn_kid = jwt.get_unverified_header(again["access_token"])["kid"]
+withdrawal = requests.post(
+    f"{issuer}/api/admin/signing-keys/{withdrawn_kid}/withdraw",
+    headers={"X-API-Key": env["ADMIN_KEY"]},
+    json={"reason": "interop: a leaked key"},
+    timeout=10,
+)
+assert withdrawal.status_code == 200, withdrawal.text
+after = session("client_secret_basic").refresh_token(
+    token_endpoint, refresh_token=again["refresh_token"]
+)
+after_withdrawal = verify(after["access_token"])
+after_withdrawal["kid"] = jwt.get_unverified_header(after["access_token"])["kid"]
+try:
+    verify(again["access_token"])
+    withdrawn_verifies = True
+except jwt.PyJWKClientError:
+    withdrawn_verifies = False
+
 print(
     json.dumps(
         {
+            "withdrawn_kid": withdrawn_kid,
+            "after_withdrawal": after_withdrawal,
+            "withdrawn_verifies": withdrawn_verifies,
             "token_endpoint": token_endpoint,
-            "client_credentials": verify(cc["access_token"]),
-            "client_credentials_post": verify(cc_post["access_token"]),
-            "refreshed": verify(refreshed["access_token"]),
-            "refreshed_again": verify(again["access_token"]),
+            **verified,
             "rotated": refreshed["refresh_token"] != first
             and again["refresh_token"] != refreshed["refresh_token"],
             "expires_in": cc["expires_in"],

@@ -86,18 +86,13 @@ impl MemoryList {
         }
     }
 
-    pub(crate) fn read(&self, fields: &[String; 4]) -> (Option<i64>, [Option<Held>; 4]) {
+    pub(crate) fn read(&self, fields: &[String]) -> (Option<i64>, Vec<Option<Held>>) {
         let state = self.state();
-        let get = |f: &String| state.entries.get(f).copied();
-        (
-            state.watermark,
-            [
-                get(&fields[0]),
-                get(&fields[1]),
-                get(&fields[2]),
-                get(&fields[3]),
-            ],
-        )
+        let held = fields
+            .iter()
+            .map(|f| state.entries.get(f).copied())
+            .collect();
+        (state.watermark, held)
     }
 
     pub(crate) fn purge(&self, now: i64) {

@@ -596,30 +596,27 @@ impl RedisList {
         self.merge("fill", &[], generation).await.map(|_| ())
     }
 
-    /// The watermark and the four fields of a check, in one round trip.
+    /// The watermark and the fields of a check, in one round trip.
     pub(crate) async fn read(
         &self,
-        fields: &[String; 4],
-    ) -> Result<(Option<i64>, [Option<Held>; 4]), RedisError> {
+        fields: &[String],
+    ) -> Result<(Option<i64>, Vec<Option<Held>>), RedisError> {
         let mut conn = self.conn().await?;
         let values: Vec<Option<String>> = redis::cmd("HMGET")
             .arg(&self.key)
             .arg("gen")
-            .arg(&fields[..])
+            .arg(fields)
             .query_async(&mut conn)
             .await?;
-        let [generation, jti, sid, sub, tenant] =
-            <[Option<String>; 5]>::try_from(values).map_err(|_| {
-                RedisError::from((
-                    redis::ErrorKind::Parse,
-                    "HMGET answered the wrong number of values",
-                ))
-            })?;
-        let watermark = generation.and_then(|g| g.parse().ok());
-        Ok((
-            watermark,
-            [parse(jti), parse(sid), parse(sub), parse(tenant)],
-        ))
+        if values.len() != fields.len() + 1 {
+            return Err(RedisError::from((
+                redis::ErrorKind::Parse,
+                "HMGET answered the wrong number of values",
+            )));
+        }
+        let mut values = values.into_iter();
+        let watermark = values.next().flatten().and_then(|g| g.parse().ok());
+        Ok((watermark, values.map(parse).collect()))
     }
 
     pub(crate) async fn purge(&self, now: i64) -> Result<(), RedisError> {

@@ -3,6 +3,7 @@
 mod api_keys;
 mod audit;
 mod clients;
-mod signing_keys;
+pub(crate) mod key_withdrawal;
+pub(crate) mod signing_keys;
 mod tenants;
 mod users;

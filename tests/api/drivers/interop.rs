@@ -150,11 +150,19 @@ async fn setup() -> (TestApp, Vec<(&'static str, String)>) {
         ("TENANT", "acme".to_owned()),
         ("USERNAME", "erin".to_owned()),
         ("PASSWORD", "erin-password".to_owned()),
+        ("ADMIN_KEY", app.api_key(&admin, &["admin"]).await.1),
     ];
     (app, env)
 }
 
 fn check(app: &TestApp, summary: &Value) {
+    // After the withdrawal: the session's new token is signed by the fresh key and
+    // verifies from JWKS; the withdrawn key's token does not.
+    let after = &summary["after_withdrawal"];
+    assert_eq!(after["username"], "erin", "{summary}");
+    assert_ne!(after["kid"], summary["withdrawn_kid"], "{summary}");
+    assert_eq!(after["kid"], app.current_kid().as_str());
+    assert_eq!(summary["withdrawn_verifies"], false, "{summary}");
     assert_eq!(
         summary["token_endpoint"],
         format!("{}/oauth/token", app.address)

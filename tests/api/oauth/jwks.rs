@@ -8,6 +8,11 @@ use serde_json::{Map, Value};
 use crate::helpers::{ADMIN_PASSWORD, TestApp, spawn_app};
 
 pub async fn fetch_jwks(app: &TestApp) -> Value {
+    get_jwks(app).await.json().await.unwrap()
+}
+
+/// `GET /.well-known/jwks.json`, asserting 200.
+async fn get_jwks(app: &TestApp) -> reqwest::Response {
     let response = app
         .client
         .get(app.url("/.well-known/jwks.json"))
@@ -15,6 +20,26 @@ pub async fn fetch_jwks(app: &TestApp) -> Value {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+    response
+}
+
+/// The ETag of the JWKS document served now.
+pub async fn jwks_etag(app: &TestApp) -> reqwest::header::HeaderValue {
+    get_jwks(app).await.headers()["etag"].clone()
+}
+
+/// Revalidates a copy cached with `etag` after the keys changed: 200 (not 304) with a new
+/// ETag. Returns the new document.
+pub async fn jwks_after_change(app: &TestApp, etag: &reqwest::header::HeaderValue) -> Value {
+    let response = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .header("if-none-match", etag.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "the cached copy is stale");
+    assert_ne!(&response.headers()["etag"], etag);
     response.json().await.unwrap()
 }
 

@@ -116,12 +116,85 @@ fn keys_rotate_refuses_to_skip_pre_publication() {
     );
 }
 
+/// Runs the command line against a running service's database (and Redis, when the
+/// tests have one); asserts it succeeds and returns what it printed.
+fn run_against(app: &crate::helpers::TestApp, dir: &std::path::Path, args: Vec<String>) -> String {
+    use base64::Engine as _;
+    let settings = &app.services.settings;
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("TOKENMINT_LOG", "warn")
+        .env("TOKENMINT_DATABASE_URL", app.database_url())
+        .env("TOKENMINT_ISSUER", &settings.issuer)
+        .env("TOKENMINT_REDIS_PREFIX", &settings.redis_prefix)
+        .env(
+            "TOKENMINT_KEY_ENCRYPTION_KEY",
+            base64::engine::general_purpose::STANDARD.encode(crate::helpers::TEST_KEK),
+        );
+    if let Some(redis) = crate::helpers::non_empty_env("TOKENMINT_TEST_REDIS_URL") {
+        command.env("TOKENMINT_REDIS_URL", redis);
+    }
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `tokenmint keys withdraw`: the admin use case at the command line. With Redis, the
+/// service refuses the key's tokens when the command ends; without, within its
+/// one-second poll of the database.
+#[tokio::test]
+async fn keys_withdraw_from_the_command_line_reaches_a_running_service() {
+    let app = crate::helpers::spawn_app().await;
+    let token = app.admin_token().await;
+    let kid = app.current_kid();
+    let dir = tempfile::tempdir().unwrap();
+    let printed = run_against(
+        &app,
+        dir.path(),
+        vec![
+            "keys".into(),
+            "withdraw".into(),
+            kid.clone(),
+            "--reason".into(),
+            "leaked in a backup".into(),
+        ],
+    );
+    assert!(
+        printed
+            .lines()
+            .any(|l| l.starts_with(&kid) && l.ends_with("\twithdrawn")),
+        "{printed}"
+    );
+    assert_eq!(
+        printed.lines().filter(|l| l.ends_with("\tcurrent")).count(),
+        1,
+        "{printed}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.get_me(&token).await.status() == 200
+        || crate::admin::key_withdrawal::jwks_kids(&crate::oauth::jwks::fetch_jwks(&app).await)
+            .contains(&kid)
+    {
+        assert!(std::time::Instant::now() < deadline, "never refused");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let fresh = app.admin_token().await;
+    assert_ne!(crate::helpers::jwt_part(&fresh, 0)["kid"], kid.as_str());
+    assert_eq!(app.get_me(&fresh).await.status(), 200);
+}
+
 /// `tokenmint sessions list --user` and `tokenmint sessions end`: the admin use cases at
 /// the command line, against a running service's database (and Redis, when the tests
 /// have one).
 #[tokio::test]
 async fn sessions_are_listed_and_ended_from_the_command_line() {
-    use base64::Engine as _;
     let app = crate::helpers::spawn_app().await;
     let user = app
         .create_user("dana", "dana-password", &[], serde_json::json!({}))
@@ -129,32 +202,7 @@ async fn sessions_are_listed_and_ended_from_the_command_line() {
     let laptop = app.log_in("dana", "dana-password").await;
     let phone = app.log_in("dana", "dana-password").await;
     let dir = tempfile::tempdir().unwrap();
-    let settings = &app.services.settings;
-    let run = |args: Vec<String>| {
-        let mut command = Command::new(BIN);
-        command
-            .args(args)
-            .current_dir(dir.path())
-            .env_clear()
-            .env("TOKENMINT_LOG", "warn")
-            .env("TOKENMINT_DATABASE_URL", app.database_url())
-            .env("TOKENMINT_ISSUER", &settings.issuer)
-            .env("TOKENMINT_REDIS_PREFIX", &settings.redis_prefix)
-            .env(
-                "TOKENMINT_KEY_ENCRYPTION_KEY",
-                base64::engine::general_purpose::STANDARD.encode(crate::helpers::TEST_KEK),
-            );
-        if let Some(redis) = crate::helpers::non_empty_env("TOKENMINT_TEST_REDIS_URL") {
-            command.env("TOKENMINT_REDIS_URL", redis);
-        }
-        let out = command.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = |args: Vec<String>| run_against(&app, dir.path(), args);
     let listed = run(vec![
         "sessions".into(),
         "list".into(),

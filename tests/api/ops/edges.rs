@@ -13,7 +13,11 @@ async fn admin_key(app: &TestApp) -> String {
 }
 
 /// RFC 8693: `subject` exchanged by the client `(id, secret)` for `https://orders.internal`.
-async fn exchange(app: &TestApp, subject: &str, client: (&str, &str)) -> reqwest::Response {
+pub(crate) async fn exchange(
+    app: &TestApp,
+    subject: &str,
+    client: (&str, &str),
+) -> reqwest::Response {
     app.token_request(
         &[
             (

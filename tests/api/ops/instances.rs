@@ -284,6 +284,55 @@ async fn an_ended_session_on_one_instance_is_refused_by_the_other_at_once() {
 }
 
 #[tokio::test]
+async fn a_key_withdrawn_on_one_instance_is_refused_unpublished_and_unused_by_the_other_at_once() {
+    let Some((a, b)) = two_instances().await else {
+        return;
+    };
+    let admin = a.admin_token().await;
+    // An API key: the admin's own tokens go with the first withdrawn key.
+    let (_, operator) = a.api_key(&admin, &["admin"]).await;
+    a.create_user("rounds", "rounds-password", &[], json!({}))
+        .await;
+    let mut session = b.log_in("rounds", "rounds-password").await;
+    let mut accepted = Tally::new("a token of the withdrawn key");
+    let mut published = Tally::new("the withdrawn key in JWKS");
+    let mut signed = Tally::new("a token signed by the withdrawn key");
+    for _ in 0..50 {
+        let token = session.access_token.clone();
+        let kid = crate::helpers::jwt_part(&token, 0)["kid"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(b.get_me(&token).await.status(), 200, "before");
+        let withdrawn = crate::admin::key_withdrawal::withdraw(
+            &a,
+            &operator,
+            &kid,
+            json!({"reason": "rounds"}),
+        )
+        .await;
+        assert_eq!(withdrawn.status(), 200);
+        // At once on B: the token is refused as revoked, JWKS leaves the key out, and
+        // the session's refresh is signed by the fresh key.
+        let me = b.get_me(&token).await;
+        accepted.round(me.status() == 200);
+        if me.status() != 200 {
+            let body: Value = me.json().await.unwrap();
+            assert_eq!(body["error"], "TOKEN_REVOKED");
+        }
+        let jwks = crate::oauth::jwks::fetch_jwks(&b).await;
+        published.round(crate::admin::key_withdrawal::jwks_kids(&jwks).contains(&kid));
+        session = b.refreshed(session.refresh()).await;
+        let new_kid = crate::helpers::jwt_part(&session.access_token, 0)["kid"].clone();
+        signed.round(new_kid == kid.as_str());
+        assert_eq!(b.get_me(&session.access_token).await.status(), 200, "after");
+    }
+    accepted.assert_none();
+    published.assert_none();
+    signed.assert_none();
+}
+
+#[tokio::test]
 async fn tenant_and_api_key_disable_on_one_instance_are_refused_by_the_other_at_once() {
     let Some((a, b)) = two_instances().await else {
         return;

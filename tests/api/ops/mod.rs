@@ -2,7 +2,7 @@
 //! the command line, the OpenAPI document, logs.
 
 mod cli;
-mod edges;
+pub(crate) mod edges;
 mod errors;
 mod hardening;
 mod health;

@@ -8,10 +8,10 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, assert_error, jwt_part, spawn_app, spawn_app_with};
 
-const AGENTS: &str = "wss://agents.example";
+pub(crate) const AGENTS: &str = "wss://agents.example";
 const OTHER: &str = "wss://other.example";
 
-async fn ticket_app() -> TestApp {
+pub(crate) async fn ticket_app() -> TestApp {
     spawn_app_with(|s| s.ticket_audiences = vec![AGENTS.to_owned(), OTHER.to_owned()]).await
 }
 
@@ -28,7 +28,7 @@ async fn another_ticket_instance(app: &TestApp) -> TestApp {
 }
 
 /// An API key with scope `tickets`, for the receiving service (owned by the admin).
-async fn service_key(app: &TestApp, admin: &str) -> String {
+pub(crate) async fn service_key(app: &TestApp, admin: &str) -> String {
     let created: Value = app
         .call(
             Method::POST,
@@ -48,7 +48,7 @@ async fn ask(app: &TestApp, credential: &str, body: Value) -> reqwest::Response 
         .await
 }
 
-async fn ticket(app: &TestApp, credential: &str, audience: &str) -> String {
+pub(crate) async fn ticket(app: &TestApp, credential: &str, audience: &str) -> String {
     let answer = ask(app, credential, json!({"audience": audience})).await;
     assert_eq!(answer.status(), 201);
     answer.json::<Value>().await.unwrap()["ticket"]
@@ -57,7 +57,12 @@ async fn ticket(app: &TestApp, credential: &str, audience: &str) -> String {
         .to_owned()
 }
 
-async fn redeem(app: &TestApp, key: &str, ticket: &str, audience: &str) -> reqwest::Response {
+pub(crate) async fn redeem(
+    app: &TestApp,
+    key: &str,
+    ticket: &str,
+    audience: &str,
+) -> reqwest::Response {
     app.call(
         Method::POST,
         "/api/tickets/redeem",
@@ -69,7 +74,7 @@ async fn redeem(app: &TestApp, key: &str, ticket: &str, audience: &str) -> reqwe
 
 /// A 401 with the contract's code for why (`TOKEN_EXPIRED`, `TOKEN_REVOKED`, else
 /// `AUTHENTICATION_FAILED`) and a message that says so.
-async fn refused_with(response: reqwest::Response, message: &str) {
+pub(crate) async fn refused_with(response: reqwest::Response, message: &str) {
     let code = match message {
         "expired" => "TOKEN_EXPIRED",
         "revoked" => "TOKEN_REVOKED",
