@@ -78,6 +78,9 @@ pub struct Settings {
     pub ticket_audiences: Vec<String>,
     /// Lifetime of a connect ticket (`TOKENMINT_TICKET_TTL`, 30 s, at most 5 min).
     pub ticket_ttl: Duration,
+    /// How long security events are kept for pollers (`TOKENMINT_EVENT_RETENTION`, 24 h,
+    /// 1 min to 30 days): an event not acknowledged by then is lost to its poller.
+    pub event_retention: Duration,
     /// Admin to create at start if absent (`TOKENMINT_BOOTSTRAP_ADMIN=username:password`).
     pub bootstrap_admin: Option<(String, SecretString)>,
     /// Log filter (`TOKENMINT_LOG`).
@@ -198,6 +201,7 @@ impl Settings {
             cors_origins: vars.list("TOKENMINT_CORS_ORIGINS", parse_origins)?,
             ticket_audiences: vars.list("TOKENMINT_TICKET_AUDIENCES", parse_audiences)?,
             ticket_ttl: vars.duration("TOKENMINT_TICKET_TTL", 30 * SECOND, SECOND, 5 * MINUTE)?,
+            event_retention: vars.duration("TOKENMINT_EVENT_RETENTION", DAY, MINUTE, 30 * DAY)?,
             login_queue_timeout: vars.duration(
                 "TOKENMINT_LOGIN_QUEUE_TIMEOUT",
                 SECOND,

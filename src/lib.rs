@@ -18,6 +18,7 @@ pub mod config;
 pub mod dpop;
 pub mod ephemeral;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod http;
 pub mod identity;

@@ -21,6 +21,7 @@ use crate::ephemeral::dpop_replay::DpopReplay;
 use crate::ephemeral::ticket_marks::TicketMarks;
 use crate::ephemeral::{Keys, LazyRedis};
 use crate::error::Error;
+use crate::events::Events;
 use crate::health::Health;
 use crate::http::{self, AppState, KnownRoutes};
 use crate::identity::bootstrap::Bootstrap;
@@ -154,6 +155,8 @@ pub struct Services {
     pub oauth: Arc<OAuth>,
     /// Connect tickets.
     pub tickets: Arc<Tickets>,
+    /// Security events for resource servers.
+    pub events: Arc<Events>,
 }
 
 impl Services {
@@ -336,6 +339,13 @@ impl Services {
             audiences: settings.ticket_audiences.clone(),
             ttl: settings.ticket_ttl,
         }));
+        let events = Arc::new(Events::new(
+            db.clone(),
+            keyring.clone(),
+            authenticator.clone(),
+            settings.issuer.clone(),
+            settings.event_retention,
+        ));
         Self {
             settings,
             clock,
@@ -353,6 +363,7 @@ impl Services {
             clients,
             oauth,
             tickets,
+            events,
         }
     }
 
@@ -411,6 +422,7 @@ impl Application {
             clients: services.clients.clone(),
             oauth: services.oauth.clone(),
             tickets: services.tickets.clone(),
+            events: services.events.clone(),
             keyring: services.keyring.clone(),
             audit: services.audit.clone(),
             health: Health::new(
@@ -575,8 +587,8 @@ fn connections_per_worker(configured: Option<usize>, workers: usize) -> usize {
     (total / workers.max(1)).clamp(1, 25_000)
 }
 
-/// Every minute: drop expired revocations and ended sessions, and write API keys' last
-/// use. Every instance may run it; it is idempotent.
+/// Every minute: drop expired revocations, ended sessions and security events past their
+/// retention, and write API keys' last use. Every instance may run it; it is idempotent.
 fn spawn_housekeeping(services: Services) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
@@ -594,6 +606,9 @@ fn spawn_housekeeping(services: Services) {
             }
             if let Err(error) = services.tickets.purge(now).await {
                 tracing::warn!(%error, "housekeeping: ticket redemptions");
+            }
+            if let Err(error) = services.events.purge(now).await {
+                tracing::warn!(%error, "housekeeping: security events");
             }
             services.audit.flush(now).await;
         }

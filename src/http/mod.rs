@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod auth;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod me;
 pub mod oauth;
@@ -69,6 +70,8 @@ pub struct AppState {
     pub oauth: Arc<OAuth>,
     /// Connect tickets.
     pub tickets: Arc<Tickets>,
+    /// Security events.
+    pub events: Arc<crate::events::Events>,
     /// The published keys (JWKS, discovery), read from memory.
     pub keyring: Arc<Keyring>,
     /// The audit log, for admins.
@@ -130,6 +133,7 @@ pub fn routes<C: Register>(cfg: &mut C) {
         .service(sessions::end_session)
         .service(tickets::issue_ticket)
         .service(tickets::redeem_ticket)
+        .service(events::poll_events)
         .service(admin::users::create_user)
         .service(admin::users::list_users)
         .service(admin::users::get_user)

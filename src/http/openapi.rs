@@ -20,6 +20,7 @@ use crate::http::error::{ErrorBody, ErrorCode};
         (name = "sessions", description = "The caller's own sessions: where they are logged in, ending one or all others"),
         (name = "tokens", description = "RFC 7009 revocation and RFC 7662 introspection"),
         (name = "tickets", description = "Connect tickets: short-lived, single-use credentials for URLs (WebSockets)"),
+        (name = "events", description = "Security events (RFC 8417 SETs) for resource servers, by RFC 8936 poll"),
         (name = "discovery", description = "Keys and metadata for token consumers"),
         (name = "oauth", description = "The OAuth 2 token endpoint (RFC 6749, RFC 8693); errors are RFC 6749 section 5.2 JSON"),
         (name = "admin", description = "Administration; callers have role `admin`"),

@@ -709,7 +709,7 @@ impl Identity {
                     } else {
                         Vec::new()
                     };
-                    Ok((after, Revocations::record(conn, entries)?))
+                    Ok((after, Revocations::record(conn, entries, now)?))
                 })
             })
             .await
@@ -763,7 +763,7 @@ impl Identity {
                     return Err(Error::NotFound("user"));
                 }
                 let entries = sessions::revoke_user_in(conn, id, reason, &lifetimes, now)?;
-                let recorded = Revocations::record(conn, entries)?;
+                let recorded = Revocations::record(conn, entries, now)?;
                 if delete {
                     store::delete(conn, &id.to_string())?;
                 }

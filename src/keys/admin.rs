@@ -353,7 +353,7 @@ fn withdraw_tx(
             ));
         }
     }
-    let recorded = Revocations::record(conn, entries)?;
+    let recorded = Revocations::record(conn, entries, now)?;
     Ok(Withdrawn {
         plan,
         sessions_ended,

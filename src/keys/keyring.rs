@@ -36,9 +36,11 @@ struct CurrentKey {
     kid: String,
     signer: RingSigner,
     // The base64url JWS headers, identical for every token of a type this key signs:
-    // access tokens (`typ: at+jwt`) and connect tickets (`typ: ticket+jwt`).
+    // access tokens (`typ: at+jwt`), connect tickets (`typ: ticket+jwt`) and security
+    // events (`typ: secevent+jwt`).
     encoded_header: String,
     encoded_ticket_header: String,
+    encoded_set_header: String,
 }
 
 /// JWKS as served: the body is computed once per key change, never per request.
@@ -353,6 +355,11 @@ impl Keyring {
         self.sign_with(claims, |key| &key.encoded_ticket_header)
     }
 
+    /// Signs `claims` as a Security Event Token: header `typ: secevent+jwt` (RFC 8417).
+    pub fn sign_set<T: Serialize>(&self, claims: &T) -> Result<(String, String), KeyError> {
+        self.sign_with(claims, |key| &key.encoded_set_header)
+    }
+
     fn sign_with<T: Serialize>(
         &self,
         claims: &T,
@@ -528,6 +535,7 @@ fn build_snapshot(kek: &Kek, rows: Vec<SigningKeyRow>) -> Result<Snapshot, KeyEr
             current = Some(CurrentKey {
                 encoded_header: encoded("at+jwt")?,
                 encoded_ticket_header: encoded(TICKET_TYP)?,
+                encoded_set_header: encoded(crate::events::SET_TYP)?,
                 kid: row.kid.clone(),
                 signer: RingSigner(pair),
             });

@@ -85,6 +85,8 @@ impl Scope {
     pub const INTROSPECT: &str = "introspect";
     /// Redeeming connect tickets, for the receiving service's API key.
     pub const TICKETS: &str = "tickets";
+    /// Polling security events (`POST /api/events/poll`), for a resource server's API key.
+    pub const EVENTS: &str = "events";
 
     /// The `admin` scope.
     pub fn admin() -> Self {

@@ -396,7 +396,7 @@ impl Clients {
                     let ended = apply(conn, &mut row, &client)?;
                     row.updated_at = now.naive_utc();
                     store::update(conn, &row)?;
-                    let recorded = Revocations::record(conn, ended)?;
+                    let recorded = Revocations::record(conn, ended, now)?;
                     Ok((Client::from_row(&row)?, recorded))
                 })
             })
@@ -419,7 +419,7 @@ impl Clients {
                 visible_row(conn, &key, &admin_copy)?;
                 let ended = revoke_client_in(conn, &key, "client deleted", &lifetimes, now)?;
                 store::delete(conn, &key)?;
-                Ok::<_, Error>(Revocations::record(conn, ended)?)
+                Ok::<_, Error>(Revocations::record(conn, ended, now)?)
             })
         });
         let call = AdminCall::new(admin, Action::ClientDelete).on(format!("client:{id}"));

@@ -282,16 +282,24 @@ impl Revocations {
         }
     }
 
-    /// Records revocations inside a caller's transaction, and gives them the next
-    /// generation; [`Revocations::publish`] them after commit. Call it once per transaction.
-    pub fn record(conn: &mut DbConnection, entries: Vec<Listed>) -> Result<Recorded, StoreError> {
+    /// Records revocations inside a caller's transaction, gives them the next generation,
+    /// and writes the security events they imply to the outbox ([`crate::events::emit`]);
+    /// [`Revocations::publish`] them after commit. Call it once per transaction.
+    pub fn record(
+        conn: &mut DbConnection,
+        entries: Vec<Listed>,
+        now: DateTime<Utc>,
+    ) -> Result<Recorded, StoreError> {
         if entries.is_empty() {
             return Ok(Recorded::default());
         }
         for (entry, expires_at) in &entries {
             store::record(conn, &entry.to_row(*expires_at))?;
         }
+        // The generation's row lock orders every recording transaction: the events'
+        // positions follow commit order.
         let generation = markers::increment(conn, markers::REVOCATIONS)?;
+        crate::events::emit(conn, generation, &entries, now)?;
         Ok(Recorded {
             entries,
             generation,

@@ -176,7 +176,7 @@ fn end_in(
             return Err(Error::NotFound("session"));
         }
         let entries = revoke_session_in(conn, id, reason, lifetimes, now)?;
-        Ok(Revocations::record(conn, entries)?)
+        Ok(Revocations::record(conn, entries, now)?)
     })
 }
 
@@ -261,7 +261,7 @@ impl Sessions {
                         .iter()
                         .map(|s| session_entry(s, &lifetimes, now))
                         .collect();
-                    Ok::<_, Error>((entries.len(), Revocations::record(conn, entries)?))
+                    Ok::<_, Error>((entries.len(), Revocations::record(conn, entries, now)?))
                 })
             })
             .await?;

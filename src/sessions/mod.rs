@@ -168,6 +168,23 @@ pub fn revoke_client_in(
         .collect())
 }
 
+/// Revokes every live session of a tenant's users (a disabled tenant), inside the
+/// caller's transaction. Returns the entries for the caller to record: one per session,
+/// so that each ending is told to the services that hold its connections.
+pub fn revoke_tenant_in(
+    conn: &mut DbConnection,
+    tenant: &str,
+    reason: &'static str,
+    lifetimes: &Lifetimes,
+    now: DateTime<Utc>,
+) -> Result<Vec<Listed>, Error> {
+    let revoked = store::revoke_tenant_sessions(conn, tenant, now.naive_utc(), reason)?;
+    Ok(revoked
+        .iter()
+        .map(|s| session_entry(s, lifetimes, now))
+        .collect())
+}
+
 /// What revocations ended, for the audit log: `session:<id>`, `jti:<id>`.
 fn ended_targets(recorded: &Recorded) -> Vec<String> {
     recorded
@@ -386,7 +403,7 @@ fn refresh_in(conn: &mut DbConnection, job: &Refresh) -> Result<Answer, Error> {
                         // Another request revoked it first.
                         return refused(Refusal::Revoked);
                     }
-                    let recorded = Revocations::record(conn, entries)?;
+                    let recorded = Revocations::record(conn, entries, job.now)?;
                     Ok(Answer::Reused { session, recorded })
                 });
             }
@@ -805,7 +822,7 @@ impl Sessions {
                     };
                     let session_id = id.session_id.to_string();
                     let entries = revoke_session_in(conn, &session_id, reason, &lifetimes, now)?;
-                    Ok(Revocations::record(conn, entries)?)
+                    Ok(Revocations::record(conn, entries, now)?)
                 })
             })
             .await
@@ -833,7 +850,7 @@ impl Sessions {
                     if let Some(sid) = &sid {
                         entries.extend(revoke_session_in(conn, sid, "logout", &lifetimes, now)?);
                     }
-                    Ok(Revocations::record(conn, entries)?)
+                    Ok(Revocations::record(conn, entries, now)?)
                 })
             })
             .await

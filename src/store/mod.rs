@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod clients;
 pub mod conn;
+pub mod events;
 pub mod group;
 mod job;
 pub mod markers;

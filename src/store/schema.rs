@@ -143,6 +143,33 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    security_events (generation, idx) {
+        generation -> BigInt,
+        idx -> Integer,
+        tenant_id -> Nullable<Text>,
+        event_type -> Text,
+        payload -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    event_cursors (api_key_id) {
+        api_key_id -> Text,
+        generation -> BigInt,
+        idx -> Integer,
+    }
+}
+
+diesel::table! {
+    event_acks (api_key_id, generation, idx) {
+        api_key_id -> Text,
+        generation -> BigInt,
+        idx -> Integer,
+    }
+}
+
 diesel::joinable!(api_keys -> users (owner_id));
 diesel::joinable!(users -> tenants (tenant_id));
 diesel::joinable!(clients -> tenants (tenant_id));
@@ -158,5 +185,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     markers,
     tenants,
     clients,
-    ticket_redemptions
+    ticket_redemptions,
+    security_events,
+    event_cursors,
+    event_acks
 );

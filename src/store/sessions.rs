@@ -313,26 +313,35 @@ pub fn revoke_client_sessions(
     Ok(live)
 }
 
-/// Revokes every live session of a tenant's users; returns how many.
+/// Revokes every live session of a tenant's users; returns the sessions that were live.
 pub fn revoke_tenant_sessions(
     conn: &mut DbConnection,
     tenant: &str,
     now: NaiveDateTime,
     reason: &str,
-) -> Result<usize, StoreError> {
-    let members = users::table
-        .filter(users::tenant_id.eq(tenant))
-        .select(users::id);
-    Ok(diesel::update(
+) -> Result<Vec<SessionRow>, StoreError> {
+    let members = || {
+        users::table
+            .filter(users::tenant_id.eq(tenant.to_owned()))
+            .select(users::id)
+    };
+    let live: Vec<SessionRow> = sessions::table
+        .filter(sessions::user_id.eq_any(members()))
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(now))
+        .select(SessionRow::as_select())
+        .load(conn)?;
+    diesel::update(
         sessions::table
-            .filter(sessions::user_id.eq_any(members))
+            .filter(sessions::user_id.eq_any(members()))
             .filter(sessions::revoked_at.is_null()),
     )
     .set((
         sessions::revoked_at.eq(now),
         sessions::revoked_reason.eq(reason),
     ))
-    .execute(conn)?)
+    .execute(conn)?;
+    Ok(live)
 }
 
 /// Revokes every live session of the deployment (a mass logout); returns how many.

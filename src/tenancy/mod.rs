@@ -15,7 +15,7 @@ use crate::model::TenantId;
 use crate::revocation::{Recorded, Revocation, Revocations};
 use crate::store::Lock;
 use crate::store::tenants::{self as store, TenantRow};
-use crate::store::{Db, StoreError, api_keys, clients, sessions, users, write_transaction};
+use crate::store::{Db, StoreError, api_keys, clients, users, write_transaction};
 
 /// A tenant.
 #[derive(Debug, Clone)]
@@ -192,11 +192,12 @@ impl Tenants {
                 store::update(conn, &row)?;
                 let mut entries = Vec::new();
                 if disabling {
-                    sessions::revoke_tenant_sessions(
+                    entries = crate::sessions::revoke_tenant_in(
                         conn,
                         &key,
-                        now.naive_utc(),
                         "tenant disabled",
+                        &lifetimes,
+                        now,
                     )?;
                     // Every token issued up to the end of this second: logins and
                     // refreshes of the tenant are refused from this commit on.
@@ -208,7 +209,7 @@ impl Tenants {
                         lifetimes.revocation_end(now) + chrono::TimeDelta::seconds(1),
                     ));
                 }
-                let recorded = Revocations::record(conn, entries)?;
+                let recorded = Revocations::record(conn, entries, now)?;
                 Ok((Tenant::from_row(row)?, recorded))
             })
         });

@@ -19,6 +19,7 @@ mod helpers;
 mod admin;
 mod auth;
 mod drivers;
+mod events;
 mod oauth;
 mod ops;
 mod tickets;

@@ -4,13 +4,7 @@
 // chain. Prints one JSON line of figures.
 //
 // Environment: APP (the app's origin), ISSUER (Tokenmint), CONTROL, USERNAME, PASSWORD.
-import { launch, cookiesOf, sleep } from './lib.mjs';
-
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
+import { env, launch, cookiesOf, sleep } from './lib.mjs';
 const ISSUER = env('ISSUER');
 const CONTROL = env('CONTROL');
 const credentials = { username: env('USERNAME'), password: env('PASSWORD') };

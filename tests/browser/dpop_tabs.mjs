@@ -5,13 +5,7 @@
 //
 // Environment: APP (the app's origin), ISSUER (Tokenmint, also its public URL),
 // CONTROL, USERNAME, PASSWORD.
-import { launch } from './lib.mjs';
-
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
+import { env, launch } from './lib.mjs';
 const ISSUER = env('ISSUER');
 const CONTROL = env('CONTROL');
 const credentials = { username: env('USERNAME'), password: env('PASSWORD') };

@@ -6,6 +6,13 @@ import puppeteer from 'puppeteer-core';
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** A setting the Rust driver passes in the environment; missing is an error. */
+export const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+};
+
 /** Debian's Chromium, headless. As root it needs --no-sandbox; background networking is
  * off because this machine refuses outside connections. */
 export async function launch() {

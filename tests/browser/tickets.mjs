@@ -4,13 +4,7 @@
 // starts Tokenmint and the service; prints one JSON line of what happened.
 //
 // Environment: APP (the service's origin), USERNAME, PASSWORD, OTHER_AUDIENCE, TTL_MS.
-import { launch, sleep } from './lib.mjs';
-
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
+import { env, launch, sleep } from './lib.mjs';
 
 const browser = await launch();
 try {

@@ -3,9 +3,10 @@ token_endpoint) and PyJWT (verification from JWKS). Run by tests/api/drivers/int
 starts the server, creates the tenant, client and user, and reads the JSON line printed
 last.
 
-Last, an admin withdraws the signing key (an emergency): the session refreshes onto the
+Then an admin withdraws the signing key (an emergency): the session refreshes onto the
 fresh key, which PyJWKClient fetches on meeting its unknown kid, and the withdrawn key's
-token no longer verifies from JWKS.
+token no longer verifies from JWKS. Last, a resource server's events key polls the
+session's logout as a security event (RFC 8936), a SET that PyJWT verifies from JWKS.
 
 Environment: ISSUER, CLIENT_ID, CLIENT_SECRET, TENANT, USERNAME, PASSWORD, AUDIENCE,
 ADMIN_KEY (an API key with scope admin).
@@ -110,9 +111,49 @@ try:
 except jwt.PyJWKClientError:
     withdrawn_verifies = False
 
+# A resource server's events key; the session logs out; the SET of its end.
+admin = {"X-API-Key": env["ADMIN_KEY"]}
+created = requests.post(
+    issuer + "/api/admin/api-keys",
+    headers=admin,
+    json={"name": "resource server", "scopes": ["events"]},
+    timeout=10,
+)
+assert created.status_code == 201, created.text
+events_key = created.json()
+logout = requests.post(
+    issuer + "/api/logout",
+    headers={"Authorization": "Bearer " + after["access_token"]},
+    json={},
+    timeout=10,
+)
+assert logout.status_code == 204, logout.text
+polled = requests.post(
+    issuer + "/api/events/poll",
+    headers={"X-API-Key": events_key["key"]},
+    json={"returnImmediately": True},
+    timeout=10,
+)
+assert polled.status_code == 200, polled.text
+sets = []
+for jti, set_ in polled.json()["sets"].items():
+    header = jwt.get_unverified_header(set_)
+    claims = jwt.decode(
+        set_,
+        jwks.get_signing_key_from_jwt(set_).key,
+        algorithms=metadata["id_token_signing_alg_values_supported"],
+        audience=events_key["id"],
+        issuer=issuer,
+        options={"require": ["iat", "jti", "aud", "iss"]},
+    )
+    assert claims["jti"] == jti
+    sets.append({"typ": header["typ"], "events": claims["events"]})
+
 print(
     json.dumps(
         {
+            "sets": sets,
+            "session_id": jwt.decode(after["access_token"], options={"verify_signature": False})["sid"],
             "withdrawn_kid": withdrawn_kid,
             "after_withdrawal": after_withdrawal,
             "withdrawn_verifies": withdrawn_verifies,

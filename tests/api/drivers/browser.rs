@@ -332,6 +332,77 @@ async fn a_page_on_another_origin_opens_a_websocket_with_a_ticket() {
     }
 }
 
+/// The example service closes a live socket once its session is revoked: it polls the
+/// security events and closes with 4001; a refresh closes nothing, and another user's
+/// socket stays open.
+#[tokio::test]
+async fn a_logout_in_another_tab_closes_the_sessions_websocket_within_seconds() {
+    if !browser_available() {
+        return;
+    }
+    const AUDIENCE: &str = "wss://agents.example";
+    let port = crate::helpers::free_port();
+    let page_origin = format!("http://127.0.0.1:{port}");
+    let app = crate::helpers::spawn_app_with(move |s| {
+        s.cors_origins = vec![page_origin];
+        s.ticket_audiences = vec![AUDIENCE.to_owned()];
+    })
+    .await;
+    for name in ["alice", "bob"] {
+        app.create_user(
+            name,
+            &format!("{name}-password"),
+            &["chat"],
+            serde_json::json!({}),
+        )
+        .await;
+    }
+    let admin = app.admin_token().await;
+    let tickets = app.api_key(&admin, &["tickets"]).await.1;
+    let events = app.api_key(&admin, &["events"]).await.1;
+    let service = WsService::start(
+        port,
+        vec![
+            ("TOKENMINT_URL", app.address.clone()),
+            ("TOKENMINT_ISSUER", app.services.settings.issuer.clone()),
+            ("AUDIENCE", AUDIENCE.to_owned()),
+            ("TICKETS_API_KEY", tickets),
+            ("EVENTS_API_KEY", events),
+        ],
+    )
+    .await;
+    let summary = run_scenario(
+        "ticket_events.mjs",
+        vec![
+            ("APP", service.origin.clone()),
+            ("USERNAME", "alice".to_owned()),
+            ("PASSWORD", "alice-password".to_owned()),
+            ("OTHER_USERNAME", "bob".to_owned()),
+            ("OTHER_PASSWORD", "bob-password".to_owned()),
+        ],
+    )
+    .await;
+    eprintln!("security events in the browser: {summary}");
+    let log = std::fs::read_to_string(service.log.path()).unwrap();
+    assert_eq!(summary["opened"]["open"], true, "{summary}\n{log}");
+    assert_eq!(summary["other_opened"]["open"], true, "{summary}");
+    assert_eq!(
+        summary["after_refresh"]["open"], true,
+        "a refresh closes nothing: {summary}\n{log}"
+    );
+    let closed = &summary["after_logout"];
+    assert_eq!(closed["open"], false, "{summary}\n{log}");
+    assert_eq!(closed["code"], 4001, "{summary}");
+    assert_eq!(closed["reason"], "session revoked", "{summary}");
+    let after = summary["closed_after_ms"].as_i64().unwrap();
+    assert!(after < 2000, "closed {after} ms after the logout");
+    assert_eq!(summary["other_after_logout"]["open"], true, "{summary}");
+    assert!(
+        log.contains("security event: session revoked: closing 1 sockets"),
+        "{log}"
+    );
+}
+
 /// The app of the client-library tests: a page that loads `clients/js` (as
 /// `/tokenmint-client.js`). Returns its origin.
 async fn serve_client_page() -> String {

@@ -203,6 +203,15 @@ async fn python_authlib_and_pyjwt_get_refresh_and_verify_tokens() {
     let summary = run("python3", "interop.py", env).await;
     eprintln!("authlib/PyJWT: {summary}");
     check(&app, &summary);
+    // The session's logout, as a SET that PyJWT verified from JWKS.
+    let sets = summary["sets"].as_array().unwrap();
+    assert_eq!(sets.len(), 1, "{summary}");
+    assert_eq!(sets[0]["typ"], "secevent+jwt");
+    let event =
+        &sets[0]["events"]["https://schemas.openid.net/secevent/caep/event-type/session-revoked"];
+    assert_eq!(event["subject"]["id"], summary["session_id"], "{summary}");
+    assert_eq!(event["tenant_id"], "acme");
+    assert_eq!(event["reason"], "logout");
 }
 
 #[tokio::test]

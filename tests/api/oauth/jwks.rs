@@ -46,6 +46,17 @@ pub async fn jwks_after_change(app: &TestApp, etag: &reqwest::header::HeaderValu
 /// Verifies `token` with jwt-simple (an independent implementation) using only the
 /// served JWKS, as a backend would.
 pub fn verify_with_jwks(jwks: &Value, token: &str, issuer: &str) -> JWTClaims<Map<String, Value>> {
+    verify_jwt_with_jwks(jwks, token, issuer, "at+jwt", "tokenmint")
+}
+
+/// Like [`verify_with_jwks`], for a JWT of type `typ` for `audience` (e.g. a SET).
+pub fn verify_jwt_with_jwks(
+    jwks: &Value,
+    token: &str,
+    issuer: &str,
+    typ: &str,
+    audience: &str,
+) -> JWTClaims<Map<String, Value>> {
     let metadata = Token::decode_metadata(token).expect("header");
     let kid = metadata.key_id().expect("kid");
     let jwk = jwks["keys"]
@@ -60,9 +71,9 @@ pub fn verify_with_jwks(jwks: &Value, token: &str, issuer: &str) -> JWTClaims<Ma
             .unwrap()
     };
     let options = VerificationOptions {
-        required_signature_type: Some("at+jwt".into()),
+        required_signature_type: Some(typ.into()),
         allowed_issuers: Some(HashSet::from([issuer.to_owned()])),
-        allowed_audiences: Some(HashSet::from(["tokenmint".to_owned()])),
+        allowed_audiences: Some(HashSet::from([audience.to_owned()])),
         ..Default::default()
     };
     match (jwk["kty"].as_str().unwrap(), jwk["alg"].as_str().unwrap()) {
