@@ -58,33 +58,44 @@ pub fn session_owners(
     conn: &mut DbConnection,
     ids: &[String],
 ) -> Result<Vec<SessionOwner>, StoreError> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
+    let mut owners = Vec::with_capacity(ids.len());
+    // In chunks: SQLite binds each id as a parameter, and a statement takes at most
+    // 32,766 (a disabled tenant may end more sessions than that).
+    for chunk in ids.chunks(CHUNK) {
+        owners.extend(
+            sessions::table
+                .inner_join(users::table)
+                .filter(sessions::id.eq_any(chunk))
+                .select((
+                    sessions::id,
+                    sessions::user_id,
+                    users::tenant_id,
+                    sessions::revoked_reason,
+                ))
+                .load::<SessionOwner>(conn)?,
+        );
     }
-    Ok(sessions::table
-        .inner_join(users::table)
-        .filter(sessions::id.eq_any(ids))
-        .select((
-            sessions::id,
-            sessions::user_id,
-            users::tenant_id,
-            sessions::revoked_reason,
-        ))
-        .load(conn)?)
+    Ok(owners)
 }
+
+/// Ids bound in one statement at most.
+const CHUNK: usize = 10_000;
 
 /// Of these users, each one's (id, tenant).
 pub fn user_tenants(
     conn: &mut DbConnection,
     ids: &[String],
 ) -> Result<Vec<(String, String)>, StoreError> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
+    let mut tenants = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(CHUNK) {
+        tenants.extend(
+            users::table
+                .filter(users::id.eq_any(chunk))
+                .select((users::id, users::tenant_id))
+                .load::<(String, String)>(conn)?,
+        );
     }
-    Ok(users::table
-        .filter(users::id.eq_any(ids))
-        .select((users::id, users::tenant_id))
-        .load(conn)?)
+    Ok(tenants)
 }
 
 /// Locks an events key for the rest of the transaction (one poll of a key at a time) and

@@ -25,7 +25,6 @@ use crate::model::{Scope, User};
 use crate::principal::{Authenticator, Presented, Principal};
 use crate::revocation::{Revocations, Revoked, TokenIds};
 use crate::store::{Db, users};
-
 use crate::tokens::access::{TokenService, Verified};
 
 use self::claims::{IssuedTicket, TicketClaims, TicketSubject};

@@ -438,33 +438,192 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// After every step: each key ever withdrawn is still `withdrawn`, out of JWKS, not the
-/// signer, and a token it signed (kept from before) is refused as revoked; and the
-/// keyring always has exactly one current key, which signs what is issued.
+/// The key lifecycle as the contract states it (docs/operations.md, "Signing keys and
+/// JWKS", and the withdrawal rules of docs/api.md), written without the service's code:
+/// each key's state and times, in seconds of the test's clock.
+#[derive(Debug, Clone)]
+struct ModelKey {
+    kid: String,
+    status: &'static str,
+    created: u64,
+    deactivated: Option<u64>,
+}
+
+/// JWKS `max-age` (pre-publication) and access TTL + clock skew (retirement) of the app.
+const LEAD: u64 = 300;
+const RETIRE_AFTER: u64 = 15 * 60 + 60;
+
+#[derive(Debug, Default)]
+struct Model {
+    keys: Vec<ModelKey>,
+    now: u64,
+}
+
+/// What a step answers, and which new keys it makes (their states).
+struct Expected {
+    status: u16,
+    fresh: Vec<&'static str>,
+}
+
+impl Model {
+    fn set(&mut self, kid: &str, status: &'static str) {
+        if let Some(key) = self.keys.iter_mut().find(|k| k.kid == kid) {
+            if status == "retiring" {
+                key.deactivated = Some(self.now);
+            }
+            key.status = status;
+        }
+    }
+
+    fn with(&self, status: &str) -> Vec<String> {
+        self.keys
+            .iter()
+            .filter(|k| k.status == status)
+            .map(|k| k.kid.clone())
+            .collect()
+    }
+
+    fn withdraw(&mut self, kid: &str) -> Expected {
+        let status = self.keys.iter().find(|k| k.kid == kid).map(|k| k.status);
+        match status {
+            Some("current") => {
+                self.set(kid, "withdrawn");
+                for next in self.with("next") {
+                    self.set(&next, "withdrawn");
+                }
+                Expected {
+                    status: 200,
+                    fresh: vec!["current", "next"],
+                }
+            }
+            Some("next") => {
+                self.set(kid, "withdrawn");
+                Expected {
+                    status: 200,
+                    fresh: vec!["next"],
+                }
+            }
+            Some("retiring") => {
+                self.set(kid, "withdrawn");
+                Expected {
+                    status: 200,
+                    fresh: vec![],
+                }
+            }
+            Some("retired") => Expected {
+                status: 409,
+                fresh: vec![],
+            },
+            _ => Expected {
+                status: 200,
+                fresh: vec![],
+            },
+        }
+    }
+
+    fn rotate(&mut self) -> Expected {
+        let ready = self
+            .keys
+            .iter()
+            .find(|k| k.status == "next")
+            .filter(|k| self.now >= k.created + LEAD)
+            .map(|k| k.kid.clone());
+        let Some(next) = ready else {
+            return Expected {
+                status: 409,
+                fresh: vec![],
+            };
+        };
+        for current in self.with("current") {
+            self.set(&current, "retiring");
+        }
+        self.set(&next, "current");
+        Expected {
+            status: 200,
+            fresh: vec!["next"],
+        }
+    }
+
+    /// Whether a retiring key may have left JWKS by now (every instance retires it on its
+    /// own schedule once its tokens have all expired).
+    fn due(&self, key: &ModelKey) -> bool {
+        key.status == "retiring"
+            && key
+                .deactivated
+                .is_some_and(|at| self.now >= at + RETIRE_AFTER)
+    }
+
+    /// Takes the keys a step made (`fresh`, by state) from the listing, and the
+    /// retirements that were due; then every key must be listed in the model's state.
+    fn check(&mut self, listed: &[Value], fresh: &[&'static str]) -> Result<(), TestCaseError> {
+        for key in listed {
+            let kid = key["kid"].as_str().unwrap();
+            let status = key["status"].as_str().unwrap();
+            if let Some(known) = self.keys.iter().position(|k| k.kid == kid) {
+                if status == "retired" && self.due(&self.keys[known]) {
+                    self.keys[known].status = "retired";
+                }
+                continue;
+            }
+            let wanted = fresh.iter().find(|s| **s == status);
+            prop_assert!(wanted.is_some(), "an unexpected new {} key {}", status, kid);
+            let status = *wanted.unwrap();
+            self.keys.push(ModelKey {
+                kid: kid.to_owned(),
+                status,
+                created: self.now,
+                deactivated: None,
+            });
+        }
+        prop_assert_eq!(listed.len(), self.keys.len(), "{:?}", listed);
+        for key in &self.keys {
+            prop_assert_eq!(
+                status_of(listed, &key.kid),
+                key.status,
+                "{}: {:?}",
+                key.kid,
+                self
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Random steps checked against the reference model after each one: every key's state,
+/// the keys JWKS publishes (`next`, `current`, `retiring`), the key that signs (the one
+/// `current`). And a token signed by a key before its withdrawal is refused as revoked
+/// after it, at every later step.
 async fn run_lifecycle(app: &TestApp, ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let mut withdrawn: Vec<(String, String)> = Vec::new();
+    let mut model = Model::default();
+    model.check(&keys(app).await, &["current", "next"])?;
+    let mut signed_by_withdrawn: Vec<String> = Vec::new();
     for op in ops {
         let admin = app.admin_token().await;
-        match op {
+        let listed = keys(app).await;
+        model.check(&listed, &[])?;
+        let (answer, expected) = match op {
             Op::Withdraw(status) => {
-                let listed = keys(app).await;
                 let Some(kid) = kid_with(&listed, status).into_iter().next() else {
                     continue;
                 };
-                // A token this key signed, if it signs now.
-                let signed = (status == "current").then(|| admin.clone());
-                let answer = withdraw(app, &admin, &kid, json!({"reason": REASON})).await;
-                let expected = if status == "retired" { 409 } else { 200 };
-                prop_assert_eq!(answer.status().as_u16(), expected, "withdrawing {}", status);
-                if expected == 200 && status != "withdrawn" {
-                    withdrawn.push((kid, signed.unwrap_or_default()));
+                if status == "current" {
+                    // Signed by the key about to be withdrawn.
+                    signed_by_withdrawn.push(admin.clone());
                 }
+                let expected = model.withdraw(&kid);
+                (
+                    withdraw(app, &admin, &kid, json!({"reason": REASON}))
+                        .await
+                        .status(),
+                    expected,
+                )
             }
             Op::Rotate => {
+                let expected = model.rotate();
                 let answer = app
                     .call(Method::POST, "/api/admin/signing-keys/rotate", &admin, None)
                     .await;
-                prop_assert!([200, 409].contains(&answer.status().as_u16()));
+                (answer.status(), expected)
             }
             Op::Maintain => {
                 app.services
@@ -472,44 +631,52 @@ async fn run_lifecycle(app: &TestApp, ops: Vec<Op>) -> Result<(), TestCaseError>
                     .maintain(app.clock_now())
                     .await
                     .unwrap();
+                continue;
             }
-            Op::Wait(secs) => app.clock.advance(Duration::from_secs(secs)),
-        }
-        let listed = keys(app).await;
+            Op::Wait(secs) => {
+                app.clock.advance(Duration::from_secs(secs));
+                model.now += secs;
+                continue;
+            }
+        };
+        prop_assert_eq!(answer.as_u16(), expected.status, "{:?}", model);
+        model.check(&keys(app).await, &expected.fresh)?;
         let published = jwks_kids(&fetch_jwks(app).await);
-        prop_assert_eq!(
-            kid_with(&listed, "current").len(),
-            1,
-            "one current key: {:?}",
-            listed
+        let mut want: BTreeSet<String> = BTreeSet::new();
+        for status in ["next", "current", "retiring"] {
+            want.extend(model.with(status));
+        }
+        // A due retiring key may still be published by this instance for a moment.
+        let due: BTreeSet<String> = model
+            .keys
+            .iter()
+            .filter(|k| model.due(k))
+            .map(|k| k.kid.clone())
+            .collect();
+        prop_assert!(
+            published.is_subset(&want) && want.difference(&published).all(|k| due.contains(k)),
+            "published {:?}, the model's {:?}",
+            published,
+            want
         );
         let signer = app.admin_token().await;
         let signer_kid = jwt_part(&signer, 0)["kid"].as_str().unwrap().to_owned();
-        for (kid, token) in &withdrawn {
-            prop_assert_eq!(status_of(&listed, kid), "withdrawn");
-            prop_assert!(!published.contains(kid), "{} published again", kid);
-            prop_assert_ne!(&signer_kid, kid, "a withdrawn key signs again");
-            if !token.is_empty() {
-                let me = app.get_me(token).await;
-                prop_assert_eq!(me.status().as_u16(), 401);
-                let body: Value = me.json().await.unwrap();
-                // Revoked, or expired first (the clock moves on): never accepted.
-                prop_assert!(
-                    body["error"] == "TOKEN_REVOKED" || body["error"] == "TOKEN_EXPIRED",
-                    "{}",
-                    body
-                );
-            }
+        prop_assert_eq!(signer_kid, model.with("current")[0].clone());
+        for token in &signed_by_withdrawn {
+            let me = app.get_me(token).await;
+            prop_assert_eq!(me.status().as_u16(), 401);
+            let body: Value = me.json().await.unwrap();
+            prop_assert_eq!(&body["error"], "TOKEN_REVOKED", "{}", body);
         }
     }
     Ok(())
 }
 
 #[test]
-fn a_withdrawn_key_never_signs_verifies_or_is_published_again() {
+fn the_key_lifecycle_follows_its_model_and_a_withdrawn_key_never_signs_verifies_or_is_published() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut runner = TestRunner::new(Config {
-        cases: 12,
+        cases: 20,
         failure_persistence: None,
         ..Config::default()
     });

@@ -239,6 +239,17 @@ async fn every_revocation_that_ends_a_session_or_an_account_emits_its_event_in_o
         .await,
         200
     );
+    // A change of roles.
+    assert_eq!(
+        call(
+            Method::PATCH,
+            format!("/api/admin/users/{kim}"),
+            admin.clone(),
+            Some(json!({"roles": ["admin"]}))
+        )
+        .await,
+        200
+    );
     // Disabled, then deleted.
     assert_eq!(
         call(
@@ -274,7 +285,8 @@ async fn every_revocation_that_ends_a_session_or_an_account_emits_its_event_in_o
         // The password change: the session opened since (f), then the account.
         ("session-revoked", "user changed"),
         ("account-disabled", ""),
-        // Disabled (no live session left), deleted.
+        // Roles changed, disabled (no live session left), deleted.
+        ("account-disabled", ""),
         ("account-disabled", ""),
         ("account-disabled", ""),
     ]
