@@ -629,6 +629,11 @@ fn spawn_revocation_sync(services: Services) {
             if let Err(error) = services.revocations.sync().await {
                 tracing::warn!(%error, "revocation generation not read");
             }
+            if services.revocations.redis_failing() {
+                // Beside the sync, which must not wait on a failing Redis.
+                let revocations = services.revocations.clone();
+                tokio::spawn(async move { revocations.probe_redis().await });
+            }
         }
     });
 }

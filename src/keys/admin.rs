@@ -83,16 +83,18 @@ impl SigningKeys {
     /// The use case of `GET /.well-known/jwks.json`: the published keys, less any key
     /// withdrawn on another instance that this one has not reloaded yet (the revocation
     /// list knows it before the withdrawal answered). When the list cannot be read, the
-    /// keys are reloaded from the database, which holds every withdrawal: JWKS does not
-    /// depend on Redis.
+    /// keys are read from the database after this request arrived (reads shared between
+    /// concurrent requests): the database holds every withdrawal, so JWKS neither
+    /// depends on Redis nor waits on it.
     pub async fn jwks(&self, now: DateTime<Utc>) -> Result<JwksDocument, Error> {
+        let arrived = std::time::Instant::now();
         let published = self.keyring.published();
         let kids: Vec<&str> = published.iter().map(String::as_str).collect();
         match self.revocations.withdrawn_keys(&kids, now).await {
             Ok(withdrawn) if withdrawn.is_empty() => Ok(self.keyring.jwks()),
             Ok(withdrawn) => Ok(self.keyring.jwks_without(&withdrawn)?),
             Err(_) => {
-                self.keyring.reload().await?;
+                self.keyring.reload_since(arrived).await?;
                 Ok(self.keyring.jwks())
             }
         }

@@ -84,6 +84,8 @@ pub struct Keyring {
     snapshot: ArcSwap<Snapshot>,
     default_alg: SigningAlg,
     timing: Timing,
+    // When the last reload through `reload_since` began; held while one runs.
+    fresh_reload: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// A key as listed to admins.
@@ -164,6 +166,7 @@ impl Keyring {
             snapshot: ArcSwap::from_pointee(empty_snapshot()?),
             default_alg: alg,
             timing,
+            fresh_reload: tokio::sync::Mutex::new(None),
         };
         keyring.reload().await?;
         if keyring.snapshot.load().current.is_none() {
@@ -332,6 +335,20 @@ impl Keyring {
     pub async fn reload(&self) -> Result<(), KeyError> {
         let rows = self.db.run(signing_keys::list_live).await?;
         self.apply(rows)
+    }
+
+    /// Makes sure the keys were read from the database after `since` (a request's
+    /// arrival): reloads, unless a reload that began after `since` has completed.
+    /// Concurrent callers share reloads, so the database sees at most one at a time.
+    pub async fn reload_since(&self, since: std::time::Instant) -> Result<(), KeyError> {
+        let mut last = self.fresh_reload.lock().await;
+        if last.is_some_and(|began| began > since) {
+            return Ok(());
+        }
+        let began = std::time::Instant::now();
+        self.reload().await?;
+        *last = Some(began);
+        Ok(())
     }
 
     /// Swaps in a snapshot of `rows`, unless it would be the same as the current one.

@@ -249,6 +249,8 @@ pub struct Revocations {
     synced_at: AtomicU64,
     started: Monotonic,
     refilling: tokio::sync::Mutex<()>,
+    /// A read of Redis failed, and no probe since found it answering.
+    redis_failing: std::sync::atomic::AtomicBool,
 }
 
 impl Revocations {
@@ -271,6 +273,7 @@ impl Revocations {
             synced_at: AtomicU64::new(0),
             started: Monotonic::default(),
             refilling: tokio::sync::Mutex::new(()),
+            redis_failing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -367,13 +370,27 @@ impl Revocations {
     /// Of these signing keys, the ones withdrawn (listed under `kid:`), read like a
     /// token's check: from a complete list, refilled first if it is behind the database.
     /// JWKS leaves them out on an instance that has not reloaded its keys yet.
+    ///
+    /// Its callers can ask the database instead, so they never wait on a failing Redis:
+    /// after a failed read, and until [`Revocations::probe_redis`] finds Redis answering
+    /// again (or the mirror is back), it answers unavailable at once.
     pub async fn withdrawn_keys<'k>(
         &self,
         kids: &[&'k str],
         now: DateTime<Utc>,
     ) -> Result<Vec<&'k str>, RevocationError> {
+        if self.redis_failing() && !self.mirrored() {
+            return Err(RevocationError::Unavailable(::redis::RedisError::from((
+                ::redis::ErrorKind::Io,
+                "Redis is failing",
+            ))));
+        }
         let fields: Vec<String> = kids.iter().map(|kid| format!("kid:{kid}")).collect();
-        let held = self.read(&fields, now).await?;
+        let read = self.read(&fields, now).await;
+        if read.is_err() && matches!(self.backend, Backend::Redis(_)) {
+            self.redis_failing.store(true, Ordering::Release);
+        }
+        let held = read?;
         let now = now.timestamp();
         Ok(kids
             .iter()
@@ -381,6 +398,19 @@ impl Revocations {
             .filter(|(_, h)| h.is_some_and(|h| h.expires_at > now))
             .map(|(kid, _)| *kid)
             .collect())
+    }
+
+    /// Whether a read of Redis failed since Redis last answered a probe.
+    pub fn redis_failing(&self) -> bool {
+        self.redis_failing.load(Ordering::Acquire)
+    }
+
+    /// Tries Redis once (the background sync does, every second, while it is failing):
+    /// when it answers, [`Revocations::withdrawn_keys`] reads it again.
+    pub async fn probe_redis(&self) {
+        if self.redis_failing() && self.ping().await.is_ok() {
+            self.redis_failing.store(false, Ordering::Release);
+        }
     }
 
     /// What the list holds for `fields`: from the mirror of the Redis list when it is

@@ -254,9 +254,11 @@ impl TokenService {
     /// list knew it), the keys are reloaded before anything is signed, so nothing is
     /// signed by a withdrawn key after its withdrawal answered. One read of the list (the
     /// mirror's, usually), like a token's check. When the list cannot be read, the keys
-    /// are reloaded from the database, which holds every withdrawal: signing does not
-    /// depend on Redis (tokens are verified offline by backends).
+    /// are read from the database after this request arrived (reads shared between
+    /// concurrent requests), which holds every withdrawal: signing neither depends on
+    /// Redis nor waits on it (tokens are verified offline by backends).
     pub async fn ready(&self, now: DateTime<Utc>) -> Result<(), Error> {
+        let arrived = std::time::Instant::now();
         let Some(kid) = self.keyring.current_kid() else {
             return Ok(());
         };
@@ -265,7 +267,7 @@ impl TokenService {
             Ok(_) => true,
             Err(_) => false,
         };
-        self.keyring.reload().await?;
+        self.keyring.reload_since(arrived).await?;
         if listed && self.keyring.current_kid().as_deref() == Some(kid.as_str()) {
             // The database does not show the withdrawal the list holds: sign nothing.
             return Err(Error::internal(KeyError::NoCurrentKey));
