@@ -18,7 +18,7 @@ use crate::model::{Scope, TenantId};
 use crate::revocation::{Listed, Recorded, Revocations};
 use crate::sessions::revoke_client_in;
 use crate::store::clients::{self as store, ClientRow};
-use crate::store::{Db, DbConnection, StoreError, tenants, write_transaction};
+use crate::store::{Db, DbConnection, Lock, StoreError, tenants, write_transaction};
 
 /// A client secret: `tmcs_` and 256 random bits, base64url. `Debug` never shows it.
 #[derive(Clone)]
@@ -77,14 +77,16 @@ fn secret_matches(
 
 /// The client a login names, inside the login's transaction: it must exist in the
 /// login's tenant, be enabled, allow `password`, and authenticate (a confidential
-/// client with its secret); anything else fails the login like a wrong password.
+/// client with its secret); anything else fails the login like a wrong password. Its row
+/// stays locked (shared) until the login commits: a disable of the client waits for the
+/// session this login opens, and ends it too.
 pub fn client_for_login(
     conn: &mut DbConnection,
     tenant: &TenantId,
     client_id: &ClientId,
     secret: Option<&ClientSecret>,
 ) -> Result<Option<Client>, Error> {
-    let Some(row) = store::find(conn, client_id.as_str())? else {
+    let Some(row) = store::lock(conn, client_id.as_str(), Lock::Share)? else {
         return Ok(None);
     };
     let client = Client::from_row(&row)?;
@@ -95,14 +97,15 @@ pub fn client_for_login(
     Ok(usable.then_some(client))
 }
 
-/// A client's row and the client, inside a transaction, if `admin` may see it (else
-/// `NotFound`, as for a client that does not exist).
+/// A client's row and the client, inside a transaction that changes it, if `admin` may
+/// see it (else `NotFound`, as for a client that does not exist); the row stays locked
+/// until the change commits (logins through the client wait, see [`client_for_login`]).
 fn visible_row(
     conn: &mut DbConnection,
     key: &str,
     admin: &Admin,
 ) -> Result<(ClientRow, Client), Error> {
-    let row = store::find(conn, key)?.ok_or(Error::NotFound("client"))?;
+    let row = store::lock(conn, key, Lock::Update)?.ok_or(Error::NotFound("client"))?;
     let client = Client::from_row(&row)?;
     if !admin.may_see(&client.tenant) {
         return Err(Error::NotFound("client"));

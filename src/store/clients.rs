@@ -61,6 +61,24 @@ pub fn find(conn: &mut DbConnection, client_id: &str) -> Result<Option<ClientRow
     )?)
 }
 
+/// A client's row, locked for the rest of the transaction (PostgreSQL; SQLite's writers
+/// are serialized anyway): a login holds it shared while it opens a session through the
+/// client, a change of the client exclusively, so the change's ending of the client's
+/// sessions sees every session opened before it, and a login after it sees the change.
+pub fn lock(
+    conn: &mut DbConnection,
+    client_id: &str,
+    mode: super::Lock,
+) -> Result<Option<ClientRow>, StoreError> {
+    Ok(super::locked!(
+        conn,
+        clients::table
+            .find(client_id)
+            .select(ClientRow::as_select()),
+        mode
+    )?)
+}
+
 /// A page of clients ordered by id, after `after`, optionally of one tenant.
 pub fn page(
     conn: &mut DbConnection,

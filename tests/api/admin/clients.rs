@@ -400,3 +400,79 @@ async fn a_login_names_only_an_enabled_password_client_of_its_tenant() {
             .is_none()
     );
 }
+
+/// Logins through a client race its disable, round after round: after each disable
+/// answered, every token a login got until then is refused (the login either saw the
+/// client disabled, or the disable ended its session), never left working. The client is
+/// enabled again for the next round.
+#[tokio::test]
+async fn logins_racing_a_client_disable_get_nothing_that_outlives_it() {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // Logins refused while the client is disabled count as failures: not what this test
+    // is about, so the brute-force limits are out of the way.
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.login_max_failures = 1_000_000;
+        s.login_max_failures_per_ip = 1_000_000;
+    })
+    .await;
+    let admin = app.admin_token().await;
+    register(
+        &app,
+        &admin,
+        json!({"client_id": "web", "name": "Web", "type": "public",
+               "grant_types": ["password", "refresh_token"], "scopes": ["read"]}),
+    )
+    .await;
+    for n in 0..4 {
+        app.create_user(&format!("racer{n}"), "racer-password", &["read"], json!({}))
+            .await;
+    }
+    let issued: Mutex<Vec<Value>> = Mutex::new(Vec::new());
+    let done = AtomicBool::new(false);
+    // Four streams of logins through the client until the rounds are over; refusals
+    // while it is disabled are expected.
+    let streams = (0..4).map(|n| {
+        let (app, issued, done) = (&app, &issued, &done);
+        async move {
+            while !done.load(Ordering::SeqCst) {
+                let answer = app
+                    .post_login(&json!({"username": format!("racer{n}"),
+                                        "password": "racer-password", "client_id": "web"}))
+                    .await;
+                if answer.status() == 200 {
+                    let body = answer.json::<Value>().await.unwrap();
+                    issued.lock().unwrap().push(body);
+                } else {
+                    assert_error(answer, 401, "AUTHENTICATION_FAILED").await;
+                }
+            }
+        }
+    });
+    let rounds = async {
+        let mut checked = 0;
+        for _ in 0..20 {
+            while issued.lock().unwrap().len() < 4 {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            let disabled = app
+                .call(Method::POST, "/api/admin/clients/web/disable", &admin, None)
+                .await;
+            assert_eq!(disabled.status(), 200);
+            let round: Vec<Value> = std::mem::take(&mut *issued.lock().unwrap());
+            for body in &round {
+                let token = body["access_token"].as_str().unwrap();
+                assert_error(app.get_me(token).await, 401, "TOKEN_REVOKED").await;
+            }
+            checked += round.len();
+            let enabled = app
+                .call(Method::POST, "/api/admin/clients/web/enable", &admin, None)
+                .await;
+            assert_eq!(enabled.status(), 200);
+        }
+        done.store(true, Ordering::SeqCst);
+        checked
+    };
+    let (_, checked) = tokio::join!(futures_util::future::join_all(streams), rounds);
+    assert!(checked >= 80, "{checked} logins raced the disables");
+}
