@@ -58,6 +58,8 @@ struct Snapshot {
     census: KeyCensus,
     current: Option<CurrentKey>,
     verifying: HashMap<String, VerifyingKey>,
+    // The kids of `verifying`, shared: JWKS reads them on every request.
+    published: Arc<[String]>,
     // Withdrawn keys: their tokens are refused as revoked, not as unknown.
     withdrawn: HashSet<String>,
     jwks: JwksDocument,
@@ -412,8 +414,8 @@ impl Keyring {
     }
 
     /// The kids of the published keys.
-    pub fn published(&self) -> Vec<String> {
-        self.snapshot.load().verifying.keys().cloned().collect()
+    pub fn published(&self) -> Arc<[String]> {
+        self.snapshot.load().published.clone()
     }
 
     /// The JWKS document.
@@ -514,6 +516,7 @@ fn empty_snapshot() -> Result<Snapshot, KeyError> {
         census: KeyCensus::default(),
         current: None,
         verifying: HashMap::new(),
+        published: Arc::from([]),
         withdrawn: HashSet::new(),
         jwks: jwks_document(&JwkSet { keys: Vec::new() })?,
         jwks_without: std::sync::Mutex::new(None),
@@ -570,6 +573,7 @@ fn build_snapshot(kek: &Kek, rows: Vec<SigningKeyRow>) -> Result<Snapshot, KeyEr
         census,
         fingerprint,
         current,
+        published: verifying.keys().cloned().collect(),
         verifying,
         withdrawn,
         jwks: jwks_document(&JwkSet { keys: published })?,
