@@ -90,7 +90,9 @@ enum KeysCommand {
     /// leaves it out of JWKS before this returns; a withdrawn `current` key is replaced
     /// by a fresh one at once.
     Withdraw {
-        /// The key id.
+        /// The key id. A key id is base64url and may begin with `-`: it is taken as
+        /// the key id here, not as an option.
+        #[arg(allow_hyphen_values = true)]
         kid: String,
         /// Why (kept in the audit log).
         #[arg(long)]
@@ -279,4 +281,45 @@ async fn sessions(services: &Services, command: SessionsCommand) -> anyhow::Resu
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A kid is an RFC 7638 thumbprint in base64url: one in 64 begins with `-`, and the
+    /// command must take it as the key id (CI once drew such a key).
+    #[test]
+    fn keys_withdraw_takes_a_key_id_that_begins_with_a_hyphen() {
+        for args in [
+            [
+                "tokenmint",
+                "keys",
+                "withdraw",
+                "-zQ3x",
+                "--reason",
+                "leaked",
+            ],
+            [
+                "tokenmint",
+                "keys",
+                "withdraw",
+                "--reason",
+                "leaked",
+                "-zQ3x",
+            ],
+        ] {
+            let cli = Cli::try_parse_from(args).map_err(|e| e.to_string());
+            let Ok(Cli {
+                command:
+                    Some(Command::Keys {
+                        command: KeysCommand::Withdraw { kid, reason, .. },
+                    }),
+            }) = cli
+            else {
+                panic!("{args:?} did not parse as a withdrawal: {:?}", cli.err());
+            };
+            assert_eq!((kid.as_str(), reason.as_str()), ("-zQ3x", "leaked"));
+        }
+    }
 }
