@@ -178,13 +178,16 @@ impl Db {
                     autovacuums: i64,
                     #[diesel(sql_type = Nullable<Text>)]
                     options: Option<String>,
+                    #[diesel(sql_type = Text)]
+                    autovacuum: String,
                 }
                 let row: Pg = diesel::sql_query(
                     "SELECT pg_database_size(current_database()) AS db, \
                      pg_total_relation_size('sessions') AS sessions, \
                      n_tup_upd AS upd, n_tup_hot_upd AS hot, n_dead_tup AS dead, \
                      autovacuum_count AS autovacuums, \
-                     (SELECT array_to_string(reloptions, ',') FROM pg_class WHERE relname = 'sessions') AS options \
+                     (SELECT array_to_string(reloptions, ',') FROM pg_class WHERE relname = 'sessions') AS options, \
+                     current_setting('autovacuum') AS autovacuum \
                      FROM pg_stat_user_tables WHERE relname = 'sessions'",
                 )
                 .get_result(c)?;
@@ -198,6 +201,7 @@ impl Db {
                         dead: row.dead,
                         autovacuums: row.autovacuums,
                         options: row.options.unwrap_or_default(),
+                        autovacuum: row.autovacuum,
                     }),
                 }
             }
@@ -245,4 +249,7 @@ pub struct Updates {
     pub autovacuums: i64,
     /// The table's storage options (`fillfactor=...`), empty for the defaults.
     pub options: String,
+    /// The server's `autovacuum` setting (`on` in production; a test server may have it
+    /// off).
+    pub autovacuum: String,
 }
