@@ -152,20 +152,13 @@ async fn drive_metered(
     concurrency: usize,
     seconds: u64,
     request: Request,
-) -> Figures {
+) -> anyhow::Result<Figures> {
     let before = meter.read();
-    let mut figures = drive(client, concurrency, seconds, request).await;
+    let mut figures = drive(client, concurrency, seconds, request).await?;
     let (service, database) = meter.per_request(before, meter.read(), figures.requests);
     figures.service_cpu_us = Some(service);
     figures.database_cpu_us = database;
-    figures
-}
-
-/// The `p` quantile of sorted latencies, in ms (0 if none).
-fn quantile_ms(sorted: &[Duration], p: f64) -> f64 {
-    sorted
-        .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
-        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    Ok(figures)
 }
 
 /// How one request ended.
@@ -195,55 +188,29 @@ type Request = Arc<
         + Sync,
 >;
 
+/// Runs `request` on `concurrency` connections for `seconds`: what completed, all told.
 async fn drive(
     client: &reqwest::Client,
     concurrency: usize,
     seconds: u64,
     request: Request,
-) -> Figures {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
+) -> anyhow::Result<Figures> {
     let started = Instant::now();
-    let tasks: Vec<_> = (0..concurrency)
-        .map(|worker| {
-            let (client, request) = (client.clone(), request.clone());
-            tokio::spawn(async move {
-                let (mut latencies, mut errors, mut failed) = (Vec::new(), 0u64, 0u64);
-                while Instant::now() < deadline {
-                    let t = Instant::now();
-                    match request(client.clone(), worker).await {
-                        Outcome::Success => latencies.push(t.elapsed()),
-                        Outcome::Refused => errors += 1,
-                        Outcome::Failed => {
-                            errors += 1;
-                            failed += 1;
-                        }
-                    }
-                }
-                (latencies, errors, failed)
-            })
-        })
-        .collect();
-    let (mut all, mut errors, mut socket_errors) = (Vec::new(), 0, 0);
-    for task in tasks {
-        if let Ok((latencies, e, f)) = task.await {
-            all.extend(latencies);
-            errors += e;
-            socket_errors += f;
-        }
-    }
+    let buckets = run_connections(
+        client,
+        concurrency,
+        started,
+        seconds,
+        seconds.max(1),
+        request,
+    )
+    .await?;
     let elapsed = started.elapsed().as_secs_f64();
-    all.sort_unstable();
-    let pct = |p: f64| quantile_ms(&all, p);
-    Figures {
-        requests_per_sec: all.len() as f64 / elapsed,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
-        errors,
-        socket_errors,
-        requests: all.len() as u64 + errors,
-        service_cpu_us: None,
-        database_cpu_us: None,
+    let mut all = Bucket::new()?;
+    for bucket in &buckets {
+        all.add(bucket);
     }
+    Ok(all.figures(elapsed))
 }
 
 /// One line of a sustained run: what completed in one interval.
@@ -265,7 +232,6 @@ async fn drive_sustained(
 ) -> anyhow::Result<Vec<Interval>> {
     let interval = interval.clamp(1, seconds.max(1));
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(seconds);
     let sampler = tokio::spawn({
         let meter = meter.clone();
         async move {
@@ -279,11 +245,42 @@ async fn drive_sustained(
             readings
         }
     });
+    let buckets = run_connections(client, concurrency, started, seconds, interval, request).await?;
+    let readings = sampler.await.unwrap_or_default();
+    Ok(buckets
+        .into_iter()
+        .enumerate()
+        .map(|(i, bucket)| {
+            let mut figures = bucket.figures(interval as f64);
+            if let (Some(from), Some(to)) = (readings.get(i), readings.get(i + 1)) {
+                let (service, database) = meter.per_request(*from, *to, figures.requests);
+                figures.service_cpu_us = Some(service);
+                figures.database_cpu_us = database;
+            }
+            Interval {
+                ends_at_sec: (i as u64 + 1) * interval,
+                figures,
+            }
+        })
+        .collect())
+}
+
+/// Runs `request` on `concurrency` connections from `started` for `seconds`: what
+/// completed in each `interval` (counted where it completes), all connections together.
+/// Memory stays the same however long the run: a latency histogram per connection and
+/// interval, not a sample per request (which would grow by gigabytes in ten minutes, on
+/// the cores the service runs on).
+async fn run_connections(
+    client: &reqwest::Client,
+    concurrency: usize,
+    started: Instant,
+    seconds: u64,
+    interval: u64,
+    request: Request,
+) -> anyhow::Result<Vec<Bucket>> {
+    let deadline = started + Duration::from_secs(seconds);
     let count = usize::try_from(seconds / interval).unwrap_or(0);
     let empty = Bucket::new()?;
-    // Per connection, per interval: a latency histogram (µs, 2 significant digits) and
-    // the errors. Memory stays the same however long the run (a sample per request
-    // would grow by gigabytes in ten minutes, on the cores the service runs on).
     let tasks: Vec<_> = (0..concurrency)
         .map(|worker| {
             let (client, request) = (client.clone(), request.clone());
@@ -294,8 +291,11 @@ async fn drive_sustained(
                     let outcome = request(client.clone(), worker).await;
                     let latency = t.elapsed();
                     let at = started.elapsed().as_secs() / interval;
-                    if let Some(bucket) = usize::try_from(at).ok().and_then(|i| buckets.get_mut(i))
-                    {
+                    // The last request may complete after the deadline: its interval's.
+                    let i = usize::try_from(at)
+                        .unwrap_or(usize::MAX)
+                        .min(count.saturating_sub(1));
+                    if let Some(bucket) = buckets.get_mut(i) {
                         bucket.record(outcome, latency);
                     }
                 }
@@ -309,36 +309,7 @@ async fn drive_sustained(
             all.add(&one);
         }
     }
-    let readings = sampler.await.unwrap_or_default();
-    Ok(buckets
-        .into_iter()
-        .enumerate()
-        .map(|(i, bucket)| {
-            let ok = bucket.latencies.len();
-            let requests = ok + bucket.errors;
-            let (service, database) = match (readings.get(i), readings.get(i + 1)) {
-                (Some(from), Some(to)) => {
-                    let (s, d) = meter.per_request(*from, *to, requests);
-                    (Some(s), d)
-                }
-                _ => (None, None),
-            };
-            let ms = |q: f64| bucket.latencies.value_at_quantile(q) as f64 / 1000.0;
-            Interval {
-                ends_at_sec: (i as u64 + 1) * interval,
-                figures: Figures {
-                    requests_per_sec: ok as f64 / interval as f64,
-                    p50_ms: ms(0.50),
-                    p99_ms: ms(0.99),
-                    errors: bucket.errors,
-                    socket_errors: bucket.socket_errors,
-                    requests,
-                    service_cpu_us: service,
-                    database_cpu_us: database,
-                },
-            }
-        })
-        .collect())
+    Ok(buckets)
 }
 
 /// What completed in one interval of a sustained run.
@@ -371,6 +342,22 @@ impl Bucket {
                 self.errors += 1;
                 self.socket_errors += 1;
             }
+        }
+    }
+
+    /// Rate over `seconds`, p50 and p99 (no CPU figures: the caller's).
+    fn figures(&self, seconds: f64) -> Figures {
+        let ok = self.latencies.len();
+        let ms = |q: f64| self.latencies.value_at_quantile(q) as f64 / 1000.0;
+        Figures {
+            requests_per_sec: ok as f64 / seconds.max(f64::MIN_POSITIVE),
+            p50_ms: ms(0.50),
+            p99_ms: ms(0.99),
+            errors: self.errors,
+            socket_errors: self.socket_errors,
+            requests: ok + self.errors,
+            service_cpu_us: None,
+            database_cpu_us: None,
         }
     }
 
@@ -1247,7 +1234,7 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("driving scenarios on {c} connections for {s} s each...");
     results.insert(
         "reference_static".into(),
-        drive(&client, c, s, get(static_url.clone())).await,
+        drive(&client, c, s, get(static_url.clone())).await?,
     );
     let jwks_url = format!("{base}/.well-known/jwks.json");
     for (name, request) in [
@@ -1261,7 +1248,7 @@ async fn main() -> anyhow::Result<()> {
     ] {
         results.insert(
             name.into(),
-            drive_metered(&client, &meter, c, s, request).await,
+            drive_metered(&client, &meter, c, s, request).await?,
         );
     }
     // JWKS and refresh while a login flood runs beside them.
@@ -1274,7 +1261,7 @@ async fn main() -> anyhow::Result<()> {
             let (client, login_req) = (client.clone(), login_req.clone());
             async move { drive(&client, half, s, login_req).await }
         });
-        results.insert(name.into(), drive(&client, half, s, request).await);
+        results.insert(name.into(), drive(&client, half, s, request).await?);
         let _ = flood.await;
     }
     let peak_rss_kib = rss_kib(pid, "VmHWM:");
@@ -1285,12 +1272,12 @@ async fn main() -> anyhow::Result<()> {
     if let Some(rc) = args.reference_connections {
         results.insert(
             format!("reference_static_on_{rc}_connections"),
-            drive(&client, rc, s, get(static_url.clone())).await,
+            drive(&client, rc, s, get(static_url.clone())).await?,
         );
         for (name, request) in [("refresh", refresh_req.clone()), ("me", me_req.clone())] {
             results.insert(
                 format!("{name}_on_{rc}_connections"),
-                drive_metered(&client, &meter, rc, s, request).await,
+                drive_metered(&client, &meter, rc, s, request).await?,
             );
         }
     }
@@ -1310,7 +1297,7 @@ async fn main() -> anyhow::Result<()> {
         ] {
             results.insert(
                 format!("{name}_with_1000_sessions"),
-                drive_metered(&client, &meter, c, s, request).await,
+                drive_metered(&client, &meter, c, s, request).await?,
             );
         }
         // Memory after the same two scenarios, each time.
@@ -1322,7 +1309,7 @@ async fn main() -> anyhow::Result<()> {
         for (name, request) in [("refresh", spread(total)?), ("me", me_req.clone())] {
             results.insert(
                 format!("{name}_with_{total}_sessions"),
-                drive_metered(&client, &meter, c, s, request).await,
+                drive_metered(&client, &meter, c, s, request).await?,
             );
         }
         scale = Some((total, rss_before, rss_kib(pid, "VmRSS:")));
