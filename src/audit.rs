@@ -22,6 +22,9 @@ macro_rules! actions {
         }
 
         impl Action {
+            /// Every action, in the order of their declaration.
+            pub const ALL: &'static [Action] = &[$(Self::$variant,)*];
+
             /// The stored name, e.g. `user.create`.
             pub fn as_str(self) -> &'static str {
                 match self {
@@ -327,13 +330,15 @@ impl Audit {
         self.record(event, now).await;
     }
 
-    /// The use case of `GET /api/admin/audit`: a page of events, newest first, before
-    /// the event `before`; the read itself is recorded first. Admins of `default` only.
+    /// The use case of `GET /api/admin/audit` and of the console's audit page: a page of
+    /// the events `filter` keeps, newest first, before the event `before`; the read
+    /// itself is recorded first. Admins of `default` only.
     pub async fn list(
         &self,
         admin: &Admin,
         before: Option<Uuid>,
         limit: i64,
+        filter: AuditFilter,
         now: DateTime<Utc>,
     ) -> Result<Vec<AuditEntry>, Error> {
         // The log is the whole deployment's (targets name users of every tenant).
@@ -342,9 +347,36 @@ impl Audit {
             .await;
         let rows = self
             .db
-            .run(move |conn| store::page(conn, before.map(|b| b.to_string()).as_deref(), limit))
+            .run(move |conn| {
+                let before = before.map(|b| b.to_string());
+                store::page(conn, before.as_deref(), limit, &filter.stored())
+            })
             .await?;
         rows.into_iter().map(entry).collect()
+    }
+}
+
+/// Which events a page of the log holds: every field that is set must match.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Exactly this actor, as the log names it (`user:<id>`, `api_key:<id>`, ...).
+    pub actor: Option<String>,
+    /// This action.
+    pub action: Option<Action>,
+    /// At or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Before.
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl AuditFilter {
+    fn stored(&self) -> store::AuditFilter {
+        store::AuditFilter {
+            actor: self.actor.clone(),
+            action: self.action.map(|a| a.as_str().to_owned()),
+            since: self.since.map(|t| t.naive_utc()),
+            until: self.until.map(|t| t.naive_utc()),
+        }
     }
 }
 

@@ -594,6 +594,7 @@ impl Identity {
         &self,
         admin: &Admin,
         tenant: Option<TenantId>,
+        name_contains: Option<String>,
         after: Option<Uuid>,
         limit: i64,
         now: DateTime<Utc>,
@@ -601,6 +602,13 @@ impl Identity {
         let call = AdminCall::new(admin, Action::UserList);
         let rows = self.audit.admin(call, now, async {
             let scope = admin.scope(tenant)?;
+            // What a username may hold, and so what a search of names may: anything else
+            // would find nobody, and is most likely a mistake.
+            if let Some(part) = &name_contains {
+                Username::parse(part).map_err(|_| {
+                    Error::invalid("a name search is 1 to 64 of: letters, digits and . _ - @ +")
+                })?;
+            }
             self.db
                 .run(move |conn| {
                     store::page(
@@ -608,6 +616,7 @@ impl Identity {
                         after.map(|a| a.to_string()).as_deref(),
                         limit,
                         scope.filter(),
+                        name_contains.as_deref(),
                     )
                 })
                 .await

@@ -36,11 +36,25 @@ pub fn insert(conn: &mut DbConnection, row: &AuditRow) -> Result<(), StoreError>
     Ok(())
 }
 
-/// A page, newest first, strictly before `before` (an id).
+/// Which events a page holds: every field that is set must match.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Exactly this actor (`user:<id>`, `api_key:<id>`, ...).
+    pub actor: Option<String>,
+    /// Exactly this action's stored name.
+    pub action: Option<String>,
+    /// At or after.
+    pub since: Option<NaiveDateTime>,
+    /// Before.
+    pub until: Option<NaiveDateTime>,
+}
+
+/// A page, newest first, strictly before `before` (an id), of the events `filter` keeps.
 pub fn page(
     conn: &mut DbConnection,
     before: Option<&str>,
     limit: i64,
+    filter: &AuditFilter,
 ) -> Result<Vec<AuditRow>, StoreError> {
     let mut query = audit_events::table
         .select(AuditRow::as_select())
@@ -49,6 +63,18 @@ pub fn page(
         .into_boxed();
     if let Some(before) = before {
         query = query.filter(audit_events::id.lt(before.to_owned()));
+    }
+    if let Some(actor) = &filter.actor {
+        query = query.filter(audit_events::actor.eq(actor.clone()));
+    }
+    if let Some(action) = &filter.action {
+        query = query.filter(audit_events::action.eq(action.clone()));
+    }
+    if let Some(since) = filter.since {
+        query = query.filter(audit_events::at.ge(since));
+    }
+    if let Some(until) = filter.until {
+        query = query.filter(audit_events::at.lt(until));
     }
     Ok(query.load(conn)?)
 }

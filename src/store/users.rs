@@ -123,6 +123,7 @@ pub fn page(
     after: Option<&str>,
     limit: i64,
     tenant: Option<&str>,
+    name_contains: Option<&str>,
 ) -> Result<Vec<UserRow>, StoreError> {
     let mut query = users::table
         .select(UserRow::as_select())
@@ -134,6 +135,23 @@ pub fn page(
     }
     if let Some(tenant) = tenant {
         query = query.filter(users::tenant_id.eq(tenant.to_owned()));
+    }
+    if let Some(part) = name_contains {
+        // The key is `<tenant>:<lowercase name>`, and neither part holds a colon: the
+        // pattern matches in the name only. LIKE's wildcards in the text are escaped.
+        let escaped: String = part
+            .to_ascii_lowercase()
+            .chars()
+            .flat_map(|c| match c {
+                '%' | '_' | '\\' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        query = query.filter(
+            users::username_key
+                .like(format!("%:%{escaped}%"))
+                .escape('\\'),
+        );
     }
     Ok(query.load(conn)?)
 }

@@ -3,10 +3,10 @@
 use actix_web::{HttpRequest, get, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::audit::AuditEntry;
+use crate::audit::{Action, AuditEntry, AuditFilter};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::query_params;
@@ -63,10 +63,10 @@ pub struct AuditPage {
 #[utoipa::path(
     tag = "admin",
     security(("bearer" = []), ("api_key" = [])),
-    params(PageQuery),
+    params(AuditQuery),
     responses(
         (status = 200, description = "A page", body = AuditPage),
-        (status = 400, description = "Invalid limit or cursor", body = ErrorBody),
+        (status = 400, description = "Invalid limit, cursor, action or time", body = ErrorBody),
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 403, description = "Not an admin of the default tenant", body = ErrorBody),
     )
@@ -77,13 +77,20 @@ pub async fn list_audit(
     req: HttpRequest,
     admin: Admin,
 ) -> Result<web::Json<AuditPage>, ApiError> {
-    let page = query_params::<PageQuery>(&req)?.parse()?;
+    let query = query_params::<AuditQuery>(&req)?;
+    let page = PageQuery {
+        limit: query.limit,
+        cursor: query.cursor.clone(),
+    }
+    .parse()?;
+    let filter = query.filter()?;
     let found = state
         .audit
         .list(
             &admin,
             page.after_uuid()?,
             page.limit + 1,
+            filter,
             state.clock.now(),
         )
         .await?;
@@ -92,4 +99,44 @@ pub async fn list_audit(
         items: items.into_iter().map(AuditView::from).collect(),
         next_cursor,
     }))
+}
+
+/// Filters and page of the audit log.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Items per page, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page; empty or absent for the first page.
+    pub cursor: Option<String>,
+    /// Only this actor, as the log names it: `user:<id>`, `api_key:<id>`, `client:<id>`,
+    /// `anonymous` or `system`.
+    #[param(max_length = 200)]
+    pub actor: Option<String>,
+    /// Only this action, e.g. `api_key.disable`.
+    pub action: Option<String>,
+    /// Only events at or after this time (RFC 3339).
+    pub since: Option<DateTime<Utc>>,
+    /// Only events before this time (RFC 3339).
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl AuditQuery {
+    /// The filter, or `INVALID_REQUEST` for an action the log does not know.
+    pub fn filter(&self) -> Result<AuditFilter, ApiError> {
+        let action = match self.action.as_deref().filter(|a| !a.is_empty()) {
+            None => None,
+            Some(name) => Some(
+                Action::parse(name)
+                    .ok_or_else(|| ApiError::invalid_request("action is not an audited action"))?,
+            ),
+        };
+        Ok(AuditFilter {
+            actor: self.actor.clone().filter(|a| !a.is_empty()),
+            action,
+            since: self.since,
+            until: self.until,
+        })
+    }
 }

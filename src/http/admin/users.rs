@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::error::Error;
@@ -158,14 +158,31 @@ pub async fn create_user(
     Ok(HttpResponse::Created().json(UserView::from(user)))
 }
 
-/// List users, oldest first.
+/// Filters and page of the user list.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserListQuery {
+    /// Items per page, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page; empty or absent for the first page.
+    pub cursor: Option<String>,
+    /// Only this tenant's users (admins of `default`; others see only their own).
+    #[param(pattern = r"^[a-z0-9][a-z0-9-]{0,62}$")]
+    pub tenant: Option<String>,
+    /// Only users whose name contains this, in any case.
+    #[param(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._@+-]+$")]
+    pub q: Option<String>,
+}
+
+/// List users, oldest first, optionally those whose name contains `q`.
 #[utoipa::path(
     tag = "admin",
     security(("bearer" = []), ("api_key" = [])),
-    params(TenantPageQuery),
+    params(UserListQuery),
     responses(
         (status = 200, description = "A page", body = UserPage),
-        (status = 400, description = "Invalid limit or cursor", body = ErrorBody),
+        (status = 400, description = "Invalid limit, cursor, tenant or search", body = ErrorBody),
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
     )
@@ -176,12 +193,19 @@ pub async fn list_users(
     req: HttpRequest,
     admin: Admin,
 ) -> Result<web::Json<UserPage>, ApiError> {
-    let (page, tenant) = query_params::<TenantPageQuery>(&req)?.parse()?;
+    let query = query_params::<UserListQuery>(&req)?;
+    let (page, tenant) = TenantPageQuery {
+        limit: query.limit,
+        cursor: query.cursor,
+        tenant: query.tenant,
+    }
+    .parse()?;
     let found = state
         .identity
         .list_users(
             &admin,
             tenant,
+            query.q,
             page.after_uuid()?,
             page.limit + 1,
             state.clock.now(),

@@ -223,7 +223,7 @@ async fn a_flood_of_limited_logins_writes_one_row_per_window_and_then_a_summary(
         let admin_id = app
             .services
             .identity
-            .list_users(&Admin::operator(), None, None, 10, app.clock_now())
+            .list_users(&Admin::operator(), None, None, None, 10, app.clock_now())
             .await
             .unwrap()[0]
             .id;
