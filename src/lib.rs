@@ -15,6 +15,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod dpop;
 pub mod ephemeral;
 pub mod error;

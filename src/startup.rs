@@ -16,6 +16,7 @@ use crate::api_keys::ApiKeys;
 use crate::audit::Audit;
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::console::Console;
 use crate::dpop::{Dpop, Nonces};
 use crate::ephemeral::dpop_replay::DpopReplay;
 use crate::ephemeral::ticket_marks::TicketMarks;
@@ -157,6 +158,8 @@ pub struct Services {
     pub tickets: Arc<Tickets>,
     /// Security events for resource servers.
     pub events: Arc<Events>,
+    /// The admin console's sessions.
+    pub console: Arc<Console>,
 }
 
 impl Services {
@@ -214,6 +217,7 @@ impl Services {
         let kek = key_encryption_key(&settings)?;
         let refresh_key = RefreshKey::new(&*kek.derive(b"refresh-token")?);
         let devices = DeviceKey::new(&*kek.derive(b"device-proof")?);
+        let console_csrf = kek.derive(b"console-csrf")?;
         let nonces = match settings.dpop_nonce {
             true => Some(Nonces::new(&*kek.derive(b"dpop-nonce")?)),
             false => None,
@@ -245,6 +249,7 @@ impl Services {
             refresh_key,
             devices,
             dpop,
+            console_csrf,
         }))
     }
 
@@ -262,6 +267,7 @@ impl Services {
             refresh_key,
             devices,
             dpop,
+            console_csrf,
         } = parts;
         let lifetimes = settings.lifetimes();
         let tokens = Arc::new(TokenService::new(
@@ -346,6 +352,12 @@ impl Services {
             settings.issuer.clone(),
             settings.event_retention,
         ));
+        let console = Arc::new(Console::new(
+            identity.clone(),
+            sessions.clone(),
+            authenticator.clone(),
+            &console_csrf,
+        ));
         Self {
             settings,
             clock,
@@ -364,6 +376,7 @@ impl Services {
             oauth,
             tickets,
             events,
+            console,
         }
     }
 
@@ -423,6 +436,7 @@ impl Application {
             oauth: services.oauth.clone(),
             tickets: services.tickets.clone(),
             events: services.events.clone(),
+            console: services.console.clone(),
             keyring: services.keyring.clone(),
             audit: services.audit.clone(),
             health: Health::new(
@@ -467,6 +481,7 @@ impl Application {
                 .app_data(state.clone())
                 .configure(|cfg| http::extractor_configs(cfg, body_limit))
                 .configure(http::routes)
+                .configure(http::console::routes)
                 .service(
                     SwaggerUi::new("/docs/{_:.*}").config(Config::new(["/api-docs/openapi.json"])),
                 )
@@ -667,6 +682,7 @@ struct Parts {
     refresh_key: RefreshKey,
     devices: DeviceKey,
     dpop: Arc<Dpop>,
+    console_csrf: zeroize::Zeroizing<[u8; 32]>,
 }
 
 /// Redis, if configured: its TLS roots read, and checked at start (a server that

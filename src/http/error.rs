@@ -178,6 +178,15 @@ impl ApiError {
     pub fn code(&self) -> ErrorCode {
         self.code
     }
+
+    /// The message for a person, as the answer carries it (never a 500's cause).
+    pub fn message(&self) -> &str {
+        if self.code == ErrorCode::Internal {
+            "internal error"
+        } else {
+            &self.message
+        }
+    }
 }
 
 /// `Retry-After` of a 503 for a backing store that cannot be reached (and of any 503 or

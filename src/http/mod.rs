@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -72,6 +73,8 @@ pub struct AppState {
     pub tickets: Arc<Tickets>,
     /// Security events.
     pub events: Arc<crate::events::Events>,
+    /// The admin console's sessions.
+    pub console: Arc<crate::console::Console>,
     /// The published keys (JWKS, discovery), read from memory.
     pub keyring: Arc<Keyring>,
     /// The audit log, for admins.
@@ -322,9 +325,10 @@ pub async fn not_matched(
 ///   headers without the body;
 /// - the security headers, unless the answer set its own: `nosniff`, `no-referrer`,
 ///   `DENY`, and a strict Content-Security-Policy (API answers may load nothing; the
-///   documentation UI, served from the binary, only its own scripts and styles);
-/// - `Cache-Control: no-store` on every `/api/` answer that sets no policy of its own:
-///   they describe users, keys and tokens, which no cache should keep;
+///   documentation UI, served from the binary, only its own scripts and styles; the
+///   console only its own stylesheet, and its forms post only to itself);
+/// - `Cache-Control: no-store` on every `/api/` and `/admin/` answer that sets no policy
+///   of its own: they describe users, keys and tokens, which no cache should keep;
 /// - `DPoP-Nonce` on every answer to a request with a DPoP proof, when nonces are on;
 /// - one log line: method, path (never the query: it may hold a key), status, time;
 /// - the request metrics, by route template (never the raw path: the templates are
@@ -338,13 +342,17 @@ pub async fn frame(
         "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
     const DOCS_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
          connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+    // The console: its own stylesheet, forms to itself, no script at all.
+    const CONSOLE_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
+         form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
     let started = Instant::now();
     let method = method_label(req.method());
     if req.method() == Method::HEAD {
         req.head_mut().method = Method::GET;
     }
     let docs = req.path() == "/docs" || req.path().starts_with("/docs/");
-    let api = req.path().starts_with("/api/");
+    let console = req.path() == "/admin" || req.path().starts_with("/admin/");
+    let api = req.path().starts_with("/api/") || console;
     let logged = tracing::enabled!(tracing::Level::INFO);
     let path = logged.then(|| req.path().to_owned());
     // With nonces on, every answer to a request with a DPoP proof carries the current
@@ -363,7 +371,13 @@ pub async fn frame(
             if let Some(value) = nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
                 headers.insert(header::HeaderName::from_static("dpop-nonce"), value);
             }
-            let policy = if docs { DOCS_POLICY } else { API_POLICY };
+            let policy = if docs {
+                DOCS_POLICY
+            } else if console {
+                CONSOLE_POLICY
+            } else {
+                API_POLICY
+            };
             headers.insert(
                 header::CONTENT_SECURITY_POLICY,
                 HeaderValue::from_static(policy),
@@ -435,12 +449,16 @@ pub fn error_body_for_foreign_errors<B: MessageBody + 'static>(
 ) -> actix_web::Result<actix_web::middleware::ErrorHandlerResponse<B>> {
     use actix_web::http::StatusCode;
     use actix_web::middleware::ErrorHandlerResponse;
-    let is_json = res
+    let content_type = res
         .headers()
         .get(actix_web::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/json"));
-    if is_json {
+        .unwrap_or("");
+    let is_json = content_type.starts_with("application/json");
+    // The console answers its refusals with pages of its own (which say the same).
+    let is_console_page =
+        content_type.starts_with("text/html") && res.request().path().starts_with("/admin/");
+    if is_json || is_console_page {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let code = match res.status() {

@@ -5,6 +5,7 @@
 //! - `admin`: users, API keys, signing keys, tenants, clients, the audit log.
 //! - `oauth`: the token endpoint and JWKS as standard libraries read them.
 //! - `tickets`: connect tickets.
+//! - `console`: the admin console's pages, forms and cookies over HTTP.
 //! - `ops`: health, errors and edges of the contract, metrics, restarts, replicas and
 //!   outages, migrations, TLS, the command line, the OpenAPI document, logs.
 //! - `drivers`: Chromium and standard client libraries, run when
@@ -18,6 +19,7 @@ mod helpers;
 
 mod admin;
 mod auth;
+mod console;
 mod drivers;
 mod events;
 mod oauth;

@@ -139,7 +139,7 @@ fn parse_id(id: &str) -> Result<ClientId, Error> {
     ClientId::parse(id).map_err(|_| Error::NotFound("client"))
 }
 
-fn parse_grants(names: &[String]) -> Result<Vec<GrantType>, Error> {
+pub(crate) fn parse_grants(names: &[String]) -> Result<Vec<GrantType>, Error> {
     let mut grants = Vec::with_capacity(names.len());
     for name in names {
         let grant = GrantType::parse(name).ok_or_else(|| {
@@ -156,7 +156,7 @@ fn parse_grants(names: &[String]) -> Result<Vec<GrantType>, Error> {
     Ok(grants)
 }
 
-fn parse_audiences(names: &[String]) -> Result<Vec<Audience>, Error> {
+pub(crate) fn parse_audiences(names: &[String]) -> Result<Vec<Audience>, Error> {
     if names.len() > 20 {
         return Err(Error::invalid("audiences: at most 20"));
     }
