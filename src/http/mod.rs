@@ -323,7 +323,8 @@ pub async fn not_matched(
 /// boxed future and a pass over the headers per request, a fifth of a cached JWKS answer):
 /// - `HEAD` is routed as `GET` (RFC 9110 section 9.3.2); the server then sends the
 ///   headers without the body;
-/// - the security headers, unless the answer set its own: `nosniff`, `no-referrer`,
+/// - the security headers, unless the answer set its own: `nosniff`, `no-referrer` (the
+///   console: `same-origin`, so that its forms carry their `Origin`),
 ///   `DENY`, and a strict Content-Security-Policy (API answers may load nothing; the
 ///   documentation UI, served from the binary, only its own scripts and styles; the
 ///   console only its own stylesheet, and its forms post only to itself);
@@ -385,9 +386,16 @@ pub async fn frame(
             if api && !headers.contains_key(header::CACHE_CONTROL) {
                 headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             }
+            // The console's forms need their Origin (a browser sends `Origin: null` under
+            // `no-referrer`); its links to other sites still send nothing.
+            let referrer = if console {
+                "same-origin"
+            } else {
+                "no-referrer"
+            };
             for (name, value) in [
                 (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-                (header::REFERRER_POLICY, "no-referrer"),
+                (header::REFERRER_POLICY, referrer),
                 (header::X_FRAME_OPTIONS, "DENY"),
             ] {
                 if !headers.contains_key(&name) {

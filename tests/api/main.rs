@@ -19,7 +19,7 @@ mod helpers;
 
 mod admin;
 mod auth;
-mod console;
+pub(crate) mod console;
 mod drivers;
 mod events;
 mod oauth;

@@ -284,18 +284,46 @@ async fn act(
     req: &HttpRequest,
     body: &[u8],
 ) -> Result<(Entered, Form), ConsoleError> {
-    if !super::origin_allowed(req, &state.settings) {
-        return Err(Error::Forbidden(
-            "cross-site request refused: Origin is not an allowed origin",
-        )
-        .into());
-    }
+    same_origin(req)?;
     let entered = enter(state, req).await?;
     let form = Form::parse(body)?;
     state
         .console
         .check_csrf(&entered.session_id, form.get("csrf"))?;
     Ok((entered, form))
+}
+
+/// Whether a POST comes from the console's own pages: a browser says where a request
+/// comes from (`Sec-Fetch-Site`, and `Origin` on every POST); either naming another site
+/// is refused. The origin is compared with the host the request was sent to (the
+/// console's pages post to themselves), so a deployment behind a proxy needs no setting.
+/// SameSite=Strict already keeps the cookies off cross-site requests: this is the second
+/// lock, for browsers that do not honour it. A request with neither header is no
+/// browser's, and carries no browser's cookies.
+fn same_origin(req: &HttpRequest) -> Result<(), ConsoleError> {
+    let refused = || {
+        ConsoleError::from(Error::Forbidden(
+            "cross-site request refused: the form was not posted by the console",
+        ))
+    };
+    if let Some(site) = req.headers().get("sec-fetch-site") {
+        if site.as_bytes() != b"same-origin" {
+            return Err(refused());
+        }
+    }
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let authority = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, authority)| authority);
+    if authority == Some(req.connection_info().host()) {
+        Ok(())
+    } else {
+        Err(refused())
+    }
 }
 
 /// Sets the cookies of a renewed console session.
@@ -353,7 +381,6 @@ fn layout(title: &str, nav: Option<(&Entered, &str)>, body: Markup) -> Markup {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="referrer" content="no-referrer";
                 title { (title) " · Tokenmint console" }
                 link rel="stylesheet" href="/admin/console.css";
             }
@@ -512,12 +539,7 @@ fn login_form(
 
 /// The login: the console's use case, then the session's cookies.
 async fn login(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Answer {
-    if !super::origin_allowed(&req, &state.settings) {
-        return Err(Error::Forbidden(
-            "cross-site request refused: Origin is not an allowed origin",
-        )
-        .into());
-    }
+    same_origin(&req)?;
     let mut form = Form::parse(&body)?;
     let nonce = LOGIN_COOKIE.read(&state, &req).unwrap_or_default();
     state.console.check_login_csrf(&nonce, form.get("csrf"))?;

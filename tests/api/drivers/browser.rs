@@ -697,3 +697,88 @@ fn the_client_librarys_unit_tests_pass() {
     );
     assert!(stdout.contains("# fail 0"), "{stdout}");
 }
+
+#[tokio::test]
+async fn the_admin_console_in_chromium() {
+    if !browser_available() {
+        return;
+    }
+    let page = serve_app_page("<!doctype html><title>app</title><p>another origin</p>").await;
+    let origin = page.clone();
+    let app = crate::helpers::spawn_app_with(move |s| s.cors_origins = vec![origin]).await;
+    app.create_user("bob", "bob-password", &["read"], serde_json::json!({}))
+        .await;
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/console-screenshots");
+    let summary = run_scenario(
+        "console.mjs",
+        vec![
+            ("ISSUER", app.address.clone()),
+            ("APP", page),
+            ("ADMIN_PASSWORD", crate::helpers::ADMIN_PASSWORD.to_owned()),
+            ("USER", "bob".to_owned()),
+            ("HOSTILE", crate::console::HOSTILE.to_owned()),
+            ("SHOTS", shots.display().to_string()),
+        ],
+    )
+    .await;
+    eprintln!("console in the browser: {summary}");
+    use serde_json::json;
+
+    assert_eq!(
+        summary["login"],
+        json!({"status": 200, "url": "/admin/users"})
+    );
+    // The secret once; a reload shows it no more.
+    assert_eq!(summary["secret"]["shown"], true);
+    assert_eq!(summary["secret"]["url"], "/admin/api-keys/created");
+    assert_eq!(summary["secret"]["after_reload"], false);
+    assert_eq!(summary["secret"]["after_reload_text"], false);
+    // The key worked, and was refused once disabled.
+    assert_eq!(summary["key"]["before"], 200);
+    assert_eq!(summary["key"]["after"], 401);
+    // Markup typed as names is text: no image, no dialog.
+    assert_eq!(summary["key"]["listed_as_text"], true);
+    assert_eq!(summary["other_session"]["user_agent_as_text"], true);
+    for images in [
+        &summary["secret"]["images"],
+        &summary["key"]["images"],
+        &summary["other_session"]["images"],
+    ] {
+        assert_eq!(*images, 0);
+    }
+    assert_eq!(summary["dialogs"], json!([]));
+    // The other context's session ended at once; the user's other one did not.
+    assert_eq!(summary["other_session"]["before"], 200);
+    assert_eq!(summary["other_session"]["listed"], 2);
+    assert_eq!(summary["other_session"]["after"], 401);
+    assert_eq!(summary["other_session"]["untouched"], 200);
+    assert_eq!(summary["non_admin"], json!({"status": 403, "says": true}));
+    assert_eq!(
+        summary["csrf"],
+        json!({"status": 403, "keys_unchanged": true})
+    );
+    assert_eq!(summary["withdrawal"]["status"], 200);
+    assert_eq!(summary["withdrawal"]["url"], "/admin/signing-keys");
+    assert_eq!(summary["withdrawal"]["state"], "withdrawn");
+    assert_eq!(summary["withdrawal"]["in_jwks"], false);
+    for screen in ["audit", "clients", "tenants"] {
+        assert_eq!(summary[screen], 200, "{screen}");
+    }
+    // Framed by another origin: refused (Chromium shows its error page instead).
+    assert_eq!(
+        summary["framed"]["login_form"], false,
+        "{}",
+        summary["framed"]
+    );
+    assert_eq!(summary["own_session"]["url"], "/admin/login");
+    let screenshots = summary["screenshots"].as_array().unwrap();
+    assert!(screenshots.len() >= 12, "{screenshots:?}");
+    for name in screenshots {
+        let file = shots.join(format!("{}.png", name.as_str().unwrap()));
+        assert!(
+            std::fs::metadata(&file).is_ok_and(|m| m.len() > 1000),
+            "{}",
+            file.display()
+        );
+    }
+}
