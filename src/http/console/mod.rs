@@ -306,10 +306,10 @@ fn same_origin(req: &HttpRequest) -> Result<(), ConsoleError> {
             "cross-site request refused: the form was not posted by the console",
         ))
     };
-    if let Some(site) = req.headers().get("sec-fetch-site") {
-        if site.as_bytes() != b"same-origin" {
-            return Err(refused());
-        }
+    if let Some(site) = req.headers().get("sec-fetch-site")
+        && site.as_bytes() != b"same-origin"
+    {
+        return Err(refused());
     }
     let Some(origin) = req.headers().get(header::ORIGIN) else {
         return Ok(());

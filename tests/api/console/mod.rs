@@ -825,3 +825,92 @@ async fn the_rest_twins_filter_the_audit_log_and_search_users() {
             .all(|e| e["actor"] == format!("user:{id}"))
     );
 }
+
+#[tokio::test]
+async fn clients_secrets_are_shown_once_rotated_and_disabled_and_tenants_disabled_from_the_console()
+{
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let mut browser = Browser::new(&app);
+    browser.log_in_admin().await;
+    let csrf = browser.csrf().await;
+
+    let created = browser
+        .post(
+            "/admin/clients",
+            &[
+                ("csrf", &csrf),
+                ("name", "backend"),
+                ("kind", "confidential"),
+                ("grant_types", "client_credentials"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, 303, "{}", created.body);
+    let location = created.location().unwrap().to_owned();
+    let secret_of = |page: &Page| {
+        let start = page.body.find("tmcs_").expect("a client secret is shown");
+        page.body[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+            .collect::<String>()
+    };
+    let first = secret_of(&browser.get(&location).await);
+    assert!(
+        !browser.get(&location).await.body.contains("tmcs_"),
+        "shown once"
+    );
+    let client_id = location.rsplit('=').next().unwrap().to_owned();
+    let grant = |secret: String| {
+        let id = client_id.clone();
+        let app = &app;
+        async move {
+            app.token_request(
+                &[("grant_type", "client_credentials")],
+                Some((&id, &secret)),
+            )
+            .await
+            .status()
+        }
+    };
+    assert_eq!(grant(first.clone()).await, 200);
+
+    let rotated = browser
+        .post(
+            &format!("/admin/clients/{client_id}/rotate-secret"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(rotated.status, 303);
+    let second = secret_of(&browser.get(rotated.location().unwrap()).await);
+    assert_ne!(first, second);
+    assert_eq!(grant(first).await, 401, "the old secret stopped working");
+    assert_eq!(grant(second.clone()).await, 200);
+
+    browser
+        .post(
+            &format!("/admin/clients/{client_id}/disable"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_ne!(grant(second).await, 200, "a disabled client gets nothing");
+    let client = app
+        .get_json(&format!("/api/admin/clients/{client_id}"), &admin)
+        .await;
+    assert_eq!(client["enabled"], false);
+
+    browser
+        .post(
+            "/admin/tenants",
+            &[("csrf", &csrf), ("id", "acme"), ("name", "Acme")],
+        )
+        .await;
+    let disabled = browser
+        .post("/admin/tenants/acme/disable", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(disabled.status, 303);
+    let tenant = app.get_json("/api/admin/tenants/acme", &admin).await;
+    assert_eq!(tenant["enabled"], false);
+    let page = browser.get("/admin/tenants").await;
+    assert!(page.body.contains("/admin/tenants/acme/enable"));
+}
