@@ -914,3 +914,29 @@ async fn clients_secrets_are_shown_once_rotated_and_disabled_and_tenants_disable
     let page = browser.get("/admin/tenants").await;
     assert!(page.body.contains("/admin/tenants/acme/enable"));
 }
+
+#[tokio::test]
+async fn console_logins_spend_the_same_limits_as_api_logins() {
+    let app = spawn_app().await;
+    let mut browser = Browser::new(&app);
+    let mut limited = None;
+    for _ in 0..30 {
+        let page = browser.log_in("admin", "guess-password", "").await;
+        match page.status {
+            401 => {}
+            429 => {
+                limited = Some(page);
+                break;
+            }
+            other => panic!("{other}: {}", page.body),
+        }
+    }
+    let page = limited.expect("failed console logins are limited");
+    assert!(page.headers.contains_key("retry-after"));
+    assert!(page.body.contains("Too many attempts"), "{}", page.body);
+    // The counters are the login's own: the API refuses the right password too, now.
+    let api = app
+        .post_login(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
+        .await;
+    assert_eq!(api.status(), 429);
+}
