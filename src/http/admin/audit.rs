@@ -122,19 +122,23 @@ pub struct AuditQuery {
     pub until: Option<DateTime<Utc>>,
 }
 
+/// An action's name as a filter: none for empty, `INVALID_REQUEST` for one the log does
+/// not know.
+pub fn parse_action(name: Option<&str>) -> Result<Option<Action>, ApiError> {
+    match name.filter(|a| !a.is_empty()) {
+        None => Ok(None),
+        Some(name) => Action::parse(name)
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid_request("action is not an audited action")),
+    }
+}
+
 impl AuditQuery {
     /// The filter, or `INVALID_REQUEST` for an action the log does not know.
     pub fn filter(&self) -> Result<AuditFilter, ApiError> {
-        let action = match self.action.as_deref().filter(|a| !a.is_empty()) {
-            None => None,
-            Some(name) => Some(
-                Action::parse(name)
-                    .ok_or_else(|| ApiError::invalid_request("action is not an audited action"))?,
-            ),
-        };
         Ok(AuditFilter {
             actor: self.actor.clone().filter(|a| !a.is_empty()),
-            action,
+            action: parse_action(self.action.as_deref())?,
             since: self.since,
             until: self.until,
         })

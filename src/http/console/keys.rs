@@ -11,11 +11,13 @@ use super::{
     Answer, ConsoleError, act, button, csrf_field, enter, maybe_when, page, reveal, revealed,
     see_other, when,
 };
+use super::{Cursor, PAGE, SWITCH, next_page, page_start, switch_button, switched};
 use crate::api_keys::{ApiKeyName, KeyFilter, NewApiKey};
 use crate::error::Error;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::client_ip;
+use crate::http::pagination::split_page;
 use crate::keys::admin::{WithdrawReason, Withdrawal};
 use crate::keys::lifecycle::KeyStatus;
 use crate::model::Scope;
@@ -25,12 +27,8 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/api-keys", web::post().to(create_api_key))
         .route("/admin/api-keys/created", web::get().to(created_api_key))
         .route(
-            "/admin/api-keys/{id}/enable",
-            web::post().to(enable_api_key),
-        )
-        .route(
-            "/admin/api-keys/{id}/disable",
-            web::post().to(disable_api_key),
+            &format!("/admin/api-keys/{{id}}/{SWITCH}"),
+            web::post().to(switch_api_key),
         )
         .route(
             "/admin/api-keys/{id}/delete",
@@ -48,30 +46,22 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         );
 }
 
-const PAGE: i64 = 100;
-
-#[derive(Deserialize)]
-struct After {
-    #[serde(default)]
-    after: Option<Uuid>,
-}
-
 async fn list_api_keys(state: web::Data<AppState>, req: HttpRequest) -> Answer {
     let entered = enter(&state, &req).await?;
-    let After { after } = query(&req)?;
-    let mut keys = state
+    let Cursor { cursor } = query(&req)?;
+    let start = page_start(cursor)?;
+    let found = state
         .api_keys
         .list(
             &entered.admin,
-            after,
+            start.after_uuid()?,
             PAGE + 1,
             KeyFilter::default(),
             state.clock.now(),
         )
         .await?;
-    let more = keys.len() > PAGE as usize;
-    keys.truncate(PAGE as usize);
-    let next = more.then(|| keys.last().map(|k| k.id)).flatten();
+    let (keys, cursor) = split_page(found, PAGE, |k| k.id.to_string());
+    let next = next_page("/admin/api-keys", &[], cursor);
     let body = html! {
         table {
             thead { tr { th { "Name" } th { "Prefix" } th { "Scopes" } th { "Owner" } th { "State" } th { "Last use" } th {} } }
@@ -89,11 +79,7 @@ async fn list_api_keys(state: web::Data<AppState>, req: HttpRequest) -> Answer {
                             @if let Some(ip) = &key.last_used_ip { " from " (ip) }
                         }
                         td.actions {
-                            @if key.enabled {
-                                (button(&entered, &format!("{base}/disable"), "Disable", ""))
-                            } @else {
-                                (button(&entered, &format!("{base}/enable"), "Enable", ""))
-                            }
+                            (switch_button(&entered, &base, key.enabled, "Disable"))
                             (button(&entered, &format!("{base}/delete"), "Delete", "danger"))
                         }
                     }
@@ -101,7 +87,7 @@ async fn list_api_keys(state: web::Data<AppState>, req: HttpRequest) -> Answer {
             }
         }
         @if keys.is_empty() { p { "No API key yet." } }
-        @if let Some(next) = next { p { a href=(format!("/admin/api-keys?after={next}")) { "Next page" } } }
+        @if let Some(next) = next { p { a href=(next) { "Next page" } } }
         h2 { "New API key" }
         form.card method="post" action="/admin/api-keys" {
             (csrf_field(&entered))
@@ -167,37 +153,20 @@ fn key_id(id: &str) -> Result<Uuid, ConsoleError> {
     Uuid::parse_str(id).map_err(|_| Error::NotFound("API key").into())
 }
 
-async fn set_enabled(
-    state: &AppState,
-    req: &HttpRequest,
-    body: &[u8],
-    id: &str,
-    enabled: bool,
+/// Enable or disable, as `POST /api/admin/api-keys/{id}/enable|disable` does.
+async fn switch_api_key(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
 ) -> Answer {
-    let (entered, _) = act(state, req, body).await?;
+    let (id, enabled) = switched(path);
+    let (entered, _) = act(&state, &req, &body).await?;
     state
         .api_keys
-        .set_enabled(&entered.admin, key_id(id)?, enabled, state.clock.now())
+        .set_enabled(&entered.admin, key_id(&id)?, enabled, state.clock.now())
         .await?;
-    Ok(see_other(state, &entered, "/admin/api-keys"))
-}
-
-async fn enable_api_key(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    id: web::Path<String>,
-    body: web::Bytes,
-) -> Answer {
-    set_enabled(&state, &req, &body, &id, true).await
-}
-
-async fn disable_api_key(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    id: web::Path<String>,
-    body: web::Bytes,
-) -> Answer {
-    set_enabled(&state, &req, &body, &id, false).await
+    Ok(see_other(&state, &entered, "/admin/api-keys"))
 }
 
 async fn delete_api_key(

@@ -5,18 +5,20 @@ use actix_web::{HttpRequest, web};
 use chrono::{DateTime, NaiveDate, Utc};
 use maud::html;
 use serde::Deserialize;
-use uuid::Uuid;
 
 use super::users::query;
 use super::{
     Answer, ConsoleError, act, button, csrf_field, enter, page, path_segment, reveal, revealed,
     see_other, when,
 };
+use super::{Cursor, PAGE, SWITCH, next_page, page_start, switch_button, switched};
 use crate::audit::{Action, AuditFilter};
 use crate::error::Error;
 use crate::http::AppState;
+use crate::http::admin::audit::parse_action;
 use crate::http::admin::clients::{parse_audiences, parse_grants};
 use crate::http::error::ApiError;
+use crate::http::pagination::split_page;
 use crate::model::{ClientId, ClientKind, GrantType, Scope, TenantId};
 use crate::oauth::clients::{ClientPatch, NewClient, parse_name};
 use crate::tenancy::{TenantName, TenantPatch};
@@ -29,49 +31,29 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
             "/admin/clients/{id}/rotate-secret",
             web::post().to(rotate_secret),
         )
-        .route("/admin/clients/{id}/enable", web::post().to(enable_client))
         .route(
-            "/admin/clients/{id}/disable",
-            web::post().to(disable_client),
+            &format!("/admin/clients/{{id}}/{SWITCH}"),
+            web::post().to(switch_client),
         )
         .route("/admin/tenants", web::get().to(list_tenants))
         .route("/admin/tenants", web::post().to(create_tenant))
-        .route("/admin/tenants/{id}/enable", web::post().to(enable_tenant))
         .route(
-            "/admin/tenants/{id}/disable",
-            web::post().to(disable_tenant),
+            &format!("/admin/tenants/{{id}}/{SWITCH}"),
+            web::post().to(switch_tenant),
         )
         .route("/admin/audit", web::get().to(audit));
 }
 
-const PAGE: i64 = 100;
-
-#[derive(Deserialize)]
-struct After {
-    #[serde(default)]
-    after: Option<String>,
-}
-
-fn next_link(base: &str, more: bool, last: Option<String>) -> Option<String> {
-    more.then_some(last)
-        .flatten()
-        .map(|last| format!("{base}?after={}", path_segment(&last)))
-}
-
 async fn list_clients(state: web::Data<AppState>, req: HttpRequest) -> Answer {
     let entered = enter(&state, &req).await?;
-    let After { after } = query(&req)?;
-    let mut clients = state
+    let Cursor { cursor } = query(&req)?;
+    let after = page_start(cursor)?.after;
+    let found = state
         .clients
         .list(&entered.admin, None, after, PAGE + 1, state.clock.now())
         .await?;
-    let more = clients.len() > PAGE as usize;
-    clients.truncate(PAGE as usize);
-    let next = next_link(
-        "/admin/clients",
-        more,
-        clients.last().map(|c| c.client_id.as_str().to_owned()),
-    );
+    let (clients, cursor) = split_page(found, PAGE, |c| c.client_id.as_str().to_owned());
+    let next = next_page("/admin/clients", &[], cursor);
     let body = html! {
         table {
             thead { tr { th { "Client id" } th { "Name" } th { "Tenant" } th { "Kind" } th { "Grants" } th { "Scopes" } th { "State" } th {} } }
@@ -90,11 +72,7 @@ async fn list_clients(state: web::Data<AppState>, req: HttpRequest) -> Answer {
                             @if client.kind == ClientKind::Confidential {
                                 (button(&entered, &format!("{base}/rotate-secret"), "New secret", ""))
                             }
-                            @if client.enabled {
-                                (button(&entered, &format!("{base}/disable"), "Disable", "danger"))
-                            } @else {
-                                (button(&entered, &format!("{base}/enable"), "Enable", ""))
-                            }
+                            (switch_button(&entered, &base, client.enabled, "Disable"))
                         }
                     }
                 }
@@ -204,14 +182,15 @@ async fn rotate_secret(
     ))
 }
 
-async fn set_client_enabled(
-    state: &AppState,
-    req: &HttpRequest,
-    body: &[u8],
-    id: &str,
-    enabled: bool,
+/// Enable or disable, as `POST /api/admin/clients/{id}/enable|disable` does.
+async fn switch_client(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
 ) -> Answer {
-    let (entered, _) = act(state, req, body).await?;
+    let (id, enabled) = switched(path);
+    let (entered, _) = act(&state, &req, &body).await?;
     let patch = ClientPatch {
         enabled: Some(enabled),
         ..ClientPatch::default()
@@ -225,47 +204,25 @@ async fn set_client_enabled(
         .clients
         .update(
             &entered.admin,
-            client_id(id)?,
+            client_id(&id)?,
             patch,
             action,
             state.clock.now(),
         )
         .await?;
-    Ok(see_other(state, &entered, "/admin/clients"))
-}
-
-async fn enable_client(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    id: web::Path<String>,
-    body: web::Bytes,
-) -> Answer {
-    set_client_enabled(&state, &req, &body, &id, true).await
-}
-
-async fn disable_client(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    id: web::Path<String>,
-    body: web::Bytes,
-) -> Answer {
-    set_client_enabled(&state, &req, &body, &id, false).await
+    Ok(see_other(&state, &entered, "/admin/clients"))
 }
 
 async fn list_tenants(state: web::Data<AppState>, req: HttpRequest) -> Answer {
     let entered = enter(&state, &req).await?;
-    let After { after } = query(&req)?;
-    let mut tenants = state
+    let Cursor { cursor } = query(&req)?;
+    let after = page_start(cursor)?.after;
+    let found = state
         .tenants
         .list(&entered.admin, after, PAGE + 1, state.clock.now())
         .await?;
-    let more = tenants.len() > PAGE as usize;
-    tenants.truncate(PAGE as usize);
-    let next = next_link(
-        "/admin/tenants",
-        more,
-        tenants.last().map(|t| t.id.as_str().to_owned()),
-    );
+    let (tenants, cursor) = split_page(found, PAGE, |t| t.id.as_str().to_owned());
+    let next = next_page("/admin/tenants", &[], cursor);
     let body = html! {
         table {
             thead { tr { th { "Tenant" } th { "Name" } th { "State" } th { "Created" } th {} } }
@@ -279,11 +236,7 @@ async fn list_tenants(state: web::Data<AppState>, req: HttpRequest) -> Answer {
                         td { (when(tenant.created_at)) }
                         td.actions {
                             @if !tenant.id.is_default() {
-                                @if tenant.enabled {
-                                    (button(&entered, &format!("{base}/disable"), "Disable (ends its sessions)", "danger"))
-                                } @else {
-                                    (button(&entered, &format!("{base}/enable"), "Enable", ""))
-                                }
+                                (switch_button(&entered, &base, tenant.enabled, "Disable (ends its sessions)"))
                             }
                         }
                     }
@@ -313,15 +266,16 @@ async fn create_tenant(state: web::Data<AppState>, req: HttpRequest, body: web::
     Ok(see_other(&state, &entered, "/admin/tenants"))
 }
 
-async fn set_tenant_enabled(
-    state: &AppState,
-    req: &HttpRequest,
-    body: &[u8],
-    id: &str,
-    enabled: bool,
+/// Enable or disable, as `PATCH /api/admin/tenants/{id}` `{"enabled"}` does.
+async fn switch_tenant(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
 ) -> Answer {
-    let (entered, _) = act(state, req, body).await?;
-    let id = TenantId::parse(id).map_err(|_| ConsoleError::from(Error::NotFound("tenant")))?;
+    let (id, enabled) = switched(path);
+    let (entered, _) = act(&state, &req, &body).await?;
+    let id = TenantId::parse(&id).map_err(|_| ConsoleError::from(Error::NotFound("tenant")))?;
     let patch = TenantPatch {
         enabled: Some(enabled),
         ..TenantPatch::default()
@@ -330,25 +284,7 @@ async fn set_tenant_enabled(
         .tenants
         .update(&entered.admin, id, patch, state.clock.now())
         .await?;
-    Ok(see_other(state, &entered, "/admin/tenants"))
-}
-
-async fn enable_tenant(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    id: web::Path<String>,
-    body: web::Bytes,
-) -> Answer {
-    set_tenant_enabled(&state, &req, &body, &id, true).await
-}
-
-async fn disable_tenant(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    id: web::Path<String>,
-    body: web::Bytes,
-) -> Answer {
-    set_tenant_enabled(&state, &req, &body, &id, false).await
+    Ok(see_other(&state, &entered, "/admin/tenants"))
 }
 
 /// The audit page's filters, as the form sends them (dates as `YYYY-MM-DD`, whole days
@@ -364,7 +300,7 @@ struct AuditQuery {
     #[serde(default)]
     until: Option<String>,
     #[serde(default)]
-    before: Option<Uuid>,
+    cursor: Option<String>,
 }
 
 fn day(
@@ -388,13 +324,7 @@ fn day(
 async fn audit(state: web::Data<AppState>, req: HttpRequest) -> Answer {
     let entered = enter(&state, &req).await?;
     let q: AuditQuery = query(&req)?;
-    let action = match q.action.as_deref().filter(|a| !a.is_empty()) {
-        None => None,
-        Some(name) => Some(
-            Action::parse(name)
-                .ok_or_else(|| ApiError::invalid_request("action is not an audited action"))?,
-        ),
-    };
+    let action = parse_action(q.action.as_deref())?;
     let actor = q.actor.as_deref().map(str::trim).filter(|a| !a.is_empty());
     let filter = AuditFilter {
         actor: actor.map(str::to_owned),
@@ -402,34 +332,25 @@ async fn audit(state: web::Data<AppState>, req: HttpRequest) -> Answer {
         since: day(q.since.as_deref(), "from: a date as YYYY-MM-DD", false)?,
         until: day(q.until.as_deref(), "to: a date as YYYY-MM-DD", true)?,
     };
-    let mut entries = state
+    let start = page_start(q.cursor.clone())?;
+    let found = state
         .audit
         .list(
             &entered.admin,
-            q.before,
+            start.after_uuid()?,
             PAGE + 1,
             filter,
             state.clock.now(),
         )
         .await?;
-    let more = entries.len() > PAGE as usize;
-    entries.truncate(PAGE as usize);
-    let next = more
-        .then(|| entries.last().map(|e| e.id))
-        .flatten()
-        .map(|before| {
-            let params = [
-                ("actor", q.actor.clone().unwrap_or_default()),
-                ("action", q.action.clone().unwrap_or_default()),
-                ("since", q.since.clone().unwrap_or_default()),
-                ("until", q.until.clone().unwrap_or_default()),
-                ("before", before.to_string()),
-            ];
-            format!(
-                "/admin/audit?{}",
-                serde_urlencoded::to_string(params).unwrap_or_default()
-            )
-        });
+    let (entries, cursor) = split_page(found, PAGE, |e| e.id.to_string());
+    let filters = [
+        ("actor", actor),
+        ("action", q.action.as_deref()),
+        ("since", q.since.as_deref()),
+        ("until", q.until.as_deref()),
+    ];
+    let next = next_page("/admin/audit", &filters, cursor);
     let body = html! {
         form.search method="get" action="/admin/audit" role="search" {
             label { "Actor " input name="actor" placeholder="user:<id>" value=[actor]; }

@@ -27,6 +27,7 @@ use crate::error::Error;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::client_ip;
+use crate::http::pagination::{PageQuery, PageRequest};
 use crate::identity::LoginAttempt;
 use crate::identity::passwords::Password;
 use crate::model::TenantId;
@@ -437,6 +438,65 @@ pub fn path_segment(text: &str) -> String {
         .remove(b'_')
         .remove(b'.');
     percent_encoding::utf8_percent_encode(text, SEGMENT).to_string()
+}
+
+/// A list's `?cursor=`.
+#[derive(serde::Deserialize)]
+pub struct Cursor {
+    /// Where the page starts.
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+/// Items on a page of a list.
+pub const PAGE: i64 = 100;
+
+/// Where a list's page starts: `?cursor=`, as the REST API reads it (a malformed one is a
+/// 400 page).
+pub fn page_start(cursor: Option<String>) -> Result<PageRequest, ConsoleError> {
+    Ok(PageQuery {
+        limit: Some(PAGE),
+        cursor,
+    }
+    .parse()?)
+}
+
+/// The link to a list's next page: `base` with the page's `filters` and `cursor`, if there
+/// is a next page.
+pub fn next_page(
+    base: &str,
+    filters: &[(&str, Option<&str>)],
+    cursor: Option<String>,
+) -> Option<String> {
+    let cursor = cursor?;
+    let mut params: Vec<(&str, &str)> = filters
+        .iter()
+        .filter_map(|(name, value)| value.map(|v| (*name, v)))
+        .collect();
+    params.push(("cursor", &cursor));
+    Some(format!(
+        "{base}?{}",
+        serde_urlencoded::to_string(params).ok()?
+    ))
+}
+
+/// The last segment of an enable or disable action's path (`.../{id}/enable`).
+pub const SWITCH: &str = "{switch:enable|disable}";
+
+/// The id of an enable or disable action, and whether it enables.
+pub fn switched(path: web::Path<(String, String)>) -> (String, bool) {
+    let (id, switch) = path.into_inner();
+    (id, switch == "enable")
+}
+
+/// The button that switches a thing at `base` (enabled or not) the other way;
+/// `disable_label` says what disabling does.
+pub fn switch_button(entered: &Entered, base: &str, enabled: bool, disable_label: &str) -> Markup {
+    if enabled {
+        button(entered, &format!("{base}/disable"), disable_label, "danger")
+    } else {
+        button(entered, &format!("{base}/enable"), "Enable", "")
+    }
 }
 
 /// A time as the pages show it.

@@ -9,8 +9,10 @@ use uuid::Uuid;
 use super::{
     Answer, ConsoleError, act, button, csrf_field, enter, maybe_when, page, see_other, when,
 };
+use super::{PAGE, SWITCH, next_page, page_start, switch_button, switched};
 use crate::error::Error;
 use crate::http::AppState;
+use crate::http::pagination::split_page;
 use crate::identity::passwords::Password;
 use crate::identity::{NewUser, UserPatch};
 use crate::model::{Claims, Role, Scope, TenantId, User, Username};
@@ -20,8 +22,10 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin/users", web::get().to(list))
         .route("/admin/users", web::post().to(create))
         .route("/admin/users/{id}", web::get().to(show))
-        .route("/admin/users/{id}/enable", web::post().to(enable))
-        .route("/admin/users/{id}/disable", web::post().to(disable))
+        .route(
+            &format!("/admin/users/{{id}}/{SWITCH}"),
+            web::post().to(switch),
+        )
         .route("/admin/users/{id}/roles", web::post().to(set_roles))
         .route(
             "/admin/users/{id}/end-sessions",
@@ -33,8 +37,6 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(end_session),
         );
 }
-
-const PAGE: i64 = 50;
 
 /// A query string, read as the page's filters; a malformed one is a 400 page.
 pub(super) fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, ConsoleError> {
@@ -54,41 +56,29 @@ struct ListQuery {
     #[serde(default)]
     q: Option<String>,
     #[serde(default)]
-    after: Option<Uuid>,
+    cursor: Option<String>,
 }
 
 async fn list(state: web::Data<AppState>, req: HttpRequest) -> Answer {
     let entered = enter(&state, &req).await?;
-    let ListQuery { q, after } = query(&req)?;
+    let ListQuery { q, cursor } = query(&req)?;
     let q = q
         .filter(|q| !q.trim().is_empty())
         .map(|q| q.trim().to_owned());
-    let mut users = state
+    let start = page_start(cursor)?;
+    let found = state
         .identity
         .list_users(
             &entered.admin,
             None,
             q.clone(),
-            after,
+            start.after_uuid()?,
             PAGE + 1,
             state.clock.now(),
         )
         .await?;
-    let more = users.len() > PAGE as usize;
-    users.truncate(PAGE as usize);
-    let next = more
-        .then(|| users.last().map(|u| u.id))
-        .flatten()
-        .map(|last| {
-            let mut params = vec![("after", last.to_string())];
-            if let Some(q) = &q {
-                params.push(("q", q.clone()));
-            }
-            format!(
-                "/admin/users?{}",
-                serde_urlencoded::to_string(params).unwrap_or_default()
-            )
-        });
+    let (users, cursor) = split_page(found, PAGE, |u| u.id.to_string());
+    let next = next_page("/admin/users", &[("q", q.as_deref())], cursor);
     let default_admin = entered.admin.tenant().is_default();
     let body = html! {
         form.search method="get" action="/admin/users" role="search" {
@@ -188,11 +178,7 @@ async fn show(state: web::Data<AppState>, req: HttpRequest, id: web::Path<String
         p { a href=(format!("{base}/sessions")) { "Sessions" } }
         h2 { "Actions" }
         p.actions {
-            @if user.enabled {
-                (button(&entered, &format!("{base}/disable"), "Disable (ends every session)", "danger"))
-            } @else {
-                (button(&entered, &format!("{base}/enable"), "Enable", ""))
-            }
+            (switch_button(&entered, &base, user.enabled, "Disable (ends every session)"))
             (button(&entered, &format!("{base}/end-sessions"), "End every session", "danger"))
         }
         form.card method="post" action=(format!("{base}/roles")) {
@@ -227,30 +213,17 @@ async fn patch(
     Ok(see_other(state, &entered, &format!("/admin/users/{id}")))
 }
 
-async fn enable(
+/// Enable or disable, as `PATCH /api/admin/users/{id}` `{"enabled"}` does.
+async fn switch(
     state: web::Data<AppState>,
     req: HttpRequest,
-    id: web::Path<String>,
+    path: web::Path<(String, String)>,
     body: web::Bytes,
 ) -> Answer {
+    let (id, enabled) = switched(path);
     patch(&state, &req, &body, &id, |_| {
         Ok(UserPatch {
-            enabled: Some(true),
-            ..UserPatch::default()
-        })
-    })
-    .await
-}
-
-async fn disable(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    id: web::Path<String>,
-    body: web::Bytes,
-) -> Answer {
-    patch(&state, &req, &body, &id, |_| {
-        Ok(UserPatch {
-            enabled: Some(false),
+            enabled: Some(enabled),
             ..UserPatch::default()
         })
     })

@@ -940,3 +940,34 @@ async fn console_logins_spend_the_same_limits_as_api_logins() {
         .await;
     assert_eq!(api.status(), 429);
 }
+
+#[tokio::test]
+async fn long_lists_page_with_the_rest_apis_cursor_and_keep_their_filters() {
+    let app = spawn_app().await;
+    let mut browser = Browser::new(&app);
+    browser.log_in_admin().await;
+    // Every read of the audit page is itself an `audit.list` event.
+    for _ in 0..105 {
+        assert_eq!(
+            browser.get("/admin/audit?action=audit.list").await.status,
+            200
+        );
+    }
+    let first = browser.get("/admin/audit?action=audit.list").await;
+    let rows = |page: &Page| page.body.matches("<td>audit.list</td>").count();
+    assert_eq!(rows(&first), 100);
+    let marker = "href=\"/admin/audit?";
+    let start = first.body.find(marker).expect("a link to older events") + "href=\"".len();
+    let end = first.body[start..].find('"').unwrap() + start;
+    let next = first.body[start..end].replace("&amp;", "&");
+    assert!(
+        next.contains("action=audit.list") && next.contains("cursor="),
+        "{next}"
+    );
+    let second = browser.get(&next).await;
+    assert_eq!(second.status, 200);
+    assert!((5..=7).contains(&rows(&second)), "{}", rows(&second));
+    assert!(!second.body.contains(marker), "the last page links nowhere");
+    let bad = browser.get("/admin/audit?cursor=!!").await;
+    assert_eq!(bad.status, 400);
+}
