@@ -311,6 +311,27 @@ impl Clients {
             .ok_or(Error::NotFound("client"))
     }
 
+    /// The use case of `POST /api/admin/clients/{id}/enable|disable` (and the console's):
+    /// [`Clients::update`] of `enabled`, audited as `client.enable` or `client.disable`.
+    pub async fn set_enabled(
+        &self,
+        admin: &Admin,
+        id: ClientId,
+        enabled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Client, Error> {
+        let patch = ClientPatch {
+            enabled: Some(enabled),
+            ..ClientPatch::default()
+        };
+        let action = if enabled {
+            Action::ClientEnable
+        } else {
+            Action::ClientDisable
+        };
+        self.update(admin, id, patch, action, now).await
+    }
+
     /// Changes a client (and, with `action`, enables or disables it).
     pub async fn update(
         &self,

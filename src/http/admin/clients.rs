@@ -319,18 +319,9 @@ async fn set_enabled(
     id: &str,
     enabled: bool,
 ) -> Result<web::Json<ClientView>, ApiError> {
-    let patch = ClientPatch {
-        enabled: Some(enabled),
-        ..ClientPatch::default()
-    };
-    let action = if enabled {
-        Action::ClientEnable
-    } else {
-        Action::ClientDisable
-    };
     let client = state
         .clients
-        .update(admin, parse_id(id)?, patch, action, state.clock.now())
+        .set_enabled(admin, parse_id(id)?, enabled, state.clock.now())
         .await?;
     Ok(web::Json(client.into()))
 }

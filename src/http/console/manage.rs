@@ -20,7 +20,7 @@ use crate::http::admin::clients::{parse_audiences, parse_grants};
 use crate::http::error::ApiError;
 use crate::http::pagination::split_page;
 use crate::model::{ClientId, ClientKind, GrantType, Scope, TenantId};
-use crate::oauth::clients::{ClientPatch, NewClient, parse_name};
+use crate::oauth::clients::{NewClient, parse_name};
 use crate::tenancy::{TenantName, TenantPatch};
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
@@ -191,24 +191,9 @@ async fn switch_client(
 ) -> Answer {
     let (id, enabled) = switched(path);
     let (entered, _) = act(&state, &req, &body).await?;
-    let patch = ClientPatch {
-        enabled: Some(enabled),
-        ..ClientPatch::default()
-    };
-    let action = if enabled {
-        Action::ClientEnable
-    } else {
-        Action::ClientDisable
-    };
     state
         .clients
-        .update(
-            &entered.admin,
-            client_id(&id)?,
-            patch,
-            action,
-            state.clock.now(),
-        )
+        .set_enabled(&entered.admin, client_id(&id)?, enabled, state.clock.now())
         .await?;
     Ok(see_other(&state, &entered, "/admin/clients"))
 }
