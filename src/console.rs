@@ -146,7 +146,14 @@ impl Console {
             .ok_or(Error::refused(Credential::AccessToken, Refusal::Invalid))?;
         let age = now - DateTime::from_timestamp(claims.iat, 0).unwrap_or(now);
         let renewed = match held.refresh {
-            Some(refresh) if age >= RENEW_AFTER => Some(self.renew(refresh, ip, now).await?),
+            Some(refresh) if age >= RENEW_AFTER => {
+                let pair = self.renew(refresh, ip, now).await?;
+                // The two cookies are of one session, or of none.
+                if pair.session_id.to_string() != session_id {
+                    return Err(Error::refused(Credential::RefreshToken, Refusal::Invalid));
+                }
+                Some(pair)
+            }
             _ => None,
         };
         Ok(Entered {

@@ -565,10 +565,14 @@ async fn stylesheet() -> HttpResponse {
         .body(include_str!("console.css"))
 }
 
-/// The login form, with a fresh login cookie its CSRF token is bound to.
-async fn login_page(state: web::Data<AppState>) -> Answer {
-    let nonce = crate::api_keys::random_base62(32)
-        .map_err(|_| ApiError::internal("the system random source failed"))?;
+/// The login form, with the login cookie its CSRF token is bound to (the browser's own,
+/// if it has one: two tabs on the login page both work).
+async fn login_page(state: web::Data<AppState>, req: HttpRequest) -> Answer {
+    let nonce = match LOGIN_COOKIE.read(&state, &req) {
+        Some(nonce) => nonce,
+        None => crate::api_keys::random_base62(32)
+            .map_err(|_| ApiError::internal("the system random source failed"))?,
+    };
     let form = login_form(&state, &nonce, None, None);
     Ok(HttpResponse::Ok()
         .cookie(LOGIN_COOKIE.build(&state, nonce, 3600))

@@ -406,6 +406,22 @@ async fn forms_without_this_sessions_csrf_token_or_from_another_origin_are_refus
     assert_eq!(page.status, 403);
     assert!(!stranger.jar.contains_key("__Host-tokenmint_console"));
 
+    // Two login forms open in two tabs: the first one still works.
+    let mut tabs = Browser::new(&app);
+    let first = tabs.get("/admin/login").await.csrf();
+    tabs.get("/admin/login").await;
+    let page = tabs
+        .post(
+            "/admin/login",
+            &[
+                ("csrf", &first),
+                ("username", "admin"),
+                ("password", ADMIN_PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+
     // With its token, from the console's own origin, the same form works.
     let address = app.address.clone();
     let page = browser
