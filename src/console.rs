@@ -42,6 +42,16 @@ pub struct Held<'a> {
     pub refresh: Option<&'a str>,
 }
 
+/// What a request to the console is: a page to show, or a form posted with the token it
+/// carries (checked before anything changes, the session's renewal included).
+#[derive(Clone, Copy)]
+pub enum Request<'a> {
+    /// A page.
+    Page,
+    /// A form, with its `csrf` field if it had one.
+    Form(Option<&'a str>),
+}
+
 /// A page's caller, once [`Console::enter`] let them in.
 pub struct Entered {
     /// The admin, for the use cases.
@@ -121,12 +131,14 @@ impl Console {
         }
     }
 
-    /// The use case of every console page's first step: the held access token must be a
-    /// verified, unrevoked admin's token of a session (as at every admin endpoint, the
-    /// refusal audited), renewed when it is [`RENEW_AFTER`] old.
+    /// The use case of every console request's first step: the held access token must be
+    /// a verified, unrevoked admin's token of a session (as at every admin endpoint, the
+    /// refusal audited); a form must carry that session's CSRF token; then the pair is
+    /// renewed when it is [`RENEW_AFTER`] old.
     pub async fn enter(
         &self,
         held: Held<'_>,
+        request: Request<'_>,
         ip: Option<String>,
         route: String,
         now: DateTime<Utc>,
@@ -144,6 +156,9 @@ impl Console {
         let session_id = claims
             .sid
             .ok_or(Error::refused(Credential::AccessToken, Refusal::Invalid))?;
+        if let Request::Form(presented) = request {
+            self.check_csrf(&session_id, presented)?;
+        }
         let age = now - DateTime::from_timestamp(claims.iat, 0).unwrap_or(now);
         let renewed = match held.refresh {
             Some(refresh) if age >= RENEW_AFTER => {
@@ -186,7 +201,7 @@ impl Console {
     }
 
     /// Whether `presented` is the form token of `session_id`: else 403.
-    pub fn check_csrf(&self, session_id: &str, presented: Option<&str>) -> Result<(), Error> {
+    fn check_csrf(&self, session_id: &str, presented: Option<&str>) -> Result<(), Error> {
         self.check_form_token("session", session_id, presented)
     }
 

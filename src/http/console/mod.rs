@@ -22,7 +22,7 @@ use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError, w
 use maud::{DOCTYPE, Markup, html};
 use secrecy::SecretString;
 
-use crate::console::{Entered, Held};
+use crate::console::{Entered, Held, Request};
 use crate::error::Error;
 use crate::http::AppState;
 use crate::http::error::ApiError;
@@ -212,6 +212,14 @@ fn held(state: &AppState, req: &HttpRequest) -> Option<(String, Option<String>)>
 
 /// Every page's first step (see [`crate::console::Console::enter`]).
 async fn enter(state: &AppState, req: &HttpRequest) -> Result<Entered, ConsoleError> {
+    enter_as(state, req, Request::Page).await
+}
+
+async fn enter_as(
+    state: &AppState,
+    req: &HttpRequest,
+    request: Request<'_>,
+) -> Result<Entered, ConsoleError> {
     let (access, refresh) = held(state, req).ok_or(ConsoleError::LoggedOut)?;
     let route = req.match_pattern().unwrap_or_else(|| req.path().to_owned());
     let held = Held {
@@ -220,7 +228,7 @@ async fn enter(state: &AppState, req: &HttpRequest) -> Result<Entered, ConsoleEr
     };
     Ok(state
         .console
-        .enter(held, client_ip(req), route, state.clock.now())
+        .enter(held, request, client_ip(req), route, state.clock.now())
         .await?)
 }
 
@@ -279,18 +287,16 @@ impl Form {
 }
 
 /// Every action's first step: a page we trust posted it, by a console session, with that
-/// session's CSRF token. Any of them missing: refused, and nothing changes.
+/// session's CSRF token, checked before the session is renewed. Any of them missing:
+/// refused, and nothing changes.
 async fn act(
     state: &AppState,
     req: &HttpRequest,
     body: &[u8],
 ) -> Result<(Entered, Form), ConsoleError> {
     same_origin(req)?;
-    let entered = enter(state, req).await?;
     let form = Form::parse(body)?;
-    state
-        .console
-        .check_csrf(&entered.session_id, form.get("csrf"))?;
+    let entered = enter_as(state, req, Request::Form(form.get("csrf"))).await?;
     Ok((entered, form))
 }
 

@@ -388,6 +388,30 @@ async fn forms_without_this_sessions_csrf_token_or_from_another_origin_are_refus
         assert_eq!(page.status, 403, "{what}");
         assert!(page.body.contains("CSRF"), "{what}: {}", page.body);
     }
+    // Refused before anything changes: an old enough session is not even renewed.
+    let id = admin_id(&app, &admin).await;
+    let session = live_sessions(&app, &admin, &id)
+        .await
+        .iter()
+        .filter(|s| s["user_agent"] == "console-test")
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect::<Vec<_>>();
+    let states = || async {
+        let mut states = Vec::new();
+        for s in &session {
+            states.push(app.session_state(s).await);
+        }
+        states
+    };
+    let before = states().await;
+    app.clock.advance(Duration::from_secs(61));
+    let page = browser.post("/admin/api-keys", &[("name", "k")]).await;
+    assert_eq!(page.status, 403);
+    assert!(
+        page.set_cookies().is_empty(),
+        "a refused form renews nothing"
+    );
+    assert_eq!(states().await, before, "no session was rotated");
     let own: &'static str = Box::leak(token.into_boxed_str());
     let page = browser
         .post_from("http://evil.example", "/admin/api-keys", &form(own))
