@@ -129,6 +129,10 @@ try {
   result.other_session = { before: await me() };
   await page.goto(`${ISSUER}/admin/users?q=${encodeURIComponent(USER)}`);
   await clickAndWait(page, `tbody a`);
+  result.user = {
+    name_as_text: await page.$eval('main', (e, h) => e.textContent.includes(h), HOSTILE),
+    images: await images(page),
+  };
   await shot(page, 'user');
   await clickAndWait(page, 'a[href$="/sessions"]');
   result.other_session.user_agent_as_text = await page.$eval('tbody', (e, h) => e.textContent.includes(h), HOSTILE);

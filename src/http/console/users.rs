@@ -86,11 +86,12 @@ async fn list(state: web::Data<AppState>, req: HttpRequest) -> Answer {
             button type="submit" { "Search" }
         }
         table {
-            thead { tr { th { "Username" } th { "Tenant" } th { "Roles" } th { "State" } th { "Created" } } }
+            thead { tr { th { "Username" } th { "Name" } th { "Tenant" } th { "Roles" } th { "State" } th { "Created" } } }
             tbody {
                 @for user in &users {
                     tr {
                         td { a href=(format!("/admin/users/{}", user.id)) { (user.username) } }
+                        td { (display_name(user)) }
                         td { (user.tenant.as_str()) }
                         td { (roles(user)) }
                         td { (if user.enabled { "enabled" } else { "disabled" }) }
@@ -115,6 +116,15 @@ async fn list(state: web::Data<AppState>, req: HttpRequest) -> Answer {
         }
     };
     Ok(page(&state, &entered, "Users", "/admin/users", body))
+}
+
+/// The user's `name` claim, the name people read, if it has one.
+fn display_name(user: &User) -> &str {
+    user.claims
+        .as_map()
+        .get("name")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("")
 }
 
 fn roles(user: &User) -> String {
@@ -172,6 +182,7 @@ async fn show(state: web::Data<AppState>, req: HttpRequest, id: web::Path<String
             dt { "State" } dd { (if user.enabled { "enabled" } else { "disabled" }) }
             dt { "Roles" } dd { (roles(&user)) }
             dt { "Scopes" } dd { (scopes(&user)) }
+            dt { "Claims" } dd { code { (serde_json::Value::Object(user.claims.as_map().clone())) } }
             dt { "Created" } dd { (when(user.created_at)) }
             dt { "Changed" } dd { (when(user.updated_at)) }
         }

@@ -659,6 +659,24 @@ async fn users_sessions_and_every_typed_value_render_as_text() {
         assert!(!page.body.contains(HOSTILE), "{path}");
     }
     assert!(browser.get("/admin/tenants").await.body.contains("&lt;img"));
+
+    // The name people read (a claim: usernames cannot hold markup), in the list and on
+    // the user's page.
+    let ivan = app
+        .create_user("ivan", "ivan-password", &[], json!({"name": HOSTILE}))
+        .await;
+    for path in [
+        "/admin/users?q=ivan".to_owned(),
+        format!("/admin/users/{}", ivan.id),
+    ] {
+        let page = browser.get(&path).await;
+        assert_eq!(page.status, 200, "{path}");
+        assert!(!page.body.contains(HOSTILE), "{path}");
+        assert!(
+            page.body.contains("&lt;img src=x onerror=alert(1)&gt;"),
+            "{path}"
+        );
+    }
     assert!(browser.get("/admin/clients").await.body.contains("&lt;img"));
 }
 

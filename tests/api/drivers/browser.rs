@@ -706,8 +706,14 @@ async fn the_admin_console_in_chromium() {
     let page = serve_app_page("<!doctype html><title>app</title><p>another origin</p>").await;
     let origin = page.clone();
     let app = crate::helpers::spawn_app_with(move |s| s.cors_origins = vec![origin]).await;
-    app.create_user("bob", "bob-password", &["read"], serde_json::json!({}))
-        .await;
+    // Markup in the name people read (usernames cannot hold it).
+    app.create_user(
+        "bob",
+        "bob-password",
+        &["read"],
+        serde_json::json!({"name": crate::console::HOSTILE}),
+    )
+    .await;
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/console-screenshots");
     let summary = run_scenario(
         "console.mjs",
@@ -739,6 +745,7 @@ async fn the_admin_console_in_chromium() {
     // Markup typed as names is text: no image, no dialog.
     assert_eq!(summary["key"]["listed_as_text"], true);
     assert_eq!(summary["other_session"]["user_agent_as_text"], true);
+    assert_eq!(summary["user"], json!({"name_as_text": true, "images": 0}));
     for images in [
         &summary["secret"]["images"],
         &summary["key"]["images"],
