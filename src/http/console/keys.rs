@@ -212,7 +212,7 @@ async fn list_signing_keys(state: web::Data<AppState>, req: HttpRequest) -> Answ
         }
         h2 { "Rotate" }
         p { "The next key starts signing and a new next key is published; the current one keeps verifying until its tokens have expired. Refused while the next key has not been published long enough." }
-        p.actions { (button(&entered, "/admin/signing-keys/rotate", "Rotate now", "")) }
+        div.actions { (button(&entered, "/admin/signing-keys/rotate", "Rotate now", "")) }
     };
     Ok(page(
         &state,

@@ -188,7 +188,7 @@ async fn show(state: web::Data<AppState>, req: HttpRequest, id: web::Path<String
         }
         p { a href=(format!("{base}/sessions")) { "Sessions" } }
         h2 { "Actions" }
-        p.actions {
+        div.actions {
             (switch_button(&entered, &base, user.enabled, "Disable (ends every session)"))
             (button(&entered, &format!("{base}/end-sessions"), "End every session", "danger"))
         }
@@ -310,7 +310,7 @@ async fn sessions(state: web::Data<AppState>, req: HttpRequest, id: web::Path<St
             }
         }
         @if sessions.is_empty() { p { "No live session." } }
-        p.actions { (button(&entered, &format!("{base}/end-sessions"), "End every session", "danger")) }
+        div.actions { (button(&entered, &format!("{base}/end-sessions"), "End every session", "danger")) }
     };
     Ok(page(
         &state,
