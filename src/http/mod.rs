@@ -330,6 +330,7 @@ pub async fn not_matched(
 ///   console only its own stylesheet, and its forms post only to itself);
 /// - `Cache-Control: no-store` on every `/api/` and `/admin/` answer that sets no policy
 ///   of its own: they describe users, keys and tokens, which no cache should keep;
+/// - no CORS headers on the console's answers: no other origin reads them;
 /// - `DPoP-Nonce` on every answer to a request with a DPoP proof, when nonces are on;
 /// - one log line: method, path (never the query: it may hold a key), status, time;
 /// - the request metrics, by route template (never the raw path: the templates are
@@ -383,6 +384,13 @@ pub async fn frame(
                 header::CONTENT_SECURITY_POLICY,
                 HeaderValue::from_static(policy),
             );
+            // The console is for its own pages only: the CORS origins configured for
+            // browser apps may call the API with credentials, never read a console page
+            // (a same-site app would otherwise send its cookies and read the answer).
+            if console {
+                headers.remove(header::ACCESS_CONTROL_ALLOW_ORIGIN);
+                headers.remove(header::ACCESS_CONTROL_ALLOW_CREDENTIALS);
+            }
             if api && !headers.contains_key(header::CACHE_CONTROL) {
                 headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             }

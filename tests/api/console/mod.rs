@@ -64,7 +64,7 @@ impl<'a> Browser<'a> {
         }
     }
 
-    fn cookie_header(&self) -> String {
+    pub fn cookie_header(&self) -> String {
         self.jar
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
@@ -1028,4 +1028,50 @@ async fn long_lists_page_with_the_rest_apis_cursor_and_keep_their_filters() {
     assert!(!second.body.contains(marker), "the last page links nowhere");
     let bad = browser.get("/admin/audit?cursor=!!").await;
     assert_eq!(bad.status, 400);
+}
+
+#[tokio::test]
+async fn the_cors_origins_of_browser_apps_may_not_read_the_console() {
+    let app =
+        crate::helpers::spawn_app_with(|s| s.cors_origins = vec!["http://app.example".to_owned()])
+            .await;
+    let admin = app.admin_token().await;
+    let mut browser = Browser::new(&app);
+    browser.log_in_admin().await;
+    let read = |path: &'static str, credential: Option<String>| {
+        let app = &app;
+        let cookies = browser.cookie_header();
+        async move {
+            let mut request = app
+                .client
+                .get(app.url(path))
+                .header("origin", "http://app.example")
+                .header("cookie", cookies);
+            if let Some(token) = credential {
+                request = request.bearer_auth(token);
+            }
+            request.send().await.unwrap()
+        }
+    };
+    // The API answers the app's origin, with credentials...
+    let api = read("/api/me", Some(admin)).await;
+    assert_eq!(api.status(), 200);
+    assert_eq!(
+        api.headers()["access-control-allow-origin"],
+        "http://app.example"
+    );
+    // ...the console never does.
+    for path in ["/admin/users", "/admin/login", "/admin/api-keys/created"] {
+        let page = read(path, None).await;
+        assert!(
+            !page.headers().contains_key("access-control-allow-origin"),
+            "{path}"
+        );
+        assert!(
+            !page
+                .headers()
+                .contains_key("access-control-allow-credentials"),
+            "{path}"
+        );
+    }
 }
