@@ -25,7 +25,7 @@ use ring::hmac;
 use crate::error::{Credential, Error, Refusal};
 use crate::identity::{Identity, LoginAttempt};
 use crate::model::{Admin, Scope};
-use crate::principal::{self, AccessToken, Authenticator};
+use crate::principal::{AccessToken, Authenticator};
 use crate::sessions::{Presented as PresentedRefresh, RefreshClient, Sessions, TokenPair};
 
 /// How old a console's access token gets before a page renews the pair.
@@ -108,13 +108,10 @@ impl Console {
                 Error::ScopeNotAllowed(_) => Error::Forbidden(NOT_AN_ADMIN),
                 e => e,
             })?;
-        let presented = principal::Presented {
-            bearer: Some(AccessToken::bearer(pair.access.token.clone())),
-            api_key: None,
-        };
+        let token = AccessToken::bearer(pair.access.token.clone());
         let checked = self
             .authenticator
-            .admin(presented, ip.clone(), "/admin/login".to_owned(), now)
+            .session_admin(&token, ip.clone(), "/admin/login".to_owned(), now)
             .await;
         match checked {
             Ok(_) => Ok(pair),
@@ -144,15 +141,10 @@ impl Console {
         now: DateTime<Utc>,
     ) -> Result<Entered, Error> {
         let token = AccessToken::bearer(held.access);
-        let presented = principal::Presented {
-            bearer: Some(token.clone()),
-            api_key: None,
-        };
-        let admin = self
+        let (admin, claims) = self
             .authenticator
-            .admin(presented, ip.clone(), route, now)
+            .session_admin(&token, ip.clone(), route, now)
             .await?;
-        let claims = self.authenticator.access_token(&token, now).await?;
         let session_id = claims
             .sid
             .ok_or(Error::refused(Credential::AccessToken, Refusal::Invalid))?;

@@ -392,13 +392,54 @@ impl Authenticator {
         route: String,
         now: DateTime<Utc>,
     ) -> Result<Admin, Error> {
-        let (error, actor) = match self.identify(presented, ip.clone(), now).await {
+        let refused = match self.identify(presented, ip.clone(), now).await {
             Ok(caller) => match caller.admin() {
                 Ok(admin) => return Ok(admin),
                 Err(e) => (e, caller.actor()),
             },
             Err(refused) => refused,
         };
+        Err(self.refused_admin(refused, ip, route, now).await)
+    }
+
+    /// [`Authenticator::admin`] for a bearer access token whose claims the caller needs
+    /// too (the console reads its session id and age): one verification, one check of
+    /// the revocation list.
+    pub async fn session_admin(
+        &self,
+        token: &AccessToken,
+        ip: Option<String>,
+        route: String,
+        now: DateTime<Utc>,
+    ) -> Result<(Admin, AccessClaims), Error> {
+        let refused = match self.access_token(token, now).await {
+            Ok(claims) => match principal_of(&claims) {
+                Ok(principal) => {
+                    let caller = Caller {
+                        principal,
+                        ip: ip.clone(),
+                    };
+                    match caller.admin() {
+                        Ok(admin) => return Ok((admin, claims)),
+                        Err(e) => (e, caller.actor()),
+                    }
+                }
+                Err(e) => (e, Actor::Anonymous),
+            },
+            Err(e) => (e, Actor::Anonymous),
+        };
+        Err(self.refused_admin(refused, ip, route, now).await)
+    }
+
+    /// An admin endpoint's refusal (401 or 403), audited as `admin.refused` with the
+    /// refused `route`, one row per caller, route and address a minute.
+    async fn refused_admin(
+        &self,
+        (error, actor): (Error, Actor),
+        ip: Option<String>,
+        route: String,
+        now: DateTime<Utc>,
+    ) -> Error {
         if matches!(
             error,
             Error::Unauthenticated { .. } | Error::Forbidden(_) | Error::Dpop { .. }
@@ -419,7 +460,7 @@ impl Authenticator {
                 .record_throttled(event, key, now + TimeDelta::minutes(1), now)
                 .await;
         }
-        Err(error)
+        error
     }
 
     /// Authenticates, or says who was refused (a known API key's id, else anonymous).
@@ -480,30 +521,7 @@ impl Authenticator {
                 ..
             } => {
                 let claims = self.access_token(&token, now).await.map_err(anonymous)?;
-                let invalid =
-                    || anonymous(Error::refused(Credential::AccessToken, Refusal::Invalid));
-                let tenant = TenantId::parse(&claims.tenant_id).map_err(|_| invalid())?;
-                let scopes = Scope::parse_space_separated(&claims.scope).unwrap_or_default();
-                match (&claims.sid, &claims.client_id) {
-                    // A session's token: a user's.
-                    (Some(_), _) => Principal::User {
-                        id: Uuid::parse_str(&claims.sub).map_err(|_| invalid())?,
-                        tenant,
-                        roles: claims
-                            .roles
-                            .iter()
-                            .filter_map(|r| Role::parse(r).ok())
-                            .collect(),
-                        scopes,
-                    },
-                    // No session: a client's own token, whose subject is the client.
-                    (None, Some(client_id)) if *client_id == claims.sub => Principal::Client {
-                        client_id: client_id.clone(),
-                        tenant,
-                        scopes,
-                    },
-                    (None, _) => return Err(invalid()),
-                }
+                principal_of(&claims).map_err(anonymous)?
             }
             Presented {
                 bearer: None,
@@ -555,5 +573,31 @@ impl Authenticator {
             Err(e @ Error::Unavailable { .. }) => Err(e),
             Err(_) => Ok(Introspection::Inactive),
         }
+    }
+}
+
+/// Who a verified, unrevoked access token stands for: a session's token is a user's; one
+/// without a session, whose subject is its client, is that client's.
+fn principal_of(claims: &AccessClaims) -> Result<Principal, Error> {
+    let invalid = || Error::refused(Credential::AccessToken, Refusal::Invalid);
+    let tenant = TenantId::parse(&claims.tenant_id).map_err(|_| invalid())?;
+    let scopes = Scope::parse_space_separated(&claims.scope).unwrap_or_default();
+    match (&claims.sid, &claims.client_id) {
+        (Some(_), _) => Ok(Principal::User {
+            id: Uuid::parse_str(&claims.sub).map_err(|_| invalid())?,
+            tenant,
+            roles: claims
+                .roles
+                .iter()
+                .filter_map(|r| Role::parse(r).ok())
+                .collect(),
+            scopes,
+        }),
+        (None, Some(client_id)) if *client_id == claims.sub => Ok(Principal::Client {
+            client_id: client_id.clone(),
+            tenant,
+            scopes,
+        }),
+        (None, _) => Err(invalid()),
     }
 }

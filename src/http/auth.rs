@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::extract::{AuthorizationToken, client_ip, dpop_proof, json_body, optional_json};
+use super::extract::{
+    AuthorizationToken, client_ip, dpop_proof, json_body, optional_json, strict_cookie, user_agent,
+};
 use crate::error::{Credential, Door, Error, Refusal};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::identity::LoginAttempt;
@@ -145,10 +147,7 @@ pub async fn login(
             .transpose()?,
         ip: client_ip(&req),
         dpop: dpop_proof(&req, Door::TokenEndpoint)?,
-        user_agent: req
-            .headers()
-            .get(actix_web::http::header::USER_AGENT)
-            .map(|ua| String::from_utf8_lossy(ua.as_bytes()).into_owned()),
+        user_agent: user_agent(&req),
         device_proof: match &body.device_proof {
             Some(proof) => Some(proof.expose_secret().to_owned()),
             None => req
@@ -365,18 +364,13 @@ fn cookie(
     value: String,
     max_age_secs: i64,
 ) -> Cookie<'static> {
-    let path = if state.settings.cookie_secure {
-        "/"
-    } else {
-        "/api"
-    };
-    Cookie::build(name, value)
-        .http_only(true)
-        .secure(state.settings.cookie_secure)
-        .same_site(SameSite::Strict)
-        .path(path)
-        .max_age(time::Duration::seconds(max_age_secs))
-        .finish()
+    strict_cookie(
+        state.settings.cookie_secure,
+        name,
+        value,
+        max_age_secs,
+        "/api",
+    )
 }
 
 /// The name the device cookie is set under: `__Host-` prefixed when `Secure`.

@@ -114,6 +114,32 @@ impl FromRequest for AuthorizationToken {
     }
 }
 
+/// The request's `User-Agent`, as text (a session keeps it to describe its device).
+pub fn user_agent(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get(actix_web::http::header::USER_AGENT)
+        .map(|ua| String::from_utf8_lossy(ua.as_bytes()).into_owned())
+}
+
+/// An HttpOnly, SameSite=Strict cookie, `Secure` with `Path=/` (as a `__Host-` name
+/// needs) when `secure`, else on `plain_path` (plain HTTP, development only).
+pub fn strict_cookie(
+    secure: bool,
+    name: &'static str,
+    value: String,
+    max_age_secs: i64,
+    plain_path: &'static str,
+) -> actix_web::cookie::Cookie<'static> {
+    use actix_web::cookie::{Cookie, SameSite, time};
+    Cookie::build(name, value)
+        .http_only(true)
+        .secure(secure)
+        .same_site(SameSite::Strict)
+        .path(if secure { "/" } else { plain_path })
+        .max_age(time::Duration::seconds(max_age_secs))
+        .finish()
+}
+
 /// The client address, for audit and rate limits: the peer, or, when the peer is a
 /// trusted proxy, the rightmost `X-Forwarded-For` address that is not one.
 pub fn client_ip(req: &HttpRequest) -> Option<String> {

@@ -3,15 +3,13 @@
 
 use actix_web::{HttpRequest, web};
 use maud::html;
-use serde::Deserialize;
 use uuid::Uuid;
 
-use super::users::query;
 use super::{
-    Answer, ConsoleError, act, button, csrf_field, enter, maybe_when, page, reveal, revealed,
-    see_other, when,
+    Answer, ConsoleError, Cursor, PAGE, SWITCH, act, button, csrf_field, enter, maybe_when,
+    next_page, page, page_start, query, reveal, see_other, show_secret, switch_button, switched,
+    when,
 };
-use super::{Cursor, PAGE, SWITCH, next_page, page_start, switch_button, switched};
 use crate::api_keys::{ApiKeyName, KeyFilter, NewApiKey};
 use crate::error::Error;
 use crate::http::AppState;
@@ -119,34 +117,24 @@ async fn create_api_key(state: web::Data<AppState>, req: HttpRequest, body: web:
         .api_keys
         .create(&entered.admin, new, state.clock.now())
         .await?;
-    let location = format!("/admin/api-keys/created?name={}", percent(&key.name));
-    Ok(reveal(&state, &entered, &location, secret.expose()))
-}
-
-fn percent(text: &str) -> String {
-    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
-
-#[derive(Deserialize)]
-struct Named {
-    #[serde(default)]
-    name: Option<String>,
+    Ok(reveal(
+        &state,
+        &entered,
+        "/admin/api-keys",
+        &key.name,
+        secret.expose(),
+    ))
 }
 
 async fn created_api_key(state: web::Data<AppState>, req: HttpRequest) -> Answer {
-    let entered = enter(&state, &req).await?;
-    let Named { name } = query(&req)?;
-    let what = html! {
-        @if let Some(name) = name { p { "The secret of the API key " strong { (name) } ":" } }
-    };
-    Ok(revealed(
+    show_secret(
         &state,
         &req,
-        &entered,
         "New API key",
         "/admin/api-keys",
-        what,
-    ))
+        "the API key",
+    )
+    .await
 }
 
 fn key_id(id: &str) -> Result<Uuid, ConsoleError> {

@@ -6,12 +6,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 use maud::html;
 use serde::Deserialize;
 
-use super::users::query;
 use super::{
-    Answer, ConsoleError, act, button, csrf_field, enter, page, path_segment, reveal, revealed,
-    see_other, when,
+    Answer, ConsoleError, Cursor, PAGE, SWITCH, act, button, csrf_field, enter, next_page, page,
+    page_start, path_segment, query, reveal, see_other, show_secret, switch_button, switched, when,
 };
-use super::{Cursor, PAGE, SWITCH, next_page, page_start, switch_button, switched};
 use crate::audit::{Action, AuditFilter};
 use crate::error::Error;
 use crate::http::AppState;
@@ -123,40 +121,23 @@ async fn create_client(state: web::Data<AppState>, req: HttpRequest, body: web::
         Some(secret) => reveal(
             &state,
             &entered,
-            &created_at(client.client_id.as_str()),
+            "/admin/clients",
+            client.client_id.as_str(),
             secret.expose(),
         ),
         None => see_other(&state, &entered, "/admin/clients"),
     })
 }
 
-fn created_at(client_id: &str) -> String {
-    format!(
-        "/admin/clients/created?client_id={}",
-        path_segment(client_id)
-    )
-}
-
-#[derive(Deserialize)]
-struct Created {
-    #[serde(default)]
-    client_id: Option<String>,
-}
-
 async fn created_client(state: web::Data<AppState>, req: HttpRequest) -> Answer {
-    let entered = enter(&state, &req).await?;
-    let Created { client_id } = query(&req)?;
-    let what = html! {
-        @if let Some(id) = client_id { p { "The secret of the client " code { (id) } ":" } }
-    };
-    Ok(revealed(
+    show_secret(
         &state,
         &req,
-        &entered,
         "Client secret",
         "/admin/clients",
-        what,
-    ))
+        "the client",
+    )
+    .await
 }
 
 fn client_id(id: &str) -> Result<ClientId, ConsoleError> {
@@ -177,7 +158,8 @@ async fn rotate_secret(
     Ok(reveal(
         &state,
         &entered,
-        &created_at(client.client_id.as_str()),
+        "/admin/clients",
+        client.client_id.as_str(),
         secret.expose(),
     ))
 }

@@ -15,7 +15,7 @@ mod keys;
 mod manage;
 mod users;
 
-use actix_web::cookie::{Cookie, SameSite, time};
+use actix_web::cookie::Cookie;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError, web};
@@ -26,7 +26,7 @@ use crate::console::{Entered, Held, Request};
 use crate::error::Error;
 use crate::http::AppState;
 use crate::http::error::ApiError;
-use crate::http::extract::client_ip;
+use crate::http::extract::{client_ip, strict_cookie, user_agent};
 use crate::http::pagination::{PageQuery, PageRequest};
 use crate::identity::LoginAttempt;
 use crate::identity::passwords::Password;
@@ -86,13 +86,7 @@ impl CookieName {
     /// needs) when Secure, `Path=/admin` over plain HTTP.
     fn build(self, state: &AppState, value: String, max_age_secs: i64) -> Cookie<'static> {
         let secure = state.settings.cookie_secure;
-        Cookie::build(self.of(state), value)
-            .http_only(true)
-            .secure(secure)
-            .same_site(SameSite::Strict)
-            .path(if secure { "/" } else { "/admin" })
-            .max_age(time::Duration::seconds(max_age_secs))
-            .finish()
+        strict_cookie(secure, self.of(state), value, max_age_secs, "/admin")
     }
 
     fn clear(self, state: &AppState) -> Cookie<'static> {
@@ -154,19 +148,8 @@ impl ResponseError for ConsoleError {
                 // either name (no state here to say which one is in use).
                 let mut response = HttpResponse::SeeOther();
                 for name in [ACCESS_COOKIE, REFRESH_COOKIE] {
-                    for (value, secure, path) in
-                        [(name.secure, true, "/"), (name.plain, false, "/admin")]
-                    {
-                        response.cookie(
-                            Cookie::build(value, "")
-                                .http_only(true)
-                                .secure(secure)
-                                .same_site(SameSite::Strict)
-                                .path(path)
-                                .max_age(time::Duration::seconds(0))
-                                .finish(),
-                        );
-                    }
+                    response.cookie(strict_cookie(true, name.secure, String::new(), 0, "/"));
+                    response.cookie(strict_cookie(false, name.plain, String::new(), 0, "/admin"));
                 }
                 response.insert_header((header::LOCATION, "/admin/login"));
                 response.finish()
@@ -516,43 +499,67 @@ pub fn maybe_when(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
 }
 
 /// A new secret, shown once: the action that made it sets it in a short-lived cookie and
-/// sends the browser to `location`, whose page takes it out of the cookie (clearing it)
-/// and shows it. A reload then finds nothing: the secret is never rendered twice, and no
-/// server keeps it.
-fn reveal(state: &AppState, entered: &Entered, location: &str, secret: &str) -> HttpResponse {
+/// sends the browser to `<list>/created?of=<whose>`, whose page ([`show_secret`]) takes
+/// it out of the cookie (clearing it) and shows it. A reload then finds nothing: the
+/// secret is never rendered twice, and no server keeps it.
+fn reveal(
+    state: &AppState,
+    entered: &Entered,
+    list: &str,
+    whose: &str,
+    secret: &str,
+) -> HttpResponse {
+    let of = serde_urlencoded::to_string([("of", whose)]).unwrap_or_default();
     let mut response = HttpResponse::SeeOther();
     keep_session(state, &mut response, entered.renewed.as_ref());
     response.cookie(REVEAL_COOKIE.build(state, secret.to_owned(), 60));
-    response.insert_header((header::LOCATION, location.to_owned()));
+    response.insert_header((header::LOCATION, format!("{list}/created?{of}")));
     response.finish()
 }
 
-/// The page that shows a new secret once (see [`reveal`]); `what` names it.
-fn revealed(
+#[derive(serde::Deserialize)]
+struct Whose {
+    #[serde(default)]
+    of: Option<String>,
+}
+
+/// The page that shows a new secret once (see [`reveal`]): "the secret of `kind`
+/// `?of=`", then the secret if the cookie still holds it; back to `list`.
+async fn show_secret(
     state: &AppState,
     req: &HttpRequest,
-    entered: &Entered,
     title: &str,
-    active: &str,
-    what: Markup,
-) -> HttpResponse {
+    list: &str,
+    kind: &str,
+) -> Answer {
+    let entered = enter(state, req).await?;
+    let Whose { of } = query(req)?;
     let secret = REVEAL_COOKIE.read(state, req);
     let body = html! {
-        (what)
+        @if let Some(of) = of { p { "The secret of " (kind) " " strong { (of) } ":" } }
         @if let Some(secret) = &secret {
             p { "Copy it now: it is shown only this once, and Tokenmint keeps only its hash." }
             p { output.secret id="secret" { (secret) } }
         } @else {
             p.error role="status" { "This secret was shown once and is not kept: it cannot be shown again." }
         }
-        p { a href=(active) { "Done" } }
+        p { a href=(list) { "Done" } }
     };
     let mut response = HttpResponse::Ok();
     keep_session(state, &mut response, entered.renewed.as_ref());
     response.cookie(REVEAL_COOKIE.clear(state));
-    response
+    Ok(response
         .content_type(mime::TEXT_HTML_UTF_8)
-        .body(layout(title, Some((entered, active)), body).into_string())
+        .body(layout(title, Some((&entered, list)), body).into_string()))
+}
+
+/// A query string, read as the page's filters; a malformed one is a 400 page.
+fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, ConsoleError> {
+    serde_urlencoded::from_str(req.query_string()).map_err(|_| {
+        ConsoleError::from(ApiError::invalid_request(
+            "the page's parameters could not be read",
+        ))
+    })
 }
 
 async fn home() -> HttpResponse {
@@ -629,10 +636,7 @@ async fn login(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -
         client_secret: None,
         scopes: None,
         ip: client_ip(&req),
-        user_agent: req
-            .headers()
-            .get(header::USER_AGENT)
-            .map(|ua| String::from_utf8_lossy(ua.as_bytes()).into_owned()),
+        user_agent: user_agent(&req),
         device_proof: None,
         dpop: None,
     };

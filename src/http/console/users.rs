@@ -7,9 +7,9 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{
-    Answer, ConsoleError, act, button, csrf_field, enter, maybe_when, page, see_other, when,
+    Answer, ConsoleError, PAGE, SWITCH, act, button, csrf_field, enter, maybe_when, next_page,
+    page, page_start, query, see_other, switch_button, switched, when,
 };
-use super::{PAGE, SWITCH, next_page, page_start, switch_button, switched};
 use crate::error::Error;
 use crate::http::AppState;
 use crate::http::pagination::split_page;
@@ -36,15 +36,6 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
             "/admin/users/{id}/sessions/{session}/end",
             web::post().to(end_session),
         );
-}
-
-/// A query string, read as the page's filters; a malformed one is a 400 page.
-pub(super) fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, ConsoleError> {
-    serde_urlencoded::from_str(req.query_string()).map_err(|_| {
-        ConsoleError::from(crate::http::error::ApiError::invalid_request(
-            "the page's parameters could not be read",
-        ))
-    })
 }
 
 fn user_id(id: &str) -> Result<Uuid, ConsoleError> {
