@@ -32,6 +32,7 @@ use crate::revocation::{Recorded, Revocation, Revocations};
 use crate::store::clients as client_store;
 use crate::store::group::Group;
 use crate::store::sessions::{self as store, HeadRotation, SessionRow};
+use crate::store::users as store_users;
 use crate::store::{Db, DbConnection, StoreError, Writers, write_transaction};
 use crate::tokens::access::{Grant, IssuedToken, TokenService, Verified};
 
@@ -251,9 +252,10 @@ pub struct Sessions {
 /// [`crate::store::group`]), each still answered only once its own outcome has committed.
 enum Rotations {
     /// The head rotations of first-party sessions of a group in one statement (the
-    /// `Rotate` row only); anything else decided by [`refresh_in`] in a transaction of
+    /// `Rotate` row only), the others decided on what it read when that writes nothing;
+    /// anything else decided by [`refresh_in`] in a transaction of
     /// its own.
-    Statements(Arc<Group<HeadRotation, Option<store::Rotated>>>),
+    Statements(Arc<Group<HeadRotation, Option<store::Grouped>>>),
     /// A group in one write transaction (one commit), each refresh decided by
     /// [`refresh_in`].
     Transactions(Arc<Group<Refresh, Result<Answer, Error>>>),
@@ -333,7 +335,7 @@ fn refresh_group(
 fn rotate_heads(
     conn: &mut DbConnection,
     group: Vec<HeadRotation>,
-) -> Result<Vec<Option<store::Rotated>>, StoreError> {
+) -> Result<Vec<Option<store::Grouped>>, StoreError> {
     store::rotate_in_one_statement(conn, &group)
 }
 
@@ -363,13 +365,12 @@ fn refresh_in(conn: &mut DbConnection, job: &Refresh) -> Result<Answer, Error> {
             &job.client,
             job.jkt.as_ref(),
         )?;
-        let state = SessionState {
-            generation: session.generation,
-            refreshed_at: session.refreshed_at.and_utc(),
-            expires_at: session.expires_at.and_utc(),
-            standing,
-        };
-        match rules::decide(id.generation, &state, job.now, &job.lifetimes) {
+        match rules::decide(
+            id.generation,
+            &state_of(&session, standing),
+            job.now,
+            &job.lifetimes,
+        ) {
             Outcome::Rotate => {
                 let now = job.now.naive_utc();
                 let ip = job.ip.as_deref();
@@ -424,55 +425,101 @@ fn standing(
     presenter: &RefreshClient,
     jkt: Option<&Jkt>,
 ) -> Result<(Standing, Option<Vec<Scope>>), Error> {
-    if let Some(bound) = &session.dpop_jkt
-        && jkt.map(Jkt::as_str) != Some(bound.as_str())
-    {
-        return Ok((Standing::NotYours, None));
-    }
-    let ended = session.revoked_at.is_some() || !owner_enabled;
-    let live = if ended {
-        Standing::Ended
-    } else {
-        Standing::Live
+    let bound = match standing_without_client(session, owner_enabled, presenter, jkt) {
+        Ok(standing) => return Ok((standing, None)),
+        Err(bound) => bound,
     };
-    match (&session.client_id, presenter) {
-        (None, RefreshClient::FirstParty) => Ok((live, None)),
-        (Some(_), RefreshClient::FirstParty) if session.legacy_client => Ok((live, None)),
-        (None, RefreshClient::Client(_)) => Ok((Standing::NotYours, None)),
-        (Some(_), RefreshClient::Client(_)) if session.legacy_client => {
-            Ok((Standing::NotYours, None))
-        }
-        (Some(bound), presenter) => {
-            let row = client_store::find(conn, bound)?;
-            let Some(bound) = row.as_ref().map(Client::from_row).transpose()? else {
-                // The session's client was deleted: the session went with it.
-                return Ok((Standing::Ended, None));
-            };
-            let allowed = match presenter {
-                // Without client authentication, only a public client's sessions.
-                RefreshClient::FirstParty => bound.kind == ClientKind::Public,
-                RefreshClient::Client(id) => &bound.client_id == id,
-            };
-            if !allowed || !bound.allows(GrantType::RefreshToken) {
-                Ok((Standing::NotYours, None))
-            } else if !bound.enabled {
-                Ok((Standing::Ended, None))
-            } else {
-                Ok((live, Some(bound.scopes)))
-            }
-        }
+    let row = client_store::find(conn, bound)?;
+    let Some(bound) = row.as_ref().map(Client::from_row).transpose()? else {
+        // The session's client was deleted: the session went with it.
+        return Ok((Standing::Ended, None));
+    };
+    let allowed = match presenter {
+        // Without client authentication, only a public client's sessions.
+        RefreshClient::FirstParty => bound.kind == ClientKind::Public,
+        RefreshClient::Client(id) => &bound.client_id == id,
+    };
+    if !allowed || !bound.allows(GrantType::RefreshToken) {
+        Ok((Standing::NotYours, None))
+    } else if !bound.enabled {
+        Ok((Standing::Ended, None))
+    } else {
+        Ok((live(session, owner_enabled), Some(bound.scopes)))
     }
 }
 
-impl store::Rotated {
-    /// The one-statement rotation's outcome.
-    fn into_answer(self) -> Result<Answer, Error> {
-        Ok(Answer::Head {
-            user: User::from_row(&self.user)?,
-            session: self.session,
+/// [`standing`] where the session's registered client does not count (first-party and
+/// legacy sessions, a DPoP binding not met); else `Err` with the client to read.
+fn standing_without_client<'a>(
+    session: &'a SessionRow,
+    owner_enabled: bool,
+    presenter: &RefreshClient,
+    jkt: Option<&Jkt>,
+) -> Result<Standing, &'a str> {
+    if let Some(bound) = &session.dpop_jkt
+        && jkt.map(Jkt::as_str) != Some(bound.as_str())
+    {
+        return Ok(Standing::NotYours);
+    }
+    let live = live(session, owner_enabled);
+    match (&session.client_id, presenter) {
+        (None, RefreshClient::FirstParty) => Ok(live),
+        (Some(_), RefreshClient::FirstParty) if session.legacy_client => Ok(live),
+        (None, RefreshClient::Client(_)) => Ok(Standing::NotYours),
+        (Some(_), RefreshClient::Client(_)) if session.legacy_client => Ok(Standing::NotYours),
+        (Some(bound), _) => Err(bound),
+    }
+}
+
+/// Revoked, or its user or tenant disabled: `Ended`; else `Live`.
+fn live(session: &SessionRow, owner_enabled: bool) -> Standing {
+    if session.revoked_at.is_some() || !owner_enabled {
+        Standing::Ended
+    } else {
+        Standing::Live
+    }
+}
+
+/// A session as [`rules::decide`] sees it.
+fn state_of(session: &SessionRow, standing: Standing) -> SessionState {
+    SessionState {
+        generation: session.generation,
+        refreshed_at: session.refreshed_at.and_utc(),
+        expires_at: session.expires_at.and_utc(),
+        standing,
+    }
+}
+
+/// A refresh decided on the session the grouped statement read and did not rotate, if
+/// the decision writes nothing: `Head` (a young head, a predecessor within the leeway)
+/// or a refusal, answered from the statement's snapshot (a read-only outcome as of the
+/// moment it began, inside the request). `None` if it writes (a rotation the statement
+/// could not do, a reuse) or needs the session's client: then [`refresh_in`] decides it
+/// again on a fresh read.
+fn decide_read(
+    job: &Refresh,
+    presented: i64,
+    session: SessionRow,
+    user: store_users::UserRow,
+    tenant_enabled: bool,
+) -> Option<Result<Answer, Error>> {
+    let owner_enabled = user.enabled && tenant_enabled;
+    let standing =
+        standing_without_client(&session, owner_enabled, &job.client, job.jkt.as_ref()).ok()?;
+    match rules::decide(
+        presented,
+        &state_of(&session, standing),
+        job.now,
+        &job.lifetimes,
+    ) {
+        Outcome::Head => Some(User::from_row(&user).map(|user| Answer::Head {
+            session,
+            user,
             client_scopes: None,
-            rotated: true,
-        })
+            rotated: false,
+        })),
+        Outcome::Refuse(refusal) => Some(Err(Error::refused(Credential::RefreshToken, refusal))),
+        Outcome::Rotate | Outcome::Reuse => None,
     }
 }
 
@@ -696,25 +743,40 @@ impl Sessions {
                 group.run(job).await.map_err(Error::from).and_then(|a| a)
             }
             Rotations::Statements(group) => {
-                let fast = match (&job.claimed, &job.client) {
-                    (Claimed::Id(id), RefreshClient::FirstParty) => {
-                        let window = rules::rotation_window(job.now, &job.lifetimes);
-                        group
-                            .run(HeadRotation {
-                                session_id: id.session_id.to_string(),
-                                generation: id.generation,
-                                now: job.now.naive_utc(),
-                                idle_after: window.idle_after.naive_utc(),
-                                rotate_until: window.rotate_until.naive_utc(),
-                                ip: job.ip.clone(),
-                                jkt: job.jkt.as_ref().map(|k| k.as_str().to_owned()),
-                            })
-                            .await?
-                    }
-                    _ => None,
+                let (Claimed::Id(id), RefreshClient::FirstParty) = (&job.claimed, &job.client)
+                else {
+                    return self.db.run(move |conn| refresh_in(conn, &job)).await;
                 };
-                match fast {
-                    Some(rotated) => rotated.into_answer(),
+                let window = rules::rotation_window(job.now, &job.lifetimes);
+                let grouped = group
+                    .run(HeadRotation {
+                        session_id: id.session_id.to_string(),
+                        generation: id.generation,
+                        now: job.now.naive_utc(),
+                        idle_after: window.idle_after.naive_utc(),
+                        rotate_until: window.rotate_until.naive_utc(),
+                        ip: job.ip.clone(),
+                        jkt: job.jkt.as_ref().map(|k| k.as_str().to_owned()),
+                    })
+                    .await?;
+                let answered = match grouped {
+                    Some(store::Grouped::Rotated { session, user }) => {
+                        Some(User::from_row(&user).map(|user| Answer::Head {
+                            session,
+                            user,
+                            client_scopes: None,
+                            rotated: true,
+                        }))
+                    }
+                    Some(store::Grouped::Read {
+                        session,
+                        user,
+                        tenant_enabled,
+                    }) => decide_read(&job, id.generation, session, user, tenant_enabled),
+                    None => None,
+                };
+                match answered {
+                    Some(answer) => answer,
                     // No transaction around it: a rotation is one conditional statement,
                     // a reuse opens its own, and an answer with the head only reads.
                     None => self.db.run(move |conn| refresh_in(conn, &job)).await,

@@ -20,8 +20,10 @@
 //! spent token presented later is reuse: two holders of one chain are caught the first
 //! time either presents a token more than L after the other's rotation spent it.
 //!
-//! Every path calls [`decide`]. The one shortcut, PostgreSQL's grouped statement, does
-//! only the `Rotate` row, with bounds from [`rotation_window`].
+//! Every path calls [`decide`]. The one shortcut, PostgreSQL's grouped statement, writes
+//! only the `Rotate` row, with bounds from [`rotation_window`]; the sessions it does not
+//! rotate it returns as they were, and [`decide`] answers them (`Head` and refusals) or
+//! sends them the general way (anything that writes).
 
 use chrono::{DateTime, Utc};
 

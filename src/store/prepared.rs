@@ -106,7 +106,7 @@ impl QueryFragment<diesel::pg::Pg> for RotateMany<'_> {
         // user and tenant enabled, issued in the rotation window, presented with the key
         // the session is bound to if it is. Two rotations of one
         // session in a group: the session joins both, is updated once and answered once
-        // (the other gets nothing and goes the general way, where it leads to the head).
+        // (the other is answered with the session as it was, below).
         out.push_sql(
             ") WITH ORDINALITY AS i(session_id, generation, now, idle_after, rotate_until, ip, jkt, n)\
              ), rotated AS (UPDATE sessions s SET generation = s.generation + 1, \
@@ -125,20 +125,81 @@ impl QueryFragment<diesel::pg::Pg> for RotateMany<'_> {
              AND (s.dpop_jkt IS NULL OR s.dpop_jkt = i.jkt) \
              AND EXISTS (SELECT 1 FROM users u JOIN tenants t ON t.id = u.tenant_id \
              WHERE u.id = s.user_id AND u.enabled AND t.enabled) \
-             RETURNING i.n, s.id AS s_id, s.user_id AS s_user_id, s.client_id AS s_client_id, \
-             s.scope AS s_scope, s.created_at AS s_created_at, s.expires_at AS s_expires_at, \
-             s.legacy_client AS s_legacy_client, s.generation AS s_generation, \
-             s.refreshed_at AS s_refreshed_at, s.user_agent AS s_user_agent, s.ip AS s_ip, \
-             s.last_ip AS s_last_ip, s.dpop_jkt AS s_dpop_jkt\
-             ) SELECT r.*, u.username AS u_username, u.username_key AS u_username_key, \
-             u.password_hash AS u_password_hash, u.roles AS u_roles, u.scopes AS u_scopes, \
-             u.claims AS u_claims, u.created_at AS u_created_at, \
-             u.updated_at AS u_updated_at, u.tenant_id AS u_tenant_id, \
-             u.device_epoch AS u_device_epoch \
-             FROM rotated r JOIN users u ON u.id = r.s_user_id",
+             RETURNING i.n, s.*), \
+             unrotated AS MATERIALIZED (SELECT i.n, i.session_id FROM i \
+             WHERE NOT EXISTS (SELECT 1 FROM rotated r WHERE r.n = i.n)) \
+             SELECT true AS rotated, r.n, ",
+        );
+        // The rotated: the session after the update. The others (a young head, a
+        // predecessor, a refusal, a lost race): the session, its user and tenant as they
+        // were when the statement began (a statement's parts share one snapshot), for a
+        // decision that writes nothing, in the same round trip.
+        push_columns(&mut out, "r", "s", SESSION_COLUMNS);
+        out.push_sql(", ");
+        push_columns(&mut out, "u", "u", USER_COLUMNS);
+        out.push_sql(
+            ", true AS t_enabled FROM rotated r JOIN users u ON u.id = r.user_id \
+             UNION ALL SELECT false, p.n, ",
+        );
+        push_columns(&mut out, "s", "s", SESSION_COLUMNS);
+        out.push_sql(", ");
+        push_columns(&mut out, "u", "u", USER_COLUMNS);
+        out.push_sql(
+            ", t.enabled FROM unrotated p JOIN sessions s ON s.id = p.session_id \
+             JOIN users u ON u.id = s.user_id JOIN tenants t ON t.id = u.tenant_id",
         );
         Ok(())
     }
 }
 
 impl<C> RunQueryDsl<C> for RotateMany<'_> {}
+
+/// The columns of `sessions` in [`RotateMany`]'s answer, each as `s_<name>`.
+const SESSION_COLUMNS: &[&str] = &[
+    "id",
+    "user_id",
+    "client_id",
+    "scope",
+    "created_at",
+    "expires_at",
+    "revoked_at",
+    "revoked_reason",
+    "legacy_client",
+    "generation",
+    "refreshed_at",
+    "user_agent",
+    "ip",
+    "last_ip",
+    "dpop_jkt",
+];
+
+/// The columns of `users` in [`RotateMany`]'s answer (but `id`: the session's
+/// `user_id`), each as `u_<name>`.
+const USER_COLUMNS: &[&str] = &[
+    "username",
+    "username_key",
+    "password_hash",
+    "roles",
+    "scopes",
+    "claims",
+    "enabled",
+    "created_at",
+    "updated_at",
+    "tenant_id",
+    "device_epoch",
+];
+
+/// `table.a AS prefix_a, table.b AS prefix_b, ...`
+fn push_columns(
+    out: &mut AstPass<'_, '_, diesel::pg::Pg>,
+    table: &str,
+    prefix: &str,
+    columns: &[&str],
+) {
+    for (i, column) in columns.iter().enumerate() {
+        if i > 0 {
+            out.push_sql(", ");
+        }
+        out.push_sql(&format!("{table}.{column} AS {prefix}_{column}"));
+    }
+}

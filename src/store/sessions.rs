@@ -362,16 +362,32 @@ pub fn revoke_all_sessions(
     .execute(conn)?)
 }
 
-/// A rotation done in one statement: the session after it (its new head) and its user.
-pub struct Rotated {
-    /// The session, its head moved on.
-    pub session: SessionRow,
-    /// Its user (enabled, in an enabled tenant: checked in the statement).
-    pub user: UserRow,
+/// What the grouped statement did for one presented head.
+pub enum Grouped {
+    /// Rotated: the session after it (its new head) and its user (enabled, in an
+    /// enabled tenant: checked in the statement).
+    Rotated {
+        /// The session, its head moved on.
+        session: SessionRow,
+        /// Its user.
+        user: UserRow,
+    },
+    /// Not rotated: the session, its user and whether its tenant is enabled, as they
+    /// were when the statement began, for a decision that writes nothing.
+    Read {
+        /// The session.
+        session: SessionRow,
+        /// Its user.
+        user: UserRow,
+        /// Whether the user's tenant is enabled.
+        tenant_enabled: bool,
+    },
 }
 
 #[derive(QueryableByName)]
-struct RotatedRow {
+struct GroupedRow {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    rotated: bool,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     n: i64,
     #[diesel(sql_type = diesel::sql_types::Text)]
@@ -386,6 +402,10 @@ struct RotatedRow {
     s_created_at: NaiveDateTime,
     #[diesel(sql_type = diesel::sql_types::Timestamp)]
     s_expires_at: NaiveDateTime,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamp>)]
+    s_revoked_at: Option<NaiveDateTime>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    s_revoked_reason: Option<String>,
     #[diesel(sql_type = diesel::sql_types::Bool)]
     s_legacy_client: bool,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -412,6 +432,8 @@ struct RotatedRow {
     u_scopes: String,
     #[diesel(sql_type = diesel::sql_types::Text)]
     u_claims: String,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    u_enabled: bool,
     #[diesel(sql_type = diesel::sql_types::Timestamp)]
     u_created_at: NaiveDateTime,
     #[diesel(sql_type = diesel::sql_types::Timestamp)]
@@ -420,6 +442,53 @@ struct RotatedRow {
     u_tenant_id: String,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     u_device_epoch: i64,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    t_enabled: bool,
+}
+
+impl GroupedRow {
+    fn into_grouped(self) -> Grouped {
+        let session = SessionRow {
+            id: self.s_id,
+            user_id: self.s_user_id.clone(),
+            client_id: self.s_client_id,
+            scope: self.s_scope,
+            created_at: self.s_created_at,
+            expires_at: self.s_expires_at,
+            revoked_at: self.s_revoked_at,
+            revoked_reason: self.s_revoked_reason,
+            legacy_client: self.s_legacy_client,
+            generation: self.s_generation,
+            refreshed_at: self.s_refreshed_at,
+            user_agent: self.s_user_agent,
+            ip: self.s_ip,
+            last_ip: self.s_last_ip,
+            dpop_jkt: self.s_dpop_jkt,
+        };
+        let user = UserRow {
+            id: self.s_user_id,
+            username: self.u_username,
+            username_key: self.u_username_key,
+            password_hash: self.u_password_hash,
+            roles: self.u_roles,
+            scopes: self.u_scopes,
+            claims: self.u_claims,
+            enabled: self.u_enabled,
+            created_at: self.u_created_at,
+            updated_at: self.u_updated_at,
+            tenant_id: self.u_tenant_id,
+            device_epoch: self.u_device_epoch,
+        };
+        if self.rotated {
+            Grouped::Rotated { session, user }
+        } else {
+            Grouped::Read {
+                session,
+                user,
+                tenant_enabled: self.t_enabled,
+            }
+        }
+    }
 }
 
 /// One head rotation's inputs, for [`rotate_in_one_statement`].
@@ -443,10 +512,12 @@ pub struct HeadRotation {
 
 /// Head rotations of first-party sessions, any number, as one PostgreSQL statement
 /// committed on its own: the `Rotate` row of [`crate::sessions::rules`] and nothing
-/// else. One round trip and one commit for the lot. `None` for a rotation that does not
-/// meet it: nothing was written for it, and the caller decides it the general way (a
-/// young head, a predecessor, reuse, a refusal). Two rotations of one session in a
-/// group: one rotates, the other gets `None`.
+/// else. One round trip and one commit for the lot. A rotation that does not meet the
+/// row gets its session as it was ([`Grouped::Read`]: nothing was written for it), for
+/// the caller to decide the rest without another round trip (a young head, a
+/// predecessor, a refusal) or the general way (reuse, a lost race); `None` if there is
+/// no such session. Two rotations of one session in a group: one rotates, the other
+/// gets the session as it was before.
 ///
 /// A deadlock with another writer (PostgreSQL aborts one of them) rolls the statement
 /// back: every rotation gets `None` and goes the general way.
@@ -456,7 +527,7 @@ pub struct HeadRotation {
 pub fn rotate_in_one_statement(
     conn: &mut DbConnection,
     rotations: &[HeadRotation],
-) -> Result<Vec<Option<Rotated>>, StoreError> {
+) -> Result<Vec<Option<Grouped>>, StoreError> {
     let DbConnection::Postgres(conn) = conn else {
         return Ok(rotations.iter().map(|_| None).collect());
     };
@@ -472,7 +543,7 @@ pub fn rotate_in_one_statement(
         ips: &column(rotations, |r| &r.ip),
         jkts: &column(rotations, |r| &r.jkt),
     };
-    let rows: Vec<RotatedRow> = match statement.load(conn) {
+    let rows: Vec<GroupedRow> = match statement.load(conn) {
         Ok(rows) => rows,
         Err(diesel::result::Error::DatabaseError(kind, info))
             if matches!(
@@ -488,47 +559,15 @@ pub fn rotate_in_one_statement(
         }
         Err(e) => return Err(e.into()),
     };
-    let mut answers: Vec<Option<Rotated>> = rotations.iter().map(|_| None).collect();
-    for r in rows {
-        let Some(slot) = usize::try_from(r.n - 1)
+    let mut answers: Vec<Option<Grouped>> = rotations.iter().map(|_| None).collect();
+    for row in rows {
+        let Some(slot) = usize::try_from(row.n - 1)
             .ok()
             .and_then(|i| answers.get_mut(i))
         else {
             return Err(StoreError::Other("a rotation answered out of range".into()));
         };
-        *slot = Some(Rotated {
-            user: UserRow {
-                id: r.s_user_id.clone(),
-                username: r.u_username,
-                username_key: r.u_username_key,
-                password_hash: r.u_password_hash,
-                roles: r.u_roles,
-                scopes: r.u_scopes,
-                claims: r.u_claims,
-                enabled: true,
-                created_at: r.u_created_at,
-                updated_at: r.u_updated_at,
-                tenant_id: r.u_tenant_id,
-                device_epoch: r.u_device_epoch,
-            },
-            session: SessionRow {
-                id: r.s_id,
-                user_id: r.s_user_id,
-                client_id: r.s_client_id,
-                scope: r.s_scope,
-                created_at: r.s_created_at,
-                expires_at: r.s_expires_at,
-                revoked_at: None,
-                revoked_reason: None,
-                legacy_client: r.s_legacy_client,
-                generation: r.s_generation,
-                refreshed_at: r.s_refreshed_at,
-                user_agent: r.s_user_agent,
-                ip: r.s_ip,
-                last_ip: r.s_last_ip,
-                dpop_jkt: r.s_dpop_jkt,
-            },
-        });
+        *slot = Some(row.into_grouped());
     }
     Ok(answers)
 }
