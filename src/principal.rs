@@ -412,20 +412,18 @@ impl Authenticator {
         route: String,
         now: DateTime<Utc>,
     ) -> Result<(Admin, AccessClaims), Error> {
-        let refused = match self.access_token(token, now).await {
-            Ok(claims) => match principal_of(&claims) {
-                Ok(principal) => {
-                    let caller = Caller {
-                        principal,
-                        ip: ip.clone(),
-                    };
-                    match caller.admin() {
-                        Ok(admin) => return Ok((admin, claims)),
-                        Err(e) => (e, caller.actor()),
-                    }
+        let verified = self.access_token(token, now).await;
+        let refused = match verified.and_then(|claims| Ok((principal_of(&claims)?, claims))) {
+            Ok((principal, claims)) => {
+                let caller = Caller {
+                    principal,
+                    ip: ip.clone(),
+                };
+                match caller.admin() {
+                    Ok(admin) => return Ok((admin, claims)),
+                    Err(e) => (e, caller.actor()),
                 }
-                Err(e) => (e, Actor::Anonymous),
-            },
+            }
             Err(e) => (e, Actor::Anonymous),
         };
         Err(self.refused_admin(refused, ip, route, now).await)

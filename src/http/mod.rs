@@ -353,7 +353,7 @@ pub async fn frame(
         req.head_mut().method = Method::GET;
     }
     let docs = req.path() == "/docs" || req.path().starts_with("/docs/");
-    let console = req.path() == "/admin" || req.path().starts_with("/admin/");
+    let console = console::is_console_path(req.path());
     let api = req.path().starts_with("/api/") || console;
     let logged = tracing::enabled!(tracing::Level::INFO);
     let path = logged.then(|| req.path().to_owned());
@@ -473,7 +473,7 @@ pub fn error_body_for_foreign_errors<B: MessageBody + 'static>(
     let is_json = content_type.starts_with("application/json");
     // The console answers its refusals with pages of its own (which say the same).
     let is_console_page =
-        content_type.starts_with("text/html") && res.request().path().starts_with("/admin/");
+        content_type.starts_with("text/html") && console::is_console_path(res.request().path());
     if is_json || is_console_page {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }

@@ -32,7 +32,7 @@ use crate::revocation::{Recorded, Revocation, Revocations};
 use crate::store::clients as client_store;
 use crate::store::group::Group;
 use crate::store::sessions::{self as store, HeadRotation, SessionRow};
-use crate::store::users as store_users;
+use crate::store::users::UserRow;
 use crate::store::{Db, DbConnection, StoreError, Writers, write_transaction};
 use crate::tokens::access::{Grant, IssuedToken, TokenService, Verified};
 
@@ -375,26 +375,17 @@ fn refresh_in(conn: &mut DbConnection, job: &Refresh) -> Result<Answer, Error> {
                 let now = job.now.naive_utc();
                 let ip = job.ip.as_deref();
                 if store::advance(conn, &session_id, session.generation, now, ip)? {
-                    return Ok(Answer::Head {
-                        session: SessionRow {
-                            generation: session.generation + 1,
-                            refreshed_at: now,
-                            last_ip: job.ip.clone().or(session.last_ip),
-                            ..session
-                        },
-                        user: User::from_row(&user)?,
-                        client_scopes,
-                        rotated: true,
-                    });
+                    let rotated = SessionRow {
+                        generation: session.generation + 1,
+                        refreshed_at: now,
+                        last_ip: job.ip.clone().or(session.last_ip),
+                        ..session
+                    };
+                    return head(rotated, &user, client_scopes, true);
                 }
             }
             Outcome::Head => {
-                return Ok(Answer::Head {
-                    session,
-                    user: User::from_row(&user)?,
-                    client_scopes,
-                    rotated: false,
-                });
+                return head(session, &user, client_scopes, false);
             }
             Outcome::Reuse => {
                 return diesel::Connection::transaction(conn, |conn| {
@@ -480,6 +471,21 @@ fn live(session: &SessionRow, owner_enabled: bool) -> Standing {
     }
 }
 
+/// An answer with the session's head (rotated now or as it was) and its user.
+fn head(
+    session: SessionRow,
+    user: &UserRow,
+    client_scopes: Option<Vec<Scope>>,
+    rotated: bool,
+) -> Result<Answer, Error> {
+    Ok(Answer::Head {
+        session,
+        user: User::from_row(user)?,
+        client_scopes,
+        rotated,
+    })
+}
+
 /// A session as [`rules::decide`] sees it.
 fn state_of(session: &SessionRow, standing: Standing) -> SessionState {
     SessionState {
@@ -500,7 +506,7 @@ fn decide_read(
     job: &Refresh,
     presented: i64,
     session: SessionRow,
-    user: store_users::UserRow,
+    user: UserRow,
     tenant_enabled: bool,
 ) -> Option<Result<Answer, Error>> {
     let owner_enabled = user.enabled && tenant_enabled;
@@ -512,12 +518,7 @@ fn decide_read(
         job.now,
         &job.lifetimes,
     ) {
-        Outcome::Head => Some(User::from_row(&user).map(|user| Answer::Head {
-            session,
-            user,
-            client_scopes: None,
-            rotated: false,
-        })),
+        Outcome::Head => Some(head(session, &user, None, false)),
         Outcome::Refuse(refusal) => Some(Err(Error::refused(Credential::RefreshToken, refusal))),
         Outcome::Rotate | Outcome::Reuse => None,
     }
@@ -761,12 +762,7 @@ impl Sessions {
                     .await?;
                 let answered = match grouped {
                     Some(store::Grouped::Rotated { session, user }) => {
-                        Some(User::from_row(&user).map(|user| Answer::Head {
-                            session,
-                            user,
-                            client_scopes: None,
-                            rotated: true,
-                        }))
+                        Some(head(session, &user, None, true))
                     }
                     Some(store::Grouped::Read {
                         session,

@@ -200,6 +200,8 @@ fn push_columns(
         if i > 0 {
             out.push_sql(", ");
         }
-        out.push_sql(&format!("{table}.{column} AS {prefix}_{column}"));
+        for part in [table, ".", column, " AS ", prefix, "_", column] {
+            out.push_sql(part);
+        }
     }
 }

@@ -33,6 +33,11 @@ use crate::identity::passwords::Password;
 use crate::model::TenantId;
 use crate::sessions::TokenPair;
 
+/// Whether a request path is the console's (`/admin` and below).
+pub fn is_console_path(path: &str) -> bool {
+    path == "/admin" || path.starts_with("/admin/")
+}
+
 /// Registers the console's pages.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin", web::get().to(home))
