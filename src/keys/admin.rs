@@ -89,12 +89,12 @@ impl SigningKeys {
     pub async fn jwks(&self, now: DateTime<Utc>) -> Result<JwksDocument, Error> {
         let arrived = std::time::Instant::now();
         let published = self.keyring.published();
-        let kids: Vec<&str> = published.iter().map(String::as_str).collect();
-        match self.revocations.withdrawn_keys(&kids, now).await {
+        match self.revocations.withdrawn_keys(&published, now).await {
             Ok(withdrawn) if withdrawn.is_empty() => Ok(self.keyring.jwks()),
             Ok(withdrawn) => Ok(self.keyring.jwks_without(&withdrawn)?),
             Err(_) => {
-                self.keyring.reload_since(arrived).await?;
+                // Boxed: the usual answer above stays a small future.
+                Box::pin(self.keyring.reload_since(arrived)).await?;
                 Ok(self.keyring.jwks())
             }
         }

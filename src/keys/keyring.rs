@@ -17,6 +17,7 @@ use super::kek::Kek;
 use super::lifecycle::{KeyState, KeyStatus, NotYet, Timing, keys_to_retire, plan_rotation};
 use super::material::KeyPair;
 use super::{KeyError, SigningAlg};
+use crate::revocation::KeyField;
 use crate::store::signing_keys::{self, SigningKeyRow};
 use crate::store::{Db, DbConnection, StoreError, write_transaction};
 
@@ -58,8 +59,11 @@ struct Snapshot {
     census: KeyCensus,
     current: Option<CurrentKey>,
     verifying: HashMap<String, VerifyingKey>,
-    // The kids of `verifying`, shared: JWKS reads them on every request.
-    published: Arc<[String]>,
+    // The list's names of `verifying`'s keys, shared: JWKS reads them on every request.
+    published: Arc<[KeyField]>,
+    // The list's name of `current`'s key (none or one), shared: every door that signs
+    // reads it first.
+    signing: Arc<[KeyField]>,
     // Withdrawn keys: their tokens are refused as revoked, not as unknown.
     withdrawn: HashSet<String>,
     jwks: JwksDocument,
@@ -413,9 +417,14 @@ impl Keyring {
         self.snapshot.load().withdrawn.contains(kid)
     }
 
-    /// The kids of the published keys.
-    pub fn published(&self) -> Arc<[String]> {
+    /// The published keys, as the revocation list names them.
+    pub fn published(&self) -> Arc<[KeyField]> {
         self.snapshot.load().published.clone()
+    }
+
+    /// The key that signs now as the revocation list names it (empty when none does).
+    pub fn signing(&self) -> Arc<[KeyField]> {
+        self.snapshot.load().signing.clone()
     }
 
     /// The JWKS document.
@@ -517,6 +526,7 @@ fn empty_snapshot() -> Result<Snapshot, KeyError> {
         current: None,
         verifying: HashMap::new(),
         published: Arc::from([]),
+        signing: Arc::from([]),
         withdrawn: HashSet::new(),
         jwks: jwks_document(&JwkSet { keys: Vec::new() })?,
         jwks_without: std::sync::Mutex::new(None),
@@ -572,8 +582,9 @@ fn build_snapshot(kek: &Kek, rows: Vec<SigningKeyRow>) -> Result<Snapshot, KeyEr
     Ok(Snapshot {
         census,
         fingerprint,
+        signing: current.iter().map(|c| KeyField::new(&c.kid)).collect(),
         current,
-        published: verifying.keys().cloned().collect(),
+        published: verifying.keys().map(|kid| KeyField::new(kid)).collect(),
         verifying,
         withdrawn,
         jwks: jwks_document(&JwkSet { keys: published })?,

@@ -201,6 +201,35 @@ fn check_fields(ids: TokenIds<'_>) -> [String; 5] {
     ]
 }
 
+/// A signing key as the list names it (`kid:<kid>`), built once per published key (the
+/// keyring keeps them), so that JWKS and every door that signs read the list without
+/// building a name per request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyField(String);
+
+impl KeyField {
+    /// The list's name for the key `kid`.
+    pub fn new(kid: &str) -> Self {
+        Self(
+            Revocation::Key {
+                kid: kid.to_owned(),
+            }
+            .field(),
+        )
+    }
+
+    /// The key's id.
+    pub fn kid(&self) -> &str {
+        self.0.split_once(':').map_or("", |(_, kid)| kid)
+    }
+}
+
+impl AsRef<str> for KeyField {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
 /// The answer for a token from what the list holds for its five fields.
 fn decide(held: &[Option<Held>], iat: i64, now: DateTime<Utc>) -> Revoked {
     let now = now.timestamp();
@@ -376,7 +405,7 @@ impl Revocations {
     /// again (or the mirror is back), it answers unavailable at once.
     pub async fn withdrawn_keys<'k>(
         &self,
-        kids: &[&'k str],
+        keys: &'k [KeyField],
         now: DateTime<Utc>,
     ) -> Result<Vec<&'k str>, RevocationError> {
         if self.redis_failing() && !self.mirrored() {
@@ -385,18 +414,17 @@ impl Revocations {
                 "Redis is failing",
             ))));
         }
-        let fields: Vec<String> = kids.iter().map(|kid| format!("kid:{kid}")).collect();
-        let read = self.read(&fields, now).await;
+        let read = self.read(keys, now).await;
         if read.is_err() && matches!(self.backend, Backend::Redis(_)) {
             self.redis_failing.store(true, Ordering::Release);
         }
         let held = read?;
         let now = now.timestamp();
-        Ok(kids
+        Ok(keys
             .iter()
             .zip(held)
             .filter(|(_, h)| h.is_some_and(|h| h.expires_at > now))
-            .map(|(kid, _)| *kid)
+            .map(|(key, _)| key.kid())
             .collect())
     }
 
@@ -416,24 +444,47 @@ impl Revocations {
     /// What the list holds for `fields`: from the mirror of the Redis list when it is
     /// complete, else one round trip to the list, after a refill if the list is behind
     /// the database.
-    async fn read(
+    async fn read<F: AsRef<str> + Sync>(
         &self,
-        fields: &[String],
+        fields: &[F],
         now: DateTime<Utc>,
     ) -> Result<Vec<Option<Held>>, RevocationError> {
-        let at = std::time::Instant::now();
-        if let Backend::Redis(list) = &self.backend
-            && self.synced_recently(at)
-            && let Some(mirror) = list.mirror(at)
-        {
-            // The mirror answers when it has everything this instance knows of; else
-            // Redis does, and refills it if it is behind.
-            let known = self.known.load(Ordering::SeqCst);
-            let (watermark, held) = mirror.read(fields);
-            if watermark.is_some_and(|w| w >= known) {
-                return Ok(held);
-            }
+        match self.read_in_memory(fields) {
+            Some(held) => Ok(held),
+            // Boxed: the usual answer above stays a small future, without the round
+            // trips' state.
+            None => Box::pin(self.read_from_list(fields, now)).await,
         }
+    }
+
+    /// The answer of the list in this process's memory (the in-memory list, or the mirror
+    /// of the Redis list), when it has everything this instance knows of; `None` sends
+    /// the read to [`Revocations::read_from_list`].
+    fn read_in_memory<F: AsRef<str>>(&self, fields: &[F]) -> Option<Vec<Option<Held>>> {
+        let mirror;
+        let list = match &self.backend {
+            Backend::Memory(list) => list,
+            Backend::Redis(list) => {
+                let at = std::time::Instant::now();
+                if !self.synced_recently(at) {
+                    return None;
+                }
+                mirror = list.mirror(at)?;
+                &*mirror
+            }
+        };
+        let known = self.known.load(Ordering::SeqCst);
+        let (watermark, held) = list.read(fields);
+        watermark.is_some_and(|w| w >= known).then_some(held)
+    }
+
+    /// The list's answer (one round trip to Redis), after a refill if it is behind the
+    /// database.
+    async fn read_from_list<F: AsRef<str> + Sync>(
+        &self,
+        fields: &[F],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Option<Held>>, RevocationError> {
         for attempt in 0..2 {
             let known = self.known.load(Ordering::SeqCst);
             let (watermark, held) = match &self.backend {

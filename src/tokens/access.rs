@@ -259,16 +259,18 @@ impl TokenService {
     /// Redis nor waits on it (tokens are verified offline by backends).
     pub async fn ready(&self, now: DateTime<Utc>) -> Result<(), Error> {
         let arrived = std::time::Instant::now();
-        let Some(kid) = self.keyring.current_kid() else {
+        let signing = self.keyring.signing();
+        let Some(current) = signing.first() else {
             return Ok(());
         };
-        let listed = match self.revocations.withdrawn_keys(&[kid.as_str()], now).await {
+        let listed = match self.revocations.withdrawn_keys(&signing, now).await {
             Ok(withdrawn) if withdrawn.is_empty() => return Ok(()),
             Ok(_) => true,
             Err(_) => false,
         };
-        self.keyring.reload_since(arrived).await?;
-        if listed && self.keyring.current_kid().as_deref() == Some(kid.as_str()) {
+        // Boxed: the usual answer above stays a small future.
+        Box::pin(self.keyring.reload_since(arrived)).await?;
+        if listed && self.keyring.current_kid().as_deref() == Some(current.kid()) {
             // The database does not show the withdrawal the list holds: sign nothing.
             return Err(Error::internal(KeyError::NoCurrentKey));
         }

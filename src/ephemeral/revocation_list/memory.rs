@@ -86,11 +86,11 @@ impl MemoryList {
         }
     }
 
-    pub(crate) fn read(&self, fields: &[String]) -> (Option<i64>, Vec<Option<Held>>) {
+    pub(crate) fn read<F: AsRef<str>>(&self, fields: &[F]) -> (Option<i64>, Vec<Option<Held>>) {
         let state = self.state();
         let held = fields
             .iter()
-            .map(|f| state.entries.get(f).copied())
+            .map(|f| state.entries.get(f.as_ref()).copied())
             .collect();
         (state.watermark, held)
     }

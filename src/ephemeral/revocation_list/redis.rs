@@ -597,17 +597,17 @@ impl RedisList {
     }
 
     /// The watermark and the fields of a check, in one round trip.
-    pub(crate) async fn read(
+    pub(crate) async fn read<F: AsRef<str> + Sync>(
         &self,
-        fields: &[String],
+        fields: &[F],
     ) -> Result<(Option<i64>, Vec<Option<Held>>), RedisError> {
         let mut conn = self.conn().await?;
-        let values: Vec<Option<String>> = redis::cmd("HMGET")
-            .arg(&self.key)
-            .arg("gen")
-            .arg(fields)
-            .query_async(&mut conn)
-            .await?;
+        let mut hmget = redis::cmd("HMGET");
+        hmget.arg(&self.key).arg("gen");
+        for field in fields {
+            hmget.arg(field.as_ref());
+        }
+        let values: Vec<Option<String>> = hmget.query_async(&mut conn).await?;
         if values.len() != fields.len() + 1 {
             return Err(RedisError::from((
                 redis::ErrorKind::Parse,
