@@ -813,20 +813,62 @@ async fn sustained(
     }))
 }
 
-/// A bare actix server answering static JSON: the ceiling of any endpoint here.
-fn start_static_reference() -> anyhow::Result<u16> {
+/// An answer as the service sent it: its headers (but the ones the server sets itself)
+/// and its body.
+#[derive(Clone)]
+struct Recorded {
+    headers: Vec<(String, String)>,
+    body: actix_web::web::Bytes,
+}
+
+impl Recorded {
+    async fn of(client: &reqwest::Client, url: &str) -> anyhow::Result<Self> {
+        let response = client.get(url).send().await?.error_for_status()?;
+        let headers = response
+            .headers()
+            .iter()
+            .filter(|(name, _)| !matches!(name.as_str(), "content-length" | "date"))
+            .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
+            .collect();
+        let body = response.bytes().await?;
+        Ok(Self {
+            headers,
+            body: actix_web::web::Bytes::copy_from_slice(&body),
+        })
+    }
+}
+
+/// A bare actix server answering static JSON (`/static`): the ceiling of any endpoint
+/// here; and (`/same`) `same`, the service's own answer (same bytes, same headers)
+/// served as a constant: what a JWKS answer costs whatever serves it.
+fn start_static_reference(same: Recorded) -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
     std::thread::spawn(move || {
         let system = actix_web::rt::System::new();
         system.block_on(async move {
-            let server = actix_web::HttpServer::new(|| {
-                actix_web::App::new().route(
-                    "/static",
-                    actix_web::web::get().to(|| async {
-                        actix_web::HttpResponse::Ok().json(json!({"status": "ok"}))
-                    }),
-                )
+            let server = actix_web::HttpServer::new(move || {
+                let same = same.clone();
+                actix_web::App::new()
+                    .route(
+                        "/static",
+                        actix_web::web::get().to(|| async {
+                            actix_web::HttpResponse::Ok().json(json!({"status": "ok"}))
+                        }),
+                    )
+                    .route(
+                        "/same",
+                        actix_web::web::get().to(move || {
+                            let same = same.clone();
+                            async move {
+                                let mut answer = actix_web::HttpResponse::Ok();
+                                for header in same.headers {
+                                    answer.insert_header(header);
+                                }
+                                answer.body(same.body)
+                            }
+                        }),
+                    )
             })
             .workers(std::thread::available_parallelism().map_or(2, |n| n.get()))
             .listen(listener);
@@ -1050,9 +1092,11 @@ async fn main() -> anyhow::Result<()> {
             .await??
     };
 
-    let static_port = start_static_reference()?;
+    let jwks_url = format!("{base}/.well-known/jwks.json");
+    let static_port = start_static_reference(Recorded::of(&client, &jwks_url).await?)?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let static_url = format!("http://127.0.0.1:{static_port}/static");
+    let same_jwks_url = format!("http://127.0.0.1:{static_port}/same");
 
     let get = |url: String| -> Request {
         Arc::new(move |client: reqwest::Client, _| {
@@ -1236,7 +1280,10 @@ async fn main() -> anyhow::Result<()> {
         "reference_static".into(),
         drive(&client, c, s, get(static_url.clone())).await?,
     );
-    let jwks_url = format!("{base}/.well-known/jwks.json");
+    results.insert(
+        "reference_same_jwks".into(),
+        drive(&client, c, s, get(same_jwks_url)).await?,
+    );
     for (name, request) in [
         ("jwks", get(jwks_url.clone())),
         ("login", login_req.clone()),
@@ -1326,6 +1373,18 @@ async fn main() -> anyhow::Result<()> {
             "jwks / static reference >= 0.90".into(),
             rps("jwks") / rps("reference_static"),
             0.90,
+            true,
+        ),
+        (
+            "  jwks / the same answer from the bare server (report)".into(),
+            rps("jwks") / rps("reference_same_jwks"),
+            f64::NEG_INFINITY,
+            true,
+        ),
+        (
+            "  the same answer / static reference (report)".into(),
+            rps("reference_same_jwks") / rps("reference_static"),
+            f64::NEG_INFINITY,
             true,
         ),
         (

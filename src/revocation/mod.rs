@@ -606,6 +606,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_key_is_read_under_the_field_its_withdrawal_is_listed_under() {
+        let kid = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs";
+        let key = KeyField::new(kid);
+        let withdrawal = Revocation::Key {
+            kid: kid.to_owned(),
+        };
+        assert_eq!(key.as_ref(), withdrawal.field());
+        assert_eq!(key.as_ref(), format!("kid:{kid}"));
+        assert_eq!(key.kid(), kid);
+    }
+
+    #[test]
     fn a_token_is_revoked_by_its_jti_its_session_or_a_later_cut_off() {
         let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         let live = |cutoff| {
