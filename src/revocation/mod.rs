@@ -205,28 +205,28 @@ fn check_fields(ids: TokenIds<'_>) -> [String; 5] {
 /// keyring keeps them), so that JWKS and every door that signs read the list without
 /// building a name per request.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KeyField(String);
+pub struct KeyField {
+    kid: String,
+    field: String,
+}
 
 impl KeyField {
     /// The list's name for the key `kid`.
     pub fn new(kid: &str) -> Self {
-        Self(
-            Revocation::Key {
-                kid: kid.to_owned(),
-            }
-            .field(),
-        )
+        let kid = kid.to_owned();
+        let field = Revocation::Key { kid: kid.clone() }.field();
+        Self { kid, field }
     }
 
     /// The key's id.
     pub fn kid(&self) -> &str {
-        self.0.split_once(':').map_or("", |(_, kid)| kid)
+        &self.kid
     }
 }
 
 impl AsRef<str> for KeyField {
     fn as_ref(&self) -> &str {
-        &self.0
+        &self.field
     }
 }
 
