@@ -151,39 +151,107 @@ pub fn upkeep() {
     }
 }
 
-/// Records one answered request. The handles are kept per thread by (method, route,
-/// status), so a request costs a lookup, not the labels' allocation and the registry's
-/// lock.
-pub fn http_request(method: &'static str, route: Option<String>, status: u16, seconds: f64) {
+/// Records one answered request: `path` is the request's (`None`: no request to name,
+/// counted as `unmatched`), and `template` gives its route template. It is asked only
+/// when a worker has not seen the path yet: actix finds a template by matching the path
+/// against the routes again, and hands it back as a new string.
+pub fn http_request(
+    method: &'static str,
+    status: u16,
+    path: Option<&str>,
+    template: impl FnOnce() -> Option<String>,
+    seconds: f64,
+) {
     use std::cell::RefCell;
-    use std::collections::HashMap;
-    type Key = (&'static str, u16, Option<String>);
-    type Handles = (metrics::Counter, metrics::Histogram);
     thread_local! {
-        static HANDLES: RefCell<HashMap<Key, Handles>> = RefCell::new(HashMap::new());
+        static ROUTES: RefCell<Routes> = RefCell::new(Routes::default());
     }
-    let key = (method, status, route);
-    HANDLES.with_borrow_mut(|handles| {
-        if handles.len() > 4096 {
-            // Bounded by the routes and statuses there are; this only guards the guard.
-            handles.clear();
+    ROUTES.with_borrow_mut(|routes| routes.record(method, status, path, template, seconds));
+}
+
+/// A worker's handles for the request metrics, by route: a request costs a lookup, not
+/// the labels' allocation and the registry's lock.
+///
+/// A route whose template is its own path (no `{...}` segment) is found by the request's
+/// path, without asking for the template. Any other path asks for its template and is
+/// kept under that, never under the path. Both are bounded by the routes there are.
+#[derive(Default)]
+struct Routes {
+    /// Routes whose template is their path, by path.
+    fixed: std::collections::HashMap<String, Route>,
+    /// The other routes, by template.
+    templated: std::collections::HashMap<String, Route>,
+    unmatched: Option<Route>,
+}
+
+impl Routes {
+    fn record(
+        &mut self,
+        method: &'static str,
+        status: u16,
+        path: Option<&str>,
+        template: impl FnOnce() -> Option<String>,
+        seconds: f64,
+    ) {
+        if let Some(route) = path.and_then(|path| self.fixed.get_mut(path)) {
+            return route.record(method, status, seconds);
         }
-        let (counter, histogram) =
-            handles
-                .entry(key)
-                .or_insert_with_key(|(method, status, route)| {
-                    let route = route.clone().unwrap_or_else(|| "unmatched".to_owned());
-                    (
-                        metrics::counter!(
-                            HTTP_REQUESTS,
-                            "method" => *method,
-                            "route" => route.clone(),
-                            "status" => status.to_string()
-                        ),
-                        metrics::histogram!(HTTP_DURATION, "route" => route),
-                    )
-                });
-        counter.increment(1);
-        histogram.record(seconds);
-    });
+        if self.fixed.len() + self.templated.len() > 4096 {
+            // Bounded by the routes there are; this only guards the guard.
+            self.fixed.clear();
+            self.templated.clear();
+        }
+        let route = match path.and_then(|path| Some((path, template()?))) {
+            Some((path, template)) if template == path => self
+                .fixed
+                .entry(template)
+                .or_insert_with_key(|t| Route::new(t)),
+            Some((_, template)) => self
+                .templated
+                .entry(template)
+                .or_insert_with_key(|t| Route::new(t)),
+            None => self
+                .unmatched
+                .get_or_insert_with(|| Route::new("unmatched")),
+        };
+        route.record(method, status, seconds);
+    }
+}
+
+/// One route's latency histogram, and its request counters by (method, status): a
+/// handful per route, so a short list.
+struct Route {
+    label: String,
+    duration: metrics::Histogram,
+    requests: Vec<(&'static str, u16, metrics::Counter)>,
+}
+
+impl Route {
+    fn new(label: &str) -> Self {
+        Self {
+            label: label.to_owned(),
+            duration: metrics::histogram!(HTTP_DURATION, "route" => label.to_owned()),
+            requests: Vec::new(),
+        }
+    }
+
+    fn record(&mut self, method: &'static str, status: u16, seconds: f64) {
+        let known = self
+            .requests
+            .iter()
+            .find(|(m, s, _)| *m == method && *s == status);
+        if let Some((_, _, counter)) = known {
+            counter.increment(1);
+        } else {
+            let counter = metrics::counter!(
+                HTTP_REQUESTS,
+                "method" => method,
+                "route" => self.label.clone(),
+                "status" => status.to_string()
+            );
+            counter.increment(1);
+            self.requests.push((method, status, counter));
+        }
+        self.duration.record(seconds);
+    }
 }

@@ -367,7 +367,7 @@ pub async fn frame(
     };
     let mut response = next.call(req).await;
     let elapsed = started.elapsed().as_secs_f64();
-    let (status, route) = match &mut response {
+    let status = match &mut response {
         Ok(res) => {
             let headers = res.headers_mut();
             if let Some(value) = nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
@@ -410,14 +410,21 @@ pub async fn frame(
                     headers.insert(name, HeaderValue::from_static(value));
                 }
             }
-            (res.status().as_u16(), res.request().match_pattern())
+            res.status().as_u16()
         }
-        Err(e) => (e.as_response_error().status_code().as_u16(), None),
+        Err(e) => e.as_response_error().status_code().as_u16(),
     };
     if let Some(path) = path {
         tracing::info!(method, %path, status, elapsed_ms = elapsed * 1000.0, "request");
     }
-    crate::metrics::http_request(method, route, status, elapsed);
+    let request = response.as_ref().ok().map(ServiceResponse::request);
+    crate::metrics::http_request(
+        method,
+        status,
+        request.map(HttpRequest::path),
+        || request.and_then(HttpRequest::match_pattern),
+        elapsed,
+    );
     response
 }
 

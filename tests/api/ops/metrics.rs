@@ -313,6 +313,33 @@ async fn metrics_count_the_events_with_bounded_labels_and_no_secrets() {
         ),
         40.0
     );
+    // A route without a `{...}` segment: counted under its path, by method and status,
+    // each answer once.
+    let refreshes = |status| {
+        moved(
+            "tokenmint_http_requests_total",
+            &[
+                ("method", "POST"),
+                ("route", "/api/refresh-token"),
+                ("status", status),
+            ],
+        )
+    };
+    assert_eq!((refreshes("200"), refreshes("401")), (2.0, 1.0));
+    assert_eq!(
+        moved(
+            "tokenmint_http_request_duration_seconds_count",
+            &[("route", "/api/refresh-token")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        moved(
+            "tokenmint_http_requests_total",
+            &[("method", "GET"), ("route", "/api/me"), ("status", "503")]
+        ),
+        1.0
+    );
     assert_eq!(
         after.get("tokenmint_signing_keys", &[("status", "current")]),
         1.0
