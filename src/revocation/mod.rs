@@ -88,14 +88,31 @@ pub enum Revocation {
     },
 }
 
+/// The list's kinds of entry: the prefix of an entry's name on the list, and its row's
+/// `kind` in the database.
+mod kind {
+    pub const TOKEN: &str = "jti";
+    pub const SESSION: &str = "sid";
+    pub const USER: &str = "sub";
+    pub const TENANT: &str = "tenant";
+    pub const KEY: &str = "kid";
+}
+
+/// Appends the list's name for an entry: `<kind>:<subject>`, e.g. `jti:<id>`.
+fn push_field(name: &mut String, kind: &str, subject: &str) {
+    name.push_str(kind);
+    name.push(':');
+    name.push_str(subject);
+}
+
 impl Revocation {
     fn kind(&self) -> &'static str {
         match self {
-            Self::Token { .. } => "jti",
-            Self::Session { .. } => "sid",
-            Self::User { .. } => "sub",
-            Self::Tenant { .. } => "tenant",
-            Self::Key { .. } => "kid",
+            Self::Token { .. } => kind::TOKEN,
+            Self::Session { .. } => kind::SESSION,
+            Self::User { .. } => kind::USER,
+            Self::Tenant { .. } => kind::TENANT,
+            Self::Key { .. } => kind::KEY,
         }
     }
 
@@ -118,7 +135,10 @@ impl Revocation {
 
     /// The list's name for this entry: `<kind>:<subject>`, e.g. `jti:<id>` or `kid:<kid>`.
     fn field(&self) -> String {
-        format!("{}:{}", self.kind(), self.subject())
+        let (kind, subject) = (self.kind(), self.subject());
+        let mut name = String::with_capacity(kind.len() + 1 + subject.len());
+        push_field(&mut name, kind, subject);
+        name
     }
 
     /// The row that records this revocation until `expires_at`.
@@ -133,17 +153,17 @@ impl Revocation {
 
     fn from_row(row: RevocationRow) -> Option<(Self, DateTime<Utc>)> {
         let entry = match row.kind.as_str() {
-            "jti" => Self::Token { jti: row.subject },
-            "sid" => Self::Session { sid: row.subject },
-            "sub" => Self::User {
+            kind::TOKEN => Self::Token { jti: row.subject },
+            kind::SESSION => Self::Session { sid: row.subject },
+            kind::USER => Self::User {
                 sub: row.subject,
                 cutoff: row.cutoff,
             },
-            "tenant" => Self::Tenant {
+            kind::TENANT => Self::Tenant {
                 tenant: row.subject,
                 cutoff: row.cutoff,
             },
-            "kid" => Self::Key { kid: row.subject },
+            kind::KEY => Self::Key { kid: row.subject },
             _ => return None,
         };
         Some((entry, row.expires_at.and_utc()))
@@ -188,17 +208,40 @@ pub enum Revoked {
     Yes,
 }
 
-/// The fields a check reads, in order: the token, its session, its subject, its tenant,
-/// its signing key. (A token without a session reads a field no entry can have.)
-fn check_fields(ids: TokenIds<'_>) -> [String; 5] {
-    [
-        format!("jti:{}", ids.jti),
-        ids.sid
-            .map_or_else(|| "sid:".to_owned(), |sid| format!("sid:{sid}")),
-        format!("sub:{}", ids.sub),
-        format!("tenant:{}", ids.tenant),
-        format!("kid:{}", ids.kid),
-    ]
+/// The names a token's check reads, in order: the token, its session, its subject, its
+/// tenant, its signing key (a token without a session reads `sid:`, which no entry has).
+/// One buffer holds the five.
+struct CheckFields {
+    names: String,
+    ends: [usize; 5],
+}
+
+impl CheckFields {
+    fn new(ids: TokenIds<'_>) -> Self {
+        let parts = [
+            (kind::TOKEN, ids.jti),
+            (kind::SESSION, ids.sid.unwrap_or_default()),
+            (kind::USER, ids.sub),
+            (kind::TENANT, ids.tenant),
+            (kind::KEY, ids.kid),
+        ];
+        let len = parts.iter().map(|(k, s)| k.len() + 1 + s.len()).sum();
+        let mut names = String::with_capacity(len);
+        let ends = parts.map(|(kind, subject)| {
+            push_field(&mut names, kind, subject);
+            names.len()
+        });
+        Self { names, ends }
+    }
+
+    fn names(&self) -> [&str; 5] {
+        let mut start = 0;
+        self.ends.map(|end| {
+            let name = self.names.get(start..end).unwrap_or_default();
+            start = end;
+            name
+        })
+    }
 }
 
 /// A signing key as the list names it (`kid:<kid>`), built once per published key (the
@@ -392,7 +435,8 @@ impl Revocations {
         ids: TokenIds<'_>,
         now: DateTime<Utc>,
     ) -> Result<Revoked, RevocationError> {
-        let held = self.read(&check_fields(ids), now).await?;
+        let fields = CheckFields::new(ids);
+        let held = self.read(&fields.names(), now).await?;
         Ok(decide(&held, ids.iat, now))
     }
 
@@ -470,7 +514,7 @@ impl Revocations {
                     return None;
                 }
                 mirror = list.mirror(at)?;
-                &*mirror
+                mirror.as_deref()?
             }
         };
         let known = self.known.load(Ordering::SeqCst);
@@ -615,6 +659,54 @@ mod tests {
         assert_eq!(key.as_ref(), withdrawal.field());
         assert_eq!(key.as_ref(), format!("kid:{kid}"));
         assert_eq!(key.kid(), kid);
+    }
+
+    #[test]
+    fn a_check_reads_each_of_its_tokens_revocations_under_the_name_it_is_listed_under() {
+        let ids = TokenIds {
+            jti: "0193c2e0-6f1e-7c3a-9a57-5b1f3c7c4d01",
+            sid: Some("0193c2e0-6f1e-7c3a-9a57-5b1f3c7c4d02"),
+            sub: "0193c2e0-6f1e-7c3a-9a57-5b1f3c7c4d03",
+            tenant: "default",
+            iat: 1_800_000_000,
+            kid: "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs",
+        };
+        // In the order `decide` reads them.
+        let revocations = [
+            Revocation::Token {
+                jti: ids.jti.to_owned(),
+            },
+            Revocation::Session {
+                sid: "0193c2e0-6f1e-7c3a-9a57-5b1f3c7c4d02".to_owned(),
+            },
+            Revocation::User {
+                sub: ids.sub.to_owned(),
+                cutoff: 1,
+            },
+            Revocation::Tenant {
+                tenant: ids.tenant.to_owned(),
+                cutoff: 1,
+            },
+            Revocation::Key {
+                kid: ids.kid.to_owned(),
+            },
+        ];
+        let fields = CheckFields::new(ids);
+        assert_eq!(
+            fields.names(),
+            revocations.each_ref().map(Revocation::field)
+        );
+        assert_eq!(fields.names()[0], format!("jti:{}", ids.jti));
+        // A token without a session reads a name no session's revocation has.
+        let sessionless = CheckFields::new(TokenIds { sid: None, ..ids });
+        assert_eq!(sessionless.names()[1], "sid:");
+        assert_eq!(sessionless.names()[4], fields.names()[4]);
+        // Each entry comes back from its database row as it was recorded.
+        let until = DateTime::from_timestamp(1_800_000_900, 0).unwrap();
+        for revocation in revocations {
+            let row = revocation.to_row(until);
+            assert_eq!(Revocation::from_row(row), Some((revocation, until)));
+        }
     }
 
     #[test]

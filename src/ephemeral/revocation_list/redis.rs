@@ -319,11 +319,15 @@ impl RedisList {
     /// The mirror at `at`, while it is complete, its subscription alive and its lease
     /// held: every revocation published more than a lease ago is in it, and any publish
     /// since waits for it (or for the lease to end) before it answers.
-    pub(crate) fn mirror(&self, at: Instant) -> Option<Arc<MemoryList>> {
+    ///
+    /// A guard, not a counted reference: every check of every worker reads the mirror,
+    /// and a count shared by all of them would be written by each read.
+    pub(crate) fn mirror(&self, at: Instant) -> Option<arc_swap::Guard<Option<Arc<MemoryList>>>> {
         if self.started.ms(at) >= self.lease_until.load(Ordering::Acquire) {
             return None;
         }
-        self.mirror.load_full()
+        let mirror = self.mirror.load();
+        mirror.is_some().then_some(mirror)
     }
 
     /// The mirror whether or not it may answer now (for housekeeping).
