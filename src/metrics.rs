@@ -138,8 +138,32 @@ pub fn render() -> Option<String> {
 }
 
 /// Counts one event.
+///
+/// Each worker keeps the handles it used, so an event costs a short scan, not the label's
+/// allocation and a lookup in the registry that every worker shares (a token check counts
+/// one). Names and outcomes are the code's own constants, so the list is bounded. Until
+/// [`install`] ran there is nothing to keep: a handle from before would count nowhere.
 pub fn count(name: &'static str, outcome: &'static str) {
-    metrics::counter!(name, "outcome" => outcome).increment(1);
+    use std::cell::RefCell;
+    type Counters = Vec<(&'static str, &'static str, metrics::Counter)>;
+    thread_local! {
+        static COUNTERS: RefCell<Counters> = const { RefCell::new(Vec::new()) };
+    }
+    if INSTALLED.get().is_none() {
+        return metrics::counter!(name, "outcome" => outcome).increment(1);
+    }
+    COUNTERS.with_borrow_mut(|counters| {
+        let known = counters
+            .iter()
+            .find(|(n, o, _)| *o == outcome && *n == name);
+        if let Some((_, _, counter)) = known {
+            counter.increment(1);
+        } else {
+            let counter = metrics::counter!(name, "outcome" => outcome);
+            counter.increment(1);
+            counters.push((name, outcome, counter));
+        }
+    });
 }
 
 /// Drains the histograms' sample buffers into their buckets. The exporter does it at
@@ -165,6 +189,12 @@ pub fn http_request(
     use std::cell::RefCell;
     thread_local! {
         static ROUTES: RefCell<Routes> = RefCell::new(Routes::default());
+    }
+    if INSTALLED.get().is_none() {
+        // Nothing to keep yet (see [`count`]).
+        let label = path.and_then(|_| template());
+        let mut route = Route::new(label.as_deref().unwrap_or("unmatched"));
+        return route.record(method, status, seconds);
     }
     ROUTES.with_borrow_mut(|routes| routes.record(method, status, path, template, seconds));
 }
