@@ -176,9 +176,10 @@ pub fn upkeep() {
 }
 
 /// Records one answered request: `path` is the request's (`None`: no request to name,
-/// counted as `unmatched`), and `template` gives its route template. It is asked only
-/// when a worker has not seen the path yet: actix finds a template by matching the path
-/// against the routes again, and hands it back as a new string.
+/// counted as `unmatched`), and `template` gives its route template. It is not asked for
+/// a path this worker has seen as a route of its own (a template without `{...}`): actix
+/// finds a template by matching the path against the routes again, and hands it back as
+/// a new string.
 pub fn http_request(
     method: &'static str,
     status: u16,
