@@ -256,9 +256,12 @@ pub struct KeyField {
 impl KeyField {
     /// The list's name for the key `kid`.
     pub fn new(kid: &str) -> Self {
-        let kid = kid.to_owned();
-        let field = Revocation::Key { kid: kid.clone() }.field();
-        Self { kid, field }
+        let mut field = String::with_capacity(kind::KEY.len() + 1 + kid.len());
+        push_field(&mut field, kind::KEY, kid);
+        Self {
+            kid: kid.to_owned(),
+            field,
+        }
     }
 
     /// The key's id.
