@@ -117,6 +117,28 @@ async fn the_audit_log_pages_newest_first_without_repeats() {
 }
 
 #[tokio::test]
+async fn an_actor_filter_beyond_its_documented_length_is_refused() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    // 200 characters (multi-byte ones: the bound counts characters, as JSON Schema does).
+    let longest = "é".repeat(200);
+    let page = app
+        .get_json(&format!("/api/admin/audit?actor={longest}"), &admin)
+        .await;
+    assert_eq!(page["items"], json!([]), "nobody is named that");
+    let longer = format!("{longest}x");
+    let refused = app
+        .call(
+            Method::GET,
+            &format!("/api/admin/audit?actor={longer}"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_error(refused, 400, "INVALID_REQUEST").await;
+}
+
+#[tokio::test]
 async fn refused_admin_calls_are_audited_and_a_user_update_names_its_fields() {
     let app = spawn_app().await;
     let admin = app.admin_token().await;
