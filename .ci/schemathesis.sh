@@ -28,7 +28,8 @@ for _ in $(seq 1 100); do
 done
 
 # An API key with scope admin: a bearer token could be revoked by the fuzzer's own logout.
-key=$(python3 - "$base" <<'PY'
+new_key() {
+  python3 - "$base" <<'PY'
 import json, sys, urllib.request
 base = sys.argv[1]
 def post(path, body, headers={}):
@@ -37,12 +38,30 @@ def post(path, body, headers={}):
 token = post("/api/login", {"username": "admin", "password": "schemathesis-admin-password"})["access_token"]
 print(post("/api/admin/api-keys", {"name": "schemathesis", "scopes": ["admin"]}, {"authorization": "Bearer " + token})["key"])
 PY
-)
+}
+key=$(new_key)
+
+# The operations that can take the fuzzer's own key away run last, each with a key of
+# its own: it lists keys and users, so it finds its key and the admin who owns it, and once it
+# has disabled either (or taken the admin's role), every later call of its run is a 401
+# that tests nothing.
+ENDING=('POST /api/admin/api-keys/{id}/disable' 'DELETE /api/admin/api-keys/{id}'
+        'PATCH /api/admin/users/{id}' 'DELETE /api/admin/users/{id}')
+KEY_KEEPING=()
+for name in "${ENDING[@]}"; do
+  KEY_KEEPING+=(--exclude-name "$name")
+done
 
 timeout 900 "$ST" run "$base/api-docs/openapi.json" \
-  -H "X-API-Key: $key" \
+  -H "X-API-Key: $key" "${KEY_KEEPING[@]}" \
   --checks all --exclude-checks positive_data_acceptance \
   --max-examples 30 --seed 1 --no-color
+
+# Still the fuzzer's: a run whose key was taken away partway would pass on 401s.
+python3 - "$base" "$key" <<'PY' || { echo "schemathesis's API key no longer works after its run" >&2; exit 1; }
+import sys, urllib.request
+urllib.request.urlopen(urllib.request.Request(sys.argv[1] + "/api/admin/api-keys?limit=1", headers={"x-api-key": sys.argv[2]}))
+PY
 
 # The routes of a user's own sessions take a bearer access token of a session (an API key
 # is no session, so above they only met 401): again with one. The fuzzer cannot end this
@@ -59,3 +78,11 @@ timeout 300 "$ST" run "$base/api-docs/openapi.json" \
   --include-tag sessions \
   --checks all --exclude-checks positive_data_acceptance \
   --max-examples 30 --seed 1 --no-color
+
+# Each operation that can end the key: alone, with a fresh key.
+for name in "${ENDING[@]}"; do
+  timeout 300 "$ST" run "$base/api-docs/openapi.json" \
+    -H "X-API-Key: $(new_key)" --include-name "$name" \
+    --checks all --exclude-checks positive_data_acceptance \
+    --max-examples 30 --seed 1 --no-color
+done
