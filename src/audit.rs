@@ -332,7 +332,8 @@ impl Audit {
 
     /// The use case of `GET /api/admin/audit` and of the console's audit page: a page of
     /// the events `filter` keeps, newest first, before the event `before`; the read
-    /// itself is recorded first. Admins of `default` only.
+    /// itself is recorded first. Admins of `default` only; an actor longer than the
+    /// documented bound is `Invalid`.
     pub async fn list(
         &self,
         admin: &Admin,
@@ -341,6 +342,7 @@ impl Audit {
         filter: AuditFilter,
         now: DateTime<Utc>,
     ) -> Result<Vec<AuditEntry>, Error> {
+        filter.check()?;
         // The log is the whole deployment's (targets name users of every tenant).
         admin.require_default()?;
         self.record_admin(AdminCall::new(admin, Action::AuditList), true, now)
@@ -369,7 +371,25 @@ pub struct AuditFilter {
     pub until: Option<DateTime<Utc>>,
 }
 
+/// The longest actor a filter may name (the log's names are far shorter), as the API
+/// documents.
+const ACTOR_MAX_CHARS: usize = 200;
+
 impl AuditFilter {
+    /// `Invalid` for an actor longer than [`ACTOR_MAX_CHARS`].
+    fn check(&self) -> Result<(), Error> {
+        if self
+            .actor
+            .as_ref()
+            .is_some_and(|a| a.chars().count() > ACTOR_MAX_CHARS)
+        {
+            return Err(Error::invalid(format!(
+                "actor is longer than {ACTOR_MAX_CHARS} characters"
+            )));
+        }
+        Ok(())
+    }
+
     fn stored(&self) -> store::AuditFilter {
         store::AuditFilter {
             actor: self.actor.clone(),

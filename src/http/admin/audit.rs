@@ -133,22 +133,9 @@ pub fn parse_action(name: Option<&str>) -> Result<Option<Action>, ApiError> {
     }
 }
 
-/// The longest `actor` filter (the log's actor names are far shorter), as documented.
-const ACTOR_MAX_CHARS: usize = 200;
-
 impl AuditQuery {
-    /// The filter, or `INVALID_REQUEST` for an action the log does not know or an actor
-    /// longer than the documented bound.
+    /// The filter, or `INVALID_REQUEST` for an action the log does not know.
     pub fn filter(&self) -> Result<AuditFilter, ApiError> {
-        if self
-            .actor
-            .as_ref()
-            .is_some_and(|a| a.chars().count() > ACTOR_MAX_CHARS)
-        {
-            return Err(ApiError::invalid_request(
-                "actor is longer than 200 characters",
-            ));
-        }
         Ok(AuditFilter {
             actor: self.actor.clone().filter(|a| !a.is_empty()),
             action: parse_action(self.action.as_deref())?,
