@@ -366,15 +366,13 @@ pub fn optional_json<T: DeserializeOwned>(
             "expected Content-Type: application/json",
         ));
     }
-    serde_json::from_slice::<NoDuplicateKeys>(body)
-        .map_err(|e| ApiError::invalid_request(super::describe_json_error(&e)))?;
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid_request(super::describe_json_error(&e)))?;
-    match value {
-        serde_json::Value::Null => Ok(None),
-        serde_json::Value::Object(_) => serde_json::from_value(value)
-            .map(Some)
-            .map_err(|e| ApiError::invalid_request(super::describe_json_error(&e))),
+    let invalid = |e: serde_json::Error| ApiError::invalid_request(super::describe_json_error(&e));
+    serde_json::from_slice::<NoDuplicateKeys>(body).map_err(invalid)?;
+    // One JSON document (checked above), so its first byte says what it is. `T` is read
+    // from the bytes, not from a parsed value, so that an error says where it is.
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'n') => Ok(None),
+        Some(b'{') => serde_json::from_slice(body).map(Some).map_err(invalid),
         _ => Err(ApiError::invalid_request("the body must be a JSON object")),
     }
 }

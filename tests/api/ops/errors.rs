@@ -53,6 +53,36 @@ async fn missing_unknown_and_mistyped_fields_are_invalid_request() {
     }
 }
 
+/// A body that is JSON but no request is told which field, and where in the body it is.
+#[tokio::test]
+async fn a_field_error_names_the_field_and_its_place_in_the_body() {
+    let app = spawn_app().await;
+    let rows = [
+        (
+            r#"{"username": "admin"}"#,
+            "missing field `password` at line 1 column 21",
+        ),
+        (
+            "{\"username\": \"admin\",\n \"password\": \"x\", \"cookie\": \"yes\"}",
+            "invalid type: expected a boolean at line 2 column 33",
+        ),
+    ];
+    for (body, message) in rows {
+        let response = app
+            .client
+            .post(app.url("/api/login"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{body}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"], "INVALID_REQUEST", "{body}");
+        assert_eq!(error["message"], message, "{body}");
+    }
+}
+
 #[tokio::test]
 async fn an_error_message_never_echoes_the_input_value() {
     let app = spawn_app().await;
