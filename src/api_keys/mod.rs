@@ -208,11 +208,9 @@ pub struct ApiKeyName(String);
 impl ApiKeyName {
     /// Parses a name.
     pub fn parse(s: &str) -> Result<Self, Error> {
-        let name = s.trim();
-        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-            return Err(Error::invalid("name must be 1 to 100 printable characters"));
-        }
-        Ok(Self(name.to_owned()))
+        crate::model::text::printable(s, 100)
+            .map(|name| Self(name.to_owned()))
+            .ok_or_else(|| Error::invalid("name must be 1 to 100 printable characters"))
     }
 }
 

@@ -26,16 +26,11 @@ impl WithdrawReason {
 
     /// A reason: 1 to 500 characters, not blank, no control characters.
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let text = text.trim();
-        if text.is_empty()
-            || text.chars().count() > Self::MAX_CHARS
-            || text.chars().any(char::is_control)
-        {
-            return Err(Error::invalid(
-                "reason must be 1 to 500 characters, without control characters",
-            ));
-        }
-        Ok(Self(text.to_owned()))
+        crate::model::text::printable(text, Self::MAX_CHARS)
+            .map(|text| Self(text.to_owned()))
+            .ok_or_else(|| {
+                Error::invalid("reason must be 1 to 500 characters, without control characters")
+            })
     }
 }
 

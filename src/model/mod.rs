@@ -9,6 +9,7 @@ mod actor;
 mod client;
 mod lifetimes;
 mod scope;
+pub mod text;
 mod user;
 
 pub use actor::*;

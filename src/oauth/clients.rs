@@ -149,11 +149,9 @@ pub struct ClientPatch {
 
 /// Parses a client's name: 1 to 100 printable characters, trimmed.
 pub fn parse_name(s: &str) -> Result<String, Error> {
-    let name = s.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(Error::invalid("name must be 1 to 100 printable characters"));
-    }
-    Ok(name.to_owned())
+    crate::model::text::printable(s, 100)
+        .map(str::to_owned)
+        .ok_or_else(|| Error::invalid("name must be 1 to 100 printable characters"))
 }
 
 fn check_grants(kind: ClientKind, grants: &[GrantType]) -> Result<(), Error> {
