@@ -36,11 +36,32 @@ pub struct PollBody {
     #[serde(default, rename = "setErrs")]
     pub set_errs: HashMap<String, SetError>,
     /// At most this many SETs (default 100, at most 1,000; 0: only acknowledge).
-    #[serde(default, rename = "maxEvents")]
+    #[serde(default, rename = "maxEvents", deserialize_with = "integral")]
     pub max_events: Option<u32>,
     /// Answer at once, even with no SET; else wait up to 30 s for one.
     #[serde(default, rename = "returnImmediately")]
     pub return_immediately: bool,
+}
+
+/// A JSON integer, which may be written with a zero fraction (`100.0`): JSON Schema's
+/// `integer` is a number without a fractional part, however it is spelled.
+fn integral<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    use serde::de::Error as _;
+    let Some(n) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let value = match (n.as_u64(), n.as_f64()) {
+        (Some(u), _) => u32::try_from(u).ok(),
+        (None, Some(f)) if f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&f) => {
+            // Integral and in range, so exact.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            Some(f as u32)
+        }
+        _ => None,
+    };
+    value
+        .map(Some)
+        .ok_or_else(|| D::Error::custom("maxEvents must be an integer from 0 to 4294967295"))
 }
 
 /// The SETs of a poll, oldest first: `jti` -> the SET (a JWS, `typ: secevent+jwt`,

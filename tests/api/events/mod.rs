@@ -390,6 +390,8 @@ async fn only_an_events_key_polls_and_bad_polls_change_nothing() {
     assert_eq!(anonymous.status(), 401);
     for body in [
         json!({"maxEvents": -1}),
+        json!({"maxEvents": 1.5}),
+        json!({"maxEvents": 4_294_967_296_u64}),
         json!({"ack": "x"}),
         json!({"returnImmediately": "yes"}),
         json!({"other": 1}),
@@ -407,17 +409,20 @@ async fn only_an_events_key_polls_and_bad_polls_change_nothing() {
         .await
         .unwrap();
     assert_eq!(logout.status(), 204);
-    let answer = poll(
-        &app,
-        &key,
-        json!({"ack": ["nonsense", "99-99"], "maxEvents": 0}),
-    )
-    .await;
-    assert_eq!(answer.status(), 200);
-    assert_eq!(
-        answer.json::<Value>().await.unwrap(),
-        json!({"sets": {}, "moreAvailable": false})
-    );
+    // An integer may be written with a zero fraction, as JSON Schema's `integer` allows.
+    for zero in [json!(0), json!(0.0)] {
+        let answer = poll(
+            &app,
+            &key,
+            json!({"ack": ["nonsense", "99-99"], "maxEvents": zero}),
+        )
+        .await;
+        assert_eq!(answer.status(), 200);
+        assert_eq!(
+            answer.json::<Value>().await.unwrap(),
+            json!({"sets": {}, "moreAvailable": false})
+        );
+    }
     assert_eq!(poll_now(&app, &key, &[]).await.len(), 1);
     // `setErrs` acknowledge too.
     let jti = poll_now(&app, &key, &[]).await[0].0.clone();
