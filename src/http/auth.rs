@@ -14,6 +14,7 @@ use super::extract::{
 };
 use crate::error::{Credential, Door, Error, Refusal};
 use crate::http::error::{ApiError, ErrorBody};
+use crate::http::schema::{ClientIdName, ScopeList};
 use crate::identity::LoginAttempt;
 use crate::identity::passwords::Password;
 use crate::model::ClientId;
@@ -39,8 +40,8 @@ pub const PLAIN_DEVICE_COOKIE: &str = "tokenmint_device";
 pub struct LoginRequest {
     /// Username (compared case-insensitively).
     pub username: String,
-    /// Password.
-    #[schema(value_type = String, format = Password)]
+    /// Password, 1 to 1,024 bytes.
+    #[schema(value_type = String, format = Password, min_length = 1)]
     pub password: SecretString,
     /// The tenant of the user (default: `default`). A user of another tenant with the same
     /// name is a different user.
@@ -50,6 +51,7 @@ pub struct LoginRequest {
     /// A registered client of that tenant that allows `password`; copied into the token's
     /// `client_id`, whose scopes also bound the token's.
     #[serde(default)]
+    #[schema(value_type = Option<ClientIdName>)]
     pub client_id: Option<String>,
     /// The client's secret, required for a confidential client (a backend logging its
     /// users in) and refused for a public one.
@@ -58,6 +60,7 @@ pub struct LoginRequest {
     pub client_secret: Option<SecretString>,
     /// Space-separated subset of the user's scopes; default: all of them.
     #[serde(default)]
+    #[schema(value_type = Option<ScopeList>)]
     pub scope: Option<String>,
     /// Put the refresh token (and the device proof) in HttpOnly cookies.
     #[serde(default)]

@@ -12,6 +12,7 @@ pub mod oauth;
 pub mod openapi;
 pub mod ops;
 pub mod pagination;
+pub mod schema;
 pub mod sessions;
 pub mod tickets;
 pub mod tokens;

@@ -14,6 +14,9 @@ use super::AppState;
 use super::extract::{client_ip, dpop_proof};
 use crate::error::{Credential, Door, Error, Refusal};
 use crate::http::error::{ErrorBody, OAuthError, OAuthErrorBody};
+use crate::http::schema::{
+    AudienceName, RequestedTokenType, ScopeList, SubjectTokenType, TokenGrantTypeName,
+};
 use crate::model::Scope;
 use crate::model::{Audience, ClientId, GrantType};
 use crate::oauth::clients::ClientSecret;
@@ -30,27 +33,34 @@ pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 #[derive(Deserialize, ToSchema)]
 pub struct TokenForm {
     /// `client_credentials`, `refresh_token` or
-    /// `urn:ietf:params:oauth:grant-type:token-exchange`.
+    /// `urn:ietf:params:oauth:grant-type:token-exchange` (required: without one the answer
+    /// is `invalid_request`).
+    #[schema(value_type = TokenGrantTypeName, required = true)]
     pub grant_type: Option<String>,
     /// The client (`client_secret_post`, or a public client); with HTTP Basic
     /// (`client_secret_basic`) it may be left out.
+    #[schema(value_type = String, required = false)]
     pub client_id: Option<String>,
     /// The client's secret (`client_secret_post`).
-    #[schema(value_type = Option<String>, format = Password)]
+    #[schema(value_type = String, format = Password, required = false)]
     pub client_secret: Option<SecretString>,
     /// Space-separated scopes: fewer than the grant would give.
+    #[schema(value_type = ScopeList, required = false)]
     pub scope: Option<String>,
     /// For `refresh_token`: the refresh token.
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String, required = false)]
     pub refresh_token: Option<SecretString>,
     /// For token exchange: the user's access token.
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String, required = false)]
     pub subject_token: Option<SecretString>,
     /// For token exchange: `urn:ietf:params:oauth:token-type:access_token`.
+    #[schema(value_type = SubjectTokenType, required = false)]
     pub subject_token_type: Option<String>,
     /// For token exchange: the audience of the new token; one of the client's.
+    #[schema(value_type = AudienceName, required = false)]
     pub audience: Option<String>,
     /// For token exchange: if given, `urn:ietf:params:oauth:token-type:jwt`.
+    #[schema(value_type = RequestedTokenType, required = false)]
     pub requested_token_type: Option<String>,
 }
 

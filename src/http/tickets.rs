@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::extract::{client_ip, json_body, presented};
 use crate::http::error::{ApiError, ErrorBody};
+use crate::http::schema::{AudienceName, ScopeList};
 use crate::model::Scope;
 
 /// A ticket to issue.
@@ -17,9 +18,11 @@ use crate::model::Scope;
 #[serde(deny_unknown_fields)]
 pub struct TicketRequest {
     /// The service the ticket is for: one of `TOKENMINT_TICKET_AUDIENCES`.
+    #[schema(value_type = AudienceName)]
     pub audience: String,
     /// Space-separated subset of the caller's scopes; default: all of them.
     #[serde(default)]
+    #[schema(value_type = Option<ScopeList>)]
     pub scope: Option<String>,
 }
 

@@ -25,7 +25,7 @@ pub enum TokenTypeHint {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
-    /// The token.
+    /// The token (an empty or unknown one is inactive, and revoking it does nothing).
     pub token: String,
     /// Optional hint; the token's form decides in the end.
     #[serde(default)]

@@ -23,6 +23,9 @@ pub enum SigningAlg {
 }
 
 impl SigningAlg {
+    /// Every algorithm, as the API lists them.
+    pub const ALL: [SigningAlg; 3] = [Self::Es256, Self::EdDsa, Self::Rs256];
+
     /// The JWS `alg` name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -113,5 +116,25 @@ impl From<ring::error::Unspecified> for KeyError {
 impl From<ring::error::KeyRejected> for KeyError {
     fn from(_: ring::error::KeyRejected) -> Self {
         Self::Crypto
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SigningAlg;
+
+    #[test]
+    fn every_algorithm_is_listed_once_and_parses_back_from_its_name() {
+        // A new variant stops this match from compiling until it is numbered, and then
+        // the list below fails until it holds it.
+        let index = |alg: SigningAlg| match alg {
+            SigningAlg::Es256 => 0,
+            SigningAlg::EdDsa => 1,
+            SigningAlg::Rs256 => 2,
+        };
+        assert_eq!(SigningAlg::ALL.map(index), [0, 1, 2]);
+        for alg in SigningAlg::ALL {
+            assert_eq!(alg.as_str().parse::<SigningAlg>(), Ok(alg));
+        }
     }
 }

@@ -12,6 +12,7 @@ use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{json_body, query_params};
 use crate::http::pagination::{PageQuery, split_page};
+use crate::http::schema::{DisplayName, ScopeName};
 use crate::model::Admin;
 use crate::model::{Scope, TenantId};
 
@@ -84,7 +85,7 @@ pub struct ApiKeyPage {
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKeyRequest {
     /// A name for people, 1 to 100 characters.
-    #[schema(min_length = 1, max_length = 100)]
+    #[schema(value_type = DisplayName)]
     pub name: String,
     /// The user the key acts for (default: the calling admin, or the owner of the
     /// calling key). Scope `admin` needs an owner with role `admin`.
@@ -96,6 +97,7 @@ pub struct CreateApiKeyRequest {
     #[schema(pattern = r"^[a-z0-9][a-z0-9-]{0,62}$")]
     pub tenant: Option<String>,
     /// Scopes, e.g. `["introspect"]`.
+    #[schema(value_type = Vec<ScopeName>, max_items = 100)]
     pub scopes: Vec<String>,
     /// Optional expiry, in the future.
     #[serde(default)]
@@ -173,6 +175,7 @@ pub async fn create_api_key(
         (status = 400, description = "Invalid limit, cursor or filter", body = ErrorBody),
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 404, description = "Another tenant than the admin's", body = ErrorBody),
     )
 )]
 #[get("/api/admin/api-keys")]

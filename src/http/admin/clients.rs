@@ -12,6 +12,9 @@ use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{json_body, query_params};
 use crate::http::pagination::{TenantPageQuery, split_page};
+use crate::http::schema::{
+    AudienceName, ClientIdName, DisplayName, ScopeName, grant_types, new_grant_types,
+};
 use crate::model::Admin;
 use crate::model::{Audience, Client, ClientId, ClientKind, GrantType, Scope, TenantId};
 use crate::oauth::clients::{ClientPatch, NewClient, parse_name};
@@ -90,7 +93,7 @@ pub struct ClientPage {
 #[serde(deny_unknown_fields)]
 pub struct CreateClientRequest {
     /// A name for people, 1 to 100 characters.
-    #[schema(min_length = 1, max_length = 100)]
+    #[schema(value_type = DisplayName)]
     pub name: String,
     /// `confidential` or `public`.
     #[serde(rename = "type")]
@@ -99,20 +102,24 @@ pub struct CreateClientRequest {
     /// The `client_id` (1 to 128 of `A-Z a-z 0-9 . _ ~ -`); generated (`tmc_...`) when
     /// absent.
     #[serde(default)]
-    #[schema(pattern = r"^[A-Za-z0-9._~-]{1,128}$")]
+    #[schema(value_type = Option<ClientIdName>)]
     pub client_id: Option<String>,
     /// The tenant (default: the calling admin's; only admins of `default` may name
     /// another).
     #[serde(default)]
     #[schema(pattern = r"^[a-z0-9][a-z0-9-]{0,62}$")]
     pub tenant: Option<String>,
-    /// Grant types; `client_credentials` is for confidential clients only.
+    /// Grant types, each at most once; `client_credentials` is for confidential clients
+    /// only.
+    #[schema(schema_with = grant_types)]
     pub grant_types: Vec<String>,
     /// The scopes its tokens may carry (default none).
     #[serde(default)]
+    #[schema(value_type = Vec<ScopeName>, max_items = 100)]
     pub scopes: Vec<String>,
     /// Audiences it may ask for by token exchange (default none).
     #[serde(default)]
+    #[schema(value_type = Vec<AudienceName>, max_items = 20)]
     pub audiences: Vec<String>,
 }
 
@@ -122,16 +129,19 @@ pub struct CreateClientRequest {
 pub struct PatchClientRequest {
     /// A new name.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 100)]
+    #[schema(value_type = Option<DisplayName>)]
     pub name: Option<String>,
-    /// New grant types.
+    /// New grant types, each at most once.
     #[serde(default)]
+    #[schema(schema_with = new_grant_types)]
     pub grant_types: Option<Vec<String>>,
     /// New scopes.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<ScopeName>>, max_items = 100)]
     pub scopes: Option<Vec<String>>,
     /// New audiences.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<AudienceName>>, max_items = 20)]
     pub audiences: Option<Vec<String>>,
 }
 

@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{json_body, optional_json};
+use crate::http::schema::{Reason, SigningAlgName};
 use crate::keys::SigningAlg;
 use crate::keys::admin::{WithdrawReason, Withdrawal};
 use crate::keys::keyring::KeyInfo;
@@ -51,6 +52,7 @@ impl From<KeyInfo> for SigningKeyView {
 pub struct RotateRequest {
     /// Algorithm of the new `next` key: `ES256`, `EdDSA` or `RS256` (default: the configured one).
     #[serde(default)]
+    #[schema(value_type = Option<SigningAlgName>)]
     pub alg: Option<String>,
 }
 
@@ -59,6 +61,7 @@ pub struct RotateRequest {
 #[serde(deny_unknown_fields)]
 pub struct WithdrawRequest {
     /// Why, 1 to 500 characters (kept in the audit log).
+    #[schema(value_type = Reason)]
     pub reason: String,
     /// Also end every session of the deployment (a mass logout). Default false: sessions
     /// survive, and their next refresh is signed by the fresh key.

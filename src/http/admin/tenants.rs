@@ -10,6 +10,7 @@ use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{json_body, query_params};
 use crate::http::pagination::{PageQuery, split_page};
+use crate::http::schema::DisplayName;
 use crate::model::Admin;
 use crate::model::TenantId;
 use crate::tenancy::{Tenant, TenantName, TenantPatch};
@@ -58,7 +59,7 @@ pub struct CreateTenantRequest {
     #[schema(pattern = r"^[a-z0-9][a-z0-9-]{0,62}$")]
     pub id: String,
     /// A name for people, 1 to 100 characters.
-    #[schema(min_length = 1, max_length = 100)]
+    #[schema(value_type = DisplayName)]
     pub name: String,
 }
 
@@ -68,7 +69,7 @@ pub struct CreateTenantRequest {
 pub struct PatchTenantRequest {
     /// A new name.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 100)]
+    #[schema(value_type = Option<DisplayName>)]
     pub name: Option<String>,
     /// `false` disables the tenant: its sessions and access tokens stop working, its
     /// logins, refreshes, API keys and clients are refused, on every instance.

@@ -13,6 +13,7 @@ use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{json_body, query_params};
 use crate::http::pagination::{TenantPageQuery, split_page};
+use crate::http::schema::{RoleName, ScopeName};
 use crate::identity::passwords::Password;
 use crate::identity::{NewUser, UserPatch};
 use crate::model::Admin;
@@ -83,9 +84,11 @@ pub struct CreateUserRequest {
     pub password: SecretString,
     /// Roles, e.g. `admin`.
     #[serde(default)]
+    #[schema(value_type = Vec<RoleName>, max_items = 100)]
     pub roles: Vec<String>,
     /// Scopes the user may be granted.
     #[serde(default)]
+    #[schema(value_type = Vec<ScopeName>, max_items = 100)]
     pub scopes: Vec<String>,
     /// Custom claims (an object; registered claim names are refused).
     #[serde(default)]
@@ -103,9 +106,11 @@ pub struct PatchUserRequest {
     pub password: Option<SecretString>,
     /// New roles; a change revokes all sessions.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<RoleName>>, max_items = 100)]
     pub roles: Option<Vec<String>>,
     /// New scopes; a change revokes all sessions.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<ScopeName>>, max_items = 100)]
     pub scopes: Option<Vec<String>>,
     /// New custom claims.
     #[serde(default)]
@@ -132,6 +137,7 @@ pub fn parse_id(id: &str) -> Result<Uuid, Error> {
         (status = 400, description = "Invalid field", body = ErrorBody),
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 404, description = "No such tenant, or another than the admin's", body = ErrorBody),
         (status = 409, description = "Username taken", body = ErrorBody),
     )
 )]
@@ -185,6 +191,7 @@ pub struct UserListQuery {
         (status = 400, description = "Invalid limit, cursor, tenant or search", body = ErrorBody),
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 404, description = "Another tenant than the admin's", body = ErrorBody),
     )
 )]
 #[get("/api/admin/users")]
