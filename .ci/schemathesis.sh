@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs schemathesis (from PyPI) against the served OpenAPI document of a real server
 # (embedded backend). Zero server errors and zero schema violations allowed.
-# Excluded: positive_data_acceptance, because business rules refuse some schema-valid
-# requests on purpose (a taken username, an unknown owner_id, an expiry in the past).
+# positive_data_acceptance (a schema-valid request is accepted) has a run of its own,
+# without the operations whose business rules refuse some schema-valid requests on
+# purpose (an expiry in the past, an audience not configured).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,6 +56,17 @@ done
 timeout 900 "$ST" run "$base/api-docs/openapi.json" \
   -H "X-API-Key: $key" "${KEY_KEEPING[@]}" \
   --checks all --exclude-checks positive_data_acceptance \
+  --max-examples 30 --seed 1 --no-color
+
+# What the document accepts, the server accepts (the check left out above): the
+# document states the parsers' rules. Left out here: the operations with a rule no schema
+# states (a past expiry, `client_credentials` for a public client, a ticket audience not
+# configured, an unknown refresh token), and those that can end the key.
+timeout 600 "$ST" --config-file .ci/schemathesis-acceptance.toml run "$base/api-docs/openapi.json" \
+  -H "X-API-Key: $key" "${KEY_KEEPING[@]}" \
+  --exclude-name 'POST /api/admin/api-keys' --exclude-name 'POST /api/admin/clients' \
+  --exclude-name 'POST /api/tickets' --exclude-name 'POST /oauth/token' \
+  --checks positive_data_acceptance \
   --max-examples 30 --seed 1 --no-color
 
 # Still the fuzzer's: a run whose key was taken away partway would pass on 401s.

@@ -5,6 +5,7 @@
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
 
+use crate::audit::Action;
 use crate::keys::SigningAlg;
 use crate::model::{GrantType, text};
 
@@ -162,5 +163,13 @@ named!(
     SigningAlgName => one_of(
         &SigningAlg::ALL.map(SigningAlg::as_str),
         "A signing algorithm (JWS `alg`).",
+    )
+);
+
+named!(
+    /// An audited action's name, or empty for any.
+    AuditActionName => one_of(
+        &std::iter::once("").chain(Action::ALL.iter().map(|a| a.as_str())).collect::<Vec<_>>(),
+        "An audited action, e.g. `api_key.disable`; empty for any.",
     )
 );

@@ -32,11 +32,25 @@ pub struct TokenRequest {
     pub token_type_hint: Option<TokenTypeHint>,
 }
 
+/// A token to revoke or introspect, as a form (RFC 7009, RFC 7662): the fields of the JSON
+/// body, none of them null (a form has no null).
+// The schema of the form body only: the server reads either body into a `TokenRequest`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct TokenRequestForm {
+    /// The token (an empty or unknown one is inactive, and revoking it does nothing).
+    token: String,
+    /// Optional hint; the token's form decides in the end.
+    #[schema(nullable = false)]
+    token_type_hint: Option<TokenTypeHint>,
+}
+
 /// Revoke an access token (listed until its `exp`) or a refresh token (its whole session).
 /// Unknown tokens get the same 200.
 #[utoipa::path(
     tag = "tokens",
-    request_body(content((TokenRequest = "application/json"), (TokenRequest = "application/x-www-form-urlencoded"))),
+    request_body(content((TokenRequest = "application/json"), (TokenRequestForm = "application/x-www-form-urlencoded"))),
     responses(
         (status = 200, description = "Revoked, or nothing to revoke"),
         (status = 400, description = "No token, or a malformed body", body = ErrorBody),
@@ -122,7 +136,7 @@ pub struct IntrospectionResponse {
 #[utoipa::path(
     tag = "tokens",
     security(("bearer" = []), ("api_key" = [])),
-    request_body(content((TokenRequest = "application/json"), (TokenRequest = "application/x-www-form-urlencoded"))),
+    request_body(content((TokenRequest = "application/json"), (TokenRequestForm = "application/x-www-form-urlencoded"))),
     responses(
         (status = 200, description = "The token's state", body = IntrospectionResponse),
         (status = 400, description = "No token, or a malformed body", body = ErrorBody),

@@ -11,6 +11,7 @@ use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::query_params;
 use crate::http::pagination::{PageQuery, split_page};
+use crate::http::schema::AuditActionName;
 use crate::model::Admin;
 
 /// An audit event.
@@ -115,6 +116,7 @@ pub struct AuditQuery {
     #[param(max_length = 200)]
     pub actor: Option<String>,
     /// Only this action, e.g. `api_key.disable`.
+    #[param(value_type = Option<AuditActionName>)]
     pub action: Option<String>,
     /// Only events at or after this time (RFC 3339).
     pub since: Option<DateTime<Utc>>,
