@@ -10,9 +10,11 @@ pub fn printable(s: &str, max: usize) -> Option<&str> {
     ok.then_some(text)
 }
 
-/// [`printable`] as a pattern (ECMA-262 and Python alike): no control character
-/// (`char::is_control` is Unicode's `Cc`: U+0000-U+001F, U+007F-U+009F) and at least one
-/// that is not white space. The length is the schema's `maxLength`.
+/// [`printable`] as a pattern: no control character (`char::is_control` is Unicode's
+/// `Cc`: U+0000-U+001F, U+007F-U+009F) and at least one that is not white space. The
+/// length is the schema's `maxLength`. ECMA-262's and Python's `\s` hold all of Unicode's
+/// `White_Space` (which `trim` strips) and a little more (ECMA's U+FEFF), so a validator
+/// in either dialect is at most stricter than the server, never looser.
 pub const PRINTABLE_PATTERN: &str =
     r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$";
 
