@@ -1,5 +1,6 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
+use crate::http::schema::AuditActionName;
 use actix_web::App;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -26,7 +27,8 @@ use crate::http::error::{ErrorBody, ErrorCode};
         (name = "admin", description = "Administration; callers have role `admin`"),
         (name = "operations", description = "Health, readiness, this document"),
     ),
-    components(schemas(ErrorBody, ErrorCode)),
+    // Schemas only query parameters name (their `value_type` does not register them).
+    components(schemas(ErrorBody, ErrorCode, AuditActionName)),
     modifiers(&SecuritySchemes)
 )]
 pub struct ApiDoc;

@@ -19,6 +19,37 @@ fn the_checked_in_openapi_document_is_up_to_date() {
     );
 }
 
+/// Every `$ref` names a schema the document holds: a parameter's `value_type` does not
+/// register its schema by itself, and a dangling reference leaves clients guessing.
+#[test]
+fn every_reference_in_the_document_resolves() {
+    fn refs<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(r)) = map.get("$ref") {
+                    out.push(r);
+                }
+                map.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let doc: Value =
+        serde_json::from_str(&tokenmint::http::openapi::document_json().unwrap()).unwrap();
+    let mut found = Vec::new();
+    refs(&doc, &mut found);
+    assert!(!found.is_empty());
+    let dangling: Vec<&str> = found
+        .into_iter()
+        .filter(|r| {
+            r.strip_prefix("#/components/schemas/")
+                .is_none_or(|name| doc["components"]["schemas"].get(name).is_none())
+        })
+        .collect();
+    assert!(dangling.is_empty(), "unresolved: {dangling:?}");
+}
+
 #[tokio::test]
 async fn the_served_document_lists_every_endpoint() {
     let app = spawn_app().await;
