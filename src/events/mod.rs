@@ -2,10 +2,11 @@
 //! 8936 poll, so that a service holding live connections (WebSockets opened with tickets)
 //! learns at once that a session, a user or a signing key is gone.
 //!
-//! Events are derived from revocations, in one place: [`Revocations::record`] writes the
-//! events of the entries it records into the outbox in the same transaction (so a change
-//! that rolls back emits nothing), at a position that follows commit order (the
-//! transaction's revocation generation, then an index):
+//! Events are derived from revocations, in one place: [`Revocations::record`] (and
+//! [`Revocations::write`], its grouped form) writes the events of the entries it records
+//! into the outbox in the same transaction (so a change that rolls back emits nothing),
+//! at a position that follows commit order (the revocation generation they are given,
+//! then an index):
 //!
 //! | revocation entry | event | tenant |
 //! |---|---|---|
@@ -15,6 +16,7 @@
 //! | one access token (`jti`), a tenant's cut-off | none: no session or account ends by itself (a disabled tenant's sessions each get theirs) | |
 //!
 //! [`Revocations::record`]: crate::revocation::Revocations::record
+//! [`Revocations::write`]: crate::revocation::Revocations::write
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -54,14 +56,14 @@ const LOOK_EVERY: Duration = Duration::from_millis(200);
 const MAX_EVENTS: u32 = 1000;
 const DEFAULT_EVENTS: u32 = 100;
 
-/// Writes the events of `entries` (recorded at `generation` by the caller's transaction)
-/// into the outbox. See the module's table.
-pub fn emit(
+/// The events of `entries`, read in the transaction that records them (before it deletes
+/// what they name), for [`emit`] once the transaction has its generation. See the
+/// module's table.
+pub fn prepare(
     conn: &mut DbConnection,
-    generation: i64,
     entries: &[Listed],
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+) -> Result<Vec<EventRow>, StoreError> {
     let sids: Vec<String> = entries
         .iter()
         .filter_map(|(entry, _)| match entry {
@@ -85,7 +87,7 @@ pub fn emit(
     let mut rows = Vec::new();
     let mut push = |tenant: Option<&str>, event_type: &str, payload: Value| {
         rows.push(EventRow {
-            generation,
+            generation: 0,
             idx: i32::try_from(rows.len()).unwrap_or(i32::MAX),
             tenant_id: tenant.map(str::to_owned),
             event_type: event_type.to_owned(),
@@ -129,7 +131,20 @@ pub fn emit(
             Revocation::Token { .. } | Revocation::Tenant { .. } => {}
         }
     }
-    store::insert(conn, &rows)
+    Ok(rows)
+}
+
+/// Writes prepared events into the outbox at the generation of the transaction that
+/// recorded their revocations.
+pub fn emit(
+    conn: &mut DbConnection,
+    generation: i64,
+    mut events: Vec<EventRow>,
+) -> Result<(), StoreError> {
+    for event in &mut events {
+        event.generation = generation;
+    }
+    store::insert(conn, &events)
 }
 
 /// A poll (RFC 8936 section 2.4).

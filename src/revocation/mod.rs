@@ -21,6 +21,7 @@
 //! the moment the subscription is lost (connection closed, a ping unanswered for a
 //! second), the mirror is dropped and checks read Redis again, failing closed.
 
+use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
@@ -29,8 +30,10 @@ use chrono::{DateTime, Utc};
 use crate::ephemeral::revocation_list::{Held, MemoryList, Monotonic, RedisList};
 use crate::ephemeral::{Keys, LazyRedis};
 use crate::error::Error;
+use crate::store::events::EventRow;
+use crate::store::group::Group;
 use crate::store::revocations::{self as store, RevocationRow};
-use crate::store::{Db, DbConnection, StoreError, markers};
+use crate::store::{Db, DbConnection, LostConnection as _, StoreError, markers, write_transaction};
 
 /// Errors of the revocation list.
 #[derive(Debug, thiserror::Error)]
@@ -326,6 +329,127 @@ pub struct Revocations {
     refilling: tokio::sync::Mutex<()>,
     /// A read of Redis failed, and no probe since found it answering.
     redis_failing: std::sync::atomic::AtomicBool,
+    /// Revoking transactions of concurrent requests, committed together: see
+    /// [`Revocations::write`].
+    writes: Arc<Group<Revoking, Written>>,
+}
+
+/// What a revoking transaction does before its revocations are recorded: its writes, and
+/// the revocations they decide, with what its caller wants back (type-erased here, see
+/// [`Revocations::write`]). It may run twice, the first time rolled back.
+type Body =
+    dyn Fn(&mut DbConnection) -> Result<(Box<dyn Any + Send>, Vec<Listed>), Error> + Send + Sync;
+
+/// One revoking transaction queued for a group.
+struct Revoking {
+    body: Arc<Body>,
+    now: DateTime<Utc>,
+}
+
+/// A revoking transaction's answer: the caller's value and what it recorded.
+type Written = Result<(Box<dyn Any + Send>, Recorded), Error>;
+
+/// At most this many revoking transactions commit together.
+const WRITE_GROUP: usize = 64;
+
+/// Runs a group of revoking transactions in one database transaction, so that they share
+/// one commit (on PostgreSQL, one WAL flush: each revoking transaction holds the
+/// generation's row lock until its commit is flushed, so one at a time they would run
+/// one flush after another).
+///
+/// Each body runs in a savepoint of its own: a body that fails (a domain error, a
+/// deadlock) rolls back its own writes and nothing else. Their revocations get their
+/// generations last, one per body in the group's order, so the generation's row is the
+/// last lock taken, as it is in a revoking transaction of its own: a group forms no
+/// lock-order cycle through it. A body whose failure was not its own (an internal
+/// error, such as a deadlock with another transaction over the rows of two bodies), and
+/// every body of a group whose transaction failed without losing the connection, runs
+/// again alone once the group is over; so a group fails no request that would not fail
+/// on its own.
+fn write_group(conn: &mut DbConnection, jobs: Vec<Revoking>) -> Result<Vec<Written>, StoreError> {
+    let together = write_transaction(conn, |conn| {
+        let mut done = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            done.push(diesel::Connection::transaction(conn, |conn| {
+                let (out, entries) = (job.body)(conn)?;
+                Ok::<_, Error>((out, stage(conn, entries, job.now)?))
+            }));
+        }
+        let mut written = Vec::with_capacity(jobs.len());
+        for done in done {
+            written.push(match done {
+                Ok((out, staged)) => Ok((out, sequence(conn, staged)?)),
+                Err(e) => Err(e),
+            });
+        }
+        Ok::<_, StoreError>(written)
+    });
+    match together {
+        Ok(mut written) => {
+            for (job, answer) in jobs.iter().zip(written.iter_mut()) {
+                if matches!(answer, Err(Error::Internal(_))) {
+                    *answer = write_alone(conn, job);
+                }
+            }
+            Ok(written)
+        }
+        Err(e) if jobs.len() > 1 && !e.is_lost_connection() => {
+            tracing::warn!(error = %e, size = jobs.len(), "a group of revoking transactions failed; each runs alone");
+            Ok(jobs.iter().map(|job| write_alone(conn, job)).collect())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// One revoking transaction in a transaction of its own.
+fn write_alone(conn: &mut DbConnection, job: &Revoking) -> Written {
+    write_transaction(conn, |conn| {
+        let (out, entries) = (job.body)(conn)?;
+        Ok((out, Revocations::record(conn, entries, job.now)?))
+    })
+}
+
+/// Revocations written by a transaction that has not given them their generation yet.
+struct Staged {
+    entries: Vec<Listed>,
+    /// Their security events, read before the transaction's later writes.
+    events: Vec<EventRow>,
+}
+
+/// Writes the revocations' rows and prepares their security events
+/// ([`crate::events::prepare`]).
+fn stage(
+    conn: &mut DbConnection,
+    entries: Vec<Listed>,
+    now: DateTime<Utc>,
+) -> Result<Staged, StoreError> {
+    if entries.is_empty() {
+        return Ok(Staged {
+            entries,
+            events: Vec::new(),
+        });
+    }
+    for (entry, expires_at) in &entries {
+        store::record(conn, &entry.to_row(*expires_at))?;
+    }
+    let events = crate::events::prepare(conn, &entries, now)?;
+    Ok(Staged { entries, events })
+}
+
+/// Gives staged revocations the next generation and writes their events to the outbox
+/// ([`crate::events::emit`]).
+fn sequence(conn: &mut DbConnection, staged: Staged) -> Result<Recorded, StoreError> {
+    if staged.entries.is_empty() {
+        return Ok(Recorded::default());
+    }
+    // The generation's row lock orders every recording transaction: the events'
+    // positions follow commit order.
+    let generation = markers::increment(conn, markers::REVOCATIONS)?;
+    crate::events::emit(conn, generation, staged.events)?;
+    Ok(Recorded {
+        entries: staged.entries,
+        generation,
+    })
 }
 
 impl Revocations {
@@ -343,6 +467,7 @@ impl Revocations {
     fn with(backend: Backend, db: Db) -> Self {
         Self {
             backend,
+            writes: Group::new(db.clone(), WRITE_GROUP, write_group),
             db,
             known: AtomicI64::new(0),
             synced_at: AtomicU64::new(0),
@@ -368,20 +493,32 @@ impl Revocations {
         entries: Vec<Listed>,
         now: DateTime<Utc>,
     ) -> Result<Recorded, StoreError> {
-        if entries.is_empty() {
-            return Ok(Recorded::default());
-        }
-        for (entry, expires_at) in &entries {
-            store::record(conn, &entry.to_row(*expires_at))?;
-        }
-        // The generation's row lock orders every recording transaction: the events'
-        // positions follow commit order.
-        let generation = markers::increment(conn, markers::REVOCATIONS)?;
-        crate::events::emit(conn, generation, &entries, now)?;
-        Ok(Recorded {
-            entries,
-            generation,
-        })
+        let staged = stage(conn, entries, now)?;
+        sequence(conn, staged)
+    }
+
+    /// A revoking transaction: `body`'s writes and the revocations it returns, recorded
+    /// as [`Revocations::record`] does, committed together with those of concurrent
+    /// callers (see [`write_group`]); answers once that has committed, with `body`'s
+    /// value. [`Revocations::publish`] them after. `body` may run twice (the first time
+    /// rolled back), so it reads what it captured and moves nothing out of it. Its
+    /// revocations are recorded after all its writes: a transaction that deletes what
+    /// they name (a user, whose tenant its event names) records them itself, with
+    /// [`Revocations::record`], before the delete.
+    pub async fn write<T, F>(&self, now: DateTime<Utc>, body: F) -> Result<(T, Recorded), Error>
+    where
+        T: Send + 'static,
+        F: Fn(&mut DbConnection) -> Result<(T, Vec<Listed>), Error> + Send + Sync + 'static,
+    {
+        let body: Arc<Body> = Arc::new(move |conn| {
+            let (out, entries) = body(conn)?;
+            Ok((Box::new(out) as Box<dyn Any + Send>, entries))
+        });
+        let (out, recorded) = self.writes.run(Revoking { body, now }).await??;
+        let out = out
+            .downcast::<T>()
+            .map_err(|_| Error::internal("a revoking transaction answered another's value"))?;
+        Ok((*out, recorded))
     }
 
     /// Writes committed revocations to the list, and answers once no instance can answer
@@ -651,6 +788,84 @@ impl Revocations {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn token(jti: String, until: DateTime<Utc>) -> Listed {
+        (Revocation::Token { jti }, until)
+    }
+
+    /// Concurrent revoking transactions, committed in groups: a body that fails rolls
+    /// back its own writes only, one whose failure was not its own (an internal error)
+    /// runs again alone, and the others' revocations commit, each with a generation of
+    /// its own, with no gap.
+    #[tokio::test]
+    async fn a_group_of_revoking_transactions_commits_each_on_its_own_terms() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = crate::store::DatabaseUrl::Sqlite(dir.path().join("group.db"));
+        let db = Db::new(&url, 1, std::time::Duration::from_secs(5)).unwrap();
+        db.migrate().await.unwrap();
+        let revocations = Arc::new(Revocations::memory(db.clone()));
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let until = now + chrono::TimeDelta::hours(1);
+        let flaky = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let writes = (0..30).map(|i| {
+            let (revocations, flaky) = (revocations.clone(), flaky.clone());
+            async move {
+                revocations
+                    .write(now, move |conn| {
+                        if i == 0 {
+                            // The others queue meanwhile, and run as a group.
+                            #[allow(clippy::disallowed_methods)] // a database thread
+                            std::thread::sleep(std::time::Duration::from_millis(100));
+                        }
+                        match i % 3 {
+                            1 => {
+                                let (written, _) = token(format!("failed-{i}"), until);
+                                store::record(conn, &written.to_row(until))?;
+                                Err(Error::invalid("refused after a write"))
+                            }
+                            2 if flaky.swap(false, Ordering::SeqCst) => {
+                                Err(Error::internal("deadlock detected"))
+                            }
+                            _ => Ok((i, vec![token(format!("t-{i}"), until)])),
+                        }
+                    })
+                    .await
+            }
+        });
+        let answers = futures_util::future::join_all(writes).await;
+
+        let mut generations = Vec::new();
+        let mut expected_rows = Vec::new();
+        for (i, answer) in (0..30).zip(answers) {
+            if i % 3 == 1 {
+                assert!(matches!(answer, Err(Error::Invalid(_))), "{i}: {answer:?}");
+                continue;
+            }
+            let (value, recorded) = answer.unwrap_or_else(|e| panic!("{i}: {e}"));
+            assert_eq!(value, i);
+            assert_eq!(recorded.entries, vec![token(format!("t-{i}"), until)]);
+            generations.push(recorded.generation);
+            expected_rows.push(format!("t-{i}"));
+        }
+        generations.sort_unstable();
+        assert_eq!(
+            generations,
+            (1..=20).collect::<Vec<i64>>(),
+            "one each, no gap"
+        );
+        let (generation, mut rows) = db
+            .run(move |conn| {
+                let generation = markers::get(conn, markers::REVOCATIONS)?;
+                Ok::<_, StoreError>((generation, store::live(conn, now.naive_utc())?))
+            })
+            .await
+            .unwrap();
+        assert_eq!(generation, 20);
+        let mut subjects: Vec<String> = rows.drain(..).map(|r| r.subject).collect();
+        subjects.sort();
+        expected_rows.sort();
+        assert_eq!(subjects, expected_rows, "no refused body's write committed");
+    }
 
     #[test]
     fn a_key_is_read_under_the_field_its_withdrawal_is_listed_under() {

@@ -14,10 +14,10 @@ use crate::audit::{Action, Actor, AdminCall, AuditEvent, Outcome};
 use crate::error::Error;
 use crate::model::{Admin, Lifetimes, TenantId, delta};
 use crate::principal::SessionHolder;
-use crate::revocation::{Recorded, Revocations};
+use crate::revocation::Listed;
+use crate::store::DbConnection;
 use crate::store::sessions::{self as store, After, Live, Owner, SessionRow};
 use crate::store::users;
-use crate::store::{DbConnection, write_transaction};
 
 /// The device a session is opened from, as its list shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -160,9 +160,10 @@ fn live(lifetimes: &Lifetimes, now: DateTime<Utc>) -> Live {
     }
 }
 
-/// Ends one live session of `owner` in one transaction; `NOT_FOUND` if `owner` has no
-/// live session `id` (another's, or ended). A session another request ended meanwhile
-/// is ended, and nothing more is recorded.
+/// Ends one live session of `owner` (in a revoking transaction, see
+/// [`crate::revocation::Revocations::write`]); `NOT_FOUND` if `owner` has no live session `id` (another's,
+/// or ended). A session another request ended meanwhile is ended, and nothing more is
+/// recorded.
 fn end_in(
     conn: &mut DbConnection,
     id: &str,
@@ -170,14 +171,11 @@ fn end_in(
     reason: &'static str,
     lifetimes: &Lifetimes,
     now: DateTime<Utc>,
-) -> Result<Recorded, Error> {
-    write_transaction(conn, |conn| {
-        if store::find_live(conn, id, owner, live(lifetimes, now))?.is_none() {
-            return Err(Error::NotFound("session"));
-        }
-        let entries = revoke_session_in(conn, id, reason, lifetimes, now)?;
-        Ok(Revocations::record(conn, entries, now)?)
-    })
+) -> Result<((), Vec<Listed>), Error> {
+    if store::find_live(conn, id, owner, live(lifetimes, now))?.is_none() {
+        return Err(Error::NotFound("session"));
+    }
+    Ok(((), revoke_session_in(conn, id, reason, lifetimes, now)?))
 }
 
 impl Sessions {
@@ -211,9 +209,9 @@ impl Sessions {
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
         let (lifetimes, user_id) = (self.lifetimes, holder.user_id.to_string());
-        let recorded = self
-            .db
-            .run(move |conn| {
+        let ((), recorded) = self
+            .revocations
+            .write(now, move |conn| {
                 end_in(
                     conn,
                     &id.to_string(),
@@ -247,22 +245,20 @@ impl Sessions {
         let lifetimes = self.lifetimes;
         let (user_id, current) = (holder.user_id.to_string(), holder.session_id.to_string());
         let (ended, recorded) = self
-            .db
-            .run(move |conn| {
-                write_transaction(conn, |conn| {
-                    let ended = store::revoke_live_except(
-                        conn,
-                        &user_id,
-                        &current,
-                        live(&lifetimes, now),
-                        "other sessions ended",
-                    )?;
-                    let entries: Vec<_> = ended
-                        .iter()
-                        .map(|s| session_entry(s, &lifetimes, now))
-                        .collect();
-                    Ok::<_, Error>((entries.len(), Revocations::record(conn, entries, now)?))
-                })
+            .revocations
+            .write(now, move |conn| {
+                let ended = store::revoke_live_except(
+                    conn,
+                    &user_id,
+                    &current,
+                    live(&lifetimes, now),
+                    "other sessions ended",
+                )?;
+                let entries: Vec<_> = ended
+                    .iter()
+                    .map(|s| session_entry(s, &lifetimes, now))
+                    .collect();
+                Ok((entries.len(), entries))
             })
             .await?;
         self.revocations.publish(&recorded, now).await;
@@ -338,7 +334,7 @@ impl Sessions {
         let call = AdminCall::new(admin, Action::SessionEnd).on(format!("session:{id}"));
         let lifetimes = self.lifetimes;
         let tenant = (!admin.tenant().is_default()).then(|| admin.tenant().as_str().to_owned());
-        let work = self.db.run(move |conn| {
+        let work = self.revocations.write(now, move |conn| {
             end_in(
                 conn,
                 &id.to_string(),
@@ -348,7 +344,7 @@ impl Sessions {
                 now,
             )
         });
-        let recorded = self.audit.admin(call, now, work).await?;
+        let ((), recorded) = self.audit.admin(call, now, work).await?;
         self.revocations.publish(&recorded, now).await;
         Ok(())
     }

@@ -128,7 +128,7 @@ pub fn open(
 /// Revokes every live session of a user and cuts off every access token issued to them
 /// up to now, inside the caller's transaction (so a change of the user and the end of
 /// its sessions commit together). Returns the entries for the caller to record
-/// ([`Revocations::record`], once per transaction).
+/// ([`Revocations::record`] once per transaction, or [`Revocations::write`]).
 pub fn revoke_user_in(
     conn: &mut DbConnection,
     user_id: Uuid,
@@ -872,18 +872,18 @@ impl Sessions {
             return Ok(Recorded::default());
         };
         let lifetimes = self.lifetimes;
-        self.db
-            .run(move |conn| {
-                write_transaction(conn, |conn| {
-                    let Some(id) = claimed.resolve(conn)? else {
-                        return Ok(Recorded::default());
-                    };
-                    let session_id = id.session_id.to_string();
-                    let entries = revoke_session_in(conn, &session_id, reason, &lifetimes, now)?;
-                    Ok(Revocations::record(conn, entries, now)?)
-                })
+        let ((), recorded) = self
+            .revocations
+            .write(now, move |conn| {
+                let Some(id) = claimed.resolve(conn)? else {
+                    return Ok(((), Vec::new()));
+                };
+                let session_id = id.session_id.to_string();
+                let entries = revoke_session_in(conn, &session_id, reason, &lifetimes, now)?;
+                Ok(((), entries))
             })
-            .await
+            .await?;
+        Ok(recorded)
     }
 
     async fn revoke_access_in_db(
@@ -901,17 +901,17 @@ impl Sessions {
         );
         let sid = sid.map(str::to_owned);
         let lifetimes = self.lifetimes;
-        self.db
-            .run(move |conn| {
-                write_transaction(conn, |conn| {
-                    let mut entries = vec![token_entry];
-                    if let Some(sid) = &sid {
-                        entries.extend(revoke_session_in(conn, sid, "logout", &lifetimes, now)?);
-                    }
-                    Ok(Revocations::record(conn, entries, now)?)
-                })
+        let ((), recorded) = self
+            .revocations
+            .write(now, move |conn| {
+                let mut entries = vec![token_entry.clone()];
+                if let Some(sid) = &sid {
+                    entries.extend(revoke_session_in(conn, sid, "logout", &lifetimes, now)?);
+                }
+                Ok(((), entries))
             })
-            .await
+            .await?;
+        Ok(recorded)
     }
 
     /// Housekeeping: deletes ended sessions (their legacy refresh tokens go with

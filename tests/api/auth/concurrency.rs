@@ -477,3 +477,87 @@ async fn a_login_flood_beyond_the_queue_timeout_gets_quick_503s_and_charges_no_u
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Revoking calls of concurrent requests commit together (one transaction per group):
+/// a burst of logouts, RFC 7009 revocations of refresh and of access tokens and ends of
+/// one's own session ends exactly what each asked for, nothing more, and emits one
+/// event per ended session, each at a position of its own, delivered in order.
+#[tokio::test]
+async fn a_burst_of_revoking_calls_ends_what_each_asked_and_emits_each_event_once() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let (key_id, key) = crate::events::events_key(&app, &admin).await;
+    app.create_user("rhea", "rhea-password", &[], json!({}))
+        .await;
+    let mut pairs = Vec::new();
+    for _ in 0..24 {
+        pairs.push(app.log_in("rhea", "rhea-password").await);
+    }
+
+    let calls = pairs.iter().enumerate().map(|(i, pair)| {
+        let client = app.client.clone();
+        let request = match i % 4 {
+            0 => client
+                .post(app.url("/api/logout"))
+                .json(&json!({"refresh_token": pair.refresh()})),
+            1 => client
+                .post(app.url("/api/token/revoke"))
+                .json(&json!({"token": pair.refresh()})),
+            2 => client
+                .delete(app.url(&format!("/api/sessions/{}", pair.session_id)))
+                .bearer_auth(&pair.access_token),
+            _ => client
+                .post(app.url("/api/token/revoke"))
+                .json(&json!({"token": pair.access_token})),
+        };
+        tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
+    });
+    let statuses: Vec<u16> = join_all(calls)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let expected: Vec<u16> = (0..24)
+        .map(|i| if i % 4 == 0 || i % 4 == 2 { 204 } else { 200 })
+        .collect();
+    assert_eq!(statuses, expected);
+
+    let mut ended = std::collections::BTreeSet::new();
+    for (i, pair) in pairs.iter().enumerate() {
+        assert_eq!(
+            app.get_me(&pair.access_token).await.status(),
+            401,
+            "call {i}"
+        );
+        let refresh = app.post_refresh(pair.refresh()).await.status();
+        if i % 4 == 3 {
+            // Only the access token was revoked: its session lives on.
+            assert_eq!(refresh, 200, "call {i}");
+        } else {
+            assert_eq!(refresh, 401, "call {i}");
+            ended.insert(pair.session_id.clone());
+        }
+    }
+
+    let sets = crate::events::poll_now(&app, &key, &[]).await;
+    let mut positions = Vec::new();
+    let mut revoked = std::collections::BTreeSet::new();
+    for (jti, set) in &sets {
+        let (kind, payload, _) = crate::events::open(&app, set, &key_id).await;
+        assert_eq!(kind, crate::events::SESSION_REVOKED);
+        assert!(
+            revoked.insert(payload["subject"]["id"].as_str().unwrap().to_owned()),
+            "one event a session: {payload}"
+        );
+        let (generation, idx) = jti.split_once('-').unwrap();
+        positions.push((
+            generation.parse::<i64>().unwrap(),
+            idx.parse::<i32>().unwrap(),
+        ));
+    }
+    assert_eq!(revoked, ended);
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "delivered in order, each at its own position: {positions:?}"
+    );
+}
