@@ -331,7 +331,7 @@ pub struct Revocations {
     redis_failing: std::sync::atomic::AtomicBool,
     /// Revoking transactions of concurrent requests, committed together: see
     /// [`Revocations::write`].
-    writes: Arc<Group<Revoking, Written>>,
+    writes: Arc<Group<Revoking, Ran>>,
 }
 
 /// What a revoking transaction does before its revocations are recorded: its writes, and
@@ -349,25 +349,47 @@ struct Revoking {
 /// A revoking transaction's answer: the caller's value and what it recorded.
 type Written = Result<(Box<dyn Any + Send>, Recorded), Error>;
 
+/// What became of a body in a group.
+enum Ran {
+    /// Committed with the group, or refused by its own doing.
+    Done(Written),
+    /// To run again alone, on any database thread (see [`write_group`]).
+    Alone,
+}
+
 /// At most this many revoking transactions commit together.
 const WRITE_GROUP: usize = 64;
+
+/// How long a body of a group waits for a row lock that another transaction holds
+/// before it gives up and runs again alone (see [`write_group`]); under the server's
+/// deadlock check (by default after a second).
+const GROUP_LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Runs a group of revoking transactions in one database transaction, so that they share
 /// one commit (on PostgreSQL, one WAL flush: each revoking transaction holds the
 /// generation's row lock until its commit is flushed, so one at a time they would run
 /// one flush after another).
 ///
-/// Each body runs in a savepoint of its own: a body that fails (a domain error, a
-/// deadlock) rolls back its own writes and nothing else. Their revocations get their
-/// generations last, one per body in the group's order, so the generation's row is the
-/// last lock taken, as it is in a revoking transaction of its own: a group forms no
-/// lock-order cycle through it. A body whose failure was not its own (an internal
-/// error, such as a deadlock with another transaction over the rows of two bodies), and
-/// every body of a group whose transaction failed without losing the connection, runs
-/// again alone once the group is over; so a group fails no request that would not fail
-/// on its own.
-fn write_group(conn: &mut DbConnection, jobs: Vec<Revoking>) -> Result<Vec<Written>, StoreError> {
+/// Each body runs in a savepoint of its own: a body that fails (a domain error, a lock
+/// waited for too long) rolls back its own writes and nothing else. Their revocations
+/// get their generations last, one per body in the group's order, so the generation's
+/// row is the last lock taken, as it is in a revoking transaction of its own: a group
+/// forms no lock-order cycle through it. A body waits for another transaction's row
+/// lock at most [`GROUP_LOCK_WAIT`], so a cycle through the rows of two bodies ends with
+/// the group's body giving up, never with the other transaction failing. A body whose
+/// failure was not its own (an internal error, such as that wait), and every body of a
+/// group whose transaction failed without losing the connection, runs again alone once
+/// the group is over, as a job of its own (so the group's next run does not wait behind
+/// it); so a group fails no request that would not fail on its own.
+fn write_group(conn: &mut DbConnection, jobs: Vec<Revoking>) -> Result<Vec<Ran>, StoreError> {
     let together = write_transaction(conn, |conn| {
+        // A group yields first: the row locks of its earlier bodies are held while a
+        // later one waits, which a transaction of its own never does, so a wait of a
+        // body could close a cycle with another transaction that takes several rows
+        // (ending all of a user's sessions while some of them log out). Such a body
+        // gives up before the server's deadlock check (by default after a second)
+        // would pick a victim, and runs again alone after the group.
+        crate::store::limit_lock_waits(conn, Some(GROUP_LOCK_WAIT))?;
         let mut done = Vec::with_capacity(jobs.len());
         for job in &jobs {
             done.push(diesel::Connection::transaction(conn, |conn| {
@@ -375,6 +397,9 @@ fn write_group(conn: &mut DbConnection, jobs: Vec<Revoking>) -> Result<Vec<Writt
                 Ok::<_, Error>((out, stage(conn, entries, job.now)?))
             }));
         }
+        // The generation's row lock comes last, after every other: waited for as long
+        // as it takes.
+        crate::store::limit_lock_waits(conn, None)?;
         let mut written = Vec::with_capacity(jobs.len());
         for done in done {
             written.push(match done {
@@ -385,17 +410,16 @@ fn write_group(conn: &mut DbConnection, jobs: Vec<Revoking>) -> Result<Vec<Writt
         Ok::<_, StoreError>(written)
     });
     match together {
-        Ok(mut written) => {
-            for (job, answer) in jobs.iter().zip(written.iter_mut()) {
-                if matches!(answer, Err(Error::Internal(_))) {
-                    *answer = write_alone(conn, job);
-                }
-            }
-            Ok(written)
-        }
-        Err(e) if jobs.len() > 1 && !e.is_lost_connection() => {
-            tracing::warn!(error = %e, size = jobs.len(), "a group of revoking transactions failed; each runs alone");
-            Ok(jobs.iter().map(|job| write_alone(conn, job)).collect())
+        Ok(written) => Ok(written
+            .into_iter()
+            .map(|answer| match answer {
+                Err(Error::Internal(_)) => Ran::Alone,
+                answer => Ran::Done(answer),
+            })
+            .collect()),
+        Err(e) if !e.is_lost_connection() => {
+            tracing::warn!(error = %e, size = jobs.len(), "a group of revoking transactions failed; each runs again alone");
+            Ok(jobs.iter().map(|_| Ran::Alone).collect())
         }
         Err(e) => Err(e),
     }
@@ -514,7 +538,17 @@ impl Revocations {
             let (out, entries) = body(conn)?;
             Ok((Box::new(out) as Box<dyn Any + Send>, entries))
         });
-        let (out, recorded) = self.writes.run(Revoking { body, now }).await??;
+        let job = Revoking {
+            body: body.clone(),
+            now,
+        };
+        let (out, recorded) = match self.writes.run(job).await? {
+            Ran::Done(written) => written?,
+            Ran::Alone => {
+                let job = Revoking { body, now };
+                self.db.run(move |conn| write_alone(conn, &job)).await?
+            }
+        };
         let out = out
             .downcast::<T>()
             .map_err(|_| Error::internal("a revoking transaction answered another's value"))?;
@@ -669,22 +703,30 @@ impl Revocations {
         fields: &[F],
         now: DateTime<Utc>,
     ) -> Result<Vec<Option<Held>>, RevocationError> {
+        // Complete up to what this instance knows when the check begins: every
+        // revocation answered before it is published, or (if its publication failed)
+        // known here and in the database.
+        let mut needed = self.known.load(Ordering::SeqCst);
         for attempt in 0..2 {
-            let known = self.known.load(Ordering::SeqCst);
             let (watermark, held) = match &self.backend {
                 Backend::Memory(list) => list.read(fields),
                 Backend::Redis(list) => list.read(fields).await?,
             };
-            if watermark.is_some_and(|w| w >= known) {
+            if watermark.is_some_and(|w| w >= needed) {
                 return Ok(held);
             }
             if attempt == 0 {
-                self.refill(now).await?;
+                // The refill makes the list complete up to a generation read after the
+                // check began. Revocations committed since (their callers not answered
+                // yet) may have raised what this instance knows again: they are not
+                // needed, but a watermark below the refill's (the list flushed or
+                // rewound meanwhile) is a list that lost entries.
+                needed = needed.max(self.refill_to(now).await?.1);
             }
         }
         Err(RevocationError::Unavailable(::redis::RedisError::from((
             ::redis::ErrorKind::Io,
-            "the revocation list fell behind the database again during a refill",
+            "the revocation list lost entries during a refill",
         ))))
     }
 
@@ -711,6 +753,11 @@ impl Revocations {
     /// Copies every live revocation from the database into the list and raises its
     /// watermark to the generation read before them.
     pub async fn refill(&self, now: DateTime<Utc>) -> Result<usize, RevocationError> {
+        Ok(self.refill_to(now).await?.0)
+    }
+
+    /// [`Revocations::refill`], with the generation the list is now complete up to.
+    async fn refill_to(&self, now: DateTime<Utc>) -> Result<(usize, i64), RevocationError> {
         let _one_at_a_time = self.refilling.lock().await;
         let naive = now.naive_utc();
         // The generation first: rows read after it include every generation up to it.
@@ -736,7 +783,7 @@ impl Revocations {
                 "revocation list refilled from the database"
             );
         }
-        Ok(fields.len())
+        Ok((fields.len(), generation))
     }
 
     /// Keeps this instance's mirror of the Redis list current, for as long as the process

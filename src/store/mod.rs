@@ -491,6 +491,24 @@ where
     }
 }
 
+/// For the rest of the current transaction, how long a statement waits for another
+/// transaction's row lock before it fails (`None`: the server's setting). PostgreSQL's
+/// `lock_timeout`; SQLite has one writer and no row locks, so there it does nothing.
+pub fn limit_lock_waits(
+    conn: &mut DbConnection,
+    limit: Option<std::time::Duration>,
+) -> Result<(), StoreError> {
+    use diesel::RunQueryDsl as _;
+    if let DbConnection::Postgres(c) = conn {
+        let sql = match limit {
+            Some(limit) => format!("SET LOCAL lock_timeout = {}", limit.as_millis()),
+            None => "SET LOCAL lock_timeout TO DEFAULT".to_owned(),
+        };
+        diesel::sql_query(sql).execute(c)?;
+    }
+    Ok(())
+}
+
 /// The row a lookup by a unique key finds, if any: `.first()` without its `LIMIT ?`.
 /// SQLite 3.50 reads a bound LIMIT while planning, so binding it again (as every
 /// execution does) expires the cached statement and it is parsed and planned anew each

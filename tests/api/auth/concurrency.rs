@@ -512,15 +512,20 @@ async fn a_burst_of_revoking_calls_ends_what_each_asked_and_emits_each_event_onc
         };
         tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
     });
-    let statuses: Vec<u16> = join_all(calls)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
+    // Checks of a live token meanwhile, each reading a list that the burst keeps
+    // moving (and refills behind): none fails.
+    let checks = (0..24).map(|_| {
+        let request = app.client.get(app.url("/api/me")).bearer_auth(&admin);
+        tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
+    });
+    let (statuses, checked) = tokio::join!(join_all(calls), join_all(checks));
+    let statuses: Vec<u16> = statuses.into_iter().map(Result::unwrap).collect();
     let expected: Vec<u16> = (0..24)
         .map(|i| if i % 4 == 0 || i % 4 == 2 { 204 } else { 200 })
         .collect();
     assert_eq!(statuses, expected);
+    let checked: Vec<u16> = checked.into_iter().map(Result::unwrap).collect();
+    assert_eq!(checked, vec![200; 24]);
 
     let mut ended = std::collections::BTreeSet::new();
     for (i, pair) in pairs.iter().enumerate() {
@@ -560,4 +565,124 @@ async fn a_burst_of_revoking_calls_ends_what_each_asked_and_emits_each_event_onc
         positions.windows(2).all(|w| w[0] < w[1]),
         "delivered in order, each at its own position: {positions:?}"
     );
+}
+
+/// A user's sessions logging out while an admin ends all of them: the logouts commit in
+/// groups, each holding its sessions' rows while the admin's transaction takes every
+/// one of them. Every call succeeds (neither side fails on the other's row locks), and
+/// no session survives.
+#[tokio::test]
+async fn logouts_racing_the_end_of_all_of_a_users_sessions_all_succeed() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let user = app
+        .create_user("ines", "ines-password", &[], json!({}))
+        .await;
+    for round in 0..5 {
+        // Past the cut-off of the round before (the end of its second).
+        app.clock.advance(Duration::from_secs(2));
+        let mut pairs = Vec::new();
+        for _ in 0..8 {
+            pairs.push(app.log_in("ines", "ines-password").await);
+        }
+        let mut calls = Vec::new();
+        for (i, pair) in pairs.iter().enumerate() {
+            if i == pairs.len() / 2 {
+                let request = app
+                    .client
+                    .post(app.url(&format!("/api/admin/users/{}/revoke-sessions", user.id)))
+                    .bearer_auth(&admin);
+                calls.push(tokio::spawn(async move {
+                    request.send().await.unwrap().status().as_u16()
+                }));
+            }
+            let request = app
+                .client
+                .post(app.url("/api/logout"))
+                .json(&json!({"refresh_token": pair.refresh()}));
+            calls.push(tokio::spawn(async move {
+                request.send().await.unwrap().status().as_u16()
+            }));
+        }
+        let statuses: Vec<u16> = join_all(calls)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(statuses, vec![204; pairs.len() + 1], "round {round}");
+        for pair in &pairs {
+            assert_eq!(
+                app.get_me(&pair.access_token).await.status(),
+                401,
+                "round {round}"
+            );
+            assert_eq!(
+                app.post_refresh(pair.refresh()).await.status(),
+                401,
+                "round {round}"
+            );
+        }
+    }
+}
+
+/// PostgreSQL: a revocation whose session another transaction holds locked waits for it
+/// on its own, not in the way of other revocations (which commit in groups): a logout
+/// of another session is answered while the lock is still held.
+#[tokio::test]
+async fn a_logout_waiting_for_a_locked_session_holds_up_no_other_logout() {
+    use diesel::{Connection as _, RunQueryDsl as _};
+    // PostgreSQL's default pool (the tests' settings start from SQLite's one connection).
+    let app = spawn_app_with(|s| s.db_pool_size = 8).await;
+    let url = app.database_url().to_owned();
+    if !url.starts_with("postgres") {
+        return; // SQLite has one writer and no row locks.
+    }
+    let locked = app.log_in("admin", ADMIN_PASSWORD).await;
+    let free = app.log_in("admin", ADMIN_PASSWORD).await;
+
+    // Another transaction holds the first session's row until told to commit.
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let (held, is_held) = tokio::sync::oneshot::channel::<()>();
+    let session = locked.session_id.clone();
+    let holder = tokio::task::spawn_blocking(move || {
+        let mut conn = diesel::PgConnection::establish(&url).unwrap();
+        conn.transaction::<_, diesel::result::Error, _>(|conn| {
+            diesel::sql_query(format!(
+                "SELECT id FROM sessions WHERE id = '{session}' FOR UPDATE"
+            ))
+            .execute(conn)?;
+            held.send(()).unwrap();
+            released.recv().unwrap();
+            Ok(())
+        })
+        .unwrap();
+    });
+    is_held.await.unwrap();
+
+    let logout = |refresh: String| {
+        let request = app
+            .client
+            .post(app.url("/api/logout"))
+            .json(&json!({"refresh_token": refresh}));
+        tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
+    };
+    let waiting = logout(locked.refresh().to_owned());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let other = tokio::time::timeout(Duration::from_secs(20), logout(free.refresh().to_owned()))
+        .await
+        .expect("the other logout answered while the lock is held")
+        .unwrap();
+    assert_eq!(other, 204);
+    assert!(
+        !waiting.is_finished(),
+        "the first logout waits for the lock"
+    );
+
+    release.send(()).unwrap();
+    holder.await.unwrap();
+    assert_eq!(waiting.await.unwrap(), 204);
+    for pair in [&locked, &free] {
+        assert_eq!(app.post_refresh(pair.refresh()).await.status(), 401);
+        assert_eq!(app.get_me(&pair.access_token).await.status(), 401);
+    }
 }
