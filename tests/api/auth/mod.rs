@@ -10,5 +10,6 @@ mod me;
 mod refresh;
 mod refresh_model;
 mod revocation;
+mod revocation_model;
 mod sessions;
 mod tokens;
