@@ -1,12 +1,12 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
-use crate::http::schema::AuditActionName;
 use actix_web::App;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt as _;
 
 use crate::http::error::{ErrorBody, ErrorCode};
+use crate::http::schema::AuditActionName;
 
 /// Document-level information; paths come from `http::routes`.
 #[derive(OpenApi)]
