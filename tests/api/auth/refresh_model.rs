@@ -22,7 +22,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::Value;
 
 use crate::helpers::dpop::DpopKey;
-use crate::helpers::{ADMIN_PASSWORD, Pair, TestApp, spawn_app_with};
+use crate::helpers::{ADMIN_PASSWORD, Pair, TestApp, permutations, spawn_app_with};
 
 /// The reuse leeway of the app under test. Model time moves in whole minutes and the
 /// wall clock adds only milliseconds between steps, so no age is ever near L: the
@@ -257,23 +257,6 @@ async fn run_case(app: &TestApp, steps: Vec<Step>, bound: bool) -> Result<(), Te
     prop_assert_eq!(generation, model.head());
     prop_assert_eq!(revoked, model.revoked);
     Ok(())
-}
-
-fn permutations(n: usize) -> Vec<Vec<usize>> {
-    match n {
-        0 => vec![vec![]],
-        _ => {
-            let mut out = Vec::new();
-            for rest in permutations(n - 1) {
-                for at in 0..=rest.len() {
-                    let mut p = rest.clone();
-                    p.insert(at, n - 1);
-                    out.push(p);
-                }
-            }
-            out
-        }
-    }
 }
 
 #[test]

@@ -15,7 +15,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{Pair, TestApp, spawn_app};
+use crate::helpers::{Pair, TestApp, permutations, spawn_app};
 
 /// Sessions in play.
 const SESSIONS: usize = 3;
@@ -265,23 +265,6 @@ async fn run_case(app: &TestApp, steps: Vec<Step>) -> Result<(), TestCaseError> 
         );
     }
     Ok(())
-}
-
-fn permutations(n: usize) -> Vec<Vec<usize>> {
-    match n {
-        0 => vec![vec![]],
-        _ => {
-            let mut out = Vec::new();
-            for rest in permutations(n - 1) {
-                for at in 0..=rest.len() {
-                    let mut p = rest.clone();
-                    p.insert(at, n - 1);
-                    out.push(p);
-                }
-            }
-            out
-        }
-    }
 }
 
 #[test]

@@ -697,3 +697,22 @@ pub fn sign_jws(
     let signature = pair.sign(input.as_bytes()).unwrap();
     format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
 }
+
+/// Every order of `0..n`: for checking that answers to requests sent together are those
+/// of some order of them, one at a time (linearizability).
+pub fn permutations(n: usize) -> Vec<Vec<usize>> {
+    match n {
+        0 => vec![vec![]],
+        _ => {
+            let mut out = Vec::new();
+            for rest in permutations(n - 1) {
+                for at in 0..=rest.len() {
+                    let mut p = rest.clone();
+                    p.insert(at, n - 1);
+                    out.push(p);
+                }
+            }
+            out
+        }
+    }
+}
