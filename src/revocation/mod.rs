@@ -21,7 +21,6 @@
 //! the moment the subscription is lost (connection closed, a ping unanswered for a
 //! second), the mirror is dropped and checks read Redis again, failing closed.
 
-use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
@@ -335,10 +334,9 @@ pub struct Revocations {
 }
 
 /// What a revoking transaction does before its revocations are recorded: its writes, and
-/// the revocations they decide, with what its caller wants back (type-erased here, see
-/// [`Revocations::write`]). It may run twice, the first time rolled back.
-type Body =
-    dyn Fn(&mut DbConnection) -> Result<(Box<dyn Any + Send>, Vec<Listed>), Error> + Send + Sync;
+/// the revocations they decide (see [`Revocations::write`]). It may run twice, the first
+/// time rolled back.
+type Body = dyn Fn(&mut DbConnection) -> Result<Vec<Listed>, Error> + Send + Sync;
 
 /// One revoking transaction queued for a group.
 struct Revoking {
@@ -346,8 +344,8 @@ struct Revoking {
     now: DateTime<Utc>,
 }
 
-/// A revoking transaction's answer: the caller's value and what it recorded.
-type Written = Result<(Box<dyn Any + Send>, Recorded), Error>;
+/// A revoking transaction's answer: what it recorded.
+type Written = Result<Recorded, Error>;
 
 /// What became of a body in a group.
 enum Ran {
@@ -393,20 +391,32 @@ fn write_group(conn: &mut DbConnection, jobs: Vec<Revoking>) -> Result<Vec<Ran>,
         let mut done = Vec::with_capacity(jobs.len());
         for job in &jobs {
             done.push(diesel::Connection::transaction(conn, |conn| {
-                let (out, entries) = (job.body)(conn)?;
-                Ok::<_, Error>((out, stage(conn, entries, job.now)?))
+                let entries = (job.body)(conn)?;
+                Ok::<_, Error>(stage(conn, entries, job.now)?)
             }));
         }
         // The generation's row lock comes last, after every other: waited for as long
         // as it takes.
         crate::store::limit_lock_waits(conn, None)?;
-        let mut written = Vec::with_capacity(jobs.len());
+        // One generation per body that recorded anything, in the group's order.
+        let (mut batch, mut refusals) = (Vec::new(), Vec::with_capacity(jobs.len()));
         for done in done {
-            written.push(match done {
-                Ok((out, staged)) => Ok((out, sequence(conn, staged)?)),
-                Err(e) => Err(e),
-            });
+            match done {
+                Ok(staged) => {
+                    batch.push(staged);
+                    refusals.push(None);
+                }
+                Err(e) => refusals.push(Some(e)),
+            }
         }
+        let mut recorded = sequence(conn, batch)?.into_iter();
+        let written: Vec<Written> = refusals
+            .into_iter()
+            .map(|refused| match refused {
+                Some(e) => Err(e),
+                None => Ok(recorded.next().unwrap_or_default()),
+            })
+            .collect();
         Ok::<_, StoreError>(written)
     });
     match together {
@@ -428,8 +438,8 @@ fn write_group(conn: &mut DbConnection, jobs: Vec<Revoking>) -> Result<Vec<Ran>,
 /// One revoking transaction in a transaction of its own.
 fn write_alone(conn: &mut DbConnection, job: &Revoking) -> Written {
     write_transaction(conn, |conn| {
-        let (out, entries) = (job.body)(conn)?;
-        Ok((out, Revocations::record(conn, entries, job.now)?))
+        let entries = (job.body)(conn)?;
+        Ok(Revocations::record(conn, entries, job.now)?)
     })
 }
 
@@ -460,20 +470,33 @@ fn stage(
     Ok(Staged { entries, events })
 }
 
-/// Gives staged revocations the next generation and writes their events to the outbox
+/// Gives each of the staged revocations that recorded anything the next generation, in
+/// order (one statement for all of them), and writes their events to the outbox
 /// ([`crate::events::emit`]).
-fn sequence(conn: &mut DbConnection, staged: Staged) -> Result<Recorded, StoreError> {
-    if staged.entries.is_empty() {
-        return Ok(Recorded::default());
+fn sequence(conn: &mut DbConnection, staged: Vec<Staged>) -> Result<Vec<Recorded>, StoreError> {
+    let recording = staged.iter().filter(|s| !s.entries.is_empty()).count();
+    if recording == 0 {
+        return Ok(staged.iter().map(|_| Recorded::default()).collect());
     }
+    let count = i64::try_from(recording).map_err(|e| StoreError::Other(Box::new(e)))?;
     // The generation's row lock orders every recording transaction: the events'
     // positions follow commit order.
-    let generation = markers::increment(conn, markers::REVOCATIONS)?;
-    crate::events::emit(conn, generation, staged.events)?;
-    Ok(Recorded {
-        entries: staged.entries,
-        generation,
-    })
+    let last = markers::increment_by(conn, markers::REVOCATIONS, count)?;
+    let mut generation = last - count;
+    let mut recorded = Vec::with_capacity(staged.len());
+    for staged in staged {
+        if staged.entries.is_empty() {
+            recorded.push(Recorded::default());
+            continue;
+        }
+        generation += 1;
+        crate::events::emit(conn, generation, staged.events)?;
+        recorded.push(Recorded {
+            entries: staged.entries,
+            generation,
+        });
+    }
+    Ok(recorded)
 }
 
 impl Revocations {
@@ -518,41 +541,33 @@ impl Revocations {
         now: DateTime<Utc>,
     ) -> Result<Recorded, StoreError> {
         let staged = stage(conn, entries, now)?;
-        sequence(conn, staged)
+        Ok(sequence(conn, vec![staged])?.pop().unwrap_or_default())
     }
 
     /// A revoking transaction: `body`'s writes and the revocations it returns, recorded
     /// as [`Revocations::record`] does, committed together with those of concurrent
-    /// callers (see [`write_group`]); answers once that has committed, with `body`'s
-    /// value. [`Revocations::publish`] them after. `body` may run twice (the first time
+    /// callers (see [`write_group`]); answers what it recorded once that has committed.
+    /// [`Revocations::publish`] them after. `body` may run twice (the first time
     /// rolled back), so it reads what it captured and moves nothing out of it. Its
     /// revocations are recorded after all its writes: a transaction that deletes what
     /// they name (a user, whose tenant its event names) records them itself, with
     /// [`Revocations::record`], before the delete.
-    pub async fn write<T, F>(&self, now: DateTime<Utc>, body: F) -> Result<(T, Recorded), Error>
+    pub async fn write<F>(&self, now: DateTime<Utc>, body: F) -> Result<Recorded, Error>
     where
-        T: Send + 'static,
-        F: Fn(&mut DbConnection) -> Result<(T, Vec<Listed>), Error> + Send + Sync + 'static,
+        F: Fn(&mut DbConnection) -> Result<Vec<Listed>, Error> + Send + Sync + 'static,
     {
-        let body: Arc<Body> = Arc::new(move |conn| {
-            let (out, entries) = body(conn)?;
-            Ok((Box::new(out) as Box<dyn Any + Send>, entries))
-        });
+        let body: Arc<Body> = Arc::new(body);
         let job = Revoking {
             body: body.clone(),
             now,
         };
-        let (out, recorded) = match self.writes.run(job).await? {
-            Ran::Done(written) => written?,
+        match self.writes.run(job).await? {
+            Ran::Done(written) => written,
             Ran::Alone => {
                 let job = Revoking { body, now };
-                self.db.run(move |conn| write_alone(conn, &job)).await?
+                self.db.run(move |conn| write_alone(conn, &job)).await
             }
-        };
-        let out = out
-            .downcast::<T>()
-            .map_err(|_| Error::internal("a revoking transaction answered another's value"))?;
-        Ok((*out, recorded))
+        }
     }
 
     /// Writes committed revocations to the list, and answers once no instance can answer
@@ -873,7 +888,7 @@ mod tests {
                             2 if flaky.swap(false, Ordering::SeqCst) => {
                                 Err(Error::internal("deadlock detected"))
                             }
-                            _ => Ok((i, vec![token(format!("t-{i}"), until)])),
+                            _ => Ok(vec![token(format!("t-{i}"), until)]),
                         }
                     })
                     .await
@@ -888,8 +903,7 @@ mod tests {
                 assert!(matches!(answer, Err(Error::Invalid(_))), "{i}: {answer:?}");
                 continue;
             }
-            let (value, recorded) = answer.unwrap_or_else(|e| panic!("{i}: {e}"));
-            assert_eq!(value, i);
+            let recorded = answer.unwrap_or_else(|e| panic!("{i}: {e}"));
             assert_eq!(recorded.entries, vec![token(format!("t-{i}"), until)]);
             generations.push(recorded.generation);
             expected_rows.push(format!("t-{i}"));

@@ -171,11 +171,11 @@ fn end_in(
     reason: &'static str,
     lifetimes: &Lifetimes,
     now: DateTime<Utc>,
-) -> Result<((), Vec<Listed>), Error> {
+) -> Result<Vec<Listed>, Error> {
     if store::find_live(conn, id, owner, live(lifetimes, now))?.is_none() {
         return Err(Error::NotFound("session"));
     }
-    Ok(((), revoke_session_in(conn, id, reason, lifetimes, now)?))
+    revoke_session_in(conn, id, reason, lifetimes, now)
 }
 
 impl Sessions {
@@ -209,7 +209,7 @@ impl Sessions {
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
         let (lifetimes, user_id) = (self.lifetimes, holder.user_id.to_string());
-        let ((), recorded) = self
+        let recorded = self
             .revocations
             .write(now, move |conn| {
                 end_in(
@@ -244,7 +244,7 @@ impl Sessions {
     ) -> Result<usize, Error> {
         let lifetimes = self.lifetimes;
         let (user_id, current) = (holder.user_id.to_string(), holder.session_id.to_string());
-        let (ended, recorded) = self
+        let recorded = self
             .revocations
             .write(now, move |conn| {
                 let ended = store::revoke_live_except(
@@ -254,13 +254,14 @@ impl Sessions {
                     live(&lifetimes, now),
                     "other sessions ended",
                 )?;
-                let entries: Vec<_> = ended
+                Ok(ended
                     .iter()
                     .map(|s| session_entry(s, &lifetimes, now))
-                    .collect();
-                Ok((entries.len(), entries))
+                    .collect())
             })
             .await?;
+        // One entry a session ended.
+        let ended = recorded.entries.len();
         self.revocations.publish(&recorded, now).await;
         let target = format!("user:{}", holder.user_id);
         let detail = format!("{ended} sessions ended");
@@ -344,7 +345,7 @@ impl Sessions {
                 now,
             )
         });
-        let ((), recorded) = self.audit.admin(call, now, work).await?;
+        let recorded = self.audit.admin(call, now, work).await?;
         self.revocations.publish(&recorded, now).await;
         Ok(())
     }

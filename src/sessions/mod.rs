@@ -872,18 +872,15 @@ impl Sessions {
             return Ok(Recorded::default());
         };
         let lifetimes = self.lifetimes;
-        let ((), recorded) = self
-            .revocations
+        self.revocations
             .write(now, move |conn| {
                 let Some(id) = claimed.resolve(conn)? else {
-                    return Ok(((), Vec::new()));
+                    return Ok(Vec::new());
                 };
                 let session_id = id.session_id.to_string();
-                let entries = revoke_session_in(conn, &session_id, reason, &lifetimes, now)?;
-                Ok(((), entries))
+                revoke_session_in(conn, &session_id, reason, &lifetimes, now)
             })
-            .await?;
-        Ok(recorded)
+            .await
     }
 
     async fn revoke_access_in_db(
@@ -901,17 +898,15 @@ impl Sessions {
         );
         let sid = sid.map(str::to_owned);
         let lifetimes = self.lifetimes;
-        let ((), recorded) = self
-            .revocations
+        self.revocations
             .write(now, move |conn| {
                 let mut entries = vec![token_entry.clone()];
                 if let Some(sid) = &sid {
                     entries.extend(revoke_session_in(conn, sid, "logout", &lifetimes, now)?);
                 }
-                Ok(((), entries))
+                Ok(entries)
             })
-            .await?;
-        Ok(recorded)
+            .await
     }
 
     /// Housekeeping: deletes ended sessions (their legacy refresh tokens go with

@@ -27,8 +27,14 @@ pub fn set(conn: &mut DbConnection, name: &str, value: i64) -> Result<(), StoreE
 /// Adds one to a marker and returns the new value. Inside a transaction the row stays
 /// locked until it ends, so concurrent increments are serialized.
 pub fn increment(conn: &mut DbConnection, name: &str) -> Result<i64, StoreError> {
+    increment_by(conn, name, 1)
+}
+
+/// Adds `by` to a marker and returns the new value (the last of the `by` values it
+/// passed), as [`increment`] does.
+pub fn increment_by(conn: &mut DbConnection, name: &str, by: i64) -> Result<i64, StoreError> {
     diesel::update(markers::table.find(name))
-        .set(markers::value.eq(markers::value + 1))
+        .set(markers::value.eq(markers::value + by))
         .execute(conn)?;
     get(conn, name)
 }

@@ -140,28 +140,10 @@ impl Model {
 }
 
 async fn send(app: &TestApp, pairs: &[Pair], call: Call) -> u16 {
-    let response = match call {
-        Call::Logout(s) => {
-            app.client
-                .post(app.url("/api/logout"))
-                .json(&json!({"refresh_token": pairs[s].refresh()}))
-                .send()
-                .await
-        }
-        Call::RevokeRefresh(s) => {
-            app.client
-                .post(app.url("/api/token/revoke"))
-                .json(&json!({"token": pairs[s].refresh()}))
-                .send()
-                .await
-        }
-        Call::RevokeAccess(s) => {
-            app.client
-                .post(app.url("/api/token/revoke"))
-                .json(&json!({"token": pairs[s].access_token}))
-                .send()
-                .await
-        }
+    let (path, body) = match call {
+        Call::Logout(s) => ("/api/logout", json!({"refresh_token": pairs[s].refresh()})),
+        Call::RevokeRefresh(s) => ("/api/token/revoke", json!({"token": pairs[s].refresh()})),
+        Call::RevokeAccess(s) => ("/api/token/revoke", json!({"token": pairs[s].access_token})),
         Call::End(target, by) => {
             let path = format!("/api/sessions/{}", pairs[target].session_id);
             return app
@@ -172,6 +154,7 @@ async fn send(app: &TestApp, pairs: &[Pair], call: Call) -> u16 {
         }
         Call::Check(s) => return app.get_me(&pairs[s].access_token).await.status().as_u16(),
     };
+    let response = app.client.post(app.url(path)).json(&body).send().await;
     response.unwrap().status().as_u16()
 }
 
