@@ -25,6 +25,9 @@ pub const REVOCATION_CHECKS: &str = "tokenmint_revocation_checks_total";
 /// `tokenmint_revocation_mirror`: 1 while revocation checks are answered from the
 /// in-memory mirror of the Redis list, 0 while they read Redis.
 pub const REVOCATION_MIRROR: &str = "tokenmint_revocation_mirror";
+/// `tokenmint_revocation_list_refills_total`: the list copied again from the database
+/// (found behind it, or empty).
+pub const REVOCATION_REFILLS: &str = "tokenmint_revocation_list_refills_total";
 /// `tokenmint_tickets_total{outcome}`: `issued`, `redeemed`, `refused`.
 pub const TICKETS: &str = "tokenmint_tickets_total";
 /// `tokenmint_signing_key_rotations_total`.
@@ -86,6 +89,7 @@ pub fn install() {
             }
         }
         metrics::counter!(KEY_ROTATIONS).increment(0);
+        metrics::counter!(REVOCATION_REFILLS).increment(0);
         let process = metrics_process::Collector::default();
         process.describe();
         Some(Installed { handle, process })
@@ -107,6 +111,10 @@ fn describe() {
     describe_counter!(
         REVOCATION_CHECKS,
         "Revocation-list checks by outcome (unavailable: the list could not be read; the request failed closed)."
+    );
+    describe_counter!(
+        REVOCATION_REFILLS,
+        "Revocation-list refills from the database: a check found the list behind the database or empty (at a start, after a lost publication, a flush or a restore, and now and then when revocations from several places arrive out of order)."
     );
     describe_counter!(
         TICKETS,

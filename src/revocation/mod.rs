@@ -21,6 +21,7 @@
 //! the moment the subscription is lost (connection closed, a ping unanswered for a
 //! second), the mirror is dropped and checks read Redis again, failing closed.
 
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
@@ -344,8 +345,9 @@ struct Revoking {
     now: DateTime<Utc>,
 }
 
-/// A revoking transaction's answer: what it recorded.
-type Written = Result<Recorded, Error>;
+/// A revoking transaction's answer: what it recorded, and the publication that carries it
+/// to the list.
+type Written = Result<(Recorded, Arc<Publication>), Error>;
 
 /// What became of a body in a group.
 enum Ran {
@@ -410,7 +412,7 @@ fn write_group(conn: &mut DbConnection, jobs: Vec<Revoking>) -> Result<Vec<Ran>,
             }
         }
         let mut recorded = sequence(conn, batch)?.into_iter();
-        let written: Vec<Written> = refusals
+        let written: Vec<Result<Recorded, Error>> = refusals
             .into_iter()
             .map(|refused| match refused {
                 Some(e) => Err(e),
@@ -420,13 +422,16 @@ fn write_group(conn: &mut DbConnection, jobs: Vec<Revoking>) -> Result<Vec<Ran>,
         Ok::<_, StoreError>(written)
     });
     match together {
-        Ok(written) => Ok(written
-            .into_iter()
-            .map(|answer| match answer {
-                Err(Error::Internal(_)) => Ran::Alone,
-                answer => Ran::Done(answer),
-            })
-            .collect()),
+        Ok(written) => {
+            let publication = Publication::of(written.iter().filter_map(|w| w.as_ref().ok()));
+            Ok(written
+                .into_iter()
+                .map(|answer| match answer {
+                    Err(Error::Internal(_)) => Ran::Alone,
+                    answer => Ran::Done(answer.map(|recorded| (recorded, publication.clone()))),
+                })
+                .collect())
+        }
         Err(e) if !e.is_lost_connection() => {
             tracing::warn!(error = %e, size = jobs.len(), "a group of revoking transactions failed; each runs again alone");
             Ok(jobs.iter().map(|_| Ran::Alone).collect())
@@ -437,10 +442,49 @@ fn write_group(conn: &mut DbConnection, jobs: Vec<Revoking>) -> Result<Vec<Ran>,
 
 /// One revoking transaction in a transaction of its own.
 fn write_alone(conn: &mut DbConnection, job: &Revoking) -> Written {
-    write_transaction(conn, |conn| {
+    let recorded = write_transaction(conn, |conn| {
         let entries = (job.body)(conn)?;
-        Ok(Revocations::record(conn, entries, job.now)?)
-    })
+        Ok::<_, Error>(Revocations::record(conn, entries, job.now)?)
+    })?;
+    let publication = Publication::of([&recorded]);
+    Ok((recorded, publication))
+}
+
+/// The revocations of one commit (a group's, or a transaction's alone), carried to the
+/// list by one publication for all its callers: one merge of all of them, every caller
+/// answered after it. Published one caller at a time, a group's generations would reach
+/// the list in any order, and while a later one was known here and an earlier one not
+/// yet listed, every check on this instance would find the list behind and refill it.
+struct Publication {
+    entries: Vec<Listed>,
+    /// The generations the commit gave them (a group's are consecutive); `None` when it
+    /// recorded nothing.
+    generations: Option<RangeInclusive<i64>>,
+    /// Set by whichever caller publishes; the others wait for it (and one of them takes
+    /// over if that caller goes away before it is done).
+    published: tokio::sync::OnceCell<()>,
+}
+
+impl Publication {
+    fn of<'r>(recorded: impl IntoIterator<Item = &'r Recorded>) -> Arc<Self> {
+        let (mut entries, mut generations) = (Vec::new(), None::<RangeInclusive<i64>>);
+        for recorded in recorded {
+            if recorded.entries.is_empty() {
+                continue;
+            }
+            entries.extend(recorded.entries.iter().cloned());
+            let g = recorded.generation;
+            generations = Some(match generations {
+                None => g..=g,
+                Some(range) => (*range.start()).min(g)..=(*range.end()).max(g),
+            });
+        }
+        Arc::new(Self {
+            entries,
+            generations,
+            published: tokio::sync::OnceCell::new(),
+        })
+    }
 }
 
 /// Revocations written by a transaction that has not given them their generation yet.
@@ -546,12 +590,13 @@ impl Revocations {
 
     /// A revoking transaction: `body`'s writes and the revocations it returns, recorded
     /// as [`Revocations::record`] does, committed together with those of concurrent
-    /// callers (see [`write_group`]); answers what it recorded once that has committed.
-    /// [`Revocations::publish`] them after. `body` may run twice (the first time
-    /// rolled back), so it reads what it captured and moves nothing out of it. Its
-    /// revocations are recorded after all its writes: a transaction that deletes what
-    /// they name (a user, whose tenant its event names) records them itself, with
-    /// [`Revocations::record`], before the delete.
+    /// callers (see [`write_group`]) and published with them (see [`Publication`]);
+    /// answers what it recorded once they are published as [`Revocations::publish`]
+    /// publishes. `body` may run twice (the first time rolled back), so it reads what
+    /// it captured and moves nothing out of it. Its revocations are recorded after all
+    /// its writes: a transaction that deletes what they name (a user, whose tenant its
+    /// event names) records them itself, with [`Revocations::record`], before the
+    /// delete.
     pub async fn write<F>(&self, now: DateTime<Utc>, body: F) -> Result<Recorded, Error>
     where
         F: Fn(&mut DbConnection) -> Result<Vec<Listed>, Error> + Send + Sync + 'static,
@@ -561,13 +606,24 @@ impl Revocations {
             body: body.clone(),
             now,
         };
-        match self.writes.run(job).await? {
+        let written = match self.writes.run(job).await? {
             Ran::Done(written) => written,
             Ran::Alone => {
                 let job = Revoking { body, now };
                 self.db.run(move |conn| write_alone(conn, &job)).await
             }
-        }
+        };
+        let (recorded, publication) = written?;
+        publication
+            .published
+            .get_or_init(|| async {
+                if let Some(generations) = &publication.generations {
+                    self.publish_generations(&publication.entries, generations.clone(), now)
+                        .await;
+                }
+            })
+            .await;
+        Ok(recorded)
     }
 
     /// Writes committed revocations to the list, and answers once no instance can answer
@@ -581,9 +637,19 @@ impl Revocations {
         if recorded.entries.is_empty() {
             return;
         }
-        self.known.fetch_max(recorded.generation, Ordering::SeqCst);
-        let live: Vec<Listed> = recorded
-            .entries
+        let generation = recorded.generation;
+        self.publish_generations(&recorded.entries, generation..=generation, now)
+            .await;
+    }
+
+    /// [`Revocations::publish`] of the revocations of `generations`, every one of them.
+    async fn publish_generations(
+        &self,
+        entries: &[Listed],
+        generations: RangeInclusive<i64>,
+        now: DateTime<Utc>,
+    ) {
+        let live: Vec<Listed> = entries
             .iter()
             .filter(|(_, until)| *until > now)
             .cloned()
@@ -591,11 +657,17 @@ impl Revocations {
         let fields = held(&live);
         let published = match &self.backend {
             Backend::Memory(list) => {
-                list.publish(&fields, recorded.generation);
+                list.publish(&fields, generations.clone());
                 Ok(())
             }
-            Backend::Redis(list) => list.publish(&fields, recorded.generation).await,
+            Backend::Redis(list) => list.publish(&fields, generations.clone()).await,
         };
+        // Known here once the list has them (or has failed to take them), before the
+        // caller is answered: every check after the answer needs them, and one that
+        // overlaps the publication may answer from the list as it stood (the
+        // revocation has not happened yet for it). Raised before the write, it would
+        // send every check overlapping a publication to refill the list.
+        self.known.fetch_max(*generations.end(), Ordering::SeqCst);
         if let Err(error) = published {
             tracing::warn!(%error, "revocations recorded but not published; waiting until every instance has read the database's generation");
             tokio::time::sleep(SYNC_FRESH).await;
@@ -790,6 +862,7 @@ impl Revocations {
             Backend::Redis(list) => list.fill(&fields, generation).await?,
         }
         self.known.fetch_max(generation, Ordering::SeqCst);
+        metrics::counter!(crate::metrics::REVOCATION_REFILLS).increment(1);
         if !fields.is_empty() {
             tracing::info!(
                 entries = fields.len(),
@@ -858,7 +931,9 @@ mod tests {
     /// Concurrent revoking transactions, committed in groups: a body that fails rolls
     /// back its own writes only, one whose failure was not its own (an internal error)
     /// runs again alone, and the others' revocations commit, each with a generation of
-    /// its own, with no gap.
+    /// its own, with no gap. When any caller of a group is answered, every revocation of
+    /// its group is listed (one publication for the group), so a check after it finds
+    /// the list complete.
     #[tokio::test]
     async fn a_group_of_revoking_transactions_commits_each_on_its_own_terms() {
         let dir = tempfile::tempdir().unwrap();
@@ -868,14 +943,28 @@ mod tests {
         let revocations = Arc::new(Revocations::memory(db.clone()));
         let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         let until = now + chrono::TimeDelta::hours(1);
+        revocations.refill(now).await.unwrap();
+        // The generations that have reached the list (in order or not).
+        let arrived = |revocations: &Revocations| match &revocations.backend {
+            Backend::Memory(list) => {
+                let (_, watermark, pending) = list.snapshot();
+                (1..=20)
+                    .filter(|g| watermark.is_some_and(|w| w >= *g) || pending.contains(g))
+                    .collect::<Vec<i64>>()
+            }
+            Backend::Redis(_) => Vec::new(),
+        };
         let flaky = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let writes = (0..30).map(|i| {
+        let started = Arc::new(tokio::sync::Notify::new());
+        let write = |i: usize| {
             let (revocations, flaky) = (revocations.clone(), flaky.clone());
+            let started = started.clone();
             async move {
-                revocations
+                let answer = revocations
                     .write(now, move |conn| {
                         if i == 0 {
                             // The others queue meanwhile, and run as a group.
+                            started.notify_one();
                             #[allow(clippy::disallowed_methods)] // a database thread
                             std::thread::sleep(std::time::Duration::from_millis(100));
                         }
@@ -891,20 +980,37 @@ mod tests {
                             _ => Ok(vec![token(format!("t-{i}"), until)]),
                         }
                     })
-                    .await
+                    .await;
+                (answer, arrived(&revocations))
             }
-        });
-        let answers = futures_util::future::join_all(writes).await;
+        };
+        let first = tokio::spawn(write(0));
+        started.notified().await;
+        let (first, rest) = tokio::join!(first, futures_util::future::join_all((1..30).map(write)));
+        let answers = std::iter::once(first.unwrap()).chain(rest);
 
         let mut generations = Vec::new();
         let mut expected_rows = Vec::new();
-        for (i, answer) in (0..30).zip(answers) {
+        for (i, (answer, arrived)) in (0..30).zip(answers) {
             if i % 3 == 1 {
                 assert!(matches!(answer, Err(Error::Invalid(_))), "{i}: {answer:?}");
                 continue;
             }
             let recorded = answer.unwrap_or_else(|e| panic!("{i}: {e}"));
             assert_eq!(recorded.entries, vec![token(format!("t-{i}"), until)]);
+            // The first body ran alone (generation 1), the 18 that queued behind it
+            // committed together (2 to 19), the one that failed internally ran again alone
+            // after them (20).
+            let committed_with = match recorded.generation {
+                1 => 1..=1,
+                20 => 20..=20,
+                _ => 2..=19,
+            };
+            assert!(
+                committed_with.clone().all(|g| arrived.contains(&g)),
+                "{i}: generation {} answered when the list had {arrived:?} of {committed_with:?}",
+                recorded.generation
+            );
             generations.push(recorded.generation);
             expected_rows.push(format!("t-{i}"));
         }

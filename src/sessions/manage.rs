@@ -209,8 +209,7 @@ impl Sessions {
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
         let (lifetimes, user_id) = (self.lifetimes, holder.user_id.to_string());
-        let recorded = self
-            .revocations
+        self.revocations
             .write(now, move |conn| {
                 end_in(
                     conn,
@@ -222,7 +221,6 @@ impl Sessions {
                 )
             })
             .await?;
-        self.revocations.publish(&recorded, now).await;
         self.audit_holder(
             holder,
             Action::SessionEnd,
@@ -262,7 +260,6 @@ impl Sessions {
             .await?;
         // One entry a session ended.
         let ended = recorded.entries.len();
-        self.revocations.publish(&recorded, now).await;
         let target = format!("user:{}", holder.user_id);
         let detail = format!("{ended} sessions ended");
         self.audit_holder(holder, Action::SessionEndOthers, target, Some(detail), now)
@@ -345,8 +342,7 @@ impl Sessions {
                 now,
             )
         });
-        let recorded = self.audit.admin(call, now, work).await?;
-        self.revocations.publish(&recorded, now).await;
+        self.audit.admin(call, now, work).await?;
         Ok(())
     }
 }

@@ -792,16 +792,14 @@ impl Sessions {
     ) -> Result<(), Error> {
         let mut ended = Vec::new();
         if let Some(token) = refresh {
-            let recorded = self.revoke_refresh_in_db(&token, "logout", now).await?;
-            self.revocations.publish(&recorded, now).await;
+            let recorded = self.revoke_refresh(&token, "logout", now).await?;
             ended.extend(ended_targets(&recorded));
         }
         let claims = access.and_then(|t| self.tokens.verify(t, now).ok().map(|v| v.claims));
         if let Some(claims) = &claims {
             let recorded = self
-                .revoke_access_in_db(&claims.jti, claims.exp, claims.sid.as_deref(), now)
+                .revoke_access(&claims.jti, claims.exp, claims.sid.as_deref(), now)
                 .await?;
-            self.revocations.publish(&recorded, now).await;
             ended.extend(ended_targets(&recorded));
         }
         if !ended.is_empty() {
@@ -846,14 +844,13 @@ impl Sessions {
         // from earlier releases, 43 base64url characters), access tokens are JWTs with
         // dots. A hint (RFC 7009 section 2.1) is not needed.
         let recorded = if let Some(refresh) = Presented::parse(token) {
-            self.revoke_refresh_in_db(&refresh, "revoke", now).await?
+            self.revoke_refresh(&refresh, "revoke", now).await?
         } else if let Ok(Verified { claims, .. }) = self.tokens.verify_any_audience(token, now) {
-            self.revoke_access_in_db(&claims.jti, claims.exp, None, now)
+            self.revoke_access(&claims.jti, claims.exp, None, now)
                 .await?
         } else {
             Recorded::default()
         };
-        self.revocations.publish(&recorded, now).await;
         let ended = ended_targets(&recorded);
         if !ended.is_empty() {
             self.audit_ended(Actor::Anonymous, Action::TokenRevoke, ended, ip, now)
@@ -862,7 +859,9 @@ impl Sessions {
         Ok(())
     }
 
-    async fn revoke_refresh_in_db(
+    /// Ends the session of a refresh token, recorded and published
+    /// ([`Revocations::write`]); nothing for an unknown one.
+    async fn revoke_refresh(
         &self,
         token: &Presented,
         reason: &'static str,
@@ -883,7 +882,9 @@ impl Sessions {
             .await
     }
 
-    async fn revoke_access_in_db(
+    /// Lists an access token until its end (and ends its session, given one), recorded
+    /// and published ([`Revocations::write`]).
+    async fn revoke_access(
         &self,
         jti: &str,
         exp: i64,

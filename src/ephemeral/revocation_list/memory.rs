@@ -3,6 +3,7 @@
 #[cfg(test)]
 use std::collections::BTreeMap;
 use std::collections::{BTreeSet, HashMap};
+use std::ops::RangeInclusive;
 use std::sync::Mutex;
 
 use super::Held;
@@ -47,17 +48,18 @@ impl MemoryList {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Merges a publish's entries; its generation joins the pending ones and the
-    /// watermark climbs while the next is there. A list with no watermark keeps none (and
-    /// remembers no generation): only a fill sets one. [`super::redis`]'s merge script is
-    /// the twin, and a property test holds them together.
-    pub(crate) fn publish(&self, fields: &[(String, Held)], generation: i64) {
+    /// Merges a publish's entries; its generations (every one of `generations`: a
+    /// group's are consecutive) join the pending ones and the watermark climbs while the
+    /// next is there. A list with no watermark keeps none (and remembers no generation):
+    /// only a fill sets one. [`super::redis`]'s merge script is the twin, and a property
+    /// test holds them together.
+    pub(crate) fn publish(&self, fields: &[(String, Held)], generations: RangeInclusive<i64>) {
         let mut state = self.state();
         state.merge(fields);
         if state.watermark.is_none() {
             return;
         }
-        state.pending.insert(generation);
+        state.pending.extend(generations);
         state.advance();
     }
 
@@ -124,12 +126,20 @@ mod tests {
         };
         assert_eq!(list.read(&f("a")).0, None, "never filled");
         list.fill(&[], 5);
-        list.publish(&[("jti:b".into(), held(10))], 7);
+        list.publish(&[("jti:b".into(), held(10))], 7..=7);
         assert_eq!(list.read(&f("b")).0, Some(5), "6 has not arrived");
-        list.publish(&[("jti:a".into(), held(10))], 6);
+        list.publish(&[("jti:a".into(), held(10))], 6..=6);
         assert_eq!(list.read(&f("a")).0, Some(7));
         list.fill(&[], 9);
         assert_eq!(list.read(&f("a")).0, Some(9));
+        list.publish(&[("jti:c".into(), held(10))], 11..=13);
+        assert_eq!(list.read(&f("c")).0, Some(9), "10 has not arrived");
+        list.publish(&[], 10..=10);
+        assert_eq!(
+            list.read(&f("c")).0,
+            Some(13),
+            "a group's generations, all at once"
+        );
         list.purge(10);
         assert_eq!(list.read(&f("a")).1[0], None);
     }

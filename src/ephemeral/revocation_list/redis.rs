@@ -8,6 +8,7 @@
 //! cannot expire fields of a hash.
 
 use std::collections::HashMap;
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -60,14 +61,14 @@ end
 ";
 
 /// Merges entries (the later expiry and cut-off win), then moves the watermark: with
-/// `publish`, generation `g` joins the pending ones and the watermark climbs while the
-/// next generation is there (a list with no watermark stays so: only a fill sets one);
-/// with `fill`, the watermark becomes at least `g`. Every call takes the next sequence
-/// number and announces on KEYS[2] what it wrote: `{"s": seq, "g": watermark, "f":
-/// {field: "expires_at:cutoff"}}`, for the instances' mirrors (watermark -1: the list has
-/// none). A publish then marks the mirrors that have not acknowledged it.
-/// KEYS[1]: the hash, KEYS[2]: the channel. ARGV: mode, g, then (field, expires_at,
-/// cutoff) triples. Answers `{seq, holders still to acknowledge, ms until their leases
+/// `publish`, generations `first..=last` join the pending ones and the watermark climbs
+/// while the next generation is there (a list with no watermark stays so: only a fill
+/// sets one); with `fill`, the watermark becomes at least `last`. Every call takes the
+/// next sequence number and announces on KEYS[2] what it wrote: `{"s": seq, "g":
+/// watermark, "f": {field: "expires_at:cutoff"}}`, for the instances' mirrors (watermark
+/// -1: the list has none). A publish then marks the mirrors that have not acknowledged
+/// it. KEYS[1]: the hash, KEYS[2]: the channel. ARGV: mode, first, last, then (field,
+/// expires_at, cutoff) triples. Answers `{seq, holders still to acknowledge, ms until their leases
 /// end, 1 if the hash had no epoch (flushed, evicted or new: leases it held are unknown)}`.
 const MERGE: &str = r"
 local key = KEYS[1]
@@ -84,7 +85,7 @@ local function announce(watermark)
   local pending, wait = waiting(seq, now_ms())
   return {seq, pending, wait, fresh}
 end
-for i = 3, #ARGV, 3 do
+for i = 4, #ARGV, 3 do
   local expires_at, cutoff = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   local old = redis.call('HGET', key, ARGV[i])
   if old then
@@ -98,7 +99,7 @@ for i = 3, #ARGV, 3 do
   redis.call('HSET', key, ARGV[i], value)
   written[ARGV[i]] = value
 end
-local mode, g = ARGV[1], tonumber(ARGV[2])
+local mode, first, last = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local gen = tonumber(redis.call('HGET', key, 'gen') or '-1')
 if mode == 'publish' and gen < 0 then
   return announce(-1)
@@ -108,9 +109,9 @@ for n in string.gmatch(redis.call('HGET', key, 'pending') or '', '%d+') do
   pending[tonumber(n)] = true
 end
 if mode == 'fill' then
-  gen = math.max(gen, g)
+  gen = math.max(gen, last)
 else
-  pending[g] = true
+  for n = first, last do pending[n] = true end
 end
 while pending[gen + 1] do
   pending[gen + 1] = nil
@@ -509,10 +510,14 @@ impl RedisList {
         &self,
         mode: &str,
         fields: &[(String, Held)],
-        generation: i64,
+        generations: RangeInclusive<i64>,
     ) -> Result<Published, RedisError> {
         let mut invocation = self.merge.key(&self.key);
-        invocation.key(&self.channel).arg(mode).arg(generation);
+        invocation
+            .key(&self.channel)
+            .arg(mode)
+            .arg(*generations.start())
+            .arg(*generations.end());
         for (field, held) in fields {
             invocation.arg(field).arg(held.expires_at).arg(held.cutoff);
         }
@@ -523,16 +528,17 @@ impl RedisList {
         })
     }
 
-    /// Merges the entries, announces them, and returns once every mirror that may answer
+    /// Merges the entries of generations `generations` (every one of them: a group's
+    /// are consecutive), announces them, and returns once every mirror that may answer
     /// has applied them: each holder of a lease has acknowledged the announcement or its
     /// lease has ended (it cannot be renewed until it acknowledges). Typically one round
     /// trip more; at most a lease length for an instance that stopped answering.
     pub(crate) async fn publish(
         &self,
         fields: &[(String, Held)],
-        generation: i64,
+        generations: RangeInclusive<i64>,
     ) -> Result<(), RedisError> {
-        let published = self.merge("publish", fields, generation).await?;
+        let published = self.merge("publish", fields, generations).await?;
         if published.fresh {
             // Leases held before the hash was lost are unknown: wait them out.
             tokio::time::sleep(LEASE).await;
@@ -590,14 +596,16 @@ impl RedisList {
         for chunk in fields.chunks(500) {
             // Entries only: no generation moves until all of them are in.
             let mut invocation = self.merge.key(&self.key);
-            invocation.key(&self.channel).arg("entries").arg(0);
+            invocation.key(&self.channel).arg("entries").arg(0).arg(0);
             for (field, held) in chunk {
                 invocation.arg(field).arg(held.expires_at).arg(held.cutoff);
             }
             let mut conn = self.conn().await?;
             invocation.invoke_async::<Vec<i64>>(&mut conn).await?;
         }
-        self.merge("fill", &[], generation).await.map(|_| ())
+        self.merge("fill", &[], generation..=generation)
+            .await
+            .map(|_| ())
     }
 
     /// The watermark and the fields of a check, in one round trip.
@@ -861,7 +869,8 @@ mod tests {
 
     #[derive(Debug, Clone)]
     enum MergeOp {
-        Publish(i64, Vec<(u8, i64, i64)>),
+        /// Generations `first..=first + more`.
+        Publish(i64, i64, Vec<(u8, i64, i64)>),
         Fill(i64, Vec<(u8, i64, i64)>),
     }
 
@@ -869,7 +878,7 @@ mod tests {
         use proptest::prelude::*;
         let fields = proptest::collection::vec((0u8..4, 0i64..100, 0i64..100), 0..4);
         prop_oneof![
-            (0i64..10, fields.clone()).prop_map(|(g, f)| MergeOp::Publish(g, f)),
+            (0i64..10, 0i64..3, fields.clone()).prop_map(|(g, n, f)| MergeOp::Publish(g, n, f)),
             (0i64..10, fields).prop_map(|(g, f)| MergeOp::Fill(g, f)),
         ]
     }
@@ -900,16 +909,20 @@ mod tests {
             let twin = MemoryList::default();
             let mut conn = conn.clone();
             for op in ops {
-                let (mode, generation, fields) = match &op {
-                    MergeOp::Publish(g, f) => ("publish", *g, f),
-                    MergeOp::Fill(g, f) => ("fill", *g, f),
+                let (mode, generations, fields) = match &op {
+                    MergeOp::Publish(g, n, f) => ("publish", *g..=*g + *n, f),
+                    MergeOp::Fill(g, f) => ("fill", *g..=*g, f),
                 };
                 let fields: Vec<(String, Held)> = fields
                     .iter()
                     .map(|(n, e, c)| (format!("jti:{n}"), Held { expires_at: *e, cutoff: *c }))
                     .collect();
                 let mut invocation = merge.key(&key);
-                invocation.key(&channel).arg(mode).arg(generation);
+                invocation
+                    .key(&channel)
+                    .arg(mode)
+                    .arg(*generations.start())
+                    .arg(*generations.end());
                 for (field, held) in &fields {
                     invocation.arg(field).arg(held.expires_at).arg(held.cutoff);
                 }
@@ -918,8 +931,8 @@ mod tests {
                     redis::cmd("HGETALL").arg(&key).query_async(&mut conn).await.unwrap()
                 });
                 match op {
-                    MergeOp::Publish(..) => twin.publish(&fields, generation),
-                    MergeOp::Fill(..) => twin.fill(&fields, generation),
+                    MergeOp::Publish(..) => twin.publish(&fields, generations),
+                    MergeOp::Fill(..) => twin.fill(&fields, *generations.end()),
                 }
                 let lua_entries: std::collections::BTreeMap<String, Held> =
                     entries(hash.iter()).into_iter().collect();

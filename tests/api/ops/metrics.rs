@@ -401,7 +401,10 @@ async fn every_counter_of_the_contract_is_exported_at_zero_from_the_start() {
         .text()
         .await
         .unwrap();
-    let mut expected = vec!["tokenmint_signing_key_rotations_total 0".to_owned()];
+    let mut expected = vec![
+        "tokenmint_signing_key_rotations_total 0".to_owned(),
+        "tokenmint_revocation_list_refills_total 0".to_owned(),
+    ];
     for (name, outcomes) in [
         (
             "tokenmint_logins_total",
