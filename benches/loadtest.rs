@@ -380,6 +380,19 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The service's count of revocation-list refills so far (`NaN` for a build that does
+/// not count them).
+async fn refills(client: &reqwest::Client, base: &str) -> f64 {
+    let text = match client.get(format!("{base}/metrics")).send().await {
+        Ok(response) => response.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    text.lines()
+        .find_map(|l| l.strip_prefix("tokenmint_revocation_list_refills_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
 async fn post_json(
     client: &reqwest::Client,
     url: &str,
@@ -1301,7 +1314,7 @@ async fn main() -> anyhow::Result<()> {
         ("introspect", introspect_req),
         ("me", me_req.clone()),
         ("me_dpop", me_dpop_req),
-        ("revoke", revoke_req),
+        ("revoke", revoke_req.clone()),
     ] {
         results.insert(
             name.into(),
@@ -1321,6 +1334,21 @@ async fn main() -> anyhow::Result<()> {
         results.insert(name.into(), drive(&client, half, s, request).await?);
         let _ = flood.await;
     }
+    // `/api/me` while revocations stream beside it: each revocation raises the list's
+    // generation, which every check needs the list to have reached (a check that finds
+    // it behind refills it from the database).
+    let refills_before = refills(&client, &base).await;
+    let stream = tokio::spawn({
+        let (client, revoke_req) = (client.clone(), revoke_req.clone());
+        async move { drive(&client, half, s, revoke_req).await }
+    });
+    results.insert(
+        "me_beside_revocations".into(),
+        drive(&client, half, s, me_req.clone()).await?,
+    );
+    results.insert("revoke_beside_checks".into(), stream.await??);
+    let refills_per_revocation = (refills(&client, &base).await - refills_before)
+        / results["revoke_beside_checks"].requests.max(1) as f64;
     let peak_rss_kib = rss_kib(pid, "VmHWM:");
     // The same two calls on another number of connections.
     // The same two calls on another number of connections, and the static reference:
@@ -1425,6 +1453,12 @@ async fn main() -> anyhow::Result<()> {
             "me with DPoP / me with Bearer (report)".into(),
             rps("me_dpop") / rps("me").max(0.001),
             0.0,
+            true,
+        ),
+        (
+            "refills per revocation beside checks (report)".into(),
+            refills_per_revocation,
+            f64::NEG_INFINITY,
             true,
         ),
         (
