@@ -326,7 +326,8 @@ pub struct Revocations {
     /// When (ms after `started`) the last successful read of that generation began.
     synced_at: AtomicU64,
     started: Monotonic,
-    refilling: tokio::sync::Mutex<()>,
+    /// Held by a refill (one at a time): how many this instance has made.
+    refilling: tokio::sync::Mutex<u64>,
     /// A read of Redis failed, and no probe since found it answering.
     redis_failing: std::sync::atomic::AtomicBool,
     /// Revoking transactions of concurrent requests, committed together: see
@@ -563,7 +564,7 @@ impl Revocations {
             known: AtomicI64::new(0),
             synced_at: AtomicU64::new(0),
             started: Monotonic::default(),
-            refilling: tokio::sync::Mutex::new(()),
+            refilling: tokio::sync::Mutex::new(0),
             redis_failing: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -794,22 +795,32 @@ impl Revocations {
         // revocation answered before it is published, or (if its publication failed)
         // known here and in the database.
         let mut needed = self.known.load(Ordering::SeqCst);
-        for attempt in 0..2 {
-            let (watermark, held) = match &self.backend {
+        let read = || async {
+            Ok::<_, RevocationError>(match &self.backend {
                 Backend::Memory(list) => list.read(fields),
                 Backend::Redis(list) => list.read(fields).await?,
-            };
-            if watermark.is_some_and(|w| w >= needed) {
-                return Ok(held);
-            }
-            if attempt == 0 {
-                // The refill makes the list complete up to a generation read after the
-                // check began. Revocations committed since (their callers not answered
-                // yet) may have raised what this instance knows again: they are not
-                // needed, but a watermark below the refill's (the list flushed or
-                // rewound meanwhile) is a list that lost entries.
-                needed = needed.max(self.refill_to(now).await?.1);
-            }
+            })
+        };
+        let (watermark, held) = read().await?;
+        if watermark.is_some_and(|w| w >= needed) {
+            return Ok(held);
+        }
+        let refilling = self.refilling.lock().await;
+        // While this check waited for the lock, another may have refilled the list, or the
+        // publication it lacked may have arrived: then it needs no refill of its own.
+        let (watermark, held) = read().await?;
+        if watermark.is_some_and(|w| w >= needed) {
+            return Ok(held);
+        }
+        // The refill makes the list complete up to a generation read after the check
+        // began. Revocations committed since (their callers not answered yet) may have
+        // raised what this instance knows again: they are not needed, but a watermark
+        // below the refill's (the list flushed or rewound meanwhile) is a list that lost
+        // entries.
+        needed = needed.max(self.refill_locked(refilling, now).await?.1);
+        let (watermark, held) = read().await?;
+        if watermark.is_some_and(|w| w >= needed) {
+            return Ok(held);
         }
         Err(RevocationError::Unavailable(::redis::RedisError::from((
             ::redis::ErrorKind::Io,
@@ -840,12 +851,17 @@ impl Revocations {
     /// Copies every live revocation from the database into the list and raises its
     /// watermark to the generation read before them.
     pub async fn refill(&self, now: DateTime<Utc>) -> Result<usize, RevocationError> {
-        Ok(self.refill_to(now).await?.0)
+        let refilling = self.refilling.lock().await;
+        Ok(self.refill_locked(refilling, now).await?.0)
     }
 
-    /// [`Revocations::refill`], with the generation the list is now complete up to.
-    async fn refill_to(&self, now: DateTime<Utc>) -> Result<(usize, i64), RevocationError> {
-        let _one_at_a_time = self.refilling.lock().await;
+    /// [`Revocations::refill`] by the holder of its lock (one at a time), with the
+    /// generation the list is now complete up to.
+    async fn refill_locked(
+        &self,
+        mut refills: tokio::sync::MutexGuard<'_, u64>,
+        now: DateTime<Utc>,
+    ) -> Result<(usize, i64), RevocationError> {
         let naive = now.naive_utc();
         // The generation first: rows read after it include every generation up to it.
         let (generation, rows) = self
@@ -862,6 +878,7 @@ impl Revocations {
             Backend::Redis(list) => list.fill(&fields, generation).await?,
         }
         self.known.fetch_max(generation, Ordering::SeqCst);
+        *refills += 1;
         metrics::counter!(crate::metrics::REVOCATION_REFILLS).increment(1);
         if !fields.is_empty() {
             tracing::info!(
@@ -1032,6 +1049,53 @@ mod tests {
         subjects.sort();
         expected_rows.sort();
         assert_eq!(subjects, expected_rows, "no refused body's write committed");
+    }
+
+    /// Checks that find the list behind the database at the same moment refill it once:
+    /// the others, waiting for the refill's lock, find it complete when they get it.
+    #[tokio::test]
+    async fn checks_that_find_the_list_behind_together_refill_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = crate::store::DatabaseUrl::Sqlite(dir.path().join("refill.db"));
+        let db = Db::new(&url, 1, std::time::Duration::from_secs(5)).unwrap();
+        db.migrate().await.unwrap();
+        let revocations = Revocations::memory(db.clone());
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let until = now + chrono::TimeDelta::hours(1);
+        revocations.refill(now).await.unwrap();
+        // Recorded in the database and never published (a publication lost on its way),
+        // then learnt by this instance's poll.
+        db.run(move |conn| Revocations::record(conn, vec![token("lost".into(), until)], now))
+            .await
+            .unwrap();
+        revocations.sync().await.unwrap();
+        let ids = |jti| TokenIds {
+            jti,
+            sid: None,
+            sub: "user",
+            tenant: "default",
+            iat: now.timestamp(),
+            kid: "kid",
+        };
+        let checks = (0..20).map(|i| {
+            let jti = if i % 2 == 0 { "lost" } else { "other" };
+            let revocations = &revocations;
+            async move { revocations.check(ids(jti), now).await.unwrap() }
+        });
+        let answers = futures_util::future::join_all(checks).await;
+        for (i, answer) in answers.into_iter().enumerate() {
+            let expected = if i % 2 == 0 {
+                Revoked::Yes
+            } else {
+                Revoked::No
+            };
+            assert_eq!(answer, expected, "check {i}");
+        }
+        assert_eq!(
+            *revocations.refilling.lock().await,
+            2,
+            "the first refill and one more"
+        );
     }
 
     #[test]
