@@ -148,12 +148,7 @@ impl Settings {
         )
         .map_err(|reason| invalid("TOKENMINT_DATABASE_URL", reason))?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
-        // SQLite has one writer: more connections only queue on its lock (its busy handler
-        // sleeps), and each keeps its own page cache.
-        let default_pool_size = match database_url {
-            DatabaseUrl::Sqlite(_) => 1,
-            DatabaseUrl::Postgres(_) => 8,
-        };
+        let default_pool_size = u64::from(Self::default_pool_size(&database_url));
         let settings = Self {
             issuer: vars
                 .text("TOKENMINT_ISSUER")
@@ -307,6 +302,16 @@ impl Settings {
         settings.database_url = DatabaseUrl::Sqlite(dir.join("tokenmint.db"));
         settings.key_encryption_key = Some(SecretBox::new(Box::new([7u8; 32])));
         settings
+    }
+
+    /// `TOKENMINT_DB_POOL_SIZE`'s default for a database: 1 for SQLite, which has one
+    /// writer (more connections only queue on its lock, its busy handler sleeping, and
+    /// each keeps its own page cache), 8 for PostgreSQL.
+    pub fn default_pool_size(database_url: &DatabaseUrl) -> u32 {
+        match database_url {
+            DatabaseUrl::Sqlite(_) => 1,
+            DatabaseUrl::Postgres(_) => 8,
+        }
     }
 
     /// The directory that holds the embedded database (and a generated key-encryption key).

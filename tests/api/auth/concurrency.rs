@@ -631,8 +631,7 @@ async fn logouts_racing_the_end_of_all_of_a_users_sessions_all_succeed() {
 #[tokio::test]
 async fn a_logout_waiting_for_a_locked_session_holds_up_no_other_logout() {
     use diesel::{Connection as _, RunQueryDsl as _};
-    // PostgreSQL's default pool (the tests' settings start from SQLite's one connection).
-    let app = spawn_app_with(|s| s.db_pool_size = 8).await;
+    let app = spawn_app().await;
     let url = app.database_url().to_owned();
     if !url.starts_with("postgres") {
         return; // SQLite has one writer and no row locks.

@@ -133,6 +133,9 @@ where
     let database = TestDatabase::new();
     let mut settings = Settings::for_tests(database.dir.path(), ADMIN_PASSWORD);
     settings.database_url = database.url.clone();
+    // As many connections as a deployment on this database has by default (on
+    // PostgreSQL, concurrent requests run on several).
+    settings.db_pool_size = Settings::default_pool_size(&settings.database_url);
     if let Some(url) = non_empty_env("TOKENMINT_TEST_REDIS_URL") {
         settings.redis_url = Some(SecretString::from(url));
         settings.redis_prefix = format!("tokenmint-test:{}:", Uuid::new_v4().simple());
