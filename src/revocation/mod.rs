@@ -945,6 +945,18 @@ mod tests {
         (Revocation::Token { jti }, until)
     }
 
+    /// A database in `dir` on one connection (one database thread), its in-memory list
+    /// filled (complete up to generation 0), and the moment the test runs at.
+    async fn filled_memory_list(dir: &tempfile::TempDir) -> (Db, Revocations, DateTime<Utc>) {
+        let url = crate::store::DatabaseUrl::Sqlite(dir.path().join("revocations.db"));
+        let db = Db::new(&url, 1, std::time::Duration::from_secs(5)).unwrap();
+        db.migrate().await.unwrap();
+        let revocations = Revocations::memory(db.clone());
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        revocations.refill(now).await.unwrap();
+        (db, revocations, now)
+    }
+
     /// Concurrent revoking transactions, committed in groups: a body that fails rolls
     /// back its own writes only, one whose failure was not its own (an internal error)
     /// runs again alone, and the others' revocations commit, each with a generation of
@@ -954,13 +966,9 @@ mod tests {
     #[tokio::test]
     async fn a_group_of_revoking_transactions_commits_each_on_its_own_terms() {
         let dir = tempfile::tempdir().unwrap();
-        let url = crate::store::DatabaseUrl::Sqlite(dir.path().join("group.db"));
-        let db = Db::new(&url, 1, std::time::Duration::from_secs(5)).unwrap();
-        db.migrate().await.unwrap();
-        let revocations = Arc::new(Revocations::memory(db.clone()));
-        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let (db, revocations, now) = filled_memory_list(&dir).await;
+        let revocations = Arc::new(revocations);
         let until = now + chrono::TimeDelta::hours(1);
-        revocations.refill(now).await.unwrap();
         // The generations that have reached the list (in order or not).
         let arrived = |revocations: &Revocations| match &revocations.backend {
             Backend::Memory(list) => {
@@ -1056,13 +1064,8 @@ mod tests {
     #[tokio::test]
     async fn checks_that_find_the_list_behind_together_refill_it_once() {
         let dir = tempfile::tempdir().unwrap();
-        let url = crate::store::DatabaseUrl::Sqlite(dir.path().join("refill.db"));
-        let db = Db::new(&url, 1, std::time::Duration::from_secs(5)).unwrap();
-        db.migrate().await.unwrap();
-        let revocations = Revocations::memory(db.clone());
-        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let (db, revocations, now) = filled_memory_list(&dir).await;
         let until = now + chrono::TimeDelta::hours(1);
-        revocations.refill(now).await.unwrap();
         // Recorded in the database and never published (a publication lost on its way),
         // then learnt by this instance's poll.
         db.run(move |conn| Revocations::record(conn, vec![token("lost".into(), until)], now))
