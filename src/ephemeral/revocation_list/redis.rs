@@ -68,8 +68,9 @@ end
 /// watermark, "f": {field: "expires_at:cutoff"}}`, for the instances' mirrors (watermark
 /// -1: the list has none). A publish then marks the mirrors that have not acknowledged
 /// it. KEYS[1]: the hash, KEYS[2]: the channel. ARGV: mode, first, last, then (field,
-/// expires_at, cutoff) triples. Answers `{seq, holders still to acknowledge, ms until their leases
-/// end, 1 if the hash had no epoch (flushed, evicted or new: leases it held are unknown)}`.
+/// expires_at, cutoff) triples. Answers `{seq, holders still to acknowledge, ms until
+/// their leases end, 1 if the hash had no epoch (flushed, evicted or new: leases it held
+/// are unknown)}`.
 const MERGE: &str = r"
 local key = KEYS[1]
 local fresh = 0
