@@ -1321,18 +1321,28 @@ async fn main() -> anyhow::Result<()> {
             drive_metered(&client, &meter, c, s, request).await?,
         );
     }
-    // JWKS and refresh while a login flood runs beside them.
+    // JWKS and refresh while a login flood runs beside them, and the flood's own figures
+    // (how many logins still get through, and how many are answered 503 beyond the
+    // login queue).
     let half = (c / 2).max(1);
-    for (name, request) in [
-        ("jwks_during_login_flood", get(jwks_url)),
-        ("refresh_during_login_flood", refresh_req.clone()),
+    for (name, flood_name, request) in [
+        (
+            "jwks_during_login_flood",
+            "login_beside_jwks",
+            get(jwks_url),
+        ),
+        (
+            "refresh_during_login_flood",
+            "login_beside_refresh",
+            refresh_req.clone(),
+        ),
     ] {
         let flood = tokio::spawn({
             let (client, login_req) = (client.clone(), login_req.clone());
             async move { drive(&client, half, s, login_req).await }
         });
         results.insert(name.into(), drive(&client, half, s, request).await?);
-        let _ = flood.await;
+        results.insert(flood_name.into(), flood.await??);
     }
     // `/api/me` while revocations stream beside it: each revocation raises the list's
     // generation, which every check needs the list to have reached (a check that finds
