@@ -21,6 +21,7 @@
 //! the moment the subscription is lost (connection closed, a ping unanswered for a
 //! second), the mirror is dropped and checks read Redis again, failing closed.
 
+use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -333,6 +334,8 @@ pub struct Revocations {
     /// Revoking transactions of concurrent requests, committed together: see
     /// [`Revocations::write`].
     writes: Arc<Group<Revoking, Ran>>,
+    /// Generations committed here and not yet in the list.
+    due: Arc<Due>,
 }
 
 /// What a revoking transaction does before its revocations are recorded: its writes, and
@@ -344,6 +347,8 @@ type Body = dyn Fn(&mut DbConnection) -> Result<Vec<Listed>, Error> + Send + Syn
 struct Revoking {
     body: Arc<Body>,
     now: DateTime<Utc>,
+    /// Where its commit's generations wait for their publication.
+    due: Arc<Due>,
 }
 
 /// A revoking transaction's answer: what it recorded, and the publication that carries it
@@ -424,7 +429,8 @@ fn write_group(conn: &mut DbConnection, jobs: Vec<Revoking>) -> Result<Vec<Ran>,
     });
     match together {
         Ok(written) => {
-            let publication = Publication::of(written.iter().filter_map(|w| w.as_ref().ok()));
+            let due = jobs.first().map(|job| &job.due);
+            let publication = Publication::of(written.iter().filter_map(|w| w.as_ref().ok()), due);
             Ok(written
                 .into_iter()
                 .map(|answer| match answer {
@@ -447,7 +453,7 @@ fn write_alone(conn: &mut DbConnection, job: &Revoking) -> Written {
         let entries = (job.body)(conn)?;
         Ok::<_, Error>(Revocations::record(conn, entries, job.now)?)
     })?;
-    let publication = Publication::of([&recorded]);
+    let publication = Publication::of([&recorded], Some(&job.due));
     Ok((recorded, publication))
 }
 
@@ -464,10 +470,16 @@ struct Publication {
     /// Set by whichever caller publishes; the others wait for it (and one of them takes
     /// over if that caller goes away before it is done).
     published: tokio::sync::OnceCell<()>,
+    /// Where `generations` wait from the commit until the list has them.
+    due: Option<Arc<Due>>,
 }
 
 impl Publication {
-    fn of<'r>(recorded: impl IntoIterator<Item = &'r Recorded>) -> Arc<Self> {
+    /// The publication of a commit's revocations, its generations due from now on.
+    fn of<'r>(
+        recorded: impl IntoIterator<Item = &'r Recorded>,
+        due: Option<&Arc<Due>>,
+    ) -> Arc<Self> {
         let (mut entries, mut generations) = (Vec::new(), None::<RangeInclusive<i64>>);
         for recorded in recorded {
             if recorded.entries.is_empty() {
@@ -480,11 +492,69 @@ impl Publication {
                 Some(range) => (*range.start()).min(g)..=(*range.end()).max(g),
             });
         }
+        let due = generations.as_ref().and(due).cloned();
+        if let (Some(due), Some(generations)) = (&due, &generations) {
+            due.add(generations);
+        }
         Arc::new(Self {
             entries,
             generations,
             published: tokio::sync::OnceCell::new(),
+            due,
         })
+    }
+
+    /// The list has the generations (or failed to take them): no longer due.
+    fn settled(&self) {
+        if let (Some(due), Some(generations)) = (&self.due, &self.generations) {
+            due.remove(*generations.start());
+        }
+    }
+}
+
+/// A publication whose callers all went away before one of them published: its
+/// generations are no longer awaited here (the next check that needs them refills).
+impl Drop for Publication {
+    fn drop(&mut self) {
+        self.settled();
+    }
+}
+
+/// How long a check that finds the list behind waits for this instance's own
+/// publications in flight before it refills the list instead.
+const DUE_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// The generations this instance has committed and not yet published, each publication's
+/// by its first. Consecutive commits publish concurrently, and a later one can reach the
+/// list first: until the earlier one does, the list is behind what this instance knows.
+/// A check that finds it so waits for them (up to [`DUE_WAIT`]) rather than refill.
+#[derive(Default)]
+struct Due {
+    ranges: std::sync::Mutex<BTreeMap<i64, i64>>,
+    settled: tokio::sync::Notify,
+}
+
+impl Due {
+    fn add(&self, generations: &RangeInclusive<i64>) {
+        self.lock().insert(*generations.start(), *generations.end());
+    }
+
+    fn remove(&self, first: i64) {
+        if self.lock().remove(&first).is_some() {
+            self.settled.notify_waiters();
+        }
+    }
+
+    /// Whether a due publication holds a generation at most `needed`.
+    fn any_up_to(&self, needed: i64) -> bool {
+        self.lock()
+            .keys()
+            .next()
+            .is_some_and(|first| *first <= needed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<i64, i64>> {
+        self.ranges.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -566,6 +636,7 @@ impl Revocations {
             started: Monotonic::default(),
             refilling: tokio::sync::Mutex::new(0),
             redis_failing: std::sync::atomic::AtomicBool::new(false),
+            due: Arc::default(),
         }
     }
 
@@ -606,11 +677,16 @@ impl Revocations {
         let job = Revoking {
             body: body.clone(),
             now,
+            due: self.due.clone(),
         };
         let written = match self.writes.run(job).await? {
             Ran::Done(written) => written,
             Ran::Alone => {
-                let job = Revoking { body, now };
+                let job = Revoking {
+                    body,
+                    now,
+                    due: self.due.clone(),
+                };
                 self.db.run(move |conn| write_alone(conn, &job)).await
             }
         };
@@ -619,8 +695,11 @@ impl Revocations {
             .published
             .get_or_init(|| async {
                 if let Some(generations) = &publication.generations {
-                    self.publish_generations(&publication.entries, generations.clone(), now)
+                    let listed = self
+                        .list_generations(&publication.entries, generations.clone(), now)
                         .await;
+                    publication.settled();
+                    Self::unlisted(listed).await;
                 }
             })
             .await;
@@ -639,17 +718,30 @@ impl Revocations {
             return;
         }
         let generation = recorded.generation;
-        self.publish_generations(&recorded.entries, generation..=generation, now)
+        let listed = self
+            .list_generations(&recorded.entries, generation..=generation, now)
             .await;
+        Self::unlisted(listed).await;
     }
 
-    /// [`Revocations::publish`] of the revocations of `generations`, every one of them.
-    async fn publish_generations(
+    /// What [`Revocations::publish`] does after a failed write to the list: waits until
+    /// every instance has read the database's generation.
+    async fn unlisted(listed: Result<(), RevocationError>) {
+        if let Err(error) = listed {
+            tracing::warn!(%error, "revocations recorded but not published; waiting until every instance has read the database's generation");
+            tokio::time::sleep(SYNC_FRESH).await;
+        }
+    }
+
+    /// Writes the revocations of `generations`, every one of them, to the list, and
+    /// raises what this instance knows to them (also when the write failed: the next
+    /// check refills).
+    async fn list_generations(
         &self,
         entries: &[Listed],
         generations: RangeInclusive<i64>,
         now: DateTime<Utc>,
-    ) {
+    ) -> Result<(), RevocationError> {
         let live: Vec<Listed> = entries
             .iter()
             .filter(|(_, until)| *until > now)
@@ -661,7 +753,10 @@ impl Revocations {
                 list.publish(&fields, generations.clone());
                 Ok(())
             }
-            Backend::Redis(list) => list.publish(&fields, generations.clone()).await,
+            Backend::Redis(list) => list
+                .publish(&fields, generations.clone())
+                .await
+                .map_err(Into::into),
         };
         // Known here once the list has them (or has failed to take them), before the
         // caller is answered: every check after the answer needs them, and one that
@@ -669,10 +764,7 @@ impl Revocations {
         // revocation has not happened yet for it). Raised before the write, it would
         // send every check overlapping a publication to refill the list.
         self.known.fetch_max(*generations.end(), Ordering::SeqCst);
-        if let Err(error) = published {
-            tracing::warn!(%error, "revocations recorded but not published; waiting until every instance has read the database's generation");
-            tokio::time::sleep(SYNC_FRESH).await;
-        }
+        published
     }
 
     /// Whether a token is revoked: from the mirror of the Redis list when it is complete,
@@ -801,9 +893,22 @@ impl Revocations {
                 Backend::Redis(list) => list.read(fields).await?,
             })
         };
-        let (watermark, held) = read().await?;
-        if watermark.is_some_and(|w| w >= needed) {
-            return Ok(held);
+        // Behind by generations this instance committed and is publishing: they are on
+        // their way, so the check waits for them (briefly) instead of refilling.
+        let deadline = tokio::time::Instant::now() + DUE_WAIT;
+        loop {
+            let settled = self.due.settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            let (watermark, held) = read().await?;
+            if watermark.is_some_and(|w| w >= needed) {
+                return Ok(held);
+            }
+            if !self.due.any_up_to(needed)
+                || tokio::time::timeout_at(deadline, settled).await.is_err()
+            {
+                break;
+            }
         }
         let refilling = self.refilling.lock().await;
         // While this check waited for the lock, another may have refilled the list, or the
@@ -1099,6 +1204,66 @@ mod tests {
             2,
             "the first refill and one more"
         );
+    }
+
+    /// A check that finds the list behind by a commit of this instance whose publication
+    /// is still on its way (a later commit's reached the list first) waits for it instead
+    /// of refilling; if that publication is abandoned, the check refills.
+    #[tokio::test]
+    async fn a_check_behind_a_publication_of_this_instance_waits_for_it_rather_than_refill() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, revocations, now) = filled_memory_list(&dir).await;
+        let until = now + chrono::TimeDelta::hours(1);
+        let ids = |jti| TokenIds {
+            jti,
+            sid: None,
+            sub: "user",
+            tenant: "default",
+            iat: now.timestamp(),
+            kid: "kid",
+        };
+        let record = |jti: &'static str| {
+            db.run(move |conn| Revocations::record(conn, vec![token(jti.into(), until)], now))
+        };
+        let refills = || async { *revocations.refilling.lock().await };
+        for abandoned in [false, true] {
+            let (early, late) = if abandoned {
+                ("early-abandoned", "late-abandoned")
+            } else {
+                ("early", "late")
+            };
+            // Two commits; the earlier one's publication is due, the later one's lands
+            // first: the list is behind what this instance knows.
+            let first = record(early).await.unwrap();
+            let publication = Publication::of([&first], Some(&revocations.due));
+            let second = record(late).await.unwrap();
+            assert_eq!(second.generation, first.generation + 1);
+            revocations.publish(&second, now).await;
+            let before = refills().await;
+            let settle = async {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                if abandoned {
+                    drop(publication);
+                } else {
+                    let generations = publication.generations.clone().unwrap();
+                    revocations
+                        .list_generations(&publication.entries, generations, now)
+                        .await
+                        .unwrap();
+                    publication.settled();
+                }
+            };
+            let (answers, ()) = tokio::join!(
+                futures_util::future::join_all(
+                    [early, late, "other"].map(|jti| revocations.check(ids(jti), now))
+                ),
+                settle
+            );
+            let answers: Vec<Revoked> = answers.into_iter().map(Result::unwrap).collect();
+            assert_eq!(answers, [Revoked::Yes, Revoked::Yes, Revoked::No]);
+            let expected = if abandoned { before + 1 } else { before };
+            assert_eq!(refills().await, expected, "abandoned: {abandoned}");
+        }
     }
 
     #[test]
