@@ -1050,6 +1050,18 @@ mod tests {
         (Revocation::Token { jti }, until)
     }
 
+    /// The ids of a token `jti` of one user, with no session, issued `at`.
+    fn user_token(jti: &str, at: DateTime<Utc>) -> TokenIds<'_> {
+        TokenIds {
+            jti,
+            sid: None,
+            sub: "user",
+            tenant: "default",
+            iat: at.timestamp(),
+            kid: "kid",
+        }
+    }
+
     /// A database in `dir` on one connection (one database thread), its in-memory list
     /// filled (complete up to generation 0), and the moment the test runs at.
     async fn filled_memory_list(dir: &tempfile::TempDir) -> (Db, Revocations, DateTime<Utc>) {
@@ -1177,14 +1189,7 @@ mod tests {
             .await
             .unwrap();
         revocations.sync().await.unwrap();
-        let ids = |jti| TokenIds {
-            jti,
-            sid: None,
-            sub: "user",
-            tenant: "default",
-            iat: now.timestamp(),
-            kid: "kid",
-        };
+        let ids = |jti| user_token(jti, now);
         let checks = (0..20).map(|i| {
             let jti = if i % 2 == 0 { "lost" } else { "other" };
             let revocations = &revocations;
@@ -1214,14 +1219,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (db, revocations, now) = filled_memory_list(&dir).await;
         let until = now + chrono::TimeDelta::hours(1);
-        let ids = |jti| TokenIds {
-            jti,
-            sid: None,
-            sub: "user",
-            tenant: "default",
-            iat: now.timestamp(),
-            kid: "kid",
-        };
+        let ids = |jti| user_token(jti, now);
         let record = |jti: &'static str| {
             db.run(move |conn| Revocations::record(conn, vec![token(jti.into(), until)], now))
         };
