@@ -21,7 +21,7 @@
 //! the moment the subscription is lost (connection closed, a ping unanswered for a
 //! second), the mirror is dropped and checks read Redis again, failing closed.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -525,36 +525,33 @@ impl Drop for Publication {
 const DUE_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The generations this instance has committed and not yet published, each publication's
-/// by its first. Consecutive commits publish concurrently, and a later one can reach the
+/// by its first (the only one a check compares). Consecutive commits publish concurrently, and a later one can reach the
 /// list first: until the earlier one does, the list is behind what this instance knows.
 /// A check that finds it so waits for them (up to [`DUE_WAIT`]) rather than refill.
 #[derive(Default)]
 struct Due {
-    ranges: std::sync::Mutex<BTreeMap<i64, i64>>,
+    firsts: std::sync::Mutex<BTreeSet<i64>>,
     settled: tokio::sync::Notify,
 }
 
 impl Due {
     fn add(&self, generations: &RangeInclusive<i64>) {
-        self.lock().insert(*generations.start(), *generations.end());
+        self.lock().insert(*generations.start());
     }
 
     fn remove(&self, first: i64) {
-        if self.lock().remove(&first).is_some() {
+        if self.lock().remove(&first) {
             self.settled.notify_waiters();
         }
     }
 
     /// Whether a due publication holds a generation at most `needed`.
     fn any_up_to(&self, needed: i64) -> bool {
-        self.lock()
-            .keys()
-            .next()
-            .is_some_and(|first| *first <= needed)
+        self.lock().first().is_some_and(|first| *first <= needed)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<i64, i64>> {
-        self.ranges.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<i64>> {
+        self.firsts.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -893,21 +890,26 @@ impl Revocations {
                 Backend::Redis(list) => list.read(fields).await?,
             })
         };
-        // Behind by generations this instance committed and is publishing: they are on
-        // their way, so the check waits for them (briefly) instead of refilling.
+        let (watermark, held) = read().await?;
+        if watermark.is_some_and(|w| w >= needed) {
+            return Ok(held);
+        }
+        // Behind while generations this instance committed are being published: they are
+        // on their way, so the check waits for them (briefly) instead of refilling.
         let deadline = tokio::time::Instant::now() + DUE_WAIT;
         loop {
+            // Listening before the look at what is due: a settlement in between wakes it.
             let settled = self.due.settled.notified();
             tokio::pin!(settled);
             settled.as_mut().enable();
-            let (watermark, held) = read().await?;
-            if watermark.is_some_and(|w| w >= needed) {
-                return Ok(held);
-            }
             if !self.due.any_up_to(needed)
                 || tokio::time::timeout_at(deadline, settled).await.is_err()
             {
                 break;
+            }
+            let (watermark, held) = read().await?;
+            if watermark.is_some_and(|w| w >= needed) {
+                return Ok(held);
             }
         }
         let refilling = self.refilling.lock().await;
